@@ -1,0 +1,56 @@
+"""Losses, probabilities and predictions per task, Keras side.
+
+Every loss takes logits (the head is linear): `from_logits=True` is the
+numerically stable path the seeds insist on. Twin of torch_impl/losses.py:
+  multiclass -> SparseCategoricalCrossentropy(from_logits=True) | nn.CrossEntropyLoss
+  multilabel -> BinaryCrossentropy(from_logits=True)            | nn.BCEWithLogitsLoss
+  binary     -> BinaryCrossentropy(from_logits=True)            | nn.BCEWithLogitsLoss
+  regression -> MeanSquaredError                                | nn.MSELoss
+Keras reduces BCE and MSE over the last axis first, then over the batch; the
+torch side takes reduction="none" then .mean(-1), so per-sample values line up
+(PORTING_TRAPS.md, "BCE reduction", "MSE").
+"""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["make_loss", "per_sample_loss", "mean_loss", "probabilities"]
+
+
+def make_loss(task: str, reduction: str | None = "sum_over_batch_size", dtype: str | None = None) -> keras.losses.Loss:
+    """The Keras loss object for `task` (mean over the batch by default).
+
+    Args:
+        dtype: the loss' compute dtype. A Keras Loss casts its inputs to its own
+            dtype, which defaults to keras.backend.floatx() ("float32") whatever
+            the model's dtype: a float64 model gets a float32 loss (1e-8
+            differences) unless this is set (keras/src/losses/loss.py).
+    """
+    kw = dict(reduction=reduction, dtype=dtype)
+    if task == "multiclass":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, **kw)
+    if task in ("multilabel", "binary"):
+        return keras.losses.BinaryCrossentropy(from_logits=True, **kw)
+    if task == "regression":
+        return keras.losses.MeanSquaredError(**kw)
+    raise ValueError(f"unknown task. Received: task={task!r}")
+
+
+def per_sample_loss(task: str, logits, y):
+    """One loss value per item, shape (B,), in the logits' dtype."""
+    return make_loss(task, reduction=None, dtype=logits.dtype)(y, logits)
+
+
+def mean_loss(task: str, logits, y):
+    """The scalar training loss: the mean of per_sample_loss, in the logits' dtype."""
+    return make_loss(task, dtype=logits.dtype)(y, logits)
+
+
+def probabilities(task: str, logits):
+    """softmax for multiclass, sigmoid for multilabel/binary, identity for regression."""
+    if task == "multiclass":
+        return keras.ops.softmax(logits, axis=-1)
+    if task in ("multilabel", "binary"):
+        return keras.ops.sigmoid(logits)
+    return logits

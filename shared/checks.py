@@ -1,0 +1,135 @@
+"""One comparison primitive, used by the tests, the harness and the user API.
+
+A comparison never says "OK" alone: every `Check` states what was compared
+(`check`, `a`, `b`), the largest difference, where it occurred and the
+tolerance it was held to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.tolerances import Tolerance
+
+__all__ = ["Check", "compare_arrays", "compare_named", "format_check", "ParityFailure", "assert_checks"]
+
+
+@dataclass
+class Check:
+    """One row of the report. Keys are stable: CI scripts read them."""
+
+    check: str
+    a: str
+    b: str
+    max_abs_diff: float
+    max_rel_diff: float
+    tolerance: float
+    passed: bool
+    where: str
+    task: str = ""
+    model: str = ""
+    dtype: str = ""
+    info: bool = False  # informational rows never fail a run
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _where(index: tuple, labels=None) -> str:
+    if not index:
+        return "scalar"
+    parts = [str(i) for i in index]
+    if labels:
+        for axis, names in labels.items():
+            if names is not None and axis < len(index) and index[axis] < len(names):
+                parts[axis] = f"{index[axis]} ({names[index[axis]]})"
+    return "[" + ", ".join(parts) + "]"
+
+
+def compare_arrays(
+    check: str,
+    a,
+    b,
+    tolerance: Tolerance,
+    *,
+    a_name: str = "keras",
+    b_name: str = "torch",
+    labels: dict | None = None,
+    **context,
+) -> Check:
+    """Compare two arrays of the same shape; `b` is the reference for the scale.
+
+    Args:
+        check: what is compared ("logits", "grad conv1.weight", ...).
+        a, b: array-likes (numpy-convertible).
+        tolerance: allowed = abs + rel * max(1, max|b|).
+        a_name, b_name: the two sides, as the report shows them.
+        labels: optional {axis: names} to make `where` readable, e.g.
+            {1: class_names}.
+        context: task, model, dtype, info, detail.
+
+    A shape mismatch, or a NaN/inf on one side only, fails with where saying so.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return Check(check, a_name, b_name, float("inf"), float("inf"), 0.0, False,
+                     f"shape {a.shape} vs {b.shape}", **context)
+    scale = float(np.nanmax(np.abs(b[np.isfinite(b)]))) if np.isfinite(b).any() else 0.0
+    allowed = tolerance.allowed(scale)
+    nonfinite = np.isfinite(a) != np.isfinite(b)
+    if nonfinite.any():
+        idx = tuple(int(i) for i in np.argwhere(nonfinite)[0])
+        return Check(check, a_name, b_name, float("inf"), float("inf"), allowed, False,
+                     f"{_where(idx, labels)}: {a[idx]} vs {b[idx]}", **context)
+    diff = np.where(np.isfinite(a), np.abs(a - b), 0.0)
+    if diff.size == 0:
+        return Check(check, a_name, b_name, 0.0, 0.0, allowed, True, "empty", **context)
+    flat = int(np.argmax(diff))
+    idx = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    max_abs = float(diff.flat[flat])
+    where = _where(idx, labels)
+    if diff.ndim:
+        where += f": {a[idx]:.9g} vs {b[idx]:.9g}"
+    return Check(check, a_name, b_name, max_abs, max_abs / max(1.0, scale), allowed, max_abs <= allowed, where, **context)
+
+
+def compare_named(prefix: str, a: dict, b: dict, tolerance: Tolerance, **kw) -> list:
+    """compare_arrays over two dicts of arrays, name by name (HF's recursive check).
+
+    A name present on one side only is a failing Check of its own.
+    """
+    out = []
+    for name in list(a) + [n for n in b if n not in a]:
+        if name not in a or name not in b:
+            side = kw.get("a_name", "keras") if name in a else kw.get("b_name", "torch")
+            out.append(Check(f"{prefix} {name}", kw.get("a_name", "keras"), kw.get("b_name", "torch"),
+                             float("inf"), float("inf"), 0.0, False, f"only in {side}",
+                             **{k: v for k, v in kw.items() if k not in ("a_name", "b_name", "labels")}))
+            continue
+        out.append(compare_arrays(f"{prefix} {name}", a[name], b[name], tolerance, **kw))
+    return out
+
+
+def format_check(c: Check) -> str:
+    """One line: what, the two sides, largest difference, where, tolerance, verdict."""
+    verdict = "info" if c.info else ("pass" if c.passed else "FAIL")
+    ctx = "/".join(x for x in (c.task, c.model, c.dtype) if x)
+    return (f"{verdict:4} {ctx + ' ' if ctx else ''}{c.check}: {c.a} vs {c.b}, max |diff| {c.max_abs_diff:.3g} "
+            f"at {c.where}, tolerance {c.tolerance:.3g}")
+
+
+class ParityFailure(AssertionError):
+    """Raised by assert_checks; its message lists every failing check."""
+
+
+def assert_checks(checks: list) -> list:
+    """Raise ParityFailure naming every failing (non-info) check; return checks."""
+    bad = [c for c in checks if not c.passed and not c.info]
+    if bad:
+        raise ParityFailure("parity failed:\n" + "\n".join(format_check(c) for c in bad))
+    return checks

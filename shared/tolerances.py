@@ -1,0 +1,70 @@
+"""Every tolerance the project uses, named, with where its value comes from.
+
+A tolerance is relative to the scale of what is compared, with a floor of 1:
+allowed = abs + rel * max(1, max|reference|). So "16 float32 epsilons of the
+output scale" is Tolerance(rel=16 * F32_EPS): about 1.9e-6 for outputs near 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["F32_EPS", "F64_EPS", "Tolerance", "FORWARD", "GRADIENT", "TRAINING", "ONNX", "for_check"]
+
+F32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-07
+F64_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """allowed = abs + rel * max(1, scale)."""
+
+    rel: float
+    abs: float = 0.0
+
+    def allowed(self, scale: float) -> float:
+        return self.abs + self.rel * max(1.0, float(scale))
+
+
+FORWARD = {
+    # The twin-models issue's target: 16 float32 epsilons of the output scale
+    # (~2e-6 near 1). Summation order differs between oneDNN and ATen kernels,
+    # so a few ulps per layer are expected; measured max ~1e-6 at scale ~2.4.
+    "float32": Tolerance(rel=16 * F32_EPS),
+    # The issue's float64 target, 1e-12 (measured ~3e-15).
+    "float64": Tolerance(rel=1e-12),
+}
+
+GRADIENT = {
+    # Gradients sum over the batch, so rounding grows with batch size and depth.
+    # 64 float32 epsilons of the largest gradient (~7.6e-6 near 1); HF's
+    # PT<->TF tests allow 1e-5 absolute for the same reason.
+    "float32": Tolerance(rel=64 * F32_EPS),
+    "float64": Tolerance(rel=1e-12),
+}
+
+TRAINING = {
+    # After tens of optimizer steps the float32 rounding differences compound;
+    # HF relaxes its 1e-5 to 2e-4 for such cases ("every time the error was
+    # above 1e-5, I found a bug" holds for one step, not fifty). 1e-4 relative.
+    "float32": Tolerance(rel=1e-4),
+    # float64 trajectories stay ~1e-13 apart after 50 steps; 1e-10 leaves room.
+    "float64": Tolerance(rel=1e-10),
+}
+
+ONNX = {
+    # The exports are compared with the same budget as native forward passes.
+    "float32": FORWARD["float32"],
+    "float64": FORWARD["float64"],
+}
+
+_BY_KIND = {"forward": FORWARD, "gradient": GRADIENT, "training": TRAINING, "onnx": ONNX}
+
+
+def for_check(kind: str, dtype: str, override: Tolerance | None = None) -> Tolerance:
+    """The tolerance for a kind of check ("forward", "gradient", "training", "onnx")."""
+    if override is not None:
+        return override
+    return _BY_KIND[kind][dtype]

@@ -1,0 +1,134 @@
+"""PyTorch models built from a shared ModelConfig; layer names equal keras_impl's.
+
+Two layers differ from their stock torch counterparts on purpose, each the
+exact fix for a porting trap (PORTING_TRAPS.md, "Layers"):
+  - Conv2dSame: TensorFlow's asymmetric "same" padding for stride > 1.
+  - BatchNorm2dKeras: Keras' momentum convention and biased moving variance.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.config import ModelConfig, tf_same_padding
+
+__all__ = ["Conv2dSame", "BatchNorm2dKeras", "build_model", "layer_outputs", "forward"]
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow's "same" padding, fixed for a known input size.
+
+    TF pads max((out-1)*s + k - in, 0) in total with the odd extra row/column at
+    the bottom/right; torch's `padding=1` is symmetric and shifts the output
+    by a pixel for k=3, s=2 on even sizes (max diff 3.76 in the traps file).
+    The padding is computed once from the input size, so ONNX export sees
+    constants and only the batch dimension stays dynamic.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, input_hw, **kw):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, **kw)
+        top, bottom = tf_same_padding(input_hw[0], kernel_size, stride)
+        left, right = tf_same_padding(input_hw[1], kernel_size, stride)
+        self.tf_pad = (left, right, top, bottom)  # F.pad order: last dim first
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.tf_pad))
+
+
+class BatchNorm2dKeras(nn.BatchNorm2d):
+    """BatchNorm2d that keeps Keras' moving statistics.
+
+    Inference is stock torch (normalise with the running statistics). In
+    training, the batch is normalised with its biased variance as in both
+    frameworks, but the running statistics follow Keras:
+    moving = moving * keras_momentum + batch * (1 - keras_momentum), with the
+    *biased* batch variance. Stock torch stores the unbiased variance
+    (1.076 vs 1.787 after one step in the traps file).
+    """
+
+    def __init__(self, num_features, keras_momentum, eps, **kw):
+        super().__init__(num_features, eps=eps, momentum=1.0 - keras_momentum, **kw)
+        self.keras_momentum = keras_momentum
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        y = F.batch_norm(x, None, None, self.weight, self.bias, training=True, momentum=0.0, eps=self.eps)
+        with torch.no_grad():
+            mean = x.mean(dim=(0, 2, 3))
+            var = x.var(dim=(0, 2, 3), unbiased=False)
+            m = self.keras_momentum
+            self.running_mean.copy_(self.running_mean * m + mean * (1.0 - m))
+            self.running_var.copy_(self.running_var * m + var * (1.0 - m))
+            self.num_batches_tracked.add_(1)
+        return y
+
+
+def build_model(config: ModelConfig, seed: int | None = None) -> nn.Sequential:
+    """Build the PyTorch model for `config` (torch's own initialisers).
+
+    Args:
+        config: the shared description.
+        seed: if given, `torch.manual_seed(seed)` first.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    steps = OrderedDict()
+    if config.model == "mlp":
+        fan_in = config.input_shape[0]
+        for i, width in enumerate(config.hidden, start=1):
+            steps[f"dense{i}"] = nn.Linear(fan_in, width)
+            steps[f"relu{i}"] = nn.ReLU()
+            fan_in = width
+        steps["head"] = nn.Linear(fan_in, config.num_outputs)  # linear: logits
+    else:
+        h, w, c_in = config.input_shape
+        c1, c2 = config.conv_channels
+        fh, fw, fc = config.flatten_hwc
+        steps["conv1"] = Conv2dSame(c_in, c1, 3, 1, (h, w), bias=False)  # (B,c1,H,W)
+        steps["bn1"] = BatchNorm2dKeras(c1, config.bn_momentum, config.bn_epsilon)
+        steps["relu1"] = nn.ReLU()
+        steps["conv2"] = Conv2dSame(c1, c2, 3, 2, (h, w), bias=False)  # (B,c2,H/2,W/2)
+        steps["bn2"] = BatchNorm2dKeras(c2, config.bn_momentum, config.bn_epsilon)
+        steps["relu2"] = nn.ReLU()
+        steps["pool"] = nn.MaxPool2d(2)  # (B,c2,H/4,W/4)
+        steps["flatten"] = nn.Flatten()  # (B, C*H*W) in (C,H,W) order
+        steps["fc1"] = nn.Linear(fc * fh * fw, config.dense_units)
+        steps["relu3"] = nn.ReLU()
+        steps["head"] = nn.Linear(config.dense_units, config.num_outputs)  # linear: logits
+    model = nn.Sequential(steps).to(TORCH_DTYPES[config.dtype])
+    model.eval()
+    return model
+
+
+def _as_tensor(model: nn.Module, x) -> torch.Tensor:
+    """numpy or tensor -> tensor of the model's dtype. Images must be NCHW already
+    (shared.layout.nhwc_to_nchw); this function never guesses a layout."""
+    dtype = next(model.parameters()).dtype
+    return torch.as_tensor(x).to(dtype)
+
+
+def forward(model: nn.Module, x, training: bool = False) -> np.ndarray:
+    """Logits as numpy. `x` is NCHW for images. `training=False` -> eval mode."""
+    model.train(training)
+    with torch.no_grad():
+        return model(_as_tensor(model, x)).numpy()
+
+
+def layer_outputs(model: nn.Module, x, training: bool = False) -> dict:
+    """Every layer's output, by layer name, channels-first (NCHW) as torch has it."""
+    model.train(training)
+    out = {}
+    with torch.no_grad():
+        h = _as_tensor(model, x)
+        for name, layer in model.named_children():
+            h = layer(h)
+            out[name] = h.numpy().copy()
+    return out
