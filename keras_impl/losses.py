@@ -54,3 +54,23 @@ def probabilities(task: str, logits):
     if task in ("multilabel", "binary"):
         return keras.ops.sigmoid(logits)
     return logits
+
+
+def naive_per_sample_loss(task: str, logits, y):
+    """The path the seeds warn against: probabilities first, then the loss on them.
+
+    Keras clips probabilities to [1e-7, 1 - 1e-7] (loss cap 16.12, zero gradient
+    beyond it). Used only to *show* the instability; never for training.
+    """
+    dtype = logits.dtype
+    probs = probabilities(task, logits)
+    if task == "multiclass":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=False, reduction=None, dtype=dtype)
+    elif task in ("multilabel", "binary"):
+        loss = keras.losses.BinaryCrossentropy(from_logits=False, reduction=None, dtype=dtype)
+    else:
+        return per_sample_loss(task, logits, y)
+    return loss(y, probs)
+
+
+__all__.append("naive_per_sample_loss")

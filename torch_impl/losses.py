@@ -45,3 +45,21 @@ def probabilities(task: str, logits: torch.Tensor) -> torch.Tensor:
     if task in ("multilabel", "binary"):
         return torch.sigmoid(logits)
     return logits
+
+
+def naive_per_sample_loss(task: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The path the seeds warn against: probabilities first, then the loss on them.
+
+    torch's BCELoss clamps log at -100 (loss cap 100); for multiclass,
+    log(softmax) goes to -inf once a probability underflows. Used only to
+    *show* the instability; never for training.
+    """
+    probs = probabilities(task, logits)
+    if task == "multiclass":
+        return nn.NLLLoss(reduction="none")(torch.log(probs), y)
+    if task in ("multilabel", "binary"):
+        return nn.BCELoss(reduction="none")(probs, y.view_as(probs)).mean(dim=-1)
+    return per_sample_loss(task, logits, y)
+
+
+__all__.append("naive_per_sample_loss")
