@@ -1,0 +1,122 @@
+"""The harness' report: report.json (stable keys), report.md and the console table.
+
+Framework-free: compare.py collects versions and checks, this module lays
+them out. Everything under the output directory is written into a temporary
+folder first and renamed into place (shared.atomic.atomic_dir), so an
+interrupted run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+from shared.checks import Check
+
+__all__ = ["REPORT_VERSION", "environment", "build_report", "markdown", "console_table", "summary_line"]
+
+REPORT_VERSION = 1
+
+
+def environment(versions: dict, *, seed: int, dtype: str, threads: dict) -> dict:
+    """The `environment` block: Python, framework versions, seed, dtype, threads, machine."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        **versions,
+        "seed": seed,
+        "dtype": dtype,
+        "threads": threads,
+        "argv": sys.argv[1:],
+    }
+
+
+def build_report(checks: list, *, environment: dict, data: list, artifacts: dict | None = None) -> dict:
+    """report.json's content. `passed` ignores informational rows."""
+    failing = [c for c in checks if not c.passed and not c.info]
+    return {
+        "report_version": REPORT_VERSION,
+        "passed": not failing,
+        "counts": {
+            "checks": len(checks),
+            "failed": len(failing),
+            "info": sum(1 for c in checks if c.info),
+        },
+        "environment": environment,
+        "data": data,
+        "checks": [c.to_dict() for c in checks],
+        "artifacts": artifacts or {},
+    }
+
+
+def _verdict(c: Check) -> str:
+    return "info" if c.info else ("pass" if c.passed else "FAIL")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+_COLUMNS = ("task", "model", "dtype", "check", "a", "b", "max |diff|", "where", "tolerance", "verdict")
+
+
+def _row(c: Check) -> list:
+    return [c.task, c.model, c.dtype, c.check, c.a, c.b, _fmt(c.max_abs_diff), c.where, _fmt(c.tolerance), _verdict(c)]
+
+
+def markdown(report: dict, checks: list) -> str:
+    """The same table as the console, for a pull request."""
+    env = report["environment"]
+    lines = [
+        "# keras-torch-parity report",
+        "",
+        f"**{'PASSED' if report['passed'] else 'FAILED'}**: {report['counts']['checks']} checks, "
+        f"{report['counts']['failed']} failed, {report['counts']['info']} informational.",
+        "",
+        f"TensorFlow {env.get('tensorflow')}, Keras {env.get('keras')}, torch {env.get('torch')}, "
+        f"onnx {env.get('onnx')}, onnxruntime {env.get('onnxruntime')}; Python {env.get('python')}; "
+        f"seed {env.get('seed')}; threads {env.get('threads')}.",
+        "",
+        "| " + " | ".join(_COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+    ]
+    for c in checks:
+        cells = [str(x).replace("|", "\\|") for x in _row(c)]
+        if not c.passed and not c.info:
+            cells[-1] = "**FAIL**"
+        lines.append("| " + " | ".join(cells) + " |")
+    plots = report.get("artifacts", {}).get("plots", [])
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def console_table(checks: list, console, *, only_failures: bool = False) -> None:
+    """Print the checks as a rich table."""
+    from rich.table import Table
+
+    table = Table(show_lines=False, header_style="bold")
+    for col in _COLUMNS:
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        if only_failures and (c.passed or c.info):
+            continue
+        style = None if c.passed else ("dim" if c.info else "bold red")
+        table.add_row(*[str(x) for x in _row(c)], style=style)
+    console.print(table)
+
+
+def summary_line(report: dict) -> str:
+    n = report["counts"]
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    return f"{verdict}: {n['checks']} checks, {n['failed']} failed, {n['info']} informational"
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=False, default=float) + "\n"
+
+
+__all__.append("dumps")
