@@ -1,0 +1,880 @@
+#!/usr/bin/env python3
+"""keras-torch-parity: prove that a Keras model and its PyTorch twin agree.
+
+Runs the same model in Keras (TensorFlow backend) and PyTorch from the same
+portable weights on the same inputs, and compares losses, probabilities,
+predictions, metrics, gradients, training trajectories (SGD with momentum and
+Adam), float64 forward passes and both ONNX exports. Every check states what
+was compared, the largest difference, where it occurred and the tolerance.
+
+Commands:
+  python compare.py [options]     every check on the built-in data, or on --data
+  python compare.py data ...      show what a loader reads from a dataset
+  python compare.py export ...    write both ONNX exports and the portable weights
+  python compare.py bench ...     speed and memory of both implementations
+
+Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
+input (one line on stderr, no traceback).
+
+This is the only module (with the tests) that brings TensorFlow and PyTorch
+together, and only through numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.checks import Check, ParityFailure, assert_checks, compare_arrays, compare_named, format_check
+from shared.config import DTYPES, MODELS, TASKS, ModelConfig, TrainConfig
+from shared.errors import ParityError, UsageError
+from shared.tolerances import Tolerance, for_check
+
+__all__ = ["main", "compare_models", "assert_parity", "run_checks", "Options"]
+
+EXIT_OK, EXIT_PARITY, EXIT_USAGE = 0, 1, 2
+DEFAULT_OUT = "reports/latest"
+# "A few dozen" steps: long enough for the float32 rounding to compound.
+DEFAULT_STEPS = 30
+DEFAULT_BATCH_SIZE = 32
+# Learning rates per optimizer: constant (a schedule breaks SGD-momentum
+# equivalence, PORTING_TRAPS.md), small enough that no built-in pair diverges.
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
+# Logits are multiplied by this to show what the seeds say about from_logits:
+# at |logit| ~ 1e3 a probability rounds to exactly 0 or 1 in float32.
+EXTREME_LOGIT_SCALE = 1000.0
+# Known porting bugs the harness can plant in the PyTorch twin, to see what it
+# reports for each (and for the tests that prove it names the right layer).
+FAULTS = {
+    "bn-epsilon": "torch BatchNorm eps left at torch's default 1e-5 instead of Keras' 1e-3",
+    "conv-kernel": "conv1 kernel transposed with H and W swapped (OIWH instead of OIHW)",
+    "flatten-order": "fc1 weight a plain transpose, ignoring Keras' (H,W,C) Flatten order",
+}
+
+
+# --------------------------------------------------------------------------
+# Frameworks, imported lazily so that --help and `data` stay instant.
+# --------------------------------------------------------------------------
+class _Frameworks:
+    """The two implementations and their frameworks, imported once."""
+
+    def __init__(self):
+        import torch  # torch before TensorFlow, as Keras' own test suite does
+
+        import keras_impl  # noqa: F401  (sets KERAS_BACKEND=tensorflow)
+        import keras
+        import tensorflow as tf
+
+        from keras_impl import losses as kl
+        from keras_impl import models as km
+        from keras_impl import train as kt
+        from keras_impl import weights as kw
+        from torch_impl import losses as tl
+        from torch_impl import models as tm
+        from torch_impl import train as tt
+        from torch_impl import weights as tw
+
+        self.torch, self.tf, self.keras = torch, tf, keras
+        self.km, self.kw, self.kl, self.kt = km, kw, kl, kt
+        self.tm, self.tw, self.tl, self.tt = tm, tw, tl, tt
+
+    def versions(self) -> dict:
+        import onnx
+        import onnxruntime
+        import tf2onnx
+
+        return {
+            "tensorflow": self.tf.__version__,
+            "keras": self.keras.__version__,
+            "torch": self.torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "tf2onnx": tf2onnx.__version__,
+            "numpy": np.__version__,
+        }
+
+    def threads(self) -> dict:
+        return {
+            "torch_intra_op": self.torch.get_num_threads(),
+            "tf_intra_op": self.tf.config.threading.get_intra_op_parallelism_threads() or "default (all cores)",
+            "tf_inter_op": self.tf.config.threading.get_inter_op_parallelism_threads() or "default (all cores)",
+        }
+
+    def seed_all(self, seed: int) -> None:
+        self.keras.utils.set_random_seed(seed)
+        self.torch.manual_seed(seed)
+
+    # ---- the same computation on each side, returned as numpy -------------
+    def keras_outputs(self, task, logits, y, naive=False) -> dict:
+        ops = self.keras.ops
+        lg = ops.convert_to_tensor(logits)
+        yy = ops.convert_to_tensor(y)
+        out = {
+            "probabilities": ops.convert_to_numpy(self.kl.probabilities(task, lg)),
+            "per-sample loss": ops.convert_to_numpy(self.kl.per_sample_loss(task, lg, yy)),
+            "mean loss": np.asarray(ops.convert_to_numpy(self.kl.mean_loss(task, lg, yy))),
+        }
+        if naive:
+            out["naive loss"] = ops.convert_to_numpy(self.kl.naive_per_sample_loss(task, lg, yy))
+        return out
+
+    def torch_outputs(self, task, logits, y, naive=False) -> dict:
+        torch = self.torch
+        lg = torch.as_tensor(np.asarray(logits))
+        yy = torch.as_tensor(np.asarray(y))
+        with torch.no_grad():
+            out = {
+                "probabilities": self.tl.probabilities(task, lg).numpy(),
+                "per-sample loss": self.tl.per_sample_loss(task, lg, yy).numpy(),
+                "mean loss": self.tl.mean_loss(task, lg, yy).numpy(),
+            }
+            if naive:
+                out["naive loss"] = self.tl.naive_per_sample_loss(task, lg, yy).numpy()
+        return out
+
+
+_FW = None
+
+
+def frameworks() -> _Frameworks:
+    global _FW
+    if _FW is None:
+        _FW = _Frameworks()
+    return _FW
+
+
+# --------------------------------------------------------------------------
+# What a run checks
+# --------------------------------------------------------------------------
+@dataclass
+class Options:
+    """Everything that shapes a run (the CLI fills it; tests may too)."""
+
+    steps: int = DEFAULT_STEPS
+    optimizers: tuple = ("sgd", "adam")
+    seed: int = 0
+    dtype: str = "float32"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    tolerance: Tolerance | None = None  # --atol/--rtol override every kind
+    onnx: bool = True
+    fault: str | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Case:
+    """One (dataset, task, model) to check."""
+
+    name: str
+    dataset: object  # shared.dataset.Dataset
+    config: ModelConfig
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("/", "_").replace(":", "_")
+
+
+@dataclass
+class CaseResult:
+    checks: list = field(default_factory=list)
+    curves: dict = field(default_factory=dict)
+    sweep: dict | None = None
+    logit_diffs: np.ndarray | None = None
+    onnx: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+class _UI:
+    """Console output and the progress display (rich); silent with --quiet."""
+
+    def __init__(self, quiet: bool):
+        from rich.console import Console
+
+        self.quiet = quiet
+        self.console = Console(stderr=True, quiet=quiet)
+        self.out = Console(quiet=quiet)
+        self._progress = None
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.console, disable=self.quiet, transient=True,
+        )
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.__exit__(*exc)
+
+    def task(self, description: str, total: int):
+        return self._progress.add_task(description, total=total)
+
+    def advance(self, task_id, n: int = 1, description: str | None = None):
+        kw = {"description": description} if description else {}
+        self._progress.update(task_id, advance=n, **kw)
+
+    def done(self, task_id):
+        self._progress.remove_task(task_id)
+
+    def log(self, msg: str):
+        self.console.print(msg)
+
+
+def _worst(name: str, checks: list, **ctx) -> Check:
+    """Fold per-tensor checks into one row: the worst (by diff / tolerance) names itself."""
+
+    def badness(c):
+        return float("inf") if not c.passed else c.max_abs_diff / max(c.tolerance, 1e-300)
+
+    worst = max(checks, key=badness)
+    tensor = worst.check.split(" ", 1)[-1]
+    return Check(
+        name, worst.a, worst.b, worst.max_abs_diff, worst.max_rel_diff, worst.tolerance,
+        all(c.passed for c in checks), f"{tensor} {worst.where}",
+        detail={c.check.split(" ", 1)[-1]: c.max_abs_diff for c in checks}, **ctx,
+    )
+
+
+def _count_check(name: str, a_vals, b_vals, item_ids, a="keras", b="torch", **ctx) -> Check:
+    """Discrete outputs (predictions, fingerprints): max_abs_diff = number that differ."""
+    a_vals, b_vals = np.asarray(a_vals), np.asarray(b_vals)
+    differ = np.flatnonzero((a_vals != b_vals).reshape(len(a_vals), -1).any(axis=1))
+    if len(differ):
+        i = int(differ[0])
+        item = item_ids[i] if i < len(item_ids) else i
+        where = f"{len(differ)} of {len(a_vals)} differ; first: item {i} ({item}): {a_vals[i].tolist()} vs {b_vals[i].tolist()}"
+    else:
+        where = f"all {len(a_vals)} equal"
+    return Check(name, a, b, float(len(differ)), float(len(differ)) / max(1, len(a_vals)), 0.0, not len(differ), where, **ctx)
+
+
+def _cast_y(y: np.ndarray, dtype: str) -> np.ndarray:
+    return y if y.dtype.kind in "iu" else y.astype(dtype)
+
+
+def plant_fault(fw: _Frameworks, model, config: ModelConfig, fault: str) -> None:
+    """Break the PyTorch twin the way a porting bug would (see FAULTS)."""
+    torch = fw.torch
+    with torch.no_grad():
+        if fault == "bn-epsilon":
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eps = 1e-5  # torch's default
+        elif fault == "conv-kernel":
+            w = model.conv1.weight
+            w.copy_(w.transpose(2, 3).clone())
+        elif fault == "flatten-order":
+            from shared import layout
+
+            k = layout.flatten_dense_weight_to_kernel(model.fc1.weight.numpy(), config.flatten_hwc)
+            model.fc1.weight.copy_(torch.from_numpy(layout.dense_kernel_to_weight(k)))
+        else:
+            raise UsageError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+
+
+def first_differing_layer(fw, k_model, t_model, config, x, tol, ctx) -> Check | None:
+    """Walk both models layer by layer; the first layer whose output differs."""
+    from shared.layout import keras_activation_as_torch, nhwc_to_nchw
+
+    ka = fw.km.layer_outputs(k_model, x)
+    ta = fw.tm.layer_outputs(t_model, nhwc_to_nchw(x))
+    for name in ka:
+        c = compare_arrays(f"first differing layer", keras_activation_as_torch(name, ka[name], config), ta[name], tol, **ctx)
+        if not c.passed:
+            c.where = f"{name} {c.where}"
+            c.detail = {"layer": name}
+            return c
+    return None
+
+
+def check_case(case: Case, opts: Options, ui: _UI, workdir: Path) -> CaseResult:
+    """Every check for one case. Artifacts (weights, ONNX files) go under workdir."""
+    from shared.batches import batch_plan, make_batches
+    from shared.layout import nhwc_to_nchw
+
+    fw = frameworks()
+    res = CaseResult()
+    cfg = case.config
+    ds = case.dataset
+    ctx = dict(task=cfg.task, model=cfg.model, dtype=cfg.dtype)
+    tol = lambda kind, dtype=cfg.dtype: for_check(kind, dtype, opts.tolerance)  # noqa: E731
+    add = res.checks.append
+    t0 = time.perf_counter()
+
+    # 1. Keras model -> portable file -> PyTorch, and once the other way.
+    fw.seed_all(opts.seed)
+    k = fw.km.build_model(cfg, seed=opts.seed)
+    wdir = workdir / "weights"
+    kpath = wdir / f"{case.slug}.keras.safetensors"
+    fw.kw.save_weights(k, cfg, kpath, classes=ds.classes)
+    t = fw.tm.build_model(cfg)
+    fw.tw.load_weights(t, cfg, kpath)
+    if opts.fault:
+        plant_fault(fw, t, cfg, opts.fault)
+    tpath = wdir / f"{case.slug}.torch.safetensors"
+    fw.tw.save_weights(t, cfg, tpath, classes=ds.classes)
+    k_back = fw.km.build_model(cfg)
+    fw.kw.load_weights(k_back, cfg, tpath)
+    exact = Tolerance(rel=0.0)
+    add(_worst("weights keras->torch->keras", compare_named("w", fw.kw.to_portable(k_back, cfg), fw.kw.to_portable(k, cfg), exact, a_name="keras->torch->keras", b_name="keras"), **ctx))
+    res.timings["port"] = time.perf_counter() - t0
+
+    # 2. Same inputs: the batches both training loops consume, by fingerprint.
+    bs = min(opts.batch_size, len(ds.x_train))
+    plan = batch_plan(len(ds.x_train), bs, opts.steps, opts.seed)
+    batches = make_batches(ds.x_train.astype(cfg.dtype), _cast_y(ds.y_train, cfg.dtype), plan)
+
+    # 3. Forward on the validation split, inference mode.
+    t1 = time.perf_counter()
+    xv = ds.x_valid.astype(cfg.dtype)
+    yv = _cast_y(ds.y_valid, cfg.dtype)
+    items = list(ds.items_valid) or list(range(len(xv)))
+    class_axis = {1: list(ds.classes)} if cfg.task in ("multiclass", "multilabel") else None
+    labels = {0: items, **(class_axis or {})}
+    lk = fw.km.forward(k, xv)
+    lt = fw.tm.forward(t, nhwc_to_nchw(xv))
+    c_logits = compare_arrays("logits", lk, lt, tol("forward"), labels=labels, **ctx)
+    add(c_logits)
+    res.logit_diffs = np.abs(lk.astype(np.float64) - lt.astype(np.float64)).ravel()
+    ok_, ot_ = fw.keras_outputs(cfg.task, lk, yv), fw.torch_outputs(cfg.task, lt, yv)
+    for name in ("probabilities", "per-sample loss", "mean loss"):
+        add(compare_arrays(name, ok_[name], ot_[name], tol("forward"), labels=labels if name == "probabilities" else {0: items}, **ctx))
+    if not c_logits.passed:
+        layer = first_differing_layer(fw, k, t, cfg, xv, tol("forward"), ctx)
+        if layer is not None:
+            add(layer)
+    from shared import metrics
+
+    if cfg.task != "regression":
+        pk = metrics.predictions(cfg.task, ok_["probabilities"])
+        pt = metrics.predictions(cfg.task, ot_["probabilities"])
+        add(_count_check("predictions", pk, pt, items, **ctx))
+    mk = metrics.metrics_for(cfg.task, yv, ok_["probabilities"])
+    mt = metrics.metrics_for(cfg.task, yv, ot_["probabilities"])
+    add(_worst("metrics", compare_named("metric", mk, mt, tol("forward"), **ctx), **ctx))
+    res.checks[-1].detail = {"keras": mk, "torch": mt}
+    res.timings["forward"] = time.perf_counter() - t1
+
+    # 4. Gradients of the loss for every parameter, on the first training batch.
+    t2 = time.perf_counter()
+    xb, yb = batches[0]
+    loss_k, gk = fw.kt.loss_and_grads(k, cfg, xb, yb)
+    loss_t, gt = fw.tt.loss_and_grads(t, cfg, xb, yb)
+    add(compare_arrays("loss (training mode)", loss_k, loss_t, tol("forward"), **ctx))
+    add(_worst("gradients", compare_named("grad", gk, gt, tol("gradient"), **ctx), **ctx))
+    res.timings["gradients"] = time.perf_counter() - t2
+
+    # 5. Training from the same start on the same batches.
+    t3 = time.perf_counter()
+    start = fw.kw.to_portable(k, cfg)
+    for opt in opts.optimizers:
+        tc = TrainConfig(optimizer=opt, learning_rate=DEFAULT_LR[opt], steps=opts.steps, batch_size=bs, seed=opts.seed)
+        kk = fw.km.build_model(cfg)
+        fw.kw.from_portable(kk, cfg, start)
+        tt_ = fw.tm.build_model(cfg)
+        fw.tw.from_portable(tt_, cfg, start)
+        if opts.fault:
+            plant_fault(fw, tt_, cfg, opts.fault)
+        runs = {}
+        for side, trainer, model in (("keras", fw.kt, kk), ("torch", fw.tt, tt_)):
+            task_id = ui.task(f"{case.name} {opt} {side}", total=len(batches))
+            runs[side] = trainer.train(model, cfg, tc, batches, on_step=lambda i, loss, _id=task_id: ui.advance(_id))
+            ui.done(task_id)
+        from shared.batches import batch_fingerprints
+
+        expected = batch_fingerprints(batches)
+        add(_count_check(f"batch fingerprints ({opt})", runs["keras"].fingerprints, runs["torch"].fingerprints,
+                         [f"batch {i}" for i in range(len(batches))], **ctx))
+        res.checks[-1].detail = {"expected_equal": runs["keras"].fingerprints == expected, "first": expected[:3]}
+        if runs["keras"].fingerprints != expected:
+            res.checks[-1].passed = False
+            res.checks[-1].where += "; keras differs from the shared batch order"
+        add(compare_arrays(f"training loss curve ({opt})", runs["keras"].losses, runs["torch"].losses, tol("training"),
+                           labels={0: [f"step {i + 1}" for i in range(len(batches))]}, **ctx))
+        add(_worst(f"trained weights ({opt})", compare_named("w", fw.kw.to_portable(kk, cfg), fw.tw.to_portable(tt_, cfg), tol("training"), **ctx), **ctx))
+        res.curves[f"{case.name} {opt}"] = {"keras": runs["keras"].losses, "torch": runs["torch"].losses}
+    res.timings["training"] = time.perf_counter() - t3
+
+    # 6. float64: the same weights, exactly widened; must agree to ~1e-12.
+    if cfg.dtype == "float32":
+        t4 = time.perf_counter()
+        cfg64 = cfg.replace(dtype="float64")
+        ctx64 = dict(ctx, dtype="float64")
+        k64, t64 = fw.km.build_model(cfg64), fw.tm.build_model(cfg64)
+        # Widening float32 -> float64 is exact; torch gets what its float32 twin
+        # holds (a planted fault included), Keras what it started from.
+        fw.kw.from_portable(k64, cfg64, {n: v.astype(np.float64) for n, v in start.items()})
+        fw.tw.from_portable(t64, cfg64, {n: v.astype(np.float64) for n, v in fw.tw.to_portable(t, cfg).items()})
+        if opts.fault == "bn-epsilon":
+            plant_fault(fw, t64, cfg64, opts.fault)
+        x64, y64 = ds.x_valid.astype(np.float64), _cast_y(ds.y_valid, "float64")
+        l64k, l64t = fw.km.forward(k64, x64), fw.tm.forward(t64, nhwc_to_nchw(x64))
+        add(compare_arrays("logits", l64k, l64t, tol("forward", "float64"), labels=labels, **ctx64))
+        o64k, o64t = fw.keras_outputs(cfg.task, l64k, y64), fw.torch_outputs(cfg.task, l64t, y64)
+        for name in ("probabilities", "per-sample loss", "mean loss"):
+            add(compare_arrays(name, o64k[name], o64t[name], tol("forward", "float64"), **ctx64))
+        res.timings["float64"] = time.perf_counter() - t4
+
+    # 7. Multi-label: sweep the decision threshold in both frameworks.
+    if cfg.task == "multilabel":
+        thr, acc_k, best_k = metrics.threshold_sweep(yv, ok_["probabilities"])
+        _, acc_t, best_t = metrics.threshold_sweep(yv, ot_["probabilities"])
+        add(compare_arrays("threshold sweep accuracy", acc_k, acc_t, tol("forward"), labels={0: [f"t={v:.2f}" for v in thr]}, **ctx))
+        add(Check("chosen threshold", "keras", "torch", abs(best_k - best_t), abs(best_k - best_t), 0.0,
+                  best_k == best_t, f"keras {best_k:.2f}, torch {best_t:.2f}", **ctx))
+        res.sweep = {"thresholds": thr, "keras": acc_k, "torch": acc_t, "best": {"keras": best_k, "torch": best_t}}
+
+    # 8. Numerical stability at extreme logits (information, never a failure).
+    if cfg.task != "regression":
+        big = (lk.astype(np.float64) * EXTREME_LOGIT_SCALE).astype(cfg.dtype)
+        sk = fw.keras_outputs(cfg.task, big, yv, naive=True)
+        st = fw.torch_outputs(cfg.task, big, yv, naive=True)
+        sctx = dict(ctx, info=True)
+        add(compare_arrays(f"stability from_logits x{EXTREME_LOGIT_SCALE:g}", sk["per-sample loss"], st["per-sample loss"], tol("forward"), **sctx))
+        res.checks[-1].detail = {"finite": bool(np.isfinite(sk["per-sample loss"]).all() and np.isfinite(st["per-sample loss"]).all())}
+        for side, s in (("keras", sk), ("torch", st)):
+            c = compare_arrays(f"stability naive probabilities->log x{EXTREME_LOGIT_SCALE:g}", s["naive loss"], s["per-sample loss"], tol("forward"),
+                               a_name=f"{side} naive", b_name=f"{side} from_logits", labels={0: items}, **sctx)
+            c.detail = {"nonfinite": int((~np.isfinite(s["naive loss"])).sum())}
+            add(c)
+
+    # 9. ONNX: both exports, checked, run in onnxruntime, compared four ways.
+    if opts.onnx:
+        t5 = time.perf_counter()
+        res.checks += onnx_checks(fw, k, t, cfg, xv, workdir / "onnx" / case.slug, ui, case, res, ctx)
+        res.timings["onnx"] = time.perf_counter() - t5
+    return res
+
+
+def onnx_checks(fw, k, t, cfg, xv, outdir, ui, case, res, ctx) -> list:
+    """Export both models, validate, run in onnxruntime, compare four ways."""
+    from keras_impl import export as kx
+    from shared import onnx_check
+    from shared.layout import nhwc_to_nchw
+    from torch_impl import export as tx
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    task_id = ui.task(f"{case.name} ONNX export", total=2)
+    kp = kx.export_onnx(k, cfg, outdir / "keras.onnx")
+    ui.advance(task_id)
+    tp = tx.export_onnx(t, cfg, outdir / "torch.onnx")
+    ui.advance(task_id)
+    ui.done(task_id)
+    info = {"keras": onnx_check.check_model(kp), "torch": onnx_check.check_model(tp), "ort_level": str(onnx_check.ORT_LEVEL), "opset": onnx_check.ONNX_OPSET}
+    res.onnx = info
+    xt = nhwc_to_nchw(xv)
+    outputs = {
+        "keras": fw.km.forward(k, xv),
+        "torch": fw.tm.forward(t, xt),
+        "onnx(keras)": onnx_check.run_onnx(kp, xv),
+        "onnx(torch)": onnx_check.run_onnx(tp, xt),
+    }
+    classes = case.dataset.classes if cfg.task in ("multiclass", "multilabel") else None
+    checks = onnx_check.four_way_checks(outputs, task=cfg.task, dtype=cfg.dtype, class_names=classes, **ctx)
+    # Dynamic batch: item 0 alone gives what it gave inside the full batch.
+    for side, path, x in (("onnx(keras)", kp, xv), ("onnx(torch)", tp, xt)):
+        checks.append(compare_arrays("onnx batch 1 vs full batch", onnx_check.run_onnx(path, x[:1]), outputs[side][:1],
+                                     for_check("onnx", cfg.dtype), a_name=f"{side} batch 1", b_name=f"{side} batch {len(x)}", **ctx))
+    return checks
+
+
+# --------------------------------------------------------------------------
+# Building the cases
+# --------------------------------------------------------------------------
+def builtin_cases(task=None, model=None, dtype="float32", seed=0) -> list:
+    from shared import loaders
+    from shared.registry import PAIRS
+
+    cases = []
+    for p in PAIRS:
+        if (task and p.task != task) or (model and p.model != model):
+            continue
+        ds = loaders.load(None, p.dataset, seed=seed)
+        cases.append(Case(p.name, ds, ModelConfig(p.model, p.task, ds.input_shape, ds.num_outputs, dtype=dtype)))
+    if not cases:
+        raise UsageError(f"no built-in pair has task={task!r} and model={model!r}; "
+                         f"built-in: digits/mlp multiclass, breast_cancer/mlp binary, builtin-multilabel/cnn multilabel, builtin-regression/cnn regression")
+    return cases
+
+
+def user_case(args) -> Case:
+    from shared import loaders
+
+    if not args.format:
+        raise UsageError("--data needs --format pascal|biwi|csv")
+    kw = {}
+    if args.format == "csv":
+        if not args.task:
+            raise UsageError("--format csv needs --task (multiclass, multilabel, binary or regression)")
+        kw = dict(task=args.task, target=args.target)
+    elif args.format in ("pascal", "biwi"):
+        kw = dict(image_size=args.image_size)
+    ds = loaders.load(args.data, args.format, **kw)
+    if args.task and args.task != ds.task:
+        raise UsageError(f"--task {args.task} does not fit --format {args.format}, which gives task {ds.task}")
+    model = args.model or ("cnn" if ds.is_image else "mlp")
+    if (model == "cnn") != ds.is_image:
+        raise UsageError(f"--model {model} needs {'image' if model == 'cnn' else 'tabular'} data; {args.data} is {'image' if ds.is_image else 'tabular'}")
+    name = f"{Path(args.data).name}/{model}"
+    return Case(name, ds, ModelConfig(model, ds.task, ds.input_shape, ds.num_outputs, dtype=args.dtype))
+
+
+def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
+    """Run every case; write the report atomically into `out` (if given)."""
+    from shared import report as rpt
+
+    fw = frameworks()
+    all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
+    ui = _UI(opts.quiet)
+    with _workdir(out) as work, ui:
+        for case in cases:
+            ui.log(f"[bold]{case.name}[/bold] ({case.config.task}, {case.config.model}, {case.config.dtype}): "
+                   f"{len(case.dataset.x_train)} train / {len(case.dataset.x_valid)} valid items")
+            r = check_case(case, opts, ui, work)
+            all_checks += r.checks
+            curves.update(r.curves)
+            if r.sweep:
+                sweeps[case.name] = r.sweep
+            if r.logit_diffs is not None:
+                diffs[case.name] = r.logit_diffs
+            onnx_info[case.name] = r.onnx
+            timings[case.name] = r.timings
+            data.append({
+                "case": case.name, "dataset": case.dataset.name, "path": case.dataset.source,
+                "format": case.dataset.format, "task": case.config.task, "model": case.config.model,
+                "rows": {"train": len(case.dataset.x_train), "valid": len(case.dataset.x_valid)},
+                "input_shape": list(case.dataset.input_shape), "fingerprint": case.dataset.fingerprint(),
+            })
+        plots = _write_plots(work, curves, sweeps, diffs, opts)
+        env = rpt.environment(fw.versions(), seed=opts.seed, dtype=opts.dtype, threads=fw.threads())
+        report = rpt.build_report(all_checks, environment=env, data=data,
+                                  artifacts={"plots": plots, "onnx": onnx_info, "timings_s": timings,
+                                             "options": {"steps": opts.steps, "optimizers": list(opts.optimizers),
+                                                         "batch_size": opts.batch_size, "fault": opts.fault}})
+        if work is not None:
+            from shared.atomic import atomic_write_text
+
+            atomic_write_text(work / "report.json", rpt.dumps(report))
+            atomic_write_text(work / "report.md", rpt.markdown(report, all_checks))
+    rpt.console_table(all_checks, ui.out)
+    ui.out.print(rpt.summary_line(report) + (f"; report in {out}" if out else ""))
+    report["_checks"] = all_checks
+    return report
+
+
+class _workdir:
+    """A temporary folder beside `out`, renamed into place only when the run completes."""
+
+    def __init__(self, out: Path | None):
+        self.out = out
+        self._cm = None
+
+    def __enter__(self):
+        if self.out is None:
+            return None
+        from shared.atomic import atomic_dir
+
+        self._cm = atomic_dir(self.out)
+        return Path(self._cm.__enter__())
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def _write_plots(work: Path | None, curves, sweeps, diffs, opts) -> list:
+    if work is None:
+        return []
+    from shared import plots
+
+    written = []
+    if curves:
+        plots.plot_loss_curves(curves, work / "loss_curves.png")
+        written.append("loss_curves.png")
+    if sweeps:
+        plots.plot_threshold_sweep(sweeps, work / "threshold_sweep.png")
+        written.append("threshold_sweep.png")
+    if diffs:
+        plots.plot_diff_histogram(diffs, work / "forward_diff_hist.png", tolerance=for_check("forward", opts.dtype, opts.tolerance).allowed(1.0))
+        written.append("forward_diff_hist.png")
+    return written
+
+
+# --------------------------------------------------------------------------
+# The API for users' own test suites
+# --------------------------------------------------------------------------
+def _leaves(prefix: str, obj) -> dict:
+    """Name every array in a (nested) output, HF-style: outputs.logits, outputs_1."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_leaves(f"{prefix}.{k}", v))
+        return out
+    if isinstance(obj, (list, tuple)):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_leaves(f"{prefix}_{i}", v))
+        return out
+    return {prefix: obj}
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    if hasattr(x, "numpy"):
+        return x.numpy()
+    return np.asarray(x)
+
+
+def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol: float | None = None,
+                   channels_last_input: bool = True, channels_last_output: bool = True, name: str = "outputs") -> list:
+    """Run both models on the same numpy inputs and compare every output.
+
+    Args:
+        keras_model: a Keras model (or any callable returning tensors).
+        torch_model: a torch.nn.Module; put in eval mode here.
+        inputs: a numpy array in Keras layout (NHWC for images); a 4-D input is
+            permuted to NCHW for torch when channels_last_input is True.
+        atol, rtol: allowed = atol + rtol * max(1, max|torch output|); rtol
+            defaults to 16 float32 epsilons (float32) or 1e-12 (float64).
+        channels_last_output: 4-D Keras outputs are permuted to NCHW before
+            comparing with torch's.
+        name: prefix of each output's name in the checks.
+
+    Returns:
+        One Check per output leaf (same records as report.json's "checks").
+    """
+    fw = frameworks()
+    from shared.layout import nhwc_to_nchw
+
+    x = np.asarray(inputs)
+    dtype = "float64" if x.dtype == np.float64 else "float32"
+    tol = Tolerance(rel=rtol, abs=atol) if rtol is not None else Tolerance(rel=for_check("forward", dtype).rel, abs=atol)
+    k_out = keras_model(x, training=False) if hasattr(keras_model, "layers") else keras_model(x)
+    torch_model.eval()
+    with fw.torch.no_grad():
+        t_out = torch_model(fw.torch.as_tensor(nhwc_to_nchw(x) if channels_last_input else x))
+    kl = {n: _to_numpy(v) for n, v in _leaves(name, k_out).items()}
+    tl = {n: _to_numpy(v) for n, v in _leaves(name, t_out).items()}
+    if channels_last_output:
+        kl = {n: nhwc_to_nchw(v) for n, v in kl.items()}
+    checks = []
+    for n in list(kl) + [m for m in tl if m not in kl]:
+        if n in kl and n in tl:
+            checks.append(compare_arrays(n, kl[n], tl[n], tol, dtype=dtype))
+        else:
+            checks.append(Check(n, "keras", "torch", float("inf"), float("inf"), 0.0, False,
+                                f"only in {'keras' if n in kl else 'torch'}", dtype=dtype))
+    return checks
+
+
+def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
+    """compare_models, then raise ParityFailure (an AssertionError) naming every
+    output that differs, its largest difference, where, and the tolerance."""
+    return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    v = float(s)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="compare.py",
+        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Subcommands: 'data', 'export' and 'bench' (each has --help). "
+               "Exit codes: 0 all checks passed, 1 a parity check failed, 2 bad usage or bad input.",
+    )
+    p.add_argument("--task", choices=TASKS, help="only built-in pairs of this task; with --format csv, the task of the data")
+    p.add_argument("--model", choices=MODELS, help="only built-in pairs of this model; with --data, the model to build (default: cnn for images, mlp for tables)")
+    p.add_argument("--data", metavar="PATH", help="check a model on your own data instead of the built-in sets")
+    p.add_argument("--format", choices=("pascal", "biwi", "csv"), help="layout of --data: fastai PASCAL (train.csv + train/), BIWI (person folders), or a tabular CSV")
+    p.add_argument("--target", action="append", metavar="COLUMN", help="target column of a CSV (repeat for several; default: the last column)")
+    p.add_argument("--image-size", type=_positive_int, default=32, help="images are resized to this square size (default 32)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of both models (float32 also repeats the forward check in float64)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per optimizer (default {DEFAULT_STEPS}; 0 skips training)")
+    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, help=f"batch size (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "both"), default="both", help="optimizer(s) to train with (default both)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order (default 0)")
+    p.add_argument("--atol", type=_nonneg_float, help="absolute tolerance for every check (overrides the named defaults)")
+    p.add_argument("--rtol", type=_nonneg_float, help="relative tolerance (times max(1, |reference|)) for every check")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder, replaced atomically (default {DEFAULT_OUT})")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export checks")
+    p.add_argument("--plant", choices=sorted(FAULTS), help="plant a known porting bug in the PyTorch twin to see what the harness reports: "
+                   + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
+    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    return p
+
+
+def cmd_run(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if args.steps < 0:
+        raise UsageError(f"--steps must be >= 0, got {args.steps}")
+    if args.format and not args.data:
+        raise UsageError("--format needs --data PATH")
+    tolerance = None
+    if args.atol is not None or args.rtol is not None:
+        tolerance = Tolerance(rel=args.rtol or 0.0, abs=args.atol or 0.0)
+    opts = Options(
+        steps=args.steps, optimizers=("sgd", "adam") if args.optimizer == "both" else (args.optimizer,),
+        seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, tolerance=tolerance,
+        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet,
+    )
+    if args.steps == 0:
+        opts.optimizers = ()
+    cases = [user_case(args)] if args.data else builtin_cases(args.task, args.model, args.dtype, args.seed)
+    report = run_checks(cases, opts, Path(args.out))
+    if args.quiet:
+        from shared.report import summary_line
+
+        print(summary_line(report))
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+def cmd_data(argv) -> int:
+    p = _Parser(prog="compare.py data", description="Show what a loader reads: item counts per split, label counts, input shape.")
+    p.add_argument("name", nargs="?", choices=("digits", "breast_cancer", "multilabel", "regression"), help="a built-in dataset (or use --data/--format)")
+    p.add_argument("--data", metavar="PATH")
+    p.add_argument("--format", choices=("pascal", "biwi", "csv"))
+    p.add_argument("--task", choices=TASKS, help="task of a CSV")
+    p.add_argument("--target", action="append", metavar="COLUMN")
+    p.add_argument("--image-size", type=_positive_int, default=32)
+    p.add_argument("--items", metavar="FILE.csv", help="write every item with its split and target")
+    p.add_argument("--show", type=_positive_int, metavar="N", help="save a grid of N validation images with their labels (needs --png)")
+    p.add_argument("--png", metavar="FILE", help="where --show writes its grid")
+    args = p.parse_args(argv)
+    from shared import loaders, show
+
+    if bool(args.name) == bool(args.data):
+        raise UsageError("give a built-in name or --data PATH --format F (one of them)")
+    if args.show and not args.png:
+        raise UsageError("--show needs --png FILE")
+    if args.data:
+        if not args.format:
+            raise UsageError("--data needs --format pascal|biwi|csv")
+        kw = dict(task=args.task, target=args.target) if args.format == "csv" else dict(image_size=args.image_size)
+        if args.format == "csv" and not args.task:
+            raise UsageError("--format csv needs --task")
+        ds = loaders.load(args.data, args.format, **kw)
+    else:
+        fmt = {"multilabel": "builtin-multilabel", "regression": "builtin-regression"}.get(args.name, args.name)
+        ds = loaders.load(None, fmt)
+    print(show.describe(ds))
+    if args.items:
+        show.write_items_csv(ds, args.items)
+        print(f"items written to {args.items}")
+    if args.show:
+        show.show_grid(ds, args.show, args.png)
+        print(f"grid of {args.show} images written to {args.png}")
+    return EXIT_OK
+
+
+def cmd_export(argv) -> int:
+    p = _Parser(prog="compare.py export", description="Write the Keras and PyTorch ONNX exports of a model and its portable weights, atomically.")
+    p.add_argument("--task", choices=TASKS, help="pick the built-in pair of this task")
+    p.add_argument("--model", choices=MODELS, help="pick the built-in pair of this model")
+    p.add_argument("--weights", metavar="FILE.safetensors", help="export these portable weights (their sidecar gives the model) instead of a fresh built-in model")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the pinned one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
+    args = p.parse_args(argv)
+    from shared import onnx_check
+    from shared.atomic import atomic_dir
+    from shared.portable import load_portable
+
+    opset = args.opset if args.opset is not None else onnx_check.ONNX_OPSET
+    onnx_check.validate_opset(opset)
+    out = Path(args.out)
+    _check_writable(out)
+    fw = frameworks()
+    from keras_impl import export as kx
+    from torch_impl import export as tx
+
+    if args.weights:
+        tensors, sidecar, cfg = load_portable(args.weights)
+        classes = sidecar.get("classes", [])
+    else:
+        from shared.registry import PAIRS
+
+        pairs = [q for q in PAIRS if (not args.task or q.task == args.task) and (not args.model or q.model == args.model)]
+        if not pairs:
+            raise UsageError(f"no built-in pair has task={args.task!r} and model={args.model!r}")
+        cfg, classes = pairs[0].config(), []
+        tensors = fw.kw.to_portable(fw.km.build_model(cfg, seed=args.seed), cfg)
+    k, t = fw.km.build_model(cfg), fw.tm.build_model(cfg)
+    fw.kw.from_portable(k, cfg, tensors)
+    fw.tw.from_portable(t, cfg, tensors)
+    with atomic_dir(out) as work:
+        work = Path(work)
+        fw.tw.save_weights(t, cfg, work / "weights.safetensors", classes=classes)
+        kx.export_onnx(k, cfg, work / "keras.onnx", opset=opset)
+        tx.export_onnx(t, cfg, work / "torch.onnx", opset=opset)
+    for name in ("keras.onnx", "torch.onnx"):
+        info = onnx_check.check_model(out / name)
+        print(f"{out / name}: opset {info['opset']}, inputs {info['inputs']}, outputs {info['outputs']}, ops {info['op_counts']}")
+    print(f"{out / 'weights.safetensors'} (+ weights.json): {cfg.model}/{cfg.task}")
+    return EXIT_OK
+
+
+def _check_writable(out: Path) -> None:
+    parent = out.resolve().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UsageError(f"cannot write the output folder {out}: {probe} is not a writable directory")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
+
+
+COMMANDS = {"data": cmd_data, "export": cmd_export}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = COMMANDS.get(argv[0]) if argv else None
+    try:
+        return cmd(argv[1:]) if cmd else cmd_run(argv)
+    except ParityFailure as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_PARITY
+    except (ParityError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
