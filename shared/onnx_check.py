@@ -1,0 +1,516 @@
+"""ONNX side of the parity checks: the pinned opset, model checks, an
+onnxruntime runner and the four-way (keras, torch, onnx(keras), onnx(torch))
+comparison. Framework-free: onnx, onnxruntime and numpy only.
+
+The two exporters live in keras_impl/export.py and torch_impl/export.py; both
+use the helpers here (`validate_opset`, `check_output_path`, `atomic_export`)
+so that they refuse the same opsets and write files the same way.
+
+What the numbers below rest on (read in the installed sources):
+  - tf2onnx 1.17 (the exporter behind `keras.Model.export(format="onnx")` on
+    the TensorFlow backend, keras/src/export/onnx.py): its README says "We
+    support and test ONNX opset-14 to opset-18"; `Graph.make_model`
+    (tf2onnx/graph.py) refuses any opset missing from
+    `constants.OPSET_TO_IR_VERSION`, which ends at 18. Default opset 15
+    (`constants.PREFERRED_OPSET`).
+  - torch 2.13's TorchScript exporter (`torch.onnx.export(..., dynamo=False)`,
+    torch/onnx/_internal/torchscript_exporter/utils.py) accepts
+    `_constants.ONNX_MIN_OPSET` = 7 to `ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET` = 20.
+  - onnxruntime 1.31 runs every opset up to onnx 1.23's (28 for ai.onnx).
+So the range both exporters support (and tf2onnx tests) is 14..18.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections import Counter, OrderedDict
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from shared.checks import Check, compare_arrays
+from shared.errors import ParityError
+from shared.tolerances import ONNX, Tolerance
+
+__all__ = [
+    "ONNX_OPSET",
+    "SUPPORTED_OPSETS",
+    "ORT_LEVEL",
+    "SIDES",
+    "EDGES",
+    "ExportError",
+    "UnsupportedOpsetError",
+    "OutputPathError",
+    "OnnxModelError",
+    "validate_opset",
+    "check_output_path",
+    "atomic_export",
+    "quiet_exporter",
+    "standardize_io",
+    "check_model",
+    "run_onnx",
+    "four_way_checks",
+]
+
+# Opsets that BOTH exporters support: tf2onnx 1.17 tests 14..18 and refuses
+# > 18; torch's TorchScript exporter takes 7..20 (see the module docstring).
+SUPPORTED_OPSETS = range(14, 19)
+
+# The pinned opset. 17 lies inside both exporters' ranges with a margin on
+# each side (18 is tf2onnx's newest and least exercised; torch goes to 20), it
+# has every op these models export to (Conv, MaxPool, Pad with pads as an
+# input, MatMul/Gemm, Reshape, Relu), and onnxruntime 1.31 runs it on CPU.
+ONNX_OPSET = 17
+
+# Graph optimisation level for parity checks: no onnxruntime rewrite (constant
+# folding, Conv+Add/BN fusion, MatMul+Add -> Gemm, layout transforms) so that
+# the numbers come from the graph as exported; fusions change results at the
+# 1e-7 level (PORTING_TRAPS.md, "ONNX"). Both exporters already fold
+# inference-mode BatchNorm into the Conv weights themselves, at export time.
+ORT_LEVEL = "ORT_DISABLE_ALL"
+
+# The four logits arrays four_way_checks compares, and the six edges between
+# them (every pair, in this order).
+SIDES = ("keras", "torch", "onnx(keras)", "onnx(torch)")
+EDGES = tuple(combinations(SIDES, 2))
+
+
+# ---- errors ------------------------------------------------------------------
+class ExportError(ParityError):
+    """An ONNX export failed, or could not be written where asked.
+
+    Args:
+        message: what went wrong, naming the model or the path.
+        path: the destination file, if known.
+        log: what the exporter printed or logged before failing, if captured.
+    """
+
+    def __init__(self, message: str, *, path=None, log: str = ""):
+        self.path = None if path is None else str(path)
+        self.log = log
+        super().__init__(message)
+
+
+class UnsupportedOpsetError(ExportError, ValueError):
+    """The opset is outside SUPPORTED_OPSETS (nothing is written)."""
+
+
+class OutputPathError(ExportError):
+    """The destination cannot be written: its parent is not a folder, is not
+    writable, or the destination itself is a folder."""
+
+
+class OnnxModelError(ParityError):
+    """An ONNX file fails onnx.checker, cannot be loaded by onnxruntime, or is
+    given an input of the wrong shape."""
+
+
+# ---- export helpers (used by keras_impl/export.py and torch_impl/export.py) --
+def _range_text(r: range = SUPPORTED_OPSETS) -> str:
+    return f"{r.start}..{r.stop - 1}"
+
+
+def validate_opset(opset) -> int:
+    """Return `opset` as an int if both exporters support it, else raise
+    UnsupportedOpsetError naming it and the supported range."""
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in SUPPORTED_OPSETS:
+        raise UnsupportedOpsetError(
+            f"unsupported ONNX opset {opset!r}: supported opsets are {_range_text()} "
+            f"(tf2onnx 1.17 supports and tests 14..18, torch's TorchScript exporter 7..20); "
+            f"the project pins {ONNX_OPSET}"
+        )
+    return int(opset)
+
+
+def check_output_path(path) -> Path:
+    """Check up front that `path` can be written as a file; return it as a Path.
+
+    The nearest existing ancestor must be a writable folder (missing folders
+    below it are created later by `atomic_export`), and `path` itself must not
+    be a folder. Raises OutputPathError naming the offending path.
+    """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise OutputPathError(f"cannot write ONNX file {str(path)!r}: not a file name", path=path)
+    if path.is_dir():
+        raise OutputPathError(f"cannot write ONNX file {str(path)!r}: it is a directory", path=path)
+    ancestor = path.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(
+            f"cannot write ONNX file {str(path)!r}: {str(ancestor)!r} is not a directory", path=path
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"cannot write ONNX file {str(path)!r}: directory {str(ancestor)!r} is not writable", path=path
+        )
+    return path
+
+
+@contextlib.contextmanager
+def quiet_exporter(loggers=("tf2onnx",)):
+    """Silence an exporter: Python-level stdout/stderr, warnings and the named
+    loggers (set to ERROR). Yields a StringIO that receives what was printed,
+    so a failure can still show it (ExportError.log)."""
+    buf = io.StringIO()
+    saved = {}
+    for name in loggers:
+        lg = logging.getLogger(name)
+        saved[name] = lg.level
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                yield buf
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def atomic_export(path, write, *, framework: str, model_name: str, loggers=()) -> Path:
+    """Run `write(tmp_file)` in a temporary folder beside `path`, then move the
+    file into place with os.replace (same file system: atomic).
+
+    Nothing is left behind on failure: the temporary folder (and any folder
+    created for `path`) is removed, and an existing file at `path` is kept.
+    An exception from `write` becomes ExportError("<framework> ONNX export
+    failed for <model_name>: <first line of the error>").
+
+    Args:
+        path: destination .onnx file.
+        write: callable taking the temporary file path (a str) to export to.
+        framework: "keras" or "torch", for the message.
+        model_name: the model's name, for the message.
+        loggers: logger names to silence while `write` runs.
+    """
+    path = check_output_path(path)
+    created = []
+    d = path.parent
+    while not d.exists():
+        created.append(d)
+        d = d.parent
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"cannot write ONNX file {str(path)!r}: {e}", path=path) from e
+    tmpdir = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    ok = False
+    try:
+        tmp = os.path.join(tmpdir, path.name)
+        with quiet_exporter(loggers) as log:
+            try:
+                write(tmp)
+            except ExportError:
+                raise
+            except Exception as e:  # noqa: BLE001 - every exporter failure is reported the same way
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ExportError(
+                    f"{framework} ONNX export failed for {model_name}: {first}",
+                    path=path,
+                    log=log.getvalue(),
+                ) from e
+        if not os.path.isfile(tmp):
+            raise ExportError(f"{framework} ONNX export failed for {model_name}: the exporter wrote no file", path=path)
+        os.replace(tmp, path)
+        ok = True
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        if not ok:
+            for d in created:  # innermost first; only folders this call made, only if empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+    return path
+
+
+def standardize_io(model: onnx.ModelProto, input_name: str = "input", output_name: str = "logits",
+                   batch_dim: str = "batch") -> onnx.ModelProto:
+    """Rename the (single) graph input and output and their dim 0 in place.
+
+    tf2onnx names the output after the TensorFlow tensor ("Identity:0") and
+    the batch dimension "unk__N"; the torch export says "input"/"logits"/
+    "batch". Renaming is metadata only: every node that reads or writes the
+    old names is updated, no value changes.
+    """
+    g = model.graph
+    init_names = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in init_names]
+    renames = {}
+    if len(inputs) == 1 and inputs[0].name != input_name:
+        renames[inputs[0].name] = input_name
+    if len(g.output) == 1 and g.output[0].name != output_name:
+        renames[g.output[0].name] = output_name
+    existing = {n for node in g.node for n in list(node.input) + list(node.output)} | init_names
+    for new in renames.values():
+        if new in existing:
+            raise ValueError(f"cannot rename to {new!r}: the graph already uses that name")
+    for node in g.node:
+        for i, n in enumerate(node.input):
+            if n in renames:
+                node.input[i] = renames[n]
+        for i, n in enumerate(node.output):
+            if n in renames:
+                node.output[i] = renames[n]
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.name in renames:
+            vi.name = renames[vi.name]
+    for vi in inputs[:1] + list(g.output[:1]):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = batch_dim
+    return model
+
+
+# ---- checks ------------------------------------------------------------------
+_ONNX_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+
+
+def _dims(value_info) -> list:
+    out = []
+    for d in value_info.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append("?")
+    return out
+
+
+def check_model(path) -> dict:
+    """onnx.checker.check_model(path, full_check=True), then describe the model.
+
+    Returns:
+        {"path", "opset" (ai.onnx domain), "opset_imports" {domain: version},
+         "ir_version", "producer_name", "producer_version",
+         "inputs"/"outputs": [{"name", "dtype", "shape"}] (symbolic dims as
+         strings, unknown as "?"), "ops": {op_type: count} (most frequent
+         first), "num_nodes", "num_initializers"}.
+
+    Raises:
+        OnnxModelError: missing file or a model the checker rejects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxModelError(f"{str(path)!r}: no such ONNX file")
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        model = onnx.load(str(path))
+    except Exception as e:  # onnx.checker.ValidationError, InferenceError, DecodeError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise OnnxModelError(f"{str(path)!r}: invalid ONNX model: {first}") from e
+    g = model.graph
+    init_names = {t.name for t in g.initializer}
+    imports = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
+
+    def io(vis):
+        return [
+            {"name": v.name,
+             "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+             "shape": _dims(v)}
+            for v in vis if v.name not in init_names
+        ]
+
+    ops = Counter(n.op_type for n in g.node)
+    return {
+        "path": str(path),
+        "opset": imports.get("ai.onnx"),
+        "opset_imports": imports,
+        "ir_version": int(model.ir_version),
+        "producer_name": model.producer_name,
+        "producer_version": model.producer_version,
+        "inputs": io(g.input),
+        "outputs": io(g.output),
+        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "num_nodes": len(g.node),
+        "num_initializers": len(g.initializer),
+    }
+
+
+_SESSIONS: "OrderedDict[tuple, ort.InferenceSession]" = OrderedDict()
+_SESSIONS_MAX = 16
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _level(level) -> ort.GraphOptimizationLevel:
+    if isinstance(level, ort.GraphOptimizationLevel):
+        return level
+    try:
+        return ort.GraphOptimizationLevel.__members__[str(level)]
+    except KeyError:
+        raise ValueError(
+            f"unknown onnxruntime graph optimisation level {level!r}; "
+            f"one of {list(ort.GraphOptimizationLevel.__members__)}"
+        ) from None
+
+
+def _session(path: Path, level) -> ort.InferenceSession:
+    lvl = _level(level)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, lvl.name)
+    with _SESSIONS_LOCK:
+        sess = _SESSIONS.get(key)
+        if sess is not None:
+            _SESSIONS.move_to_end(key)
+            return sess
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = lvl  # intra/inter-op threads: onnxruntime's defaults
+    opts.log_severity_level = 3  # errors only
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise OnnxModelError(f"{str(path)!r}: onnxruntime cannot load the model: {first}") from e
+    with _SESSIONS_LOCK:
+        # Drop stale entries for the same file (an older mtime) and keep the cache small.
+        for k in [k for k in _SESSIONS if k[0] == key[0] and k[1:3] != key[1:3]]:
+            del _SESSIONS[k]
+        _SESSIONS[key] = sess
+        while len(_SESSIONS) > _SESSIONS_MAX:
+            _SESSIONS.popitem(last=False)
+    return sess
+
+
+def run_onnx(path, x, level=ORT_LEVEL) -> np.ndarray:
+    """Run a single-input, single-output ONNX model on CPU with onnxruntime.
+
+    Args:
+        path: the .onnx file. Sessions are cached per (path, mtime, size,
+            level), so repeated calls do not re-create them; rewriting the
+            file invalidates its entry.
+        x: the input batch in the layout the model was exported with (NHWC
+            for onnx(keras), NCHW for onnx(torch): shared.layout.nhwc_to_nchw).
+            Converted (copy-free when already right) to the model's input dtype.
+        level: onnxruntime GraphOptimizationLevel, by name ("ORT_DISABLE_ALL",
+            ...) or value; defaults to ORT_LEVEL.
+
+    Returns:
+        The first output as a numpy array.
+
+    Raises:
+        OnnxModelError: unreadable model, or an input whose rank or fixed
+            dimensions do not match the model's input.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxModelError(f"{str(path)!r}: no such ONNX file")
+    sess = _session(path, level)
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        raise OnnxModelError(f"{str(path)!r}: expected one input, the model has {len(inputs)}")
+    spec = inputs[0]
+    dtype = _ONNX_DTYPES.get(spec.type)
+    x = np.ascontiguousarray(np.asarray(x, dtype=dtype))
+    want = spec.shape
+    if x.ndim != len(want) or any(isinstance(w, int) and w != s for w, s in zip(want, x.shape)):
+        raise OnnxModelError(
+            f"{str(path)!r}: input {spec.name!r} expects shape {want} "
+            f"(None/strings are free), got {tuple(x.shape)}"
+        )
+    try:
+        return sess.run(None, {spec.name: x})[0]
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise OnnxModelError(f"{str(path)!r}: onnxruntime failed: {first}") from e
+
+
+_CLASSIFICATION = ("multiclass", "multilabel", "binary")
+
+
+def _predictions(logits: np.ndarray, task: str):
+    """(predictions, rule) or (None, None) for tasks without class predictions."""
+    if task == "multiclass":
+        return np.argmax(logits, axis=-1), "argmax"
+    if task in ("multilabel", "binary"):
+        return logits > 0, "logit>0 (sigmoid>0.5)"
+    return None, None
+
+
+def _prediction_check(name, a_name, b_name, a, b, *, task, dtype, class_names, ort_level, **context) -> Check:
+    pa, rule = _predictions(np.asarray(a), task)
+    pb, _ = _predictions(np.asarray(b), task)
+    detail = {"rule": rule, "ort_level": ort_level}
+    if np.shape(a) != np.shape(b):
+        return Check(name, a_name, b_name, float("inf"), float("inf"), 0.0, False,
+                     f"shape {np.shape(a)} vs {np.shape(b)}", task=task, dtype=dtype,
+                     detail={**detail, **context.pop("detail", {})}, **context)
+    flips = pa != pb
+    n, total = int(flips.sum()), int(flips.size)
+    agreement = 1.0 - n / total if total else 1.0
+    detail.update(flips=n, total=total, agreement=agreement)
+    where = "all agree"
+    if n:
+        idx = tuple(int(i) for i in np.argwhere(flips)[0])
+        if task == "multiclass":
+            ca, cb = int(pa[idx]), int(pb[idx])
+            label = (lambda c: f"{c} ({class_names[c]})" if class_names and c < len(class_names) else str(c))
+            where = f"row {idx[0]}: {label(ca)} vs {label(cb)}"
+        else:
+            col = idx[-1]
+            lab = f"{col} ({class_names[col]})" if class_names and col < len(class_names) else str(col)
+            where = (f"[{idx[0]}, {lab}]: logit {float(np.asarray(a)[idx]):.9g} vs "
+                     f"{float(np.asarray(b)[idx]):.9g}")
+    detail.update(context.pop("detail", {}))
+    return Check(name, a_name, b_name, float(n), n / total if total else 0.0, 0.0, n == 0, where,
+                 task=task, dtype=dtype, detail=detail, **context)
+
+
+def four_way_checks(outputs: dict, *, task: str, dtype: str = "float32", tolerance: Tolerance | None = None,
+                    class_names=None, ort_level: str = ORT_LEVEL, **context) -> list:
+    """Compare the four logits arrays on all six edges.
+
+    Args:
+        outputs: {"keras", "torch", "onnx(keras)", "onnx(torch)"} -> logits
+            (same rows, same order; torch/ONNX outputs are (batch, outputs)
+            in both layouts, so no transpose is needed).
+        task: one of shared.config.TASKS; classification tasks also get a
+            prediction-agreement check per edge.
+        dtype: selects tolerances.ONNX[dtype] unless `tolerance` is given.
+        tolerance: override.
+        class_names: optional names for `where` (column labels).
+        ort_level: the onnxruntime level the ONNX outputs were computed with,
+            recorded in each check's detail.
+        context: further Check fields (model, info, detail).
+
+    Returns:
+        For each edge (a, b) in EDGES: Check "onnx logits {a} vs {b}"
+        (compare_arrays, b the reference scale), then for multiclass /
+        multilabel / binary Check "onnx predictions {a} vs {b}" (argmax, or
+        logit > 0; max_abs_diff = number of flipped predictions, tolerance 0,
+        detail has flips/total/agreement).
+    """
+    missing = [s for s in SIDES if s not in outputs]
+    if missing:
+        raise KeyError(f"four_way_checks needs logits for {list(SIDES)}; missing {missing}")
+    tol = tolerance if tolerance is not None else ONNX[dtype]
+    labels = {1: list(class_names)} if class_names is not None else None
+    names = list(class_names) if class_names is not None else None
+    extra_detail = dict(context.pop("detail", {}) or {})
+    checks = []
+    for a, b in EDGES:
+        c = compare_arrays(f"onnx logits {a} vs {b}", outputs[a], outputs[b], tol, a_name=a, b_name=b,
+                           labels=labels, task=task, dtype=dtype,
+                           detail={"ort_level": ort_level, **extra_detail}, **context)
+        checks.append(c)
+        if task in _CLASSIFICATION:
+            checks.append(_prediction_check(f"onnx predictions {a} vs {b}", a, b, outputs[a], outputs[b],
+                                            task=task, dtype=dtype, class_names=names, ort_level=ort_level,
+                                            detail=dict(extra_detail), **context))
+    return checks
