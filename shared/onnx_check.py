@@ -377,7 +377,11 @@ def _session(path: Path, level) -> ort.InferenceSession:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise OnnxModelError(f"{str(path)!r}: onnxruntime cannot load the model: {first}") from e
+        hint = ""
+        if "NOT_IMPLEMENTED" in first:
+            # e.g. float64 Conv: onnxruntime's CPU provider registers Conv for float only.
+            hint = " (onnxruntime's CPUExecutionProvider has no kernel for this op and type; float64 CNNs cannot run)"
+        raise OnnxModelError(f"{str(path)!r}: onnxruntime cannot load the model: {first}{hint}") from e
     with _SESSIONS_LOCK:
         # Drop stale entries for the same file (an older mtime) and keep the cache small.
         for k in [k for k in _SESSIONS if k[0] == key[0] and k[1:3] != key[1:3]]:

@@ -307,3 +307,17 @@ def test_every_supported_opset(opset, tmp_path):
         outputs[f"onnx({side})"] = run_onnx(path, x if side == "keras" else nhwc_to_nchw(x))
     bad = [format_check(c) for c in four_way_checks(outputs, task=config.task) if not c.passed]
     assert not bad, "\n".join(bad)
+
+
+def test_float64_cnn_exports_but_onnxruntime_cannot_run_it(tmp_path):
+    """A known limit, pinned so that it is noticed when it changes: both
+    exporters write float64 graphs, but onnxruntime's CPU provider has no
+    float64 Conv kernel, so run_onnx says so (the float64 MLPs run and agree)."""
+    pair = next(p for p in PAIRS if p.model == "cnn")
+    config = pair.config("float64")
+    t = tmodels.build_model(config, seed=0)
+    path = texport.export_onnx(t, config, tmp_path / "torch64.onnx")
+    assert check_model(path)["inputs"][0]["dtype"] == "float64"
+    x = nhwc_to_nchw(random_inputs(config, 2))
+    with pytest.raises(onnx_check.OnnxModelError, match="NOT_IMPLEMENTED.*no kernel"):
+        run_onnx(path, x)
