@@ -63,7 +63,11 @@ def naive_per_sample_loss(task: str, logits, y):
     beyond it). Used only to *show* the instability; never for training.
     """
     dtype = logits.dtype
-    probs = probabilities(task, logits)
+    # keras.ops.sigmoid/softmax tag their result with the logits
+    # (`_keras_logits`), and the probability losses then quietly use those
+    # logits instead (keras/src/losses/losses.py). A round trip through numpy
+    # strips the tag, so this really is the probability path.
+    probs = keras.ops.convert_to_tensor(keras.ops.convert_to_numpy(probabilities(task, logits)))
     if task == "multiclass":
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=False, reduction=None, dtype=dtype)
     elif task in ("multilabel", "binary"):

@@ -92,7 +92,20 @@ class ModelConfig:
                 f"Received: input_shape={self.input_shape}"
             )
         if self.model == "cnn" and len(self.conv_channels) != 2:
-            raise ValueError(f"conv_channels takes 2 widths. Received: {self.conv_channels}")
+            raise ValueError(f"conv_channels takes 2 widths. Received: conv_channels={self.conv_channels}")
+        for name in ("input_shape", "hidden", "conv_channels"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise ValueError(f"{name} must hold positive sizes. Received: {name}={getattr(self, name)}")
+        if self.dense_units < 1:
+            raise ValueError(f"dense_units must be >= 1. Received: dense_units={self.dense_units}")
+        if not self.bn_epsilon > 0:
+            raise ValueError(f"bn_epsilon must be > 0. Received: bn_epsilon={self.bn_epsilon}")
+        if not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum (Keras convention) must be in [0, 1). Received: bn_momentum={self.bn_momentum}")
+        if self.model == "cnn" and min(self.pool_output_hw) < 1:
+            raise ValueError(
+                f"cnn needs images of at least 4x4 (stride-2 conv, then 2x2 pooling). Received: input_shape={self.input_shape}"
+            )
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

@@ -109,6 +109,9 @@ def load_portable(path, config: ModelConfig | None = None) -> tuple:
         file_config = ModelConfig.from_dict(sidecar["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{side}: bad 'config' field ({exc})") from None
+    for key in ("task", "model", "dtype"):
+        if sidecar.get(key) != getattr(file_config, key):
+            raise WeightsError(f"{side}: field {key}={sidecar.get(key)!r} contradicts its own config ({key}={getattr(file_config, key)!r})")
     if config is not None:
         for key in ("task", "model"):
             if getattr(file_config, key) != getattr(config, key):

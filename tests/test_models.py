@@ -4,6 +4,8 @@ values naming them."""
 
 import torch  # noqa: F401  (torch before TensorFlow/Keras, as Keras' own tests do)
 
+import re
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,25 @@ def test_config_rejects_bad_values(changes, message):
     base = dict(model="mlp", task="multiclass", input_shape=(64,), num_outputs=10)
     with pytest.raises(ValueError, match=message):
         ModelConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        (dict(hidden=(0, 15)), "hidden=(0, 15)"),
+        (dict(dense_units=0), "dense_units=0"),
+        (dict(bn_epsilon=-1.0), "bn_epsilon=-1.0"),
+        (dict(bn_momentum=5.0), "bn_momentum=5.0"),
+    ],
+    ids=["zero-width", "zero-units", "negative-eps", "momentum-above-1"],
+)
+def test_config_rejects_sizes_and_bn_settings_that_would_fail_inside_a_framework(changes, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        ModelConfig("cnn", "multilabel", (8, 8, 3), 2, **changes)
+
+
+def test_config_rejects_images_too_small_for_the_cnn():
+    # 2x2 -> stride-2 conv 1x1 -> 2x2 pool 0x0: nothing left to flatten.
+    with pytest.raises(ValueError, match=r"at least 4x4.*input_shape=\(2, 2, 3\)"):
+        ModelConfig("cnn", "multilabel", (2, 2, 3), 2)
+    assert ModelConfig("cnn", "multilabel", (4, 4, 3), 2).flatten_hwc == (1, 1, 16)
