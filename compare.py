@@ -860,7 +860,13 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export}
+def cmd_bench(argv) -> int:
+    from shared.bench import main as bench_main
+
+    return bench_main(argv)
+
+
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench}
 
 
 def main(argv=None) -> int:

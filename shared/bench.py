@@ -1,0 +1,779 @@
+"""`python compare.py bench`: speed and memory of both implementations.
+
+Framework-free orchestrator. Each part runs in its own process, so that the
+import boundaries hold and each part's import time and peak resident memory
+(`resource.getrusage(RUSAGE_SELF).ru_maxrss`, read by the part itself) are
+its own:
+
+  python -m keras_impl.bench --pair P --settings JSON --json FILE   Keras (TensorFlow backend)
+  python -m torch_impl.bench --pair P --settings JSON --json FILE   PyTorch
+  python -m shared.bench_ort --pair P --settings JSON --json FILE   onnxruntime on both exports
+  python compare.py --out TMP --quiet                               the harness itself (its cost)
+
+The framework parts run one after the other (never two at once: they would
+share the cores). Each returns, per repeat, the figures listed in
+keras_impl/bench.py; this module takes medians and spread over the repeats,
+forms the ratios (PyTorch/Keras, onnxruntime/native, project/plain), prints
+rich tables and writes `bench.json` and `bench.txt` into `--out`
+(default reports/bench) with shared.atomic.
+
+The helpers at the top (`DEFAULTS`, `bench_inputs`, `per_call`,
+`peak_rss_mib`, `part_main`) are what the three parts share; they import
+nothing heavier than numpy and the data layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DEFAULTS",
+    "TINY",
+    "ORT_BENCH_LEVEL",
+    "peak_rss_mib",
+    "machine_info",
+    "bench_inputs",
+    "per_call",
+    "throughput",
+    "part_main",
+    "stats",
+    "ratio",
+    "summarize",
+    "harness_cost",
+    "render",
+    "main",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What one `compare.py bench` measures, unless told otherwise.
+DEFAULTS = {
+    "batch_size": 32,  # the harness' default batch size (compare.DEFAULT_BATCH_SIZE)
+    "steps": 100,  # timed training steps per repeat, after the warm-up
+    "warmup": 10,  # untimed steps first (the first one traces / compiles)
+    "repeats": 5,  # every timed figure is taken this many times; medians and spread over them
+    "infer_batch": 256,  # throughput batch
+    "latency_calls": 200,  # batch-1 calls per repeat (the repeat's figure is their median)
+    "throughput_batches": 8,  # batches of infer_batch per throughput repeat
+    "bare_calls": 5,  # calls per repeat of the bare forward / backward passes
+    "learning_rate": 0.01,  # SGD with momentum, the harness' SGD settings
+    "momentum": 0.9,
+    "seed": 0,
+    "compiled": True,  # also XLA (Keras jit_compile=True) and torch.compile training
+    "harness": True,  # also run the default `python compare.py` and split its wall time
+    "harness_repeats": 1,
+    "harness_steps": 30,  # compare.DEFAULT_STEPS: training steps per optimizer in the default run
+    "harness_optimizers": 2,  # sgd and adam
+    "timeout_s": 900,  # per part
+}
+# `--tiny`: the smoke test's setting (one pair, two repeats, few steps, no harness).
+TINY = {
+    "pairs": ["digits/mlp"],
+    "repeats": 2,
+    "steps": 5,
+    "warmup": 2,
+    "latency_calls": 5,
+    "throughput_batches": 1,
+    "infer_batch": 64,
+    "bare_calls": 1,
+    "compiled": False,
+    "harness": False,
+}
+# onnxruntime's graph optimisation for the bench: everything on, as one deploys
+# it. The parity checks use shared.onnx_check.ORT_LEVEL (ORT_DISABLE_ALL).
+ORT_BENCH_LEVEL = "ORT_ENABLE_ALL"
+
+
+# ==========================================================================
+# Shared by the parts (run inside each part's process)
+# ==========================================================================
+def peak_rss_mib() -> float:
+    """This process' peak resident set size so far, MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine_info() -> dict:
+    """The machine the figures come from (framework-free part; each part adds its threads)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": _mem_total_gib(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def bench_inputs(pair_name: str, settings: dict) -> dict:
+    """The numpy inputs every part times on, identical in all three (images NHWC).
+
+    Returns:
+        {"config": ModelConfig (float32), "train": [(x, y)] warmup+steps batches
+        from shared.batches.batch_plan, "batch0": the harness' first training
+        batch, "x_valid"/"y_valid": the validation split (what the harness'
+        forward checks run on), "x_one": one validation row (batch 1),
+        "x_big": `throughput_batches` arrays of `infer_batch` rows (the
+        validation split tiled)}.
+    """
+    from shared import loaders
+    from shared.batches import batch_plan, make_batches
+    from shared.config import ModelConfig
+    from shared.registry import pair_by_name
+
+    pair = pair_by_name(pair_name)
+    ds = loaders.load(None, pair.dataset)
+    cfg = ModelConfig(pair.model, pair.task, ds.input_shape, ds.num_outputs)
+    bs = min(int(settings["batch_size"]), len(ds.x_train))
+    n = int(settings["warmup"]) + int(settings["steps"])
+    train = make_batches(ds.x_train, ds.y_train, batch_plan(len(ds.x_train), bs, n, int(settings["seed"])))
+    xv = np.ascontiguousarray(ds.x_valid, dtype=np.float32)
+    rows = int(settings["infer_batch"])
+    reps = -(-rows // len(xv))
+    tiled = np.concatenate([xv] * reps)[:rows]
+    x_big = [np.ascontiguousarray(np.roll(tiled, i, axis=0)) for i in range(int(settings["throughput_batches"]))]
+    return {
+        "config": cfg,
+        "batch_size": bs,
+        "train": train,
+        "batch0": train[0],
+        "x_valid": xv,
+        "y_valid": ds.y_valid,
+        "x_one": np.ascontiguousarray(xv[:1]),
+        "x_big": x_big,
+    }
+
+
+def per_call(fn, calls: int, warmup: int = 3) -> float:
+    """Median wall time of one `fn()` call over `calls` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, calls)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def throughput(fn, batches: list, rows_per_batch: int) -> float:
+    """Samples per second of `fn(batch)` over every batch of `batches` (one pass, timed as a whole)."""
+    t0 = time.perf_counter()
+    for b in batches:
+        fn(b)
+    return len(batches) * rows_per_batch / (time.perf_counter() - t0)
+
+
+def part_main(argv, bench_pair, framework: str) -> int:
+    """The command line of one part: `--pair P [--settings JSON] [--json FILE]`.
+
+    Prints the result as JSON on stdout unless --json names a file (written atomically).
+    """
+    p = argparse.ArgumentParser(prog=f"python -m {framework}.bench", description=f"{framework} part of compare.py bench")
+    p.add_argument("--pair", required=True, help="a built-in pair, e.g. digits/mlp")
+    p.add_argument("--settings", default="{}", help="JSON object overriding shared.bench.DEFAULTS")
+    p.add_argument("--json", metavar="FILE", help="write the result here instead of stdout")
+    args = p.parse_args(argv)
+    settings = {**DEFAULTS, **json.loads(args.settings)}
+    result = bench_pair(args.pair, settings)
+    text = json.dumps(result, indent=1, default=_jsonable)
+    if args.json:
+        from shared.atomic import atomic_write_text
+
+        atomic_write_text(args.json, text)
+    else:
+        print(text)
+    return 0
+
+
+def _jsonable(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+# ==========================================================================
+# Statistics (pure, tested with synthetic numbers)
+# ==========================================================================
+def stats(values) -> dict | None:
+    """Median and spread of the positive finite values: {median, min, max, q1, q3, n}; None if none."""
+    v = np.asarray([x for x in (values or []) if x is not None and np.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return None
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {"median": float(med), "min": float(v.min()), "max": float(v.max()), "q1": float(q1), "q3": float(q3),
+            "n": int(v.size)}
+
+
+def _median(x) -> float | None:
+    if x is None:
+        return None
+    if isinstance(x, dict):
+        return x.get("median")
+    if isinstance(x, (list, tuple, np.ndarray)):
+        s = stats(x)
+        return s["median"] if s else None
+    return float(x)
+
+
+def ratio(a, b) -> float | None:
+    """median(a) / median(b); a and b are stats dicts, lists of values or numbers. None when undefined."""
+    ma, mb = _median(a), _median(b)
+    if ma is None or mb is None or mb == 0:
+        return None
+    return ma / mb
+
+
+def _inv(values) -> list:
+    """Seconds per call -> calls per second (speed), per value."""
+    return [1.0 / v for v in (values or []) if v]
+
+
+def summarize(parts: dict, settings: dict) -> dict:
+    """Medians, spread and ratios of one pair from its three parts' raw results.
+
+    Args:
+        parts: {"keras": ..., "torch": ..., "ort": ...} as the parts return them
+            (a part that failed is {"error": "..."}).
+        settings: the run's settings (harness_steps / harness_optimizers for the
+            bare-pass estimate).
+
+    Returns:
+        {"train_samples_per_s", "latency_b1_ms", "throughput_b256_samples_per_s",
+        "ratios", "project_vs_plain", "peak_rss_mib", "import_s", "first_step_s",
+        "bare_s", "export_s", "build_model_s"} with stats dicts (median, min, max,
+        q1, q3, n) where there are repeats.
+    """
+    k, t, o = (parts.get(n) or {} for n in ("keras", "torch", "ort"))
+    fw = {"keras": k, "torch": t}
+
+    def g(d, *path):
+        for p in path:
+            if not isinstance(d, dict) or p not in d:
+                return None
+            d = d[p]
+        return d
+
+    train, lat, thr, first = {}, {}, {}, {}
+    for name, d in fw.items():
+        for kind in ("project", "plain", "compiled"):
+            train[f"{name}_{kind}"] = stats(g(d, "train", kind, "samples_per_s"))
+            first[f"{name}_{kind}"] = g(d, "train", kind, "first_step_s")
+        for kind in ("project", "plain"):
+            lat[f"{name}_{kind}"] = stats([s * 1e3 for s in (g(d, "infer", kind, "latency_b1_s") or [])])
+            thr[f"{name}_{kind}"] = stats(g(d, "infer", kind, "throughput_samples_per_s"))
+    for side in ("keras", "torch"):
+        lat[f"ort_{side}"] = stats([s * 1e3 for s in (g(o, side, "latency_b1_s") or [])])
+        thr[f"ort_{side}"] = stats(g(o, side, "throughput_samples_per_s"))
+    lat_speed = {n: None if s is None else 1e3 / s["median"] for n, s in lat.items()}
+
+    def speed_ratio(a, b):  # latency as speed: > 1 means a is faster
+        return None if lat_speed.get(a) is None or lat_speed.get(b) is None else lat_speed[a] / lat_speed[b]
+
+    ratios = {
+        "train torch/keras (project paths)": ratio(train["torch_project"], train["keras_project"]),
+        "train torch/keras (plain paths)": ratio(train["torch_plain"], train["keras_plain"]),
+        "train keras XLA/default": ratio(train["keras_compiled"], train["keras_project"]),
+        "train torch.compile/eager": ratio(train["torch_compiled"], train["torch_project"]),
+        "b1 speed torch/keras": speed_ratio("torch_project", "keras_project"),
+        "b256 throughput torch/keras": ratio(thr["torch_project"], thr["keras_project"]),
+        "b1 speed ort/native keras": speed_ratio("ort_keras", "keras_project"),
+        "b1 speed ort/native torch": speed_ratio("ort_torch", "torch_project"),
+        "b256 throughput ort/native keras": ratio(thr["ort_keras"], thr["keras_project"]),
+        "b256 throughput ort/native torch": ratio(thr["ort_torch"], thr["torch_project"]),
+    }
+    # Project / plain, as speeds: 1.00 = the same; below 0.90 misses the 10% target.
+    pvp = {}
+    for name in fw:
+        pvp[f"{name} train"] = ratio(train[f"{name}_project"], train[f"{name}_plain"])
+        pvp[f"{name} b1"] = speed_ratio(f"{name}_project", f"{name}_plain")
+        pvp[f"{name} b256"] = ratio(thr[f"{name}_project"], thr[f"{name}_plain"])
+
+    bare = {}
+    for name, d in fw.items():
+        for key in ("forward_valid_s", "forward_valid_f64_s", "backward_s"):
+            bare[f"{name} {key}"] = stats(g(d, "bare", key))
+        st = train[f"{name}_project"]
+        bs = g(d, "batch_size")
+        bare[f"{name} train_step_s"] = None if not st or not bs else {"median": bs / st["median"]}
+    return {
+        "train_samples_per_s": train,
+        "first_step_s": first,
+        "latency_b1_ms": lat,
+        "throughput_b256_samples_per_s": thr,
+        "ratios": ratios,
+        "project_vs_plain": pvp,
+        "peak_rss_mib": {n: g(parts.get(n), "peak_rss_mib") for n in ("keras", "torch", "ort")},
+        "rss_after_import_mib": {n: g(parts.get(n), "rss_after_import_mib") for n in ("keras", "torch", "ort")},
+        "import_s": {n: g(parts.get(n), "import_s") for n in ("keras", "torch", "ort")},
+        "bare_s": bare,
+        "export_s": {n: {"first": g(d, "export", "first_s"), "again": g(d, "export", "again_s")} for n, d in fw.items()},
+        "build_model_s": {n: stats(g(d, "build_model_s")) for n, d in fw.items()},
+        "errors": {n: p["error"] for n, p in parts.items() if isinstance(p, dict) and p.get("error")},
+    }
+
+
+def bare_estimate(pairs: dict, settings: dict) -> dict:
+    """The bare compute one default `python compare.py` run needs, from the per-pair bare passes.
+
+    Per pair and framework: the float32 forward on the validation split twice
+    (the forward checks and the ONNX four-way), the float64 forward once, one
+    forward+backward (the gradient check) and harness_optimizers x
+    harness_steps training steps (priced at the SGD step; Adam's is a little
+    dearer).
+    """
+    n_steps = int(settings["harness_steps"]) * int(settings["harness_optimizers"])
+    per = {}
+    for pair, s in pairs.items():
+        b = s["summary"]["bare_s"]
+        tot = {}
+        for fw in ("keras", "torch"):
+            m = lambda key: (b.get(f"{fw} {key}") or {}).get("median")  # noqa: E731
+            parts = [m("forward_valid_s"), m("forward_valid_s"), m("forward_valid_f64_s"), m("backward_s")]
+            step = m("train_step_s")
+            if None in parts or step is None:
+                tot[fw] = None
+                continue
+            tot[fw] = {"forward": 2 * parts[0] + parts[2], "gradients": parts[3], "training": n_steps * step}
+        per[pair] = tot
+    total = {"forward": 0.0, "gradients": 0.0, "training": 0.0}
+    for tot in per.values():
+        for fw_tot in tot.values():
+            for k, v in (fw_tot or {}).items():
+                total[k] += v
+    total["all"] = sum(total.values())
+    return {"per_pair": per, "total_s": total,
+            "formula": f"per pair and framework: 2 x forward(valid, f32) + forward(valid, f64) + forward+backward(batch) "
+                       f"+ {n_steps} x train step (SGD, steady state)"}
+
+
+# ==========================================================================
+# Running the parts
+# ==========================================================================
+def _run(cmd: list, timeout: float, env: dict | None = None) -> dict:
+    """Run a child to the end: its wall time, exit status, output tail and peak RSS.
+
+    The peak RSS comes from the child's own rusage (os.wait4), i.e. the same
+    ru_maxrss the parts read themselves, for children that cannot report it
+    (the harness run).
+    """
+    with tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        tail = log.read().decode(errors="replace")[-3000:]
+    rss = ru.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else ru.ru_maxrss / 1024
+    r = {"rc": proc.returncode, "wall_s": wall, "tail": tail, "peak_rss_mib": rss}
+    if proc.returncode == -9 and wall >= timeout:
+        r["error"] = f"timed out after {timeout:.0f} s"
+    return r
+
+
+def run_part(module: str, pair: str, settings: dict, workdir: Path) -> dict:
+    """`python -m MODULE --pair PAIR ...` in its own process; its JSON result (or {"error": ...})."""
+    out = workdir / f"{module.replace('.', '_')}_{pair.replace('/', '_')}.json"
+    cmd = [sys.executable, "-m", module, "--pair", pair, "--settings", json.dumps(settings, default=str),
+           "--json", str(out)]
+    r = _run(cmd, float(settings["timeout_s"]))
+    if r["rc"] != 0 or not out.is_file():
+        return {"error": r.get("error") or f"exit status {r['rc']}", "tail": r["tail"], "process_wall_s": r["wall_s"]}
+    result = json.loads(out.read_text())
+    result["process_wall_s"] = r["wall_s"]
+    result["process_peak_rss_mib"] = r["peak_rss_mib"]  # os.wait4: the same figure, seen from outside
+    return result
+
+
+_IMPORTS_PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import compare
+compare.frameworks()
+import onnx, onnxruntime, tf2onnx, rich, matplotlib
+import shared.report, shared.plots, shared.onnx_check, shared.loaders, keras_impl.export, torch_impl.export
+t1 = time.perf_counter()
+from shared import loaders
+from shared.registry import PAIRS
+for p in PAIRS:
+    loaders.load(None, p.dataset)
+t2 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "data_s": t2 - t1}))
+"""
+
+
+def harness_cost(settings: dict, workdir: Path, bare: dict | None = None) -> dict:
+    """Wall time of the default `python compare.py` and where it goes.
+
+    Runs `python compare.py --out TMP --quiet` `harness_repeats` times (wall
+    time from the parent, peak RSS from os.wait4), reads
+    artifacts.timings_s of its report.json (per case: port, forward,
+    gradients, training, float64, onnx) and, in a separate process, times
+    the imports the run needs and the built-in data loading (cache warm, as
+    in the run after the first). "other" is what remains: interpreter start,
+    plots, report writing, console output.
+    """
+    runs = []
+    for i in range(int(settings["harness_repeats"])):
+        out = workdir / f"harness_{i}"
+        r = _run([sys.executable, "compare.py", "--out", str(out), "--quiet"], float(settings["timeout_s"]))
+        run = {"rc": r["rc"], "wall_s": r["wall_s"], "peak_rss_mib": r["peak_rss_mib"], "tail": r["tail"][-1500:]}
+        rep = out / "report.json"
+        if rep.is_file():
+            report = json.loads(rep.read_text())
+            run["passed"] = report.get("passed")
+            run["timings_s"] = report.get("artifacts", {}).get("timings_s", {})
+        else:
+            run["error"] = f"no report.json (exit status {r['rc']})"
+        runs.append(run)
+    probe = _run([sys.executable, "-c", _IMPORTS_PROBE], float(settings["timeout_s"]))
+    try:
+        split0 = json.loads(probe["tail"].strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        split0 = {"error": probe["tail"][-500:]}
+    return _harness_split(runs, split0, bare)
+
+
+def _harness_split(runs: list, probe: dict, bare: dict | None) -> dict:
+    """Fold the runs and the import/data probe into {wall_s stats, split_s, overhead}."""
+    ok = [r for r in runs if r.get("timings_s")]
+    phases = ("port", "forward", "gradients", "float64", "training", "onnx")
+    per_run = []
+    for r in ok:
+        tot = {p: sum(c.get(p, 0.0) for c in r["timings_s"].values()) for p in phases}
+        per_run.append(tot)
+    split = {}
+    if per_run:
+        for p in phases:
+            split[p] = float(np.median([t[p] for t in per_run]))
+    wall = stats([r["wall_s"] for r in runs])
+    res = {"runs": runs, "wall_s": wall, "probe": probe,
+           "peak_rss_mib": max((r.get("peak_rss_mib") or 0.0 for r in runs), default=None)}
+    if split and wall:
+        imports, data = probe.get("imports_s"), probe.get("data_s")
+        grouped = {
+            "imports (torch, TF/Keras, onnx, tf2onnx, rich, matplotlib)": imports,
+            "data (4 built-in sets, cache warm)": data,
+            "port (build models, weights both ways)": split["port"],
+            "checks (forward, gradients, float64)": split["forward"] + split["gradients"] + split["float64"],
+            "training (2 optimizers x 2 frameworks)": split["training"],
+            "onnx (export both, check, run onnxruntime)": split["onnx"],
+        }
+        known = sum(v for v in grouped.values() if v is not None)
+        grouped["other (interpreter start, plots, report, console)"] = wall["median"] - known
+        res["split_s"] = grouped
+        res["phases_s"] = split
+        res["per_case_s"] = ok[0]["timings_s"]
+        if bare:
+            b = bare["total_s"]
+            res["bare_s"] = b
+            checks_and_training = split["forward"] + split["gradients"] + split["float64"] + split["training"]
+            res["overhead"] = {
+                "checks+training / bare forward+backward+steps": checks_and_training / b["all"] if b["all"] else None,
+                "training phase / bare steps": split["training"] / b["training"] if b["training"] else None,
+                "forward+gradients+float64 phases / bare passes": (
+                    (split["forward"] + split["gradients"] + split["float64"]) / (b["forward"] + b["gradients"])
+                    if b["forward"] + b["gradients"] else None),
+                "whole run / bare": wall["median"] / b["all"] if b["all"] else None,
+            }
+    return res
+
+
+# ==========================================================================
+# Output
+# ==========================================================================
+def _fmt(s, digits: int = 3, unit: str = "") -> str:
+    if s is None:
+        return "-"
+    if isinstance(s, dict):
+        m = s.get("median")
+        if m is None:
+            return "-"
+        if "min" in s and s.get("n", 1) > 1:
+            return f"{_num(m, digits)}{unit} [{_num(s['min'], digits)}..{_num(s['max'], digits)}]"
+        return f"{_num(m, digits)}{unit}"
+    return f"{_num(s, digits)}{unit}"
+
+
+def _num(v: float, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.{digits}g}"
+
+
+def _x(r) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def render(result: dict, console) -> None:
+    """Print the bench as rich tables on `console`."""
+    from rich.table import Table
+
+    s = result["settings"]
+    m = result["machine"]
+    console.print(f"[bold]compare.py bench[/bold]: {m['cpu']}, {m['usable_cores']} usable cores "
+                  f"(cpu_count {m['cpu_count']}), {m['memory_gib']} GiB; load average at start "
+                  f"{m['load_average_at_start']}")
+    th = result.get("threads", {})
+    console.print(f"threads: torch intra-op {th.get('torch_intra_op')}, inter-op {th.get('torch_inter_op')}; "
+                  f"TF intra-op {th.get('tf_intra_op')}, inter-op {th.get('tf_inter_op')}; onnxruntime "
+                  f"{th.get('ort')}")
+    console.print(f"medians [min..max] over {s['repeats']} repeats; training: batch {s['batch_size']}, "
+                  f"{s['steps']} timed steps after {s['warmup']} warm-up, SGD(momentum {s['momentum']}); "
+                  f"inference: batch 1 ({s['latency_calls']} calls per repeat), batch {s['infer_batch']} "
+                  f"({s['throughput_batches']} batches per repeat); onnxruntime {ORT_BENCH_LEVEL}")
+    pairs = result["pairs"]
+
+    t = Table(title="Training throughput, samples/s (higher is better)")
+    for col in ("pair", "Keras project\n(tf.function step)", "Keras plain\n(compile+fit)", "PyTorch project\n(eager)",
+                "PyTorch plain\n(nn.Sequential loop)", "PyTorch/Keras\nproject", "PyTorch/Keras\nplain"):
+        t.add_column(col, justify="right" if col != "pair" else "left")
+    for name, p in pairs.items():
+        sm = p["summary"]
+        tr, r = sm["train_samples_per_s"], sm["ratios"]
+        t.add_row(name, _fmt(tr["keras_project"]), _fmt(tr["keras_plain"]), _fmt(tr["torch_project"]),
+                  _fmt(tr["torch_plain"]), _x(r["train torch/keras (project paths)"]), _x(r["train torch/keras (plain paths)"]))
+    console.print(t)
+
+    if s.get("compiled"):
+        t = Table(title="Compiled training (not the default paths): samples/s, and the first step (trace + compile)")
+        for col in ("pair", "Keras XLA\n(jit_compile=True)", "XLA/default", "Keras first step s\ndefault / XLA",
+                    "torch.compile", "compile/eager", "torch first step s\neager / compiled"):
+            t.add_column(col, justify="right" if col != "pair" else "left")
+        for name, p in pairs.items():
+            sm = p["summary"]
+            tr, r, f = sm["train_samples_per_s"], sm["ratios"], sm["first_step_s"]
+            t.add_row(name, _fmt(tr["keras_compiled"]), _x(r["train keras XLA/default"]),
+                      f"{_num(f.get('keras_project'))} / {_num(f.get('keras_compiled'))}",
+                      _fmt(tr["torch_compiled"]), _x(r["train torch.compile/eager"]),
+                      f"{_num(f.get('torch_project'))} / {_num(f.get('torch_compiled'))}")
+        console.print(t)
+
+    for key, title, unit, better in (
+        ("latency_b1_ms", "Inference latency at batch 1, ms per call (lower is better)", "", "b1 speed"),
+        ("throughput_b256_samples_per_s", f"Inference throughput at batch {s['infer_batch']}, samples/s (higher is better)", "", "b256 throughput"),
+    ):
+        t = Table(title=title)
+        for col in ("pair", "Keras", "PyTorch", "ORT(keras.onnx)", "ORT(torch.onnx)", "PyTorch/Keras",
+                    "ORT/Keras", "ORT/PyTorch"):
+            t.add_column(col, justify="right" if col != "pair" else "left")
+        for name, p in pairs.items():
+            sm = p["summary"]
+            v, r = sm[key], sm["ratios"]
+            t.add_row(name, _fmt(v["keras_project"]), _fmt(v["torch_project"]), _fmt(v["ort_keras"]),
+                      _fmt(v["ort_torch"]), _x(r[f"{better} torch/keras"]), _x(r[f"{better} ort/native keras"]),
+                      _x(r[f"{better} ort/native torch"]))
+        console.print(t)
+    console.print("  (ratios are speeds: >1 means the first named is faster; latency ratios are inverted latencies)")
+
+    t = Table(title="Project vs plain (speed ratio project/plain; target >= 0.90)")
+    for col in ("pair", "Keras train", "Keras b1", f"Keras b{s['infer_batch']}", "PyTorch train", "PyTorch b1",
+                f"PyTorch b{s['infer_batch']}"):
+        t.add_column(col, justify="right" if col != "pair" else "left")
+    for name, p in pairs.items():
+        v = p["summary"]["project_vs_plain"]
+
+        def cell(k):
+            r = v.get(k)
+            if r is None:
+                return "-"
+            return f"[red]{r:.2f}[/red]" if r < 0.9 else f"{r:.2f}"
+
+        t.add_row(name, cell("keras train"), cell("keras b1"), cell("keras b256"), cell("torch train"),
+                  cell("torch b1"), cell("torch b256"))
+    console.print(t)
+
+    t = Table(title="Per part: import time, peak RSS, bare passes, export")
+    for col in ("pair", "import s\nKeras / torch / ORT", "peak RSS MiB\nKeras / torch / ORT",
+                "fwd valid ms\nKeras / torch", "fwd+bwd ms\nKeras / torch", "build model ms\nKeras / torch",
+                "ONNX export s\nKeras / torch"):
+        t.add_column(col, justify="right" if col != "pair" else "left")
+    for name, p in pairs.items():
+        sm = p["summary"]
+        imp, rss, b, ex, bm = sm["import_s"], sm["peak_rss_mib"], sm["bare_s"], sm["export_s"], sm["build_model_s"]
+        ms = lambda st: None if not st else st["median"] * 1e3  # noqa: E731
+        t.add_row(name, " / ".join(_num(imp.get(n)) for n in ("keras", "torch", "ort")),
+                  " / ".join(_num(rss.get(n)) for n in ("keras", "torch", "ort")),
+                  f"{_num(ms(b.get('keras forward_valid_s')))} / {_num(ms(b.get('torch forward_valid_s')))}",
+                  f"{_num(ms(b.get('keras backward_s')))} / {_num(ms(b.get('torch backward_s')))}",
+                  f"{_num(ms(bm.get('keras')))} / {_num(ms(bm.get('torch')))}",
+                  f"{_num(ex['keras']['again'])} / {_num(ex['torch']['again'])}")
+    console.print(t)
+
+    h = result.get("harness")
+    if h:
+        if h.get("split_s"):
+            t = Table(title=f"Harness cost: default `python compare.py`, wall {_fmt(h['wall_s'])} s "
+                            f"(target < 60 s on this machine: {'met' if h['wall_s']['median'] < 60 else 'NOT met'})")
+            t.add_column("part")
+            t.add_column("seconds", justify="right")
+            t.add_column("share", justify="right")
+            for k, v in h["split_s"].items():
+                t.add_row(k, _num(v), "-" if v is None else f"{100 * v / h['wall_s']['median']:.0f}%")
+            console.print(t)
+            if h.get("overhead"):
+                b = h["bare_s"]
+                console.print(f"bare compute the run compares: {_num(b['all'])} s (forward {_num(b['forward'])}, "
+                              f"gradients {_num(b['gradients'])}, training steps {_num(b['training'])}); overhead: "
+                              + ", ".join(f"{k} {_x(v)}" for k, v in h["overhead"].items()))
+        else:
+            console.print(f"[red]harness run failed[/red]: {[r.get('error') for r in h['runs']]}\n{h['runs'][0].get('tail', '')[-600:]}")
+    for name, p in pairs.items():
+        for part, err in p["summary"]["errors"].items():
+            console.print(f"[red]{name} {part} failed[/red]: {err}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from shared.registry import PAIRS
+
+    p = argparse.ArgumentParser(
+        prog="compare.py bench",
+        description="Speed and memory of both implementations, each in its own process: training throughput "
+                    "(project path and the plain recommended one), inference latency (batch 1) and throughput "
+                    "(batch 256) in Keras, PyTorch and onnxruntime, peak RSS, and the default run's own cost.")
+    p.add_argument("--pairs", nargs="+", metavar="PAIR", default=[q.name for q in PAIRS],
+                   help=f"built-in pairs (default all: {' '.join(q.name for q in PAIRS)})")
+    p.add_argument("--repeats", type=int, default=DEFAULTS["repeats"], help=f"repeats per figure (default {DEFAULTS['repeats']})")
+    p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help=f"timed training steps per repeat (default {DEFAULTS['steps']})")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help=f"training batch size (default {DEFAULTS['batch_size']})")
+    p.add_argument("--out", default="reports/bench", help="folder for bench.json and bench.txt (default reports/bench)")
+    p.add_argument("--tiny", action="store_true", help="smoke-test setting: 1 pair, 2 repeats, few steps, no harness, no compiled paths")
+    p.add_argument("--skip-harness", action="store_true", help="do not time the default `python compare.py` run")
+    p.add_argument("--no-compiled", action="store_true", help="skip the XLA / torch.compile training figures")
+    p.add_argument("--harness-repeats", type=int, default=DEFAULTS["harness_repeats"], help="runs of the default harness (default 1)")
+    return p
+
+
+def main(argv=None) -> int:
+    """`compare.py bench [options]`. Exit 0 when every part ran, 1 when one failed, 2 on bad usage."""
+    from rich.console import Console
+
+    from shared.atomic import atomic_write_text
+    from shared.registry import pair_by_name
+
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    settings = dict(DEFAULTS)
+    pairs = args.pairs
+    explicit = {"repeats": args.repeats != DEFAULTS["repeats"], "steps": args.steps != DEFAULTS["steps"],
+                "batch_size": args.batch_size != DEFAULTS["batch_size"]}
+    if args.tiny:
+        tiny = dict(TINY)
+        pairs = tiny.pop("pairs") if args.pairs == _parser().get_default("pairs") else pairs
+        settings.update(tiny)
+    for key in ("repeats", "steps", "batch_size"):
+        if explicit[key] or not args.tiny:
+            settings[key] = getattr(args, key)
+    settings["harness_repeats"] = args.harness_repeats
+    if args.skip_harness:
+        settings["harness"] = False
+    if args.no_compiled:
+        settings["compiled"] = False
+    for key in ("repeats", "steps", "batch_size", "harness_repeats"):
+        if settings[key] < 1:
+            print(f"error: --{key.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+    try:
+        pairs = [pair_by_name(n).name for n in pairs]
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
+
+    console = Console(record=True)
+    t_start = time.perf_counter()
+    result = {"schema": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
+              "settings": {**settings, "pairs": pairs, "ort_level": ORT_BENCH_LEVEL}, "pairs": {}}
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="ktp-bench-") as tmp:
+        work = Path(tmp)
+        for pair in pairs:
+            console.print(f"[bold]{pair}[/bold]: Keras ...", end="")
+            onnx_dir = work / pair.replace("/", "_")
+            onnx_dir.mkdir(parents=True, exist_ok=True)
+            parts = {}
+            for fw, module in (("keras", "keras_impl.bench"), ("torch", "torch_impl.bench")):
+                s = dict(settings, export_path=str(onnx_dir / f"{fw}.onnx"))
+                parts[fw] = run_part(module, pair, s, work)
+                console.print(" PyTorch ..." if fw == "keras" else " onnxruntime ...", end="")
+            paths = {fw: str(onnx_dir / f"{fw}.onnx") for fw in ("keras", "torch") if (onnx_dir / f"{fw}.onnx").is_file()}
+            parts["ort"] = run_part("shared.bench_ort", pair, dict(settings, onnx_paths=paths), work)
+            console.print(f" done ({time.perf_counter() - t_start:.0f} s)")
+            failed |= any("error" in p for p in parts.values())
+            result["pairs"][pair] = {"parts": parts, "summary": summarize(parts, settings)}
+        k = next((p["parts"]["keras"] for p in result["pairs"].values() if "threads" in p["parts"]["keras"]), {})
+        t = next((p["parts"]["torch"] for p in result["pairs"].values() if "threads" in p["parts"]["torch"]), {})
+        o = next((p["parts"]["ort"] for p in result["pairs"].values() if "threads" in p["parts"]["ort"]), {})
+        result["threads"] = {**k.get("threads", {}), **t.get("threads", {}), "ort": o.get("threads", {}).get("ort")}
+        result["versions"] = {**k.get("versions", {}), **t.get("versions", {}), **o.get("versions", {})}
+        if settings["harness"]:
+            console.print("default `python compare.py` (harness cost) ...")
+            bare = bare_estimate(result["pairs"], settings) if len(pairs) == len(_parser().get_default("pairs")) else None
+            result["harness"] = harness_cost(settings, work, bare)
+            failed |= not result["harness"].get("split_s")
+    result["bench_wall_s"] = time.perf_counter() - t_start
+    render(result, console)
+    out = Path(args.out)
+    atomic_write_text(out / "bench.json", json.dumps(result, indent=1, default=_jsonable))
+    atomic_write_text(out / "bench.txt", console.export_text())
+    console.print(f"bench.json and bench.txt in {out} ({result['bench_wall_s']:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
