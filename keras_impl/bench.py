@@ -267,6 +267,12 @@ def _guard(fn, *args) -> dict:
 def bench_pair(pair_name: str, settings: dict) -> dict:
     """Every Keras figure for one built-in pair (see the module docstring)."""
     settings = {**sb.DEFAULTS, **settings}
+    if settings.get("threads"):
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(settings["threads"]))
+            tf.config.threading.set_inter_op_parallelism_threads(int(settings["threads"]))
+        except RuntimeError:  # TensorFlow already initialised its thread pools
+            pass
     t_start = time.perf_counter()
     data = sb.bench_inputs(pair_name, settings)
     cfg = data["config"]

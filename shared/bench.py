@@ -77,6 +77,7 @@ DEFAULTS = {
     "harness_steps": 30,  # compare.DEFAULT_STEPS: training steps per optimizer in the default run
     "harness_optimizers": 2,  # sgd and adam
     "timeout_s": 900,  # per part
+    "threads": None,  # None: each framework's default thread pools; N: N intra-op threads everywhere
 }
 # `--tiny`: the smoke test's setting (one pair, two repeats, few steps, no harness).
 TINY = {
@@ -424,11 +425,13 @@ def run_part(module: str, pair: str, settings: dict, workdir: Path) -> dict:
     out = workdir / f"{module.replace('.', '_')}_{pair.replace('/', '_')}.json"
     cmd = [sys.executable, "-m", module, "--pair", pair, "--settings", json.dumps(settings, default=str),
            "--json", str(out)]
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     r = _run(cmd, float(settings["timeout_s"]))
     if r["rc"] != 0 or not out.is_file():
         return {"error": r.get("error") or f"exit status {r['rc']}", "tail": r["tail"], "process_wall_s": r["wall_s"]}
     result = json.loads(out.read_text())
     result["process_wall_s"] = r["wall_s"]
+    result["load_average_before"] = load  # 1, 5, 15 min: other work on the machine skews every figure
     result["process_peak_rss_mib"] = r["peak_rss_mib"]  # os.wait4: the same figure, seen from outside
     return result
 
@@ -531,6 +534,13 @@ def _harness_split(runs: list, probe: dict, bare: dict | None) -> dict:
 # Output
 # ==========================================================================
 def _fmt(s, digits: int = 3, unit: str = "") -> str:
+    """"median [min..max]" (rich markup escaped), or "-"."""
+    from rich.markup import escape
+
+    return escape(_fmt_plain(s, digits, unit))
+
+
+def _fmt_plain(s, digits: int = 3, unit: str = "") -> str:
     if s is None:
         return "-"
     if isinstance(s, dict):
@@ -575,7 +585,7 @@ def render(result: dict, console) -> None:
     console.print(f"threads: torch intra-op {th.get('torch_intra_op')}, inter-op {th.get('torch_inter_op')}; "
                   f"TF intra-op {th.get('tf_intra_op')}, inter-op {th.get('tf_inter_op')}; onnxruntime "
                   f"{th.get('ort')}")
-    console.print(f"medians [min..max] over {s['repeats']} repeats; training: batch {s['batch_size']}, "
+    console.print(f"medians \\[min..max] over {s['repeats']} repeats; training: batch {s['batch_size']}, "
                   f"{s['steps']} timed steps after {s['warmup']} warm-up, SGD(momentum {s['momentum']}); "
                   f"inference: batch 1 ({s['latency_calls']} calls per repeat), batch {s['infer_batch']} "
                   f"({s['throughput_batches']} batches per repeat); onnxruntime {ORT_BENCH_LEVEL}")
@@ -697,6 +707,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="smoke-test setting: 1 pair, 2 repeats, few steps, no harness, no compiled paths")
     p.add_argument("--skip-harness", action="store_true", help="do not time the default `python compare.py` run")
     p.add_argument("--no-compiled", action="store_true", help="skip the XLA / torch.compile training figures")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op threads for torch, TensorFlow and onnxruntime (default: each one's own default; "
+                        "the harness run keeps its defaults)")
     p.add_argument("--harness-repeats", type=int, default=DEFAULTS["harness_repeats"], help="runs of the default harness (default 1)")
     return p
 
@@ -721,12 +734,13 @@ def main(argv=None) -> int:
         if explicit[key] or not args.tiny:
             settings[key] = getattr(args, key)
     settings["harness_repeats"] = args.harness_repeats
+    settings["threads"] = args.threads
     if args.skip_harness:
         settings["harness"] = False
     if args.no_compiled:
         settings["compiled"] = False
-    for key in ("repeats", "steps", "batch_size", "harness_repeats"):
-        if settings[key] < 1:
+    for key in ("repeats", "steps", "batch_size", "harness_repeats", "threads"):
+        if settings[key] is not None and settings[key] < 1:
             print(f"error: --{key.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
     try:
@@ -735,7 +749,7 @@ def main(argv=None) -> int:
         print(f"error: {e.args[0]}", file=sys.stderr)
         return 2
 
-    console = Console(record=True)
+    console = Console(record=True, width=max(Console().width, 170))
     t_start = time.perf_counter()
     result = {"schema": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
               "settings": {**settings, "pairs": pairs, "ort_level": ORT_BENCH_LEVEL}, "pairs": {}}

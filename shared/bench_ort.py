@@ -34,8 +34,10 @@ RSS_AFTER_IMPORT_MIB = sb.peak_rss_mib()
 __all__ = ["IMPORT_SECONDS", "session", "bench_model", "bench_pair", "main"]
 
 
-def session(path, level: str = sb.ORT_BENCH_LEVEL) -> ort.InferenceSession:
+def session(path, level: str = sb.ORT_BENCH_LEVEL, threads: int | None = None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.__members__[level]
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
@@ -47,7 +49,7 @@ def bench_model(path, side: str, settings: dict, data: dict) -> dict:
     x_one = np.ascontiguousarray(layout(data["x_one"]))
     x_big = [np.ascontiguousarray(layout(x)) for x in data["x_big"]]
     t0 = time.perf_counter()
-    sess = session(path)
+    sess = session(path, threads=settings.get("threads"))
     make_s = time.perf_counter() - t0
     name = sess.get_inputs()[0].name
     run = lambda x: sess.run(None, {name: x})[0]  # noqa: E731
@@ -56,7 +58,7 @@ def bench_model(path, side: str, settings: dict, data: dict) -> dict:
     for _ in range(int(settings["repeats"])):
         lat.append(sb.per_call(lambda: run(x_one), int(settings["latency_calls"])))
         thr.append(sb.throughput(run, x_big, int(settings["infer_batch"])))
-    plain = session(path, "ORT_DISABLE_ALL")
+    plain = session(path, "ORT_DISABLE_ALL", settings.get("threads"))
     lat_off = [sb.per_call(lambda: plain.run(None, {name: x_one}), int(settings["latency_calls"]))
                for _ in range(int(settings["repeats"]))]
     return {"latency_b1_s": lat, "throughput_samples_per_s": thr, "latency_b1_disable_all_s": lat_off,
@@ -68,6 +70,8 @@ def bench_pair(pair_name: str, settings: dict) -> dict:
     t_start = time.perf_counter()
     data = sb.bench_inputs(pair_name, settings)
     opts = ort.SessionOptions()
+    if settings.get("threads"):
+        opts.intra_op_num_threads = int(settings["threads"])
     res = {"framework": "onnxruntime", "pair": pair_name, "import_s": IMPORT_SECONDS,
            "rss_after_import_mib": RSS_AFTER_IMPORT_MIB, "versions": {"onnxruntime": ort.__version__},
            "threads": {"ort": f"intra_op {opts.intra_op_num_threads} (0 = onnxruntime default: one per "

@@ -251,6 +251,8 @@ def _guard(fn, *args) -> dict:
 def bench_pair(pair_name: str, settings: dict) -> dict:
     """Every PyTorch figure for one built-in pair (see the module docstring)."""
     settings = {**sb.DEFAULTS, **settings}
+    if settings.get("threads"):
+        torch.set_num_threads(int(settings["threads"]))
     t_start = time.perf_counter()
     data = sb.bench_inputs(pair_name, settings)
     cfg = data["config"]
