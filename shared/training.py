@@ -1,0 +1,47 @@
+"""What a training run reports, identical for both frameworks.
+
+`keras_impl.train.train` and `torch_impl.train.train` both return a
+`TrainResult`, so the harness and the tests compare two instances field by
+field: loss curves with `shared.checks.compare_arrays`, fingerprints with `==`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["TrainResult"]
+
+
+@dataclass
+class TrainResult:
+    """One training run.
+
+    Args:
+        losses: (steps,) float64; entry i is the loss of batch i computed in the
+            forward pass *before* step i's update (the value the gradient of
+            step i was taken from), not a running mean as `model.fit` logs.
+        fingerprints: `shared.dataset.array_fingerprint(x_nhwc, y)` of each batch
+            the loop consumed, computed from the tensors the framework received,
+            converted back to canonical numpy (images NHWC). Equal lists on both
+            sides prove both frameworks saw the same bytes in the same order.
+        seconds: wall time of the loop (conversion, steps, loss read-back),
+            excluding the optimizer construction.
+    """
+
+    losses: np.ndarray
+    fingerprints: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        self.losses = np.asarray(self.losses, dtype=np.float64).reshape(-1)  # (steps,)
+        self.fingerprints = list(self.fingerprints)
+
+    @property
+    def steps(self) -> int:
+        return int(self.losses.shape[0])
+
+    def to_dict(self) -> dict:
+        return {"losses": [float(v) for v in self.losses], "fingerprints": list(self.fingerprints),
+                "seconds": float(self.seconds)}

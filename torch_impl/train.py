@@ -1,0 +1,220 @@
+"""Training the PyTorch twin: optimizers, one step, a loop, loss and gradients.
+
+Twin of keras_impl/train.py (same names, same arguments, same results). The
+optimizers are stock torch ones with the two Keras conventions added
+(formulas read in torch/optim/{sgd,adam,adamw}.py of the installed torch 2.13,
+`_single_tensor_*`, the path CPU tensors take):
+
+  - Adam epsilon. Keras adds eps to the raw sqrt(v) and puts the bias
+    correction into the step size: w -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps).
+    torch adds eps to the corrected sqrt(v_hat) = sqrt(v)/sqrt(1-b2^t):
+    w -= lr/(1-b1^t) * m/(sqrt(v)/sqrt(1-b2^t) + eps_t). The two are equal
+    exactly when eps_t = eps / sqrt(1-b2^t) (multiply torch's fraction by
+    sqrt(1-b2^t)/sqrt(1-b2^t)). `AdamKeras` sets its group's eps to that value
+    before every step. Chosen over a hand-written Keras-update optimizer
+    because the rest of the update stays torch's own, tested code (and the
+    state_dict stays loadable into stock AdamW): the fix is one line, which is
+    what a torch user would write.
+  - Decoupled weight decay. Keras decays every variable that has a gradient
+    *before* the update: w <- w - w*wd*lr (keras/src/optimizers/
+    base_optimizer.py, `_apply_weight_decay`, called in
+    `_backend_apply_gradients` before `_backend_update_step`). torch's
+    AdamW does param.mul_(1 - lr*wd) before its update: the same order
+    (`AdamKeras` derives from AdamW). torch's SGD(weight_decay) is L2 in the
+    gradient instead, so `SGDKeras` keeps weight_decay=0 and decays
+    explicitly, in Keras' order, before the stock SGD step.
+  - SGD momentum: Keras v <- mu*v - lr*g, w <- w + v; torch b <- mu*b + g,
+    w <- w - lr*b (b starts as g). With a constant lr, v = -lr*b at every
+    step, so stock torch SGD agrees; an lr change would break it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.config import ModelConfig, TrainConfig
+from shared.dataset import array_fingerprint
+from shared.layout import nchw_to_nhwc, nhwc_to_nchw
+from shared.training import TrainResult
+from torch_impl import losses
+from torch_impl import weights as tweights
+from torch_impl.models import TORCH_DTYPES
+
+__all__ = ["AdamKeras", "SGDKeras", "keras_adam_eps", "make_optimizer", "to_framework", "from_framework",
+           "train_step", "train", "loss_and_grads"]
+
+
+def keras_adam_eps(keras_epsilon: float, beta_2: float, step: int) -> float:
+    """torch's eps at 1-based `step` that reproduces Keras' epsilon placement."""
+    return keras_epsilon / math.sqrt(1.0 - beta_2**step)
+
+
+class AdamKeras(torch.optim.AdamW):
+    """torch AdamW (decoupled decay, as Keras) with Keras' epsilon placement.
+
+    Args:
+        params: parameters to optimise.
+        lr, betas, weight_decay: as torch.optim.AdamW (weight_decay decoupled).
+        keras_epsilon: epsilon in Keras' placement (added to the raw sqrt(v)).
+    """
+
+    def __init__(self, params, lr: float, betas: tuple, keras_epsilon: float, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, betas=betas, eps=keras_epsilon, weight_decay=weight_decay, foreach=False)
+        for group in self.param_groups:
+            group["keras_epsilon"] = keras_epsilon
+            group["keras_step"] = 0  # Keras' `iterations`: one per step() call
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["keras_step"] += 1
+            group["eps"] = keras_adam_eps(group["keras_epsilon"], group["betas"][1], group["keras_step"])
+        return super().step(closure)
+
+
+class SGDKeras(torch.optim.SGD):
+    """torch SGD with momentum plus Keras' decoupled weight decay before the step.
+
+    Args:
+        params: parameters to optimise.
+        lr, momentum: as torch.optim.SGD (lr must stay constant, see the module
+            docstring).
+        decoupled_weight_decay: Keras' weight_decay: w <- w - w*wd*lr first.
+    """
+
+    def __init__(self, params, lr: float, momentum: float, decoupled_weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, foreach=False)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = decoupled_weight_decay
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            wd, lr = group["decoupled_weight_decay"], group["lr"]
+            if wd:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.sub_(p * wd * lr)  # Keras: variable.assign_sub(variable * wd * lr)
+        return super().step(closure)
+
+
+def make_optimizer(model: nn.Module, train_config: TrainConfig) -> torch.optim.Optimizer:
+    """The torch optimizer that reproduces Keras' for `train_config`.
+
+    Args:
+        model: the model to train.
+        train_config: optimizer name, learning rate, momentum / betas, epsilon
+            (Keras placement; converted per step), weight decay (decoupled).
+
+    Returns:
+        SGDKeras or AdamKeras over model.parameters().
+    """
+    lr = float(train_config.learning_rate)
+    wd = float(train_config.weight_decay)
+    if train_config.optimizer == "sgd":
+        return SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
+    return AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
+                     keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+
+
+def to_framework(x: np.ndarray, y: np.ndarray) -> tuple:
+    """numpy (x NHWC for images, y) -> the tensors the torch step receives:
+    x NCHW for images, no dtype cast."""
+    return torch.from_numpy(nhwc_to_nchw(np.ascontiguousarray(x))), torch.from_numpy(np.ascontiguousarray(y))
+
+
+def from_framework(x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """The tensors the step received -> canonical numpy (x NHWC), for fingerprints."""
+    return nchw_to_nhwc(x.detach().cpu().numpy()), y.detach().cpu().numpy()
+
+
+def _cast(model_config: ModelConfig, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """x to the model dtype; float targets too (class indices stay int64)."""
+    dtype = TORCH_DTYPES[model_config.dtype]
+    return x.to(dtype), (y if model_config.task == "multiclass" else y.to(dtype))
+
+
+def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y) -> float:
+    """One optimizer step on one batch; returns that batch's pre-update loss.
+
+    Args:
+        model: the torch model (trained in place, left in training mode).
+        model_config: its config (task and dtype).
+        optimizer: from `make_optimizer(model, ...)`.
+        x, y: the batch as tensors (`to_framework`, NCHW) or numpy (x NHWC).
+    """
+    if not isinstance(x, torch.Tensor):
+        x, y = to_framework(x, y)
+    x, y = _cast(model_config, x, y)
+    model.train()  # BatchNorm: batch statistics, running stats updated
+    optimizer.zero_grad(set_to_none=True)
+    loss = losses.mean_loss(model_config.task, model(x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig, batches: list,
+          on_step=None) -> TrainResult:
+    """One optimizer step per batch, in the given order, in training mode.
+
+    Args:
+        model: the torch model (trained in place; left in eval mode).
+        model_config: its config.
+        train_config: optimizer settings (every batch given is used once, in order).
+        batches: list of (x, y) numpy tuples; images NHWC (converted here).
+        on_step: optional callback `on_step(step, loss)` after each step.
+
+    Returns:
+        TrainResult with the per-step pre-update losses, the fingerprints of
+        what the step received (back in NHWC), and the loop's wall time.
+    """
+    optimizer = make_optimizer(model, train_config)
+    losses_out, fingerprints = [], []
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(batches):
+        xt, yt = to_framework(x, y)
+        fingerprints.append(array_fingerprint(*from_framework(xt, yt)))
+        loss = train_step(model, model_config, optimizer, xt, yt)
+        losses_out.append(loss)
+        if on_step is not None:
+            on_step(i, loss)
+    seconds = time.perf_counter() - start
+    model.eval()
+    return TrainResult(np.asarray(losses_out), fingerprints, seconds)
+
+
+def loss_and_grads(model: nn.Module, model_config: ModelConfig, x: np.ndarray, y: np.ndarray,
+                   training: bool = True) -> tuple:
+    """Mean loss and its gradient for every trainable tensor, model left unchanged.
+
+    Args:
+        model: the torch model.
+        model_config: its config.
+        x: inputs, NHWC for images (converted here).
+        y: targets.
+        training: BatchNorm mode. Training mode updates the running statistics;
+            they, the grads and the train/eval mode are restored afterwards.
+
+    Returns:
+        (loss as float, {PyTorch name: gradient}).
+    """
+    was_training = model.training
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    xt, yt = _cast(model_config, *to_framework(x, y))
+    model.zero_grad(set_to_none=True)
+    model.train(training)
+    loss = losses.mean_loss(model_config.task, model(xt), yt)
+    loss.backward()
+    grads = tweights.grads_to_portable(model, model_config)
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(saved[name])
+    model.train(was_training)
+    return float(loss.detach()), grads
