@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_impl import losses
+from keras_impl.data import to_keras_batches
 from keras_impl import weights as kweights
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import array_fingerprint
@@ -179,18 +180,22 @@ def train(model: keras.Model, model_config: ModelConfig, train_config: TrainConf
         model_config: its config.
         train_config: optimizer settings (`steps`/`batch_size`/`seed` are the
             caller's business: every batch given is used, once, in order).
-        batches: list of (x, y) numpy tuples; images NHWC.
+        batches: list of (x, y) numpy tuples; images NHWC. They reach the step
+            through keras_impl.data.KerasBatches, cast to the model dtype
+            (class indices stay int64).
         on_step: optional callback `on_step(step, loss)` after each step.
 
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
-        what the step received, and the loop's wall time.
+        what the step received (equal to shared.batches.batch_fingerprints of
+        cast_batches(batches, dtype)), and the loop's wall time.
     """
     optimizer = make_optimizer(model, train_config)
+    feed = to_keras_batches(batches, model_config.dtype)  # shared.batches.cast_batch rule, order kept
     losses_out, fingerprints = [], []
     start = time.perf_counter()
-    for i, (x, y) in enumerate(batches):
-        xt, yt = to_framework(x, y)
+    for i in range(len(feed)):
+        xt, yt = to_framework(*feed[i])
         fingerprints.append(array_fingerprint(*from_framework(xt, yt)))
         loss = train_step(model, model_config, optimizer, xt, yt)
         losses_out.append(loss)

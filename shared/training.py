@@ -24,8 +24,11 @@ class TrainResult:
             step i was taken from), not a running mean as `model.fit` logs.
         fingerprints: `shared.dataset.array_fingerprint(x_nhwc, y)` of each batch
             the loop consumed, computed from the tensors the framework received,
-            converted back to canonical numpy (images NHWC). Equal lists on both
-            sides prove both frameworks saw the same bytes in the same order.
+            converted back to canonical numpy (images NHWC). The feeds cast to
+            the model dtype (shared.batches.cast_batch), so this equals
+            batch_fingerprints(cast_batches(batches, dtype)): the batches' own
+            fingerprints for float32 data and a float32 model. Equal lists on
+            both sides prove both frameworks saw the same bytes in the same order.
         seconds: wall time of the loop (conversion, steps, loss read-back),
             excluding the optimizer construction.
     """

@@ -117,7 +117,6 @@ class _AdamL2KerasEps(ttrain.AdamKeras):
             group["decoupled_weight_decay"] = False  # torch/optim/adam.py: grad = grad.add(param, alpha=wd)
 
 
-
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
 def test_weight_decay_is_decoupled(opt):
     """Keras' weight_decay (w -= lr*wd*w before the update) vs torch's L2-in-gradient weight_decay."""

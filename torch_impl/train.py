@@ -42,6 +42,7 @@ from shared.dataset import array_fingerprint
 from shared.layout import nchw_to_nhwc, nhwc_to_nchw
 from shared.training import TrainResult
 from torch_impl import losses
+from torch_impl.data import to_torch_batches
 from torch_impl import weights as tweights
 from torch_impl.models import TORCH_DTYPES
 
@@ -167,18 +168,22 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
         model: the torch model (trained in place; left in eval mode).
         model_config: its config.
         train_config: optimizer settings (every batch given is used once, in order).
-        batches: list of (x, y) numpy tuples; images NHWC (converted here).
+        batches: list of (x, y) numpy tuples; images NHWC. They reach the step
+            through torch_impl.data.TorchBatches: NCHW, cast to the model
+            dtype (class indices stay int64).
         on_step: optional callback `on_step(step, loss)` after each step.
 
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
-        what the step received (back in NHWC), and the loop's wall time.
+        what the step received (back in NHWC; equal to
+        shared.batches.batch_fingerprints of cast_batches(batches, dtype)),
+        and the loop's wall time.
     """
     optimizer = make_optimizer(model, train_config)
+    feed = to_torch_batches(batches, model_config.dtype)  # NCHW, shared.batches.cast_batch rule, order kept
     losses_out, fingerprints = [], []
     start = time.perf_counter()
-    for i, (x, y) in enumerate(batches):
-        xt, yt = to_framework(x, y)
+    for i, (xt, yt) in enumerate(feed):
         fingerprints.append(array_fingerprint(*from_framework(xt, yt)))
         loss = train_step(model, model_config, optimizer, xt, yt)
         losses_out.append(loss)
