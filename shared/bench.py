@@ -51,6 +51,7 @@ __all__ = [
     "stats",
     "ratio",
     "summarize",
+    "harness_env",
     "harness_cost",
     "render",
     "main",
@@ -453,10 +454,20 @@ print(json.dumps({"imports_s": t1 - t0, "data_s": t2 - t1}))
 """
 
 
+def harness_env(settings: dict) -> dict:
+    """Environment of the harness run: nothing added by default; with --threads N, the thread
+    counts torch (OMP_NUM_THREADS) and TensorFlow (TF_NUM_INTRAOP/INTEROP_THREADS) read at start-up."""
+    n = settings.get("threads")
+    if not n:
+        return {}
+    return {"OMP_NUM_THREADS": str(n), "TF_NUM_INTRAOP_THREADS": str(n), "TF_NUM_INTEROP_THREADS": str(n)}
+
+
 def harness_cost(settings: dict, workdir: Path, bare: dict | None = None) -> dict:
     """Wall time of the default `python compare.py` and where it goes.
 
-    Runs `python compare.py --out TMP --quiet` `harness_repeats` times (wall
+    Runs `python compare.py --out TMP --quiet` `harness_repeats` times (with
+    `harness_env(settings)`: the frameworks' default threads unless --threads; wall
     time from the parent, peak RSS from os.wait4), reads
     artifacts.timings_s of its report.json (per case: port, forward,
     gradients, training, float64, onnx) and, in a separate process, times
@@ -467,8 +478,10 @@ def harness_cost(settings: dict, workdir: Path, bare: dict | None = None) -> dic
     runs = []
     for i in range(int(settings["harness_repeats"])):
         out = workdir / f"harness_{i}"
-        r = _run([sys.executable, "compare.py", "--out", str(out), "--quiet"], float(settings["timeout_s"]))
-        run = {"rc": r["rc"], "wall_s": r["wall_s"], "peak_rss_mib": r["peak_rss_mib"], "tail": r["tail"][-1500:]}
+        r = _run([sys.executable, "compare.py", "--out", str(out), "--quiet"], float(settings["timeout_s"]),
+                 env=harness_env(settings))
+        run = {"rc": r["rc"], "wall_s": r["wall_s"], "peak_rss_mib": r["peak_rss_mib"], "tail": r["tail"][-1500:],
+               "env": harness_env(settings)}
         rep = out / "report.json"
         if rep.is_file():
             report = json.loads(rep.read_text())
@@ -477,7 +490,7 @@ def harness_cost(settings: dict, workdir: Path, bare: dict | None = None) -> dic
         else:
             run["error"] = f"no report.json (exit status {r['rc']})"
         runs.append(run)
-    probe = _run([sys.executable, "-c", _IMPORTS_PROBE], float(settings["timeout_s"]))
+    probe = _run([sys.executable, "-c", _IMPORTS_PROBE], float(settings["timeout_s"]), env=harness_env(settings))
     try:
         split0 = json.loads(probe["tail"].strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -670,7 +683,8 @@ def render(result: dict, console) -> None:
     h = result.get("harness")
     if h:
         if h.get("split_s"):
-            t = Table(title=f"Harness cost: default `python compare.py`, wall {_fmt(h['wall_s'])} s "
+            env = " ".join(f"{k}={v}" for k, v in (h["runs"][0].get("env") or {}).items()) or "default threads"
+            t = Table(title=f"Harness cost: default `python compare.py` ({env}), wall {_fmt(h['wall_s'])} s "
                             f"(target < 60 s on this machine: {'met' if h['wall_s']['median'] < 60 else 'NOT met'})")
             t.add_column("part")
             t.add_column("seconds", justify="right")
@@ -708,8 +722,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-harness", action="store_true", help="do not time the default `python compare.py` run")
     p.add_argument("--no-compiled", action="store_true", help="skip the XLA / torch.compile training figures")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="intra-op threads for torch, TensorFlow and onnxruntime (default: each one's own default; "
-                        "the harness run keeps its defaults)")
+                   help="intra-op threads for torch, TensorFlow and onnxruntime (default: each one's own default); "
+                        "the harness run gets OMP_NUM_THREADS / TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS=N")
     p.add_argument("--harness-repeats", type=int, default=DEFAULTS["harness_repeats"], help="runs of the default harness (default 1)")
     return p
 
