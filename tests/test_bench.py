@@ -119,3 +119,17 @@ def test_bench_tiny_smoke(tmp_path):
     assert all(v is not None and v > 0 for v in s["ratios"].values() if v is not None)
     assert all(s["project_vs_plain"][k] > 0 for k in ("keras train", "torch train", "keras b1", "torch b1"))
     assert "harness" not in result  # --tiny skips the harness-cost part
+
+
+def test_bench_modules_mirror_each_other():
+    """keras_impl/bench.py and torch_impl/bench.py export the same names (read without importing either)."""
+    import ast
+
+    def exported(path):
+        tree = ast.parse((ROOT / path).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                return ast.literal_eval(node.value)
+        raise AssertionError(f"{path} has no __all__")
+
+    assert exported("keras_impl/bench.py") == exported("torch_impl/bench.py")
