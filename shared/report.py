@@ -94,18 +94,25 @@ def markdown(report: dict, checks: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The console keeps `where` short; report.json and report.md have it whole.
+CONSOLE_WHERE_CHARS = 70
+
+
 def console_table(checks: list, console, *, only_failures: bool = False) -> None:
-    """Print the checks as a rich table."""
+    """Print the checks as a rich table, one line per check."""
     from rich.table import Table
 
-    table = Table(show_lines=False, header_style="bold")
-    for col in _COLUMNS:
-        table.add_column(col, overflow="fold")
+    table = Table(show_lines=False, header_style="bold", pad_edge=False, box=None)
+    for col, kw in (("case", {}), ("check", {}), ("a vs b", {}), ("max |diff|", {"justify": "right"}),
+                    ("tolerance", {"justify": "right"}), ("verdict", {}), ("where", {})):
+        table.add_column(col, no_wrap=True, **kw)
     for c in checks:
         if only_failures and (c.passed or c.info):
             continue
         style = None if c.passed else ("dim" if c.info else "bold red")
-        table.add_row(*[str(x) for x in _row(c)], style=style)
+        where = c.where if len(c.where) <= CONSOLE_WHERE_CHARS else c.where[: CONSOLE_WHERE_CHARS - 1] + "…"
+        case = f"{c.task}/{c.model}/{c.dtype}".strip("/")
+        table.add_row(case, c.check, f"{c.a} vs {c.b}", _fmt(c.max_abs_diff), _fmt(c.tolerance), _verdict(c), where, style=style)
     console.print(table)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["F32_EPS", "F64_EPS", "Tolerance", "FORWARD", "GRADIENT", "TRAINING", "ONNX", "for_check"]
+__all__ = ["F32_EPS", "F64_EPS", "Tolerance", "FORWARD", "GRADIENT", "TRAINING", "TRAINING_BATCHNORM", "ONNX", "for_check"]
 
 F32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-07
 F64_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16
@@ -54,6 +54,23 @@ TRAINING = {
     "float64": Tolerance(rel=1e-10),
 }
 
+TRAINING_BATCHNORM = {
+    # A network with BatchNorm + ReLU centres activations on the ReLU's kink:
+    # in float32 an input that is exactly 0 in one framework is +4e-9 in the
+    # other (the batch mean summed in another order), the gradient passes on
+    # one side only, and later steps amplify the jump. Measured over 16 seeded
+    # 50-step runs: worst final tensor 3.7e-3 relative (torch float32 against
+    # torch float64 alone: 3e-4), while the float64 twins agree to ~1e-14; so
+    # this is arithmetic, not a porting bug. The harness saw 3.6e-3 on the
+    # built-in multi-label images (30 Adam steps). 1e-2 relative: 2.7x the
+    # worst measured, because the size of a kink event depends on the data.
+    # This check shows practical agreement only; optimizer bugs are caught by
+    # the float64 training check (1e-10) and by float32 MLPs (1e-4), where the
+    # known ones miss by 171x to 3050x (tests/test_optimizer_traps.py).
+    "float32": Tolerance(rel=1e-2),
+    "float64": TRAINING["float64"],
+}
+
 ONNX = {
     # The exports are compared with the same budget as native forward passes.
     "float32": FORWARD["float32"],
@@ -63,8 +80,15 @@ ONNX = {
 _BY_KIND = {"forward": FORWARD, "gradient": GRADIENT, "training": TRAINING, "onnx": ONNX}
 
 
-def for_check(kind: str, dtype: str, override: Tolerance | None = None) -> Tolerance:
-    """The tolerance for a kind of check ("forward", "gradient", "training", "onnx")."""
+def for_check(kind: str, dtype: str, override: Tolerance | None = None, *, batchnorm: bool = False) -> Tolerance:
+    """The tolerance for a kind of check ("forward", "gradient", "training", "onnx").
+
+    Args:
+        batchnorm: the model has BatchNorm before a ReLU (training trajectories
+            then get TRAINING_BATCHNORM).
+    """
     if override is not None:
         return override
+    if kind == "training" and batchnorm:
+        return TRAINING_BATCHNORM[dtype]
     return _BY_KIND[kind][dtype]

@@ -4,7 +4,7 @@ For each built-in pair x dtype x optimizer: the Keras model is built (seeded),
 its weights are ported to torch, both train on the same synthetic batches
 (shared.batches plan), and the per-step pre-update losses and every final
 tensor (BatchNorm moving statistics included) are compared with TRAINING[dtype]
-(float32 CNNs: CNN_FLOAT32_TRAINING, see its comment).
+(BatchNorm CNNs: TRAINING_BATCHNORM, see its comment in shared/tolerances.py).
 Both loops must report the fingerprints of the batches they were given.
 Run with -s to see the largest differences and the timings.
 """
@@ -33,17 +33,6 @@ ITEMS = 256  # 8 batches of 32 per epoch: the plan reshuffles every 8 steps
 # SGD keeps each pair's TrainConfig (lr 0.01, momentum 0.9).
 ADAM_LR = 1e-3
 EMPTY_ROW_EVERY = 5  # every 5th multilabel item has no label at all
-# float32 CNNs only: 50 float32 steps through ReLU + max pool + BatchNorm do not
-# stay within TRAINING["float32"] (1e-4 relative), on either framework. A ReLU
-# input or a pooling near-tie within float32 rounding of its neighbour goes the
-# other way on one side (a one-step gradient jump of 2e-5 to 1e-3 on one
-# element, measured by re-syncing the weights every step), and the next steps
-# amplify it. Measured on 16 runs (4 seeds x 2 tasks x 2 optimizers, synthetic
-# data, Keras 3.15 / TF 2.21 vs torch 2.13 CPU): largest final-tensor relative
-# difference 3.7e-3, loss curve 3.7e-3; torch float32 vs torch float64 alone
-# reaches 3e-4. The same nets in float64 agree to 1e-14, so the formulas match;
-# this is float32 chaos, not a porting error. Proposed for shared/tolerances.py.
-CNN_FLOAT32_TRAINING = tolerances.Tolerance(rel=5e-3)
 LARGEST: dict = {}
 
 
@@ -117,7 +106,7 @@ def test_fifty_steps_agree(pair, dtype, opt):
     assert (expected == batch_fingerprints(batches)) == (dtype == "float32")
     assert k_res.losses.shape == t_res.losses.shape == (STEPS,)
 
-    tol = CNN_FLOAT32_TRAINING if (config.model, dtype) == ("cnn", "float32") else tolerances.TRAINING[dtype]
+    tol = tolerances.for_check("training", dtype, batchnorm=config.model == "cnn")
     ctx = dict(task=config.task, model=config.model, dtype=dtype)
     checks = [compare_arrays("loss curve", k_res.losses, t_res.losses, tol, **ctx)]
     checks += compare_named("final", k_w, t_w, tol, **ctx)
