@@ -209,7 +209,7 @@ def test_same_padding_odd_input_is_symmetric(size):
     t = torch_port(k, config)
     x = random_inputs(config, 8, seed=6)
     k_out, t_stock = activations(k, symmetric_conv2(t), config, x)
-    assert t.conv2.tf_pad == (1, 1, 1, 1)
+    assert t.conv2.tf_pad is None and t.conv2.padding == (1, 1)  # symmetric: the conv pads itself
     same = assert_passes("conv2", k_out["conv2"], t_stock["conv2"], F32)
     assert_passes("logits", k_out["head"], t_stock["head"], F32)
     print(f"same padding, {size}x{size}: stock padding=1 conv2 {same:.3g}")
