@@ -34,7 +34,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.5
 # 0.05, 0.10, ..., 0.95: the grid fastbook ch. 6 sweeps (`xs = torch.linspace(0.05, 0.95, 29)`
 # there; 19 points here put every threshold on a round 0.05 step).
-SWEEP_THRESHOLDS = np.linspace(0.05, 0.95, 19)
+SWEEP_THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)  # rounded: 0.45, not 0.44999999999999996
 
 
 def _labels(y) -> np.ndarray:

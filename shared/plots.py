@@ -76,8 +76,9 @@ def plot_diff_histogram(diffs: dict, path, tolerance: float | None = None) -> No
     if tolerance is not None:
         ax.axvline(tolerance, color="red", ls="--", lw=1, label=f"tolerance at scale 1 ({tolerance:.2g})")
     ax.set_xscale("log")
+    ax.set_yscale("log")  # exact zeros can outnumber the rest a hundredfold
     ax.set_xlabel("|keras - torch| per logit (exact zeros drawn at 1e-12)")
-    ax.set_ylabel("count")
+    ax.set_ylabel("count (log)")
     ax.set_title("Forward differences, float32 validation logits")
     ax.legend(fontsize=8)
     fig.tight_layout()
