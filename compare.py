@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.checks import Check, ParityFailure, assert_checks, compare_arrays, compare_named, format_check
+from shared.checks import Check, ParityFailure, assert_checks, compare_arrays, compare_named
 from shared.config import DTYPES, MODELS, TASKS, ModelConfig, TrainConfig
 from shared.errors import ParityError, UsageError
 from shared.tolerances import Tolerance, for_check
@@ -316,7 +316,7 @@ def first_differing_layer(fw, k_model, t_model, config, x, tol, ctx) -> Check | 
     ka = fw.km.layer_outputs(k_model, x)
     ta = fw.tm.layer_outputs(t_model, nhwc_to_nchw(x))
     for name in ka:
-        c = compare_arrays(f"first differing layer", keras_activation_as_torch(name, ka[name], config), ta[name], tol, **ctx)
+        c = compare_arrays("first differing layer", keras_activation_as_torch(name, ka[name], config), ta[name], tol, **ctx)
         if not c.passed:
             c.where = f"{name} {c.where}"
             c.detail = {"layer": name}

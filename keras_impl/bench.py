@@ -257,13 +257,6 @@ def export_project(model, config, path) -> dict:
     return {"first_s": first, "again_s": time.perf_counter() - t0, "path": str(path)}
 
 
-def _guard(fn, *args) -> dict:
-    try:
-        return fn(*args)
-    except Exception as e:  # a figure that cannot be taken is reported, not fatal
-        return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
-
-
 def bench_pair(pair_name: str, settings: dict) -> dict:
     """Every Keras figure for one built-in pair (see the module docstring)."""
     settings = {**sb.DEFAULTS, **settings}
@@ -273,31 +266,7 @@ def bench_pair(pair_name: str, settings: dict) -> dict:
             tf.config.threading.set_inter_op_parallelism_threads(int(settings["threads"]))
         except RuntimeError:  # TensorFlow already initialised its thread pools
             pass
-    t_start = time.perf_counter()
-    data = sb.bench_inputs(pair_name, settings)
-    cfg = data["config"]
-    res = {"framework": FRAMEWORK, "pair": pair_name, "paths": PATHS, "threads": threads(), "versions": versions(),
-           "import_s": IMPORT_SECONDS, "rss_after_import_mib": RSS_AFTER_IMPORT_MIB, "batch_size": data["batch_size"],
-           "train": {}, "infer": {}}
-    res["train"]["project"] = train_project(cfg, settings, data)
-    res["train"]["plain"] = _guard(train_plain, cfg, settings, data)
-    if settings.get("compiled"):
-        res["train"]["compiled"] = _guard(train_compiled, cfg, settings, data)
-    model = models.build_model(cfg, seed=int(settings["seed"]))
-    res["infer"]["project"] = infer_project(model, cfg, settings, data)
-    res["infer"]["plain"] = _guard(infer_plain, build_plain_model(cfg), cfg, settings, data)
-    res["bare"] = bare_passes(cfg, settings, data)
-    builds = []
-    for _ in range(int(settings["repeats"])):
-        t0 = time.perf_counter()
-        models.build_model(cfg)
-        builds.append(time.perf_counter() - t0)
-    res["build_model_s"] = builds
-    if settings.get("export_path"):
-        res["export"] = _guard(export_project, model, cfg, settings["export_path"])
-    res["bench_s"] = time.perf_counter() - t_start
-    res["peak_rss_mib"] = sb.peak_rss_mib()
-    return res
+    return sb.bench_part(sys.modules[__name__], pair_name, settings)
 
 
 def main(argv=None) -> int:

@@ -203,6 +203,53 @@ def throughput(fn, batches: list, rows_per_batch: int) -> float:
     return len(batches) * rows_per_batch / (time.perf_counter() - t0)
 
 
+def guard(fn, *args) -> dict:
+    """Call fn; a figure that cannot be taken is reported as {"error": ...}, not fatal."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        msg = str(e).strip()
+        return {"error": f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"}
+
+
+def bench_part(fw, pair_name: str, settings: dict) -> dict:
+    """Every figure of one framework for one built-in pair.
+
+    Args:
+        fw: keras_impl.bench or torch_impl.bench (the same names on both:
+            FRAMEWORK, PATHS, threads, versions, IMPORT_SECONDS,
+            RSS_AFTER_IMPORT_MIB, train_project/plain/compiled,
+            infer_project/plain, build_plain_model, bare_passes,
+            export_project, models).
+        pair_name, settings: as bench_pair.
+    """
+    t_start = time.perf_counter()
+    data = bench_inputs(pair_name, settings)
+    cfg = data["config"]
+    res = {"framework": fw.FRAMEWORK, "pair": pair_name, "paths": fw.PATHS, "threads": fw.threads(),
+           "versions": fw.versions(), "import_s": fw.IMPORT_SECONDS, "rss_after_import_mib": fw.RSS_AFTER_IMPORT_MIB,
+           "batch_size": data["batch_size"], "train": {}, "infer": {}}
+    res["train"]["project"] = fw.train_project(cfg, settings, data)
+    res["train"]["plain"] = guard(fw.train_plain, cfg, settings, data)
+    if settings.get("compiled"):
+        res["train"]["compiled"] = guard(fw.train_compiled, cfg, settings, data)
+    model = fw.models.build_model(cfg, seed=int(settings["seed"]))
+    res["infer"]["project"] = fw.infer_project(model, cfg, settings, data)
+    res["infer"]["plain"] = guard(fw.infer_plain, fw.build_plain_model(cfg), cfg, settings, data)
+    res["bare"] = fw.bare_passes(cfg, settings, data)
+    builds = []
+    for _ in range(int(settings["repeats"])):
+        t0 = time.perf_counter()
+        fw.models.build_model(cfg)
+        builds.append(time.perf_counter() - t0)
+    res["build_model_s"] = builds
+    if settings.get("export_path"):
+        res["export"] = guard(fw.export_project, model, cfg, settings["export_path"])
+    res["bench_s"] = time.perf_counter() - t_start
+    res["peak_rss_mib"] = peak_rss_mib()
+    return res
+
+
 def part_main(argv, bench_pair, framework: str) -> int:
     """The command line of one part: `--pair P [--settings JSON] [--json FILE]`.
 

@@ -17,7 +17,6 @@ import os
 import time
 
 import numpy as np
-import onnx
 import pytest
 
 from helpers import max_record, random_inputs, randomise_bn

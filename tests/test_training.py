@@ -21,7 +21,6 @@ from keras_impl import weights as kweights
 from shared import tolerances
 from shared.batches import batch_fingerprints, batch_plan, cast_batches, make_batches
 from shared.checks import assert_checks, compare_arrays, compare_named, format_check
-from shared.config import TrainConfig
 from shared.registry import PAIRS
 from torch_impl import models as tmodels
 from torch_impl import train as ttrain
