@@ -548,6 +548,7 @@ def check_case(case: Case, opts: Options, ui: _UI, workdir: Path) -> CaseResult:
     # the Keras twin trains alone, its weights are ported to both, so this stays
     # a same-weights comparison and the two picks must agree exactly.
     if cfg.task == "multilabel":
+        t6 = time.perf_counter()
         sweep_w = sweep_weights(fw, cfg, start, ds, bs, opts, ui, case.name)
         ks, ts = fw.km.build_model(cfg), fw.tm.build_model(cfg)
         fw.kw.from_portable(ks, cfg, sweep_w)
@@ -564,6 +565,7 @@ def check_case(case: Case, opts: Options, ui: _UI, workdir: Path) -> CaseResult:
                   best_k == best_t, f"keras {best_k:.2f}, torch {best_t:.2f} ({which})",
                   detail={"map_keras": metrics.mean_average_precision(yv, pk_sweep)}, **ctx))
         res.sweep = {"thresholds": thr, "keras": acc_k, "torch": acc_t, "best": {"keras": best_k, "torch": best_t}}
+        res.timings["threshold sweep"] = time.perf_counter() - t6
 
     # 8. Numerical stability at extreme logits (information, never a failure).
     if cfg.task != "regression":
