@@ -41,7 +41,6 @@ import time
 import numpy as np
 
 from shared import bench as sb
-from shared.config import TrainConfig
 
 _T0 = time.perf_counter()
 import keras  # noqa: E402
@@ -120,33 +119,11 @@ def plain_loss(task: str) -> keras.losses.Loss:
     return keras.losses.MeanSquaredError()
 
 
-def _train_config(settings: dict, batch_size: int) -> TrainConfig:
-    return TrainConfig(optimizer="sgd", learning_rate=float(settings["learning_rate"]),
-                       momentum=float(settings["momentum"]), batch_size=batch_size, steps=int(settings["steps"]))
-
-
-def _timed_steps(step, tensors: list, warmup: int, repeats: int, batch_size: int) -> dict:
-    """First step (trace/compile), the rest of the warm-up, then `repeats` timed passes over the timed batches."""
-    t0 = time.perf_counter()
-    step(*tensors[0])
-    first = time.perf_counter() - t0
-    for x, y in tensors[1:warmup]:
-        step(x, y)
-    timed = tensors[warmup:]
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x, y in timed:
-            step(x, y)
-        rates.append(len(timed) * batch_size / (time.perf_counter() - t0))
-    return {"samples_per_s": rates, "first_step_s": first}
-
-
 def train_project(config, settings: dict, data: dict) -> dict:
     model = models.build_model(config, seed=int(settings["seed"]))
-    opt = train.make_optimizer(model, _train_config(settings, data["batch_size"]))
+    opt = train.make_optimizer(model, sb.train_config(settings, data["batch_size"]))
     tensors = [train.to_framework(x, y) for x, y in data["train"]]
-    return _timed_steps(lambda x, y: train.train_step(model, config, opt, x, y), tensors,
+    return sb.timed_steps(lambda x, y: train.train_step(model, config, opt, x, y), tensors,
                         int(settings["warmup"]), int(settings["repeats"]), data["batch_size"])
 
 
@@ -178,7 +155,7 @@ def train_plain(config, settings: dict, data: dict) -> dict:
 
 def train_compiled(config, settings: dict, data: dict) -> dict:
     model = models.build_model(config, seed=int(settings["seed"]))
-    opt = train.make_optimizer(model, _train_config(settings, data["batch_size"]))
+    opt = train.make_optimizer(model, sb.train_config(settings, data["batch_size"]))
     task = config.task
 
     @tf.function(jit_compile=True)
@@ -191,7 +168,7 @@ def train_compiled(config, settings: dict, data: dict) -> dict:
         return loss
 
     tensors = [train.to_framework(x, y) for x, y in data["train"]]
-    return _timed_steps(lambda x, y: float(step(x, y)), tensors, int(settings["warmup"]), int(settings["repeats"]),
+    return sb.timed_steps(lambda x, y: float(step(x, y)), tensors, int(settings["warmup"]), int(settings["repeats"]),
                         data["batch_size"])
 
 

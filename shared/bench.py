@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.config import TrainConfig
+
 __all__ = [
     "DEFAULTS",
     "TINY",
@@ -201,6 +203,29 @@ def throughput(fn, batches: list, rows_per_batch: int) -> float:
     for b in batches:
         fn(b)
     return len(batches) * rows_per_batch / (time.perf_counter() - t0)
+
+
+def train_config(settings: dict, batch_size: int) -> TrainConfig:
+    """The SGD(momentum) settings every training figure uses."""
+    return TrainConfig(optimizer="sgd", learning_rate=float(settings["learning_rate"]),
+                       momentum=float(settings["momentum"]), batch_size=batch_size, steps=int(settings["steps"]))
+
+
+def timed_steps(step, tensors: list, warmup: int, repeats: int, batch_size: int) -> dict:
+    """First step (trace/compile), the rest of the warm-up, then `repeats` timed passes over the timed batches."""
+    t0 = time.perf_counter()
+    step(*tensors[0])
+    first = time.perf_counter() - t0
+    for x, y in tensors[1:warmup]:
+        step(x, y)
+    timed = tensors[warmup:]
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for x, y in timed:
+            step(x, y)
+        rates.append(len(timed) * batch_size / (time.perf_counter() - t0))
+    return {"samples_per_s": rates, "first_step_s": first}
 
 
 def guard(fn, *args) -> dict:
