@@ -181,6 +181,6 @@ def test_config_rejects_sizes_and_bn_settings_that_would_fail_inside_a_framework
 
 def test_config_rejects_images_too_small_for_the_cnn():
     # 2x2 -> stride-2 conv 1x1 -> 2x2 pool 0x0: nothing left to flatten.
-    with pytest.raises(ValueError, match=r"at least 4x4.*input_shape=\(2, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"at least 3x3.*input_shape=\(2, 2, 3\)"):
         ModelConfig("cnn", "multilabel", (2, 2, 3), 2)
     assert ModelConfig("cnn", "multilabel", (4, 4, 3), 2).flatten_hwc == (1, 1, 16)
