@@ -19,10 +19,26 @@ F64_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16
 
 @dataclass(frozen=True)
 class Tolerance:
-    """allowed = abs + rel * max(1, scale)."""
+    """allowed = abs + rel * max(1, scale).
+
+    `note` says where the numbers come from (shown in every report row);
+    empty for the named constants below, which `derivation` then describes.
+    """
 
     rel: float
     abs: float = 0.0
+    note: str = ""
+
+    @property
+    def derivation(self) -> str:
+        if self.note:
+            return self.note
+        parts = []
+        if self.rel:
+            parts.append(f"{self.rel:.3g} x max(1, |reference|)")
+        if self.abs:
+            parts.append(f"{self.abs:.3g} absolute")
+        return "fixed: " + (" + ".join(parts) if parts else "exact")
 
     def allowed(self, scale: float) -> float:
         return self.abs + self.rel * max(1.0, float(scale))
