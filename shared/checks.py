@@ -25,7 +25,7 @@ import numpy as np
 
 from shared.tolerances import Tolerance
 
-__all__ = ["Check", "compare_arrays", "compare_named", "format_check", "ParityFailure", "assert_checks"]
+__all__ = ["Check", "compare_arrays", "compare_envelope", "compare_named", "format_check", "ParityFailure", "assert_checks"]
 
 
 @dataclass
@@ -126,6 +126,37 @@ def compare_arrays(
         where += f": {a[idx]:.9g} vs {b[idx]:.9g}"
     return Check(check, a_name, b_name, max_abs, max_abs / max(1.0, scale), allowed, bool(max_abs <= allowed), where,
                  **context)
+
+
+def compare_envelope(check: str, a, b, allowed, note: str, *, a_name: str = "keras", b_name: str = "torch",
+                     labels: dict | None = None, **context) -> Check:
+    """compare_arrays with one allowed difference per element (a trajectory's
+    step-by-step envelope, shared.tolerances.trajectory_envelope).
+
+    The same rules (shape, non-finite values); it passes when every
+    |a[i] - b[i]| <= allowed[i]. The row reports the element with the worst
+    margin |a - b| / allowed: its difference and its allowed value; the
+    largest difference anywhere is in detail["largest |diff|"].
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), b.shape) if a.shape == b.shape else allowed
+    base = compare_arrays(check, a, b, Tolerance(rel=float("inf")), a_name=a_name, b_name=b_name, labels=labels,
+                          tolerance_from=note, **context)
+    if not base.passed or a.size == 0:  # shape or non-finite disagreement: already failed (or empty)
+        base.tolerance = 0.0 if not base.passed else base.tolerance
+        return base
+    diff = np.abs(a - b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        margins = np.where(diff == 0, 0.0, diff / allowed)
+    flat = int(np.argmax(margins))
+    idx = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    scale = max(1.0, float(np.max(np.abs(b))))
+    where = _where(idx, labels) + (f": {a[idx]:.9g} vs {b[idx]:.9g}" if diff.ndim else "")
+    detail = dict(context.pop("detail", {}) or {})
+    detail["largest |diff|"] = float(diff.max())
+    return Check(check, a_name, b_name, float(diff[idx]), float(diff[idx]) / scale, float(allowed[idx]),
+                 bool((diff <= allowed).all()), where, detail=detail, tolerance_from=note, **context)
 
 
 def compare_named(prefix: str, a: dict, b: dict, tolerance: Tolerance, **kw) -> list:
