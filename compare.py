@@ -79,12 +79,16 @@ FAULTS = {
 class _Frameworks:
     """The two implementations and their frameworks, imported once."""
 
-    def __init__(self, threads: int = DEFAULT_THREADS):
+    def __init__(self, threads: int = DEFAULT_THREADS, verbose: bool = False):
         import torch  # torch before TensorFlow, as Keras' own test suite does
 
-        import keras_impl  # noqa: F401  (sets KERAS_BACKEND=tensorflow)
+        import keras_impl  # sets KERAS_BACKEND=tensorflow
+
+        keras_impl.quiet_tensorflow(verbose)  # before TF loads: its C++ start-up lines
         import keras
         import tensorflow as tf
+
+        keras_impl.quiet_tensorflow(verbose)  # after: absl's and TF's Python loggers
 
         from keras_impl import losses as kl
         from keras_impl import models as km
@@ -167,10 +171,10 @@ class _Frameworks:
 _FW = None
 
 
-def frameworks(threads: int = DEFAULT_THREADS) -> _Frameworks:
+def frameworks(threads: int = DEFAULT_THREADS, verbose: bool = False) -> _Frameworks:
     global _FW
     if _FW is None:
-        _FW = _Frameworks(threads)
+        _FW = _Frameworks(threads, verbose)
     else:
         _FW.set_threads(threads)
     return _FW
@@ -193,6 +197,7 @@ class Options:
     fault: str | None = None
     quiet: bool = False
     threads: int = DEFAULT_THREADS
+    verbose: bool = False
 
 
 @dataclass
@@ -669,7 +674,7 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     """Run every case; write the report atomically into `out` (if given)."""
     from shared import report as rpt
 
-    fw = frameworks(opts.threads)
+    fw = frameworks(opts.threads, opts.verbose)
     all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
     ui = _UI(opts.quiet)
     with _workdir(out) as work, ui:
@@ -873,6 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
                    help=f"intra-op threads of each framework (default {DEFAULT_THREADS}: fastest for these small models, and reproducible)")
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    p.add_argument("--verbose", action="store_true", help="print every check, and TensorFlow's start-up log lines")
     return p
 
 
@@ -888,7 +894,7 @@ def cmd_run(argv) -> int:
     opts = Options(
         steps=args.steps, optimizers=("sgd", "adam") if args.optimizer == "both" else (args.optimizer,),
         seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, tolerance=tolerance,
-        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads,
+        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads, verbose=args.verbose,
     )
     if args.steps == 0:
         opts.optimizers = ()
