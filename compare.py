@@ -45,7 +45,7 @@ DEFAULT_OUT = "reports/latest"
 DEFAULT_STEPS = 30
 DEFAULT_BATCH_SIZE = 32
 # Learning rates per optimizer: constant (a schedule breaks SGD-momentum
-# equivalence, PORTING_TRAPS.md), small enough that no built-in pair diverges.
+# equivalence, TRAPS.md, "SGD momentum form"), small enough that no built-in pair diverges.
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 # Logits are multiplied by this to show what the seeds say about from_logits:
 # at |logit| ~ 1e3 a probability rounds to exactly 0 or 1 in float32.

@@ -156,7 +156,7 @@ class TrainConfig:
     Args:
         optimizer: "sgd" (with momentum) or "adam".
         learning_rate: constant; a schedule would break the SGD-momentum
-            equivalence (see PORTING_TRAPS.md, "SGD momentum").
+            equivalence (see TRAPS.md, Optimizers, "SGD momentum form").
         momentum: SGD momentum (both frameworks' formulas agree at constant lr).
         beta_1, beta_2: Adam moment decay rates (Keras and torch defaults).
         epsilon: Adam epsilon in the *Keras* placement (added to sqrt(v));
@@ -198,7 +198,7 @@ def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> t
     out = ceil(size / stride); total = max((out-1)*stride + (k-1)*d + 1 - size, 0);
     before = total // 2 and the odd extra goes after (bottom/right). torch's
     symmetric `padding=1` puts it on both sides: a one-pixel shift for k=3, s=2
-    on an even size (PORTING_TRAPS.md, 'padding="same", stride>1').
+    on an even size (TRAPS.md, Layers, '"same" padding, stride 2').
     """
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)

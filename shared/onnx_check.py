@@ -75,7 +75,7 @@ ONNX_OPSET = 17
 # Graph optimisation level for parity checks: no onnxruntime rewrite (constant
 # folding, Conv+Add/BN fusion, MatMul+Add -> Gemm, layout transforms) so that
 # the numbers come from the graph as exported; fusions change results at the
-# 1e-7 level (PORTING_TRAPS.md, "ONNX"). Both exporters already fold
+# 1e-7 level (TRAPS.md, "Numerics, metrics, export"). Both exporters already fold
 # inference-mode BatchNorm into the Conv weights themselves, at export time.
 ORT_LEVEL = "ORT_DISABLE_ALL"
 

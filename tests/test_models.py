@@ -119,7 +119,7 @@ def test_weight_dtypes(built, pair, dtype):
 @pytest.mark.parametrize("pair, dtype", PARAMS)
 def test_activation_dtypes(built, pair, dtype):
     """float64 must survive the whole forward pass (Keras casts float64 input to
-    float32 unless every layer is float64: PORTING_TRAPS.md, Numerics)."""
+    float32 unless every layer is float64: TRAPS.md, Numerics)."""
     config, k, t = built(pair, dtype)
     x = np.zeros((2, *config.input_shape), dtype=dtype)  # (2, features) or (2, H, W, C)
     assert {str(a.dtype) for a in kmodels.layer_outputs(k, x).values()} == {dtype}

@@ -6,7 +6,7 @@ handling removed, the way a straightforward port would write it (must differ
 by at least BROKEN_MARGIN times the tolerance). Traps: Adam's epsilon
 placement, decoupled vs L2 weight decay (Adam and SGD), SGD momentum (equal at
 constant lr, broken by an lr change), and float64 hyperparameters rounded
-through float32 on the Keras side (PORTING_TRAPS.md, "Optimizers").
+through float32 on the Keras side (TRAPS.md, "Optimizers").
 """
 
 import torch  # noqa: F401  (torch before TensorFlow/Keras, as Keras' own tests do)
