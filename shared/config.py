@@ -155,8 +155,12 @@ class TrainConfig:
 
     Args:
         optimizer: "sgd" (with momentum) or "adam".
-        learning_rate: constant; a schedule would break the SGD-momentum
-            equivalence (see TRAPS.md, Optimizers, "SGD momentum form").
+        learning_rate: the rate from the first step.
+        lr_change_step: 0-based step from which the rate is
+            learning_rate * lr_change_factor (0: never changes). Both sides
+            then follow Keras' SGD momentum form, v = mu v - lr g, across the
+            change (TRAPS.md, Optimizers, "SGD momentum form").
+        lr_change_factor: the factor applied from lr_change_step on.
         momentum: SGD momentum (both frameworks' formulas agree at constant lr).
         beta_1, beta_2: Adam moment decay rates (Keras and torch defaults).
         epsilon: Adam epsilon in the *Keras* placement (added to sqrt(v));
@@ -175,6 +179,8 @@ class TrainConfig:
     beta_2: float = 0.999
     epsilon: float = KERAS_ADAM_EPSILON
     weight_decay: float = 0.0
+    lr_change_step: int = 0
+    lr_change_factor: float = 1.0
     steps: int = 50
     batch_size: int = 32
     seed: int = 0
@@ -182,8 +188,17 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam'. Received: optimizer={self.optimizer!r}")
+        if self.lr_change_step < 0 or not self.lr_change_factor > 0:
+            raise ValueError(f"lr_change_step >= 0 and lr_change_factor > 0. Received: lr_change_step="
+                             f"{self.lr_change_step}, lr_change_factor={self.lr_change_factor}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError(f"steps >= 0 and batch_size >= 1. Received: steps={self.steps}, batch_size={self.batch_size}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of 0-based `step`."""
+        if self.lr_change_step and step >= self.lr_change_step:
+            return self.learning_rate * self.lr_change_factor
+        return self.learning_rate
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

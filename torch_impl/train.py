@@ -73,6 +73,8 @@ class AdamKeras(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            if "schedule" in group:  # TrainConfig.lr_at, 0-based
+                group["lr"] = group["schedule"](group["keras_step"])
             group["keras_step"] += 1
             group["eps"] = keras_adam_eps(group["keras_epsilon"], group["betas"][1], group["keras_step"])
         return super().step(closure)
@@ -92,10 +94,29 @@ class SGDKeras(torch.optim.SGD):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, foreach=False)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = decoupled_weight_decay
+            group["keras_step"] = 0
+            group["applied_lr"] = lr
+
+    def _rescale_momentum(self, group, lr: float) -> None:
+        """Keras' v = mu v - lr g against torch's b = mu b + g, w -= lr b: equal
+        while lr is constant (v = -lr b). When lr changes from l0 to l1, the
+        Keras form is kept by scaling torch's buffer by l0 / l1 first
+        (TRAPS.md, Optimizers, "SGD momentum form")."""
+        if lr == group["applied_lr"]:
+            return
+        for p in group["params"]:
+            buf = self.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(group["applied_lr"] / lr)
+        group["applied_lr"] = lr
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            if "schedule" in group:  # TrainConfig.lr_at, 0-based
+                group["lr"] = group["schedule"](group["keras_step"])
+            group["keras_step"] += 1
+            self._rescale_momentum(group, group["lr"])
             wd, lr = group["decoupled_weight_decay"], group["lr"]
             if wd:
                 for p in group["params"]:
@@ -118,9 +139,14 @@ def make_optimizer(model: nn.Module, train_config: TrainConfig) -> torch.optim.O
     lr = float(train_config.learning_rate)
     wd = float(train_config.weight_decay)
     if train_config.optimizer == "sgd":
-        return SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
-    return AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
-                     keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+        opt = SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
+    else:
+        opt = AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
+                        keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+    if train_config.lr_change_step:
+        for group in opt.param_groups:
+            group["schedule"] = train_config.lr_at
+    return opt
 
 
 def to_framework(x: np.ndarray, y: np.ndarray) -> tuple:
