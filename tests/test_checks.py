@@ -134,3 +134,17 @@ def test_assert_checks_names_every_failure_and_ignores_info_rows():
     bad = compare_arrays("logits", [1.0, 2.5], [1.0, 2.0], TOL)
     with pytest.raises(ParityFailure, match=r"FAIL logits: keras vs torch, max \|diff\| 0.5 at \[1\]: 2.5 vs 2, tolerance 2e-06"):
         assert_checks([ok, info, bad])
+
+
+def test_pair_lines_one_line_per_pair_and_every_failure_in_full():
+    from shared.report import pair_lines
+
+    ok = compare_arrays("logits", [1.0], [1.0 + 5e-7], TOL, task="binary", model="mlp", dtype="float32")
+    bad = compare_arrays("logits", [1.0, 2.0], [1.0, 2.5], TOL, task="regression", model="cnn", dtype="float32")
+    bad.detail["diagnosis"] = "a constant factor"
+    info = Check("note", "keras", "torch", 9.0, 9.0, 0.0, False, "x", task="binary", model="mlp", info=True)
+    lines = pair_lines([ok, info, bad])
+    assert lines[0] == "pass binary/mlp: 1 checks; worst margin 0.5 (float32 logits at [0]: 1 vs 1.0000005)"
+    assert lines[1].startswith("FAIL regression/cnn: 1 checks, 1 failed; worst margin 2e+05 (float32 logits at [1]: 2 vs 2.5)")
+    assert lines[2].startswith("  FAIL regression/cnn/float32 logits: keras vs torch, max |diff| 0.5")
+    assert lines[2].endswith("; likely: a constant factor") and len(lines) == 3
