@@ -97,7 +97,7 @@ def rank_swaps(y, sa, sb, tol: float, *, max_items: int = 4096) -> tuple:
     """Pairs of items whose order differs between the two score sets, per class.
 
     A rank metric (average precision) changes only when two items change
-    order. A swap is explained when the two scores are within tol on either
+    order. A swap is explained when the two scores are within tol on both
     side (a near tie); only pairs with different labels can move the metric,
     so only those are counted.
 
@@ -125,7 +125,7 @@ def rank_swaps(y, sa, sb, tol: float, *, max_items: int = 4096) -> tuple:
         swap = np.triu(swap, 1)
         for i, j in np.argwhere(swap):
             i, j = int(i), int(j)
-            tied = min(abs(a[i] - a[j]), abs(b[i] - b[j])) <= tol
+            tied = max(abs(a[i] - a[j]), abs(b[i] - b[j])) <= tol  # near-tied on both sides
             desc = f"class {c}: items {i}, {j}: {a[i]:.9g}/{a[j]:.9g} vs {b[i]:.9g}/{b[j]:.9g}"
             (explained if tied else unexplained).append(desc)
     return explained, unexplained
