@@ -98,7 +98,7 @@ def rank_swaps(y, sa, sb, tol: float, *, max_items: int = 4096) -> tuple:
 
     A rank metric (average precision) changes only when two items change
     order. A swap is explained when the two scores are within tol on both
-    side (a near tie); only pairs with different labels can move the metric,
+    sides (a near tie); only pairs with different labels can move the metric,
     so only those are counted.
 
     Args:
