@@ -125,10 +125,23 @@ def for_check(kind: str, dtype: str, override: Tolerance | None = None, *, batch
 # the worst |a32 - b32| / (e_a + e_b) was below 1 for forward passes and
 # gradients and below 2 for 30-step trajectories; 4 leaves 2x on the worst.
 ROUNDING_MULTIPLE = 4.0
+# Neither side's own error counts for more than this many times the other's
+# (or the floor): a bug in one framework's float32 path only (a cast, a
+# float16 kernel) also moves that side away from its own float64 result, and
+# must not buy itself a tolerance as large as the bug. Legitimate rounding
+# errors of the two frameworks differ by a few times at most (README,
+# "Verdicts"); 16 leaves room.
+MAX_ASYMMETRY = 16.0
 # A floor for outputs that happen to round the same in float32 and float64 on
 # both sides (e_a = e_b = 0): a few ulps of the scale, so a one-ulp difference
 # from summation order is not a failure. 4 float32 epsilons.
 FLOOR_ULPS = 4.0
+
+
+def _capped(e_a, e_b, floor):
+    """Each side's error, at most MAX_ASYMMETRY times the other's (or the floor)."""
+    return (np.minimum(e_a, MAX_ASYMMETRY * np.maximum(e_b, floor)),
+            np.minimum(e_b, MAX_ASYMMETRY * np.maximum(e_a, floor)))
 
 
 def own_error(x32, x64) -> float:
@@ -157,6 +170,10 @@ def derived_tolerance(a32, a64, b32, b64, *, multiple: float = ROUNDING_MULTIPLE
         multiple: how many times the frameworks' own rounding error is still rounding.
         floor_ulps: the smallest tolerance, in float32 epsilons of max(1, |b32|).
 
+    A float32-only bug on one side also moves that side from its own float64
+    result; each side's error is therefore capped at MAX_ASYMMETRY times the
+    other's, so such a bug cannot buy itself a tolerance as large as itself.
+
     Returns:
         Tolerance(abs=multiple * (e_a + e_b) + floor, rel=0) with a note saying
         how it was derived, e.g. "derived: 4 x (keras 1.2e-07 + torch 9.5e-08)
@@ -167,9 +184,11 @@ def derived_tolerance(a32, a64, b32, b64, *, multiple: float = ROUNDING_MULTIPLE
     fin = b[np.isfinite(b)]
     scale = max(1.0, float(np.max(np.abs(fin)))) if fin.size else 1.0
     floor = floor_ulps * F32_EPS * scale
-    allowed = multiple * (e_a + e_b) + floor
+    c_a, c_b = _capped(e_a, e_b, floor)
+    allowed = multiple * (c_a + c_b) + floor
+    capped = " (capped at 16x the other side's)" if (c_a, c_b) != (e_a, e_b) else ""
     note = (f"derived: {multiple:g} x ({a_name} {e_a:.2g} + {b_name} {e_b:.2g}) own float32-vs-float64 error"
-            f" + {floor_ulps:g} ulp floor")
+            f"{capped} + {floor_ulps:g} ulp floor")
     return Tolerance(rel=0.0, abs=allowed, note=note)
 
 
@@ -180,7 +199,8 @@ def trajectory_envelope(a32, a64, b32, b64, *, multiple: float = ROUNDING_MULTIP
     At step i the allowed |a32[i] - b32[i]| is multiple times the largest
     float32-vs-float64 divergence either side has shown up to step i
     (divergence only grows: a ReLU kink or a BatchNorm batch that amplified it
-    once keeps it amplified), plus the ulp floor of that step's scale. Chaotic
+    once keeps it amplified), each side's capped at MAX_ASYMMETRY times the
+    other's, plus the ulp floor of that step's scale. Chaotic
     growth that each framework shows against its own float64 run is rounding;
     a Keras-vs-torch divergence beyond it is a formula that differs.
 
@@ -194,12 +214,15 @@ def trajectory_envelope(a32, a64, b32, b64, *, multiple: float = ROUNDING_MULTIP
     if len({v.shape for v in arrays}) != 1:
         raise ValueError(f"trajectories differ in length: {[v.shape for v in arrays]}")
     a32, a64, b32, b64 = arrays
-    with np.errstate(invalid="ignore"):
-        e = np.abs(a32 - a64) + np.abs(b32 - b64)
-    e = np.where(np.isfinite(e), e, np.inf)
-    running = np.maximum.accumulate(e) if e.size else e
     scale = np.maximum(1.0, np.where(np.isfinite(b32), np.abs(b32), 1.0))
-    return multiple * running + floor_ulps * F32_EPS * scale
+    floor = floor_ulps * F32_EPS * scale
+    with np.errstate(invalid="ignore"):
+        e_a, e_b = np.abs(a32 - a64), np.abs(b32 - b64)
+    e_a, e_b = (np.where(np.isfinite(e), e, np.inf) for e in (e_a, e_b))
+    if e_a.size:
+        e_a, e_b = np.maximum.accumulate(e_a), np.maximum.accumulate(e_b)
+    c_a, c_b = _capped(e_a, e_b, floor)
+    return multiple * (c_a + c_b) + floor
 
 
-__all__ += ["ROUNDING_MULTIPLE", "FLOOR_ULPS", "own_error", "derived_tolerance", "trajectory_envelope"]
+__all__ += ["ROUNDING_MULTIPLE", "FLOOR_ULPS", "MAX_ASYMMETRY", "own_error", "derived_tolerance", "trajectory_envelope"]

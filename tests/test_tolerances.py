@@ -94,3 +94,15 @@ def test_trajectory_envelope_follows_chaotic_growth_but_not_a_formula_change():
 def test_envelope_keeps_the_nonfinite_rules():
     c = compare_envelope("x", [1.0, np.nan], [1.0, np.nan], [1.0, 1.0], "derived")
     assert not c.passed and "non-finite" in c.where
+
+
+def test_a_float32_only_bug_cannot_buy_its_own_tolerance():
+    """torch's float32 path off by 1e-3 (its float64 path right): its own error
+    is 1e-3 too, but counts for at most 16x keras' rounding, so it fails."""
+    a32, a64, b32, b64 = _twins(*_setup())
+    b32_bug = b32 + 1e-3
+    tol = derived_tolerance(a32, a64, b32_bug, b64)
+    assert "capped" in tol.note
+    assert not compare_arrays("logits", a32, b32_bug, tol).passed
+    env = trajectory_envelope(a32[:, 0], a64[:, 0], b32_bug[:, 0], b64[:, 0])
+    assert not compare_envelope("curve", a32[:, 0], b32_bug[:, 0], env, "derived").passed
