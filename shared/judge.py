@@ -153,6 +153,19 @@ class Judge:
             return True, ties.describe_ties(explained)
         return False, ""
 
+    def sweep_accuracy(self, y, pa, pb, thresholds, acc_a, acc_b, tol: float, *, which: str, a_name="keras",
+                       b_name="torch", **ctx) -> Check:
+        """accuracy_multi at each threshold: it may differ by the share of decisions
+        that lie within tol of that threshold (near ties), and no more."""
+        pa, pb = np.asarray(pa, np.float64), np.asarray(pb, np.float64)
+        n = pa.size
+        counts = np.array([int(np.sum((np.abs(pa - t) <= tol) | (np.abs(pb - t) <= tol))) for t in thresholds])
+        allowed = counts / max(n, 1) + METRIC_ULPS * F32_EPS
+        labels = {0: [f"t={v:.2f}" for v in thresholds]}
+        note = f"the share of probabilities within {tol:.2g} of each threshold (near ties) + {METRIC_ULPS:g} ulp"
+        return compare_envelope(f"threshold sweep accuracy ({which})", acc_a, acc_b, allowed, note, a_name=a_name,
+                                b_name=b_name, labels=labels, **ctx)
+
     def chosen_threshold(self, y, pa, pb, thresholds, best_a: float, best_b: float, tol: float, *, which: str,
                          a_name="keras", b_name="torch", **ctx) -> Check:
         """The picked threshold; a different pick passes only if near ties make both picks possible."""
