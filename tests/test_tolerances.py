@@ -104,5 +104,5 @@ def test_a_float32_only_bug_cannot_buy_its_own_tolerance():
     tol = derived_tolerance(a32, a64, b32_bug, b64)
     assert "capped" in tol.note
     assert not compare_arrays("logits", a32, b32_bug, tol).passed
-    env = trajectory_envelope(a32[:, 0], a64[:, 0], b32_bug[:, 0], b64[:, 0])
-    assert not compare_envelope("curve", a32[:, 0], b32_bug[:, 0], env, "derived").passed
+    # Gradients and trajectories: no cap (a ReLU kink moves one side alone, legitimately).
+    assert compare_arrays("grad", a32, b32_bug, derived_tolerance(a32, a64, b32_bug, b64, max_asymmetry=None)).passed
