@@ -43,13 +43,18 @@ def unbiased_variance(name, a, b, *, count=None, start=None, momentum=0.99, step
     both sides, moving - momentum^steps * start = (1 - m) sum m^(steps-k) v_k,
     times n/(n-1) on the unbiased side: the ratio is exact.
     """
-    if not name.endswith("running_var") or count is None or count < 2:
+    if not name.endswith("running_var"):
         return None
     s = None if start is None else np.asarray(start, np.float64) * momentum ** steps
     r = _ratio(a, b, s)
-    want = count / (count - 1)
-    if r is not None and np.allclose(r, want, rtol=1e-2 * (want - 1) + 1e-6):
-        return (f"moving variance off by n/(n-1) = {want:.6g} (n = {count} values per channel): torch's running_var "
+    if r is None or not np.all(r > 1):
+        return None
+    n = count if count and count >= 2 else round(1 + 1 / (float(np.median(r)) - 1))  # r = n/(n-1)
+    if n < 2:
+        return None
+    want = n / (n - 1)
+    if np.allclose(r, want, rtol=1e-2 * (want - 1) + 1e-6):
+        return (f"moving variance off by n/(n-1) = {want:.6g} (n = {n} values per channel): torch's running_var "
                 "uses the unbiased batch variance, Keras the biased one; scale the batch variance by (n-1)/n "
                 "on one side (TRAPS.md, BatchNorm statistics)")
     return None

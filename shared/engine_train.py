@@ -50,7 +50,7 @@ def train_config(opt: str, batches: list, opts) -> TrainConfig:
                        seed=opts.seed, **(getattr(opts, "train_overrides", None) or {}))
 
 
-def _weights_rows(ta, tb, start: dict, ref, judge, sides: dict, ctx: dict, steps: int, count: int) -> list:
+def _weights_rows(ta, tb, start: dict, ref, judge, sides: dict, ctx: dict, steps: int) -> list:
     """Every final tensor, judged (derived with float64 references), a trap named where one matches."""
     wa, wb = ta.get_weights(), tb.get_weights()
     wa64, wb64 = ref if ref is not None else ({}, {})
@@ -62,7 +62,7 @@ def _weights_rows(ta, tb, start: dict, ref, judge, sides: dict, ctx: dict, steps
             continue
         c = judge.compare(f"w {n}", "training", wa[n], wb[n], wa64.get(n), wb64.get(n), **sides, **ctx)
         if not c.passed:
-            hint = diagnose(n, wa[n], wb[n], start=start.get(n), steps=steps, count=count)
+            hint = diagnose(n, wa[n], wb[n], start=start.get(n), steps=steps)
             if hint:
                 c.detail["diagnosis"] = hint
         rows.append(c)
@@ -92,7 +92,6 @@ def training_checks(a, b, batches: list, opts, progress, name: str, curves: dict
     expected = batch_fingerprints(cast_batches(batches, a.dtype))
     sides = dict(a_name=a.name, b_name=b.name)
     start = a.get_weights()
-    count = int(batches[0][0].size // batches[0][0].shape[1]) if batches and batches[0][0].ndim == 4 else 0
     for opt in opts.optimizers:
         tc = train_config(opt, batches, opts)
         (ta, ra), (tb, rb) = _train_both(a, b, batches, tc, progress, f"{name} {a.dtype} {opt}")
@@ -112,7 +111,7 @@ def training_checks(a, b, batches: list, opts, progress, name: str, curves: dict
                                     *(ref[0] if ref else (None, None)),
                                     labels={0: [f"step {i + 1}" for i in range(len(batches))]}, **sides, **ctx))
         out.append(worst(f"trained weights ({opt})",
-                         _weights_rows(ta, tb, start, ref[1] if ref else None, judge, sides, ctx, len(batches), count),
+                         _weights_rows(ta, tb, start, ref[1] if ref else None, judge, sides, ctx, len(batches)),
                          **ctx))
         if curves is not None:
             curves[f"{name} {opt}"] = {a.name: ra.losses, b.name: rb.losses}

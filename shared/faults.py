@@ -32,8 +32,9 @@ class Fault:
     Args:
         name: the --plant name.
         kind: "model", "optimizer", "loss" or "data".
-        where: where the harness must locate it (a layer, "training (adam)",
-            "loss", "data"): the tests check the failing rows name it.
+        where: a regular expression that a failing row's "dtype check where"
+            must match to locate the fault (a layer, a tensor, an optimizer's
+            training rows, the loss, the data stage's batch fingerprints).
         description: the bug as a port would write it.
         meaning: what SIZE means in the bug's own units.
         models: the models it applies to ("mlp", "cnn").
@@ -56,39 +57,39 @@ class Fault:
 
 _CNN = ("cnn",)
 FAULTS = {f.name: f for f in [
-    Fault("bn-epsilon", "model", "bn1", "torch BatchNorm eps left at torch's default 1e-5 instead of Keras' 1e-3",
+    Fault("bn-epsilon", "model", r"\bbn1\b", "torch BatchNorm eps left at torch's default 1e-5 instead of Keras' 1e-3",
           "eps = 1e-3 - SIZE * 0.99e-3", _CNN),
-    Fault("bn-momentum", "model", "bn1.running_mean", "Keras' BatchNorm momentum 0.99 passed to torch unchanged "
+    Fault("bn-momentum", "model", r"bn\d\.running_(mean|var)", "Keras' BatchNorm momentum 0.99 passed to torch unchanged "
           "(torch's momentum weighs the NEW value)", "new-value weight 0.01 + SIZE * 0.98", _CNN),
-    Fault("bn-unbiased-var", "model", "bn1.running_var", "stock torch running_var: the unbiased batch variance",
+    Fault("bn-unbiased-var", "model", r"bn\d\.running_var", "stock torch running_var: the unbiased batch variance",
           "batch variance x (1 + SIZE / (n - 1))", _CNN),
-    Fault("same-padding", "model", "conv2", "symmetric padding=1 for the stride-2 'same' conv (TF pads bottom/right)",
+    Fault("same-padding", "model", r"\bconv2\b", "symmetric padding=1 for the stride-2 'same' conv (TF pads bottom/right)",
           "output = (1 - SIZE) x correct + SIZE x symmetric-padded", _CNN),
-    Fault("flatten-order", "model", "fc1", "fc1 weight a plain transpose, ignoring Keras' (H,W,C) Flatten order",
+    Fault("flatten-order", "model", r"\bfc1\b", "fc1 weight a plain transpose, ignoring Keras' (H,W,C) Flatten order",
           "weight = (1 - SIZE) x correct + SIZE x (C,H,W)-ordered", _CNN),
-    Fault("conv-kernel", "model", "conv1", "conv1 kernel with H and W swapped (OIWH instead of OIHW)",
+    Fault("conv-kernel", "model", r"\bconv1\b", "conv1 kernel with H and W swapped (OIWH instead of OIHW)",
           "kernel = (1 - SIZE) x correct + SIZE x transposed", _CNN),
-    Fault("conv-flip", "model", "conv1", "conv1 kernel flipped in H and W (a convolution ported as a correlation)",
+    Fault("conv-flip", "model", r"\bconv1\b", "conv1 kernel flipped in H and W (a convolution ported as a correlation)",
           "kernel = (1 - SIZE) x correct + SIZE x flipped", _CNN),
-    Fault("dense-transpose", "model", "dense1", "dense1 weight reshaped instead of transposed from Keras' (in, out)",
+    Fault("dense-transpose", "model", r"\bdense1\b", "dense1 weight reshaped instead of transposed from Keras' (in, out)",
           "weight = (1 - SIZE) x correct + SIZE x reshaped", ("mlp",)),
-    Fault("adam-epsilon", "optimizer", "training (adam)", "stock torch Adam: eps 1e-8 added to the bias-corrected "
+    Fault("adam-epsilon", "optimizer", r"^float(32|64) (trained weights|training loss curve) \(adam\)", "stock torch Adam: eps 1e-8 added to the bias-corrected "
           "sqrt(v_hat) instead of Keras' 1e-7 on the raw sqrt(v)", "eps_t = (1 - SIZE) x Keras' + SIZE x 1e-8",
           optimizers=("adam",)),
-    Fault("sgd-momentum-form", "optimizer", "training (sgd)", "stock torch SGD momentum (b = mu b + g; w -= lr b) "
+    Fault("sgd-momentum-form", "optimizer", r"^float(32|64) (trained weights|training loss curve) \(sgd\)", "stock torch SGD momentum (b = mu b + g; w -= lr b) "
           "across a learning-rate change (Keras: v = mu v - lr g)", "buffer rescaled by (l0/l1)^(1 - SIZE)",
-          train={"lr_change_step": 10, "lr_change_factor": 0.1}, optimizers=("sgd",)),
-    Fault("coupled-weight-decay", "optimizer", "training", "torch weight_decay (L2 added to the gradient) for "
+          train={"lr_change_step": 2, "lr_change_factor": 0.1}, optimizers=("sgd",)),
+    Fault("coupled-weight-decay", "optimizer", r"^float(32|64) (trained weights|training loss curve)", "torch weight_decay (L2 added to the gradient) for "
           "Keras' decoupled weight decay", "SIZE of the decay coupled, the rest decoupled",
           train={"weight_decay": 0.05}),
-    Fault("bce-probabilities", "loss", "loss", "torch BCELoss on sigmoid probabilities (log clamped at -100) "
+    Fault("bce-probabilities", "loss", r"stability from_logits|loss", "torch BCELoss on sigmoid probabilities (log clamped at -100) "
           "instead of BCEWithLogitsLoss", "loss = (1 - SIZE) x from-logits + SIZE x on probabilities",
           tasks=("binary", "multilabel")),
-    Fault("labels-off-by-one", "data", "data", "class indices shifted by one in the torch data path (1-based vocabulary)",
+    Fault("labels-off-by-one", "data", r"batch fingerprints", "class indices shifted by one in the torch data path (1-based vocabulary)",
           "fraction SIZE of the labels shifted", tasks=("multiclass",)),
-    Fault("rgb-bgr", "data", "data", "images fed to torch in BGR order (OpenCV's imread)",
+    Fault("rgb-bgr", "data", r"batch fingerprints", "images fed to torch in BGR order (OpenCV's imread)",
           "input = (1 - SIZE) x RGB + SIZE x BGR", _CNN),
-    Fault("resize", "data", "data", "images resized with another filter in the torch data path (a 2x2 box blur "
+    Fault("resize", "data", r"batch fingerprints", "images resized with another filter in the torch data path (a 2x2 box blur "
           "stands for the filter difference)", "input = (1 - SIZE) x shared + SIZE x resampled", _CNN),
 ]}
 

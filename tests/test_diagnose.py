@@ -105,3 +105,9 @@ def test_rounding_noise_matches_no_pattern(name, shape):
     a = RNG.normal(size=shape) + 2
     b = a * (1 + 1e-7 * RNG.normal(size=shape))
     assert diagnose(name, a, b, count=64, start=np.ones(shape), flatten_hwc=(2, 3, 4), layer=name) is None
+
+
+def test_unbiased_running_variance_without_the_count():
+    start, a, b = _bn_stats(5, unbiased=True, n=256)
+    hint = diagnose("bn2.running_var", a, b, start=start, steps=5)
+    assert hint and "n = 256" in hint
