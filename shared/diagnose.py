@@ -223,8 +223,31 @@ def sign_or_scale(name, a, b, **_):
     return None
 
 
+def conv_output(name, a, b, *, layer=None, first_layer=False, **_):
+    """A conv layer is the first whose output differs (its input agrees)."""
+    layer = layer or name
+    a = np.asarray(a)
+    if not first_layer or not layer.startswith("conv") or a.ndim != 4:
+        return None
+    return (f"{layer} is the first layer that differs, its input agrees: the conv itself is ported wrong. For a "
+            "stride-2 conv on an even size, torch's symmetric padding=1 against TF's \"same\" (the extra row/column "
+            "goes bottom/right only: pad explicitly); otherwise the kernel layout (HWIO -> OIHW is "
+            "transpose(3, 2, 0, 1), no flip) (TRAPS.md, Layers)")
+
+
+def dense_output(name, a, b, *, layer=None, first_layer=False, **_):
+    """A Dense layer is the first whose output differs (its input agrees)."""
+    layer = layer or name
+    if not first_layer or not layer.startswith(("fc", "dense", "head")):
+        return None
+    after = " after Flatten: Keras flattens (H,W,C), torch (C,H,W); permute the kernel's rows" if layer == "fc1" else ""
+    return (f"{layer} is the first layer that differs, its input agrees: its weight is ported wrong (Keras' kernel "
+            f"is (in, out): W = K.T, not a reshape){after} (TRAPS.md, Layers)")
+
+
 RULES = [unbiased_variance, bn_momentum, kernel_transform, permuted_columns, channel_order, labels_off_by_one,
-         one_pixel_shift, clipped_probabilities, constant_ratio, resampled_image, sign_or_scale]
+         one_pixel_shift, clipped_probabilities, constant_ratio, resampled_image, sign_or_scale, conv_output,
+         dense_output]
 
 
 def diagnose(name: str, a, b, **context) -> str | None:
@@ -236,7 +259,8 @@ def diagnose(name: str, a, b, **context) -> str | None:
         a, b: the compared arrays, PyTorch layout.
         context: optional count (values per channel in a BatchNorm batch),
             start (values before training), momentum (Keras convention),
-            layer, flatten_hwc.
+            layer, flatten_hwc, first_layer (the arrays are the outputs of
+            the first layer that differs: its input agrees).
 
     Returns:
         One line naming the trap and its fix, or None when no pattern matches.

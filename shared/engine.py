@@ -176,9 +176,16 @@ def weights_check(a, b, ctx: dict, store=None) -> Check:
     b.set_weights(store(a.name, start))
     back = a.clone()
     back.set_weights(store(b.name, b.get_weights()))
-    return worst(f"weights {a.name}->{b.name}->{a.name}",
-                 compare_named("w", back.get_weights(), start, Tolerance(rel=0.0),
-                               a_name=f"{a.name}->{b.name}->{a.name}", b_name=a.name), **ctx)
+    rows = compare_named("w", back.get_weights(), start, Tolerance(rel=0.0, note="exact: the round trip is bitwise"),
+                         a_name=f"{a.name}->{b.name}->{a.name}", b_name=a.name)
+    returned = back.get_weights()
+    for c in rows:
+        tensor = c.check.split(" ", 1)[-1]
+        if not c.passed and tensor in returned and tensor in start:
+            hint = diagnose(tensor, start[tensor], returned[tensor])
+            if hint:
+                c.detail["diagnosis"] = hint
+    return worst(f"weights {a.name}->{b.name}->{a.name}", rows, **ctx)
 
 
 # ---- 2. forward --------------------------------------------------------------------
@@ -202,7 +209,7 @@ def first_differing_layer(a, b, x: np.ndarray, judge: Judge, ctx: dict, refs=Non
         if not c.passed:
             c.where = f"{name} {c.where}"
             c.detail = {"layer": name}
-            hint = diagnose(name, la[name], lb[name], layer=name)
+            hint = diagnose(name, la[name], lb[name], layer=name, first_layer=True)
             if hint:
                 c.detail["diagnosis"] = hint
             return c
