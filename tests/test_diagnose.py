@@ -115,5 +115,5 @@ def test_unbiased_running_variance_without_the_count():
 
 def test_first_differing_conv_or_dense_layer_names_its_candidates():
     a = RNG.normal(size=(2, 4, 8, 8))
-    assert "\\"same\\"" in diagnose("conv2", a, a + 0.1, layer="conv2", first_layer=True)
+    assert "\"same\"" in diagnose("conv2", a, a + 0.1, layer="conv2", first_layer=True)
     assert "(H,W,C)" in diagnose("fc1", a[:, :, 0, 0], a[:, :, 0, 0] + 0.1, layer="fc1", first_layer=True)
