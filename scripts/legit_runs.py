@@ -2,7 +2,7 @@
 """Legitimate runs: the project's own correct twins on many data sets, seeds and
 batch sizes. Every run must pass (a failure here is a false alarm).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/legit_runs.py [--quick] [--only SUBSTRING] [--jobs N]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/legit_runs.py [--only SUBSTRING] [--subprocess] [--json FILE]
 
 Writes its data sets under a temporary folder (PASCAL / BIWI folders with the
 tests' writers, CSV tables, tiny and degenerate sets, badly scaled features
@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -114,11 +113,23 @@ def configurations(data: Path) -> list:
     return runs
 
 
-def run_one(name: str, argv: list, out: Path) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def run_one(name: str, argv: list, out: Path, in_process: bool = True) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, str(ROOT / "compare.py"), *argv, "--out", str(out), "--quiet"],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
+    if in_process:  # one process for every run: the frameworks are imported once
+        import contextlib
+        import io
+
+        sys.path.insert(0, str(ROOT))
+        import compare
+
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = compare.main([*argv, "--out", str(out), "--quiet"])
+        p = subprocess.CompletedProcess([], rc, "", err.getvalue())
+    else:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        p = subprocess.run([sys.executable, str(ROOT / "compare.py"), *argv, "--out", str(out), "--quiet"],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
     row = {"name": name, "argv": argv, "rc": p.returncode, "seconds": time.perf_counter() - t0}
     if (out / "report.json").is_file():
         checks = json.loads((out / "report.json").read_text())["checks"]
@@ -137,15 +148,19 @@ def run_one(name: str, argv: list, out: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="run only configurations whose name contains this")
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--subprocess", action="store_true", help="one compare.py process per run (default: all in this one)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ktp-legit-") as tmp:
         tmp = Path(tmp)
         os.environ.setdefault("KTP_CACHE_DIR", str(tmp / "cache"))
         runs = [r for r in configurations(tmp / "data") if not args.only or args.only in r[0]]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            rows = list(pool.map(lambda ir: run_one(ir[1][0], ir[1][1], tmp / f"out{ir[0]}"), enumerate(runs)))
+        rows = []
+        for i, (name, argv_) in enumerate(runs):
+            rows.append(run_one(name, argv_, tmp / f"out{i}", not args.subprocess))
+            r = rows[-1]
+            print(f"  {i + 1}/{len(runs)} {name}: {'pass' if r['rc'] == 0 else 'FAIL'} {r['seconds']:.0f}s "
+                  f"{r.get('worst', '')} {'; '.join(r['failed'])[:300]}", file=sys.stderr, flush=True)
     bad = 0
     print(f"{'run':50} {'verdict':7} {'checks':>6} {'s':>5}  worst margin / failures")
     for r in rows:
