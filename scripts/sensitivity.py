@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,19 +40,25 @@ def pair_for(fault) -> list:
 
 
 def run(fault, size: float, out: Path) -> tuple:
-    argv = [sys.executable, str(ROOT / "compare.py"), *pair_for(fault), *BASE, "--plant", f"{fault.name}={size:g}",
-            "--out", str(out), "--quiet"]
+    import contextlib
+    import io
+
+    import compare
+
+    argv = [*pair_for(fault), *BASE, "--plant", f"{fault.name}={size:g}", "--out", str(out), "--quiet"]
     if fault.optimizers:
         argv += ["--optimizer", fault.optimizers[0]]
-    p = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=ROOT)
-    if p.returncode not in (0, 1):
-        raise RuntimeError(f"{fault.name}={size:g}: exit {p.returncode}: {p.stderr[-1500:]}")
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = compare.main(argv)  # in this process: the frameworks are imported once
+    if rc not in (0, 1):
+        raise RuntimeError(f"{fault.name}={size:g}: exit {rc}: {err.getvalue()[-1500:]}")
     rows = json.loads((out / "report.json").read_text())["checks"]
     bad = [r for r in rows if not r["passed"] and not r["info"]]
     first = max(bad, key=lambda r: r.get("margin", 0)) if bad else None
     desc = (f"{first['dtype']} {first['check']} margin {first.get('margin', float('nan')):.3g} at {first['where'][:80]}"
             if first else "")
-    return p.returncode == 1, desc
+    return rc == 1, desc
 
 
 def smallest_caught(fault, tmp: Path) -> dict:
