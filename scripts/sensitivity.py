@@ -6,7 +6,8 @@
 For each fault of shared/faults.py, runs `compare.py --plant NAME=SIZE` on a
 pair that has the layer (or loss, optimizer, data path) in question, and
 bisects SIZE on a logarithmic grid from 1 down to 1e-7 for the smallest value
-that still fails the run (exit 1) with a failing row that locates the fault.
+that still fails the run (exit 1) with a failing row that locates the fault
+(matches the fault's `where`).
 Prints one row per fault: the smallest size caught, what it means in the
 bug's own units, the first failing row at that size and its margin.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -55,10 +57,11 @@ def run(fault, size: float, out: Path) -> tuple:
         raise RuntimeError(f"{fault.name}={size:g}: exit {rc}: {err.getvalue()[-1500:]}")
     rows = json.loads((out / "report.json").read_text())["checks"]
     bad = [r for r in rows if not r["passed"] and not r["info"]]
-    first = max(bad, key=lambda r: r.get("margin", 0)) if bad else None
+    located = [r for r in bad if re.search(fault.where, f"{r['dtype']} {r['check']} {r['where']}")]
+    first = max(located, key=lambda r: r.get("margin", 0)) if located else None
     desc = (f"{first['dtype']} {first['check']} margin {first.get('margin', float('nan')):.3g} at {first['where'][:80]}"
             if first else "")
-    return rc == 1, desc
+    return rc == 1 and bool(located), desc
 
 
 def smallest_caught(fault, tmp: Path) -> dict:
