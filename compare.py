@@ -24,14 +24,13 @@ together, and only through numpy.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from shared.cases import Case, builtin_cases, data_record, user_case
-from shared.checks import Check, ParityFailure, assert_checks, compare_arrays
+from shared.checks import ParityFailure, assert_checks
 from shared.config import DTYPES, MODELS, TASKS
 from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair
 from shared.errors import ParityError, UsageError
@@ -48,7 +47,6 @@ DEFAULT_OUT = "reports/latest"
 # count keeps the reduction order, hence the numbers, independent of the
 # machine's core count.
 DEFAULT_THREADS = 1
-CaseResult = PairResult  # the engine's result for one case (old name)
 
 
 # --------------------------------------------------------------------------
@@ -148,12 +146,13 @@ def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
 def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     """Run every case; write the report atomically into `out` (if given)."""
     from shared import report as rpt
+    from shared.atomic import optional_atomic_dir
     from shared.console import ConsoleUI
 
     fw = frameworks(opts.threads)
     all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
     ui = ConsoleUI(opts.quiet)
-    with _workdir(out) as work, ui:
+    with optional_atomic_dir(out) as work, ui:
         for case in cases:
             ui.log(f"[bold]{case.name}[/bold] ({case.config.task}, {case.config.model}, {case.config.dtype}): "
                    f"{len(case.dataset.x_train)} train / {len(case.dataset.x_valid)} valid items")
@@ -183,27 +182,6 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     return report
 
 
-class _workdir:
-    """A temporary folder beside `out`, renamed into place only when the run completes."""
-
-    def __init__(self, out: Path | None):
-        self.out = out
-        self._cm = None
-
-    def __enter__(self):
-        if self.out is None:
-            return None
-        from shared.atomic import atomic_dir
-
-        self._cm = atomic_dir(self.out)
-        return Path(self._cm.__enter__())
-
-    def __exit__(self, *exc):
-        if self._cm is not None:
-            return self._cm.__exit__(*exc)
-        return False
-
-
 def _write_plots(work: Path | None, curves, sweeps, diffs, opts) -> list:
     if work is None:
         return []
@@ -215,29 +193,6 @@ def _write_plots(work: Path | None, curves, sweeps, diffs, opts) -> list:
 # --------------------------------------------------------------------------
 # The API for users' own test suites
 # --------------------------------------------------------------------------
-def _leaves(prefix: str, obj) -> dict:
-    """Name every array in a (nested) output, HF-style: outputs.logits, outputs_1."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_leaves(f"{prefix}.{k}", v))
-        return out
-    if isinstance(obj, (list, tuple)):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_leaves(f"{prefix}_{i}", v))
-        return out
-    return {prefix: obj}
-
-
-def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    if hasattr(x, "numpy"):
-        return x.numpy()
-    return np.asarray(x)
-
-
 def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol: float | None = None,
                    channels_last_input: bool = True, channels_last_output: bool = True, name: str = "outputs") -> list:
     """Run both models on the same numpy inputs and compare every output.
@@ -258,6 +213,7 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     """
     fw = frameworks()
     from shared.layout import nhwc_to_nchw
+    from shared.outputs import compare_outputs
 
     x = np.asarray(inputs)
     dtype = "float64" if x.dtype == np.float64 else "float32"
@@ -266,18 +222,7 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     torch_model.eval()
     with fw.torch.no_grad():
         t_out = torch_model(fw.torch.as_tensor(nhwc_to_nchw(x) if channels_last_input else x))
-    kl = {n: _to_numpy(v) for n, v in _leaves(name, k_out).items()}
-    tl = {n: _to_numpy(v) for n, v in _leaves(name, t_out).items()}
-    if channels_last_output:
-        kl = {n: nhwc_to_nchw(v) for n, v in kl.items()}
-    checks = []
-    for n in list(kl) + [m for m in tl if m not in kl]:
-        if n in kl and n in tl:
-            checks.append(compare_arrays(n, kl[n], tl[n], tol, dtype=dtype))
-        else:
-            checks.append(Check(n, "keras", "torch", float("inf"), float("inf"), 0.0, False,
-                                f"only in {'keras' if n in kl else 'torch'}", dtype=dtype))
-    return checks
+    return compare_outputs(k_out, t_out, tol, dtype=dtype, name=name, a_channels_last=channels_last_output)
 
 
 def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
@@ -378,29 +323,9 @@ def cmd_data(argv) -> int:
     p.add_argument("--show", type=_positive_int, metavar="N", help="save a grid of N validation images with their labels (needs --png)")
     p.add_argument("--png", metavar="FILE", help="where --show writes its grid")
     args = p.parse_args(argv)
-    from shared import loaders, show
+    from shared import show
 
-    if bool(args.name) == bool(args.data):
-        raise UsageError("give a built-in name or --data PATH --format F (one of them)")
-    if args.show and not args.png:
-        raise UsageError("--show needs --png FILE")
-    if args.data:
-        if not args.format:
-            raise UsageError("--data needs --format pascal|biwi|csv")
-        kw = dict(task=args.task, target=args.target) if args.format == "csv" else dict(image_size=args.image_size)
-        if args.format == "csv" and not args.task:
-            raise UsageError("--format csv needs --task")
-        ds = loaders.load(args.data, args.format, **kw)
-    else:
-        fmt = {"multilabel": "builtin-multilabel", "regression": "builtin-regression"}.get(args.name, args.name)
-        ds = loaders.load(None, fmt)
-    print(show.describe(ds))
-    if args.items:
-        show.write_items_csv(ds, args.items)
-        print(f"items written to {args.items}")
-    if args.show:
-        show.show_grid(ds, args.show, args.png)
-        print(f"grid of {args.show} images written to {args.png}")
+    show.data_command(args)
     return EXIT_OK
 
 
@@ -414,13 +339,13 @@ def cmd_export(argv) -> int:
     p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
     args = p.parse_args(argv)
     from shared import onnx_check
-    from shared.atomic import atomic_dir
+    from shared.atomic import atomic_dir, check_writable_dir
     from shared.portable import load_portable, save_portable
 
     opset = args.opset if args.opset is not None else onnx_check.ONNX_OPSET
     onnx_check.validate_opset(opset)
     out = Path(args.out)
-    _check_writable(out)
+    check_writable_dir(out)
     if args.weights:
         tensors, sidecar, cfg = load_portable(args.weights)
         classes = sidecar.get("classes", [])
@@ -445,17 +370,6 @@ def cmd_export(argv) -> int:
               f"outputs {info['outputs']}, ops {info['ops']}")
     print(f"{out / 'weights.safetensors'} (+ weights.json): {cfg.model}/{cfg.task}")
     return EXIT_OK
-
-
-def _check_writable(out: Path) -> None:
-    parent = out.resolve().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"cannot write the output folder {out}: {probe} is not a writable directory")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
 
 
 def cmd_bench(argv) -> int:
