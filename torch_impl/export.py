@@ -73,7 +73,9 @@ def _run_exporter(model: torch.nn.Module, example: torch.Tensor, tmp: str, opset
     if exporter == "torchscript":
         kw = dict(dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     elif exporter == "dynamo":
-        kw = dict(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False, report=False)
+        # external_data=False: one self-contained file (atomic_export moves only that one)
+        kw = dict(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False, report=False,
+                  external_data=False)
     else:
         raise ValueError(f"exporter must be one of {EXPORTERS}. Received: exporter={exporter!r}")
     with torch.no_grad():
