@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,30 +118,22 @@ def backends(config, seed: int = 0, fault: str | None = None) -> tuple:
     return fw.kb.from_config(config, seed=seed), fw.tb.from_config(config, fault=fault)
 
 
-def _portable_store(config, classes, wdir: Path, slug: str):
-    """The engine's `store`: each side's weights go through its portable file and back."""
-    from shared.portable import load_portable, save_portable
-
-    fw = frameworks()
-    version = {"keras": fw.keras.__version__, "torch": fw.torch.__version__}
-
-    def store(side: str, tensors: dict) -> dict:
-        path = save_portable(wdir / f"{slug}.{side}.safetensors", tensors, config, classes=classes,
-                             framework=side, framework_version=version.get(side, ""))
-        return load_portable(path, config)[0]
-
-    return store
-
-
 def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
     """Every check for one case: its two backends through shared.engine.check_pair."""
     from shared.engine import PairData
+    from shared.portable import file_store
 
     cfg = case.config
+    t0 = time.perf_counter()
     a, b = backends(cfg, opts.seed, opts.fault)
-    store = _portable_store(cfg, case.dataset.classes, workdir / "weights", case.slug)
-    return check_pair(a, b, PairData.from_dataset(case.dataset), opts, ui, name=case.name, model=cfg.model,
-                      batchnorm=cfg.model == "cnn", workdir=workdir, store=store)
+    built = time.perf_counter() - t0
+    fw = frameworks()
+    store = file_store(workdir / "weights", case.slug, cfg, case.dataset.classes,
+                       {"keras": fw.keras.__version__, "torch": fw.torch.__version__})
+    res = check_pair(a, b, PairData.from_dataset(case.dataset), opts, ui, name=case.name, model=cfg.model,
+                     batchnorm=cfg.model == "cnn", workdir=workdir, store=store)
+    res.timings["port"] += built  # "port" covers building both models, as before
+    return res
 
 
 def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
