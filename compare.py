@@ -24,14 +24,14 @@ together, and only through numpy.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from shared.cases import Case, builtin_cases, data_record, user_case
-from shared.checks import Check, ParityFailure, assert_checks, compare_arrays
+from shared.checks import ParityFailure, assert_checks
 from shared.config import DTYPES, MODELS, TASKS
 from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair
 from shared.errors import ParityError, UsageError
@@ -48,7 +48,6 @@ DEFAULT_OUT = "reports/latest"
 # count keeps the reduction order, hence the numbers, independent of the
 # machine's core count.
 DEFAULT_THREADS = 1
-CaseResult = PairResult  # the engine's result for one case (old name)
 
 
 # --------------------------------------------------------------------------
@@ -132,48 +131,40 @@ def backends(config, seed: int = 0, fault: str | None = None) -> tuple:
     return a, b
 
 
-def _portable_store(config, classes, wdir: Path, slug: str):
-    """The engine's `store`: each side's weights go through its portable file and back."""
-    from shared.portable import load_portable, save_portable
-
-    fw = frameworks()
-    version = {"keras": fw.keras.__version__, "torch": fw.torch.__version__}
-
-    def store(side: str, tensors: dict) -> dict:
-        path = save_portable(wdir / f"{slug}.{side}.safetensors", tensors, config, classes=classes,
-                             framework=side, framework_version=version.get(side, ""))
-        return load_portable(path, config)[0]
-
-    return store
-
-
 def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
     """Every check for one case: its two backends through shared.engine.check_pair."""
-    from shared.engine import PairData
-
     import dataclasses
 
+    from shared.engine import PairData
     from shared.faults import parse_plant
+    from shared.portable import file_store
 
     cfg = case.config
+    t0 = time.perf_counter()
     a, b = backends(cfg, opts.seed, opts.fault)
     spec, _ = parse_plant(opts.fault)
     if spec is not None and spec.train:
         opts = dataclasses.replace(opts, train_overrides=dict(spec.train))
-    store = _portable_store(cfg, case.dataset.classes, workdir / "weights", case.slug)
-    return check_pair(a, b, PairData.from_dataset(case.dataset), opts, ui, name=case.name, model=cfg.model,
-                      batchnorm=cfg.model == "cnn", workdir=workdir, store=store)
+    built = time.perf_counter() - t0
+    fw = frameworks()
+    store = file_store(workdir / "weights", case.slug, cfg, case.dataset.classes,
+                       {"keras": fw.keras.__version__, "torch": fw.torch.__version__})
+    res = check_pair(a, b, PairData.from_dataset(case.dataset), opts, ui, name=case.name, model=cfg.model,
+                     batchnorm=cfg.model == "cnn", workdir=workdir, store=store)
+    res.timings["port"] += built  # "port" covers building both models, as before
+    return res
 
 
 def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     """Run every case; write the report atomically into `out` (if given)."""
     from shared import report as rpt
+    from shared.atomic import optional_atomic_dir
     from shared.console import ConsoleUI
 
     fw = frameworks(opts.threads, opts.verbose)
     all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
     ui = ConsoleUI(opts.quiet)
-    with _workdir(out) as work, ui:
+    with optional_atomic_dir(out) as work, ui:
         for case in cases:
             ui.log(f"[bold]{case.name}[/bold] ({case.config.task}, {case.config.model}, {case.config.dtype}): "
                    f"{len(case.dataset.x_train)} train / {len(case.dataset.x_valid)} valid items")
@@ -207,27 +198,6 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     return report
 
 
-class _workdir:
-    """A temporary folder beside `out`, renamed into place only when the run completes."""
-
-    def __init__(self, out: Path | None):
-        self.out = out
-        self._cm = None
-
-    def __enter__(self):
-        if self.out is None:
-            return None
-        from shared.atomic import atomic_dir
-
-        self._cm = atomic_dir(self.out)
-        return Path(self._cm.__enter__())
-
-    def __exit__(self, *exc):
-        if self._cm is not None:
-            return self._cm.__exit__(*exc)
-        return False
-
-
 def _write_plots(work: Path | None, curves, sweeps, diffs, opts) -> list:
     if work is None:
         return []
@@ -239,29 +209,6 @@ def _write_plots(work: Path | None, curves, sweeps, diffs, opts) -> list:
 # --------------------------------------------------------------------------
 # The API for users' own test suites
 # --------------------------------------------------------------------------
-def _leaves(prefix: str, obj) -> dict:
-    """Name every array in a (nested) output, HF-style: outputs.logits, outputs_1."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_leaves(f"{prefix}.{k}", v))
-        return out
-    if isinstance(obj, (list, tuple)):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_leaves(f"{prefix}_{i}", v))
-        return out
-    return {prefix: obj}
-
-
-def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    if hasattr(x, "numpy"):
-        return x.numpy()
-    return np.asarray(x)
-
-
 def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol: float | None = None,
                    channels_last_input: bool = True, channels_last_output: bool = True, name: str = "outputs") -> list:
     """Run both models on the same numpy inputs and compare every output.
@@ -282,6 +229,7 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     """
     fw = frameworks()
     from shared.layout import nhwc_to_nchw
+    from shared.outputs import compare_outputs
 
     x = np.asarray(inputs)
     dtype = "float64" if x.dtype == np.float64 else "float32"
@@ -290,18 +238,7 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     torch_model.eval()
     with fw.torch.no_grad():
         t_out = torch_model(fw.torch.as_tensor(nhwc_to_nchw(x) if channels_last_input else x))
-    kl = {n: _to_numpy(v) for n, v in _leaves(name, k_out).items()}
-    tl = {n: _to_numpy(v) for n, v in _leaves(name, t_out).items()}
-    if channels_last_output:
-        kl = {n: nhwc_to_nchw(v) for n, v in kl.items()}
-    checks = []
-    for n in list(kl) + [m for m in tl if m not in kl]:
-        if n in kl and n in tl:
-            checks.append(compare_arrays(n, kl[n], tl[n], tol, dtype=dtype))
-        else:
-            checks.append(Check(n, "keras", "torch", float("inf"), float("inf"), 0.0, False,
-                                f"only in {'keras' if n in kl else 'torch'}", dtype=dtype))
-    return checks
+    return compare_outputs(k_out, t_out, tol, dtype=dtype, name=name, a_channels_last=channels_last_output)
 
 
 def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
@@ -404,29 +341,9 @@ def cmd_data(argv) -> int:
     p.add_argument("--show", type=_positive_int, metavar="N", help="save a grid of N validation images with their labels (needs --png)")
     p.add_argument("--png", metavar="FILE", help="where --show writes its grid")
     args = p.parse_args(argv)
-    from shared import loaders, show
+    from shared import show
 
-    if bool(args.name) == bool(args.data):
-        raise UsageError("give a built-in name or --data PATH --format F (one of them)")
-    if args.show and not args.png:
-        raise UsageError("--show needs --png FILE")
-    if args.data:
-        if not args.format:
-            raise UsageError("--data needs --format pascal|biwi|csv")
-        kw = dict(task=args.task, target=args.target) if args.format == "csv" else dict(image_size=args.image_size)
-        if args.format == "csv" and not args.task:
-            raise UsageError("--format csv needs --task")
-        ds = loaders.load(args.data, args.format, **kw)
-    else:
-        fmt = {"multilabel": "builtin-multilabel", "regression": "builtin-regression"}.get(args.name, args.name)
-        ds = loaders.load(None, fmt)
-    print(show.describe(ds))
-    if args.items:
-        show.write_items_csv(ds, args.items)
-        print(f"items written to {args.items}")
-    if args.show:
-        show.show_grid(ds, args.show, args.png)
-        print(f"grid of {args.show} images written to {args.png}")
+    show.data_command(args)
     return EXIT_OK
 
 
@@ -440,13 +357,13 @@ def cmd_export(argv) -> int:
     p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
     args = p.parse_args(argv)
     from shared import onnx_check
-    from shared.atomic import atomic_dir
+    from shared.atomic import atomic_dir, check_writable_dir
     from shared.portable import load_portable, save_portable
 
     opset = args.opset if args.opset is not None else onnx_check.ONNX_OPSET
     onnx_check.validate_opset(opset)
     out = Path(args.out)
-    _check_writable(out)
+    check_writable_dir(out)
     if args.weights:
         tensors, sidecar, cfg = load_portable(args.weights)
         classes = sidecar.get("classes", [])
@@ -471,17 +388,6 @@ def cmd_export(argv) -> int:
               f"outputs {info['outputs']}, ops {info['ops']}")
     print(f"{out / 'weights.safetensors'} (+ weights.json): {cfg.model}/{cfg.task}")
     return EXIT_OK
-
-
-def _check_writable(out: Path) -> None:
-    parent = out.resolve().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"cannot write the output folder {out}: {probe} is not a writable directory")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
 
 
 def cmd_bench(argv) -> int:
