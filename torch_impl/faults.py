@@ -19,7 +19,7 @@ from shared.config import KERAS_BN_EPSILON, ModelConfig, TrainConfig
 from shared.faults import Fault
 from torch_impl import losses as tlosses
 from torch_impl import train as ttrain
-from torch_impl.models import BatchNorm2dKeras, Conv2dSame
+from torch_impl.models import BatchNorm2dKeras
 
 __all__ = ["plant_model", "make_optimizer", "mean_loss", "per_sample_loss"]
 
