@@ -278,7 +278,12 @@ def float64_forward_checks(a64, b64, data: PairData, judge: Judge, ctx: dict, f6
         la, lb = a64.forward(x64), b64.forward(x64)
         oa, ob = a64.loss_outputs(la, y64), b64.loss_outputs(lb, y64)
     out = [judge.compare("logits", "forward", la, lb, labels=labels, **_sides(a64, b64), **ctx)]
-    return out + _loss_rows(a64, b64, oa, ob, judge, None, None, ctx)
+    out += _loss_rows(a64, b64, oa, ob, judge, None, None, ctx)
+    if not out[0].passed:  # locate it here too: a bug below float32's rounding shows only in float64
+        layer = first_differing_layer(a64, b64, x64, judge, ctx)
+        if layer is not None:
+            out.append(layer)
+    return out
 
 
 # ---- 3. gradients ------------------------------------------------------------------
