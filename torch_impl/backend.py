@@ -190,13 +190,16 @@ def from_config(config: ModelConfig, fault=None, name: str = "torch", size: floa
     """The built-in torch twin of `config` as a backend (torch's own initial weights).
 
     Args:
-        fault: a shared.faults.Fault to plant with `size` (model faults are
+        fault: a shared.faults.Fault (or its "NAME[=SIZE]" spec) to plant with `size` (model faults are
             re-planted on every set_weights; optimizer and loss faults act in
             training and in the loss code; data faults are the caller's:
             shared.faults.DataFaultBackend).
     """
+    from shared.faults import parse_plant
     from torch_impl import faults
 
+    if isinstance(fault, str):
+        fault, size = parse_plant(fault, config.model, config.task)
     model = models.build_model(config)
     hook = None
     if fault is not None and fault.kind == "model":
