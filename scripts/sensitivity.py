@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from shared.faults import FAULTS  # noqa: E402
 
 GRID = [1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7, 1e-7]
-BASE = ["--no-onnx", "--steps", "10"]
+BASE = ["--no-onnx", "--steps", "6"]
 
 
 def pair_for(fault) -> list:
@@ -48,8 +48,7 @@ def run(fault, size: float, out: Path) -> tuple:
     import compare
 
     argv = [*pair_for(fault), *BASE, "--plant", f"{fault.name}={size:g}", "--out", str(out), "--quiet"]
-    if fault.optimizers:
-        argv += ["--optimizer", fault.optimizers[0]]
+    argv += ["--optimizer", fault.optimizers[0] if fault.optimizers else "sgd"]
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         rc = compare.main(argv)  # in this process: the frameworks are imported once
@@ -86,12 +85,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="faults whose name contains this")
     ap.add_argument("--json")
+    ap.add_argument("--skip", action="append", default=[], help="fault names to leave out")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ktp-sens-") as tmp:
         os.environ.setdefault("KTP_CACHE_DIR", str(Path(tmp) / "cache"))
         for f in FAULTS.values():
-            if args.only and args.only not in f.name:
+            if (args.only and args.only not in f.name) or f.name in args.skip:
                 continue
             r = smallest_caught(f, Path(tmp))
             rows.append(r)
