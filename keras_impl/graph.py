@@ -32,7 +32,7 @@ from keras_impl.convert import reshape as _reshape  # noqa: F401
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
-__all__ = ["read_graph", "graph_values", "input_layout", "walk"]
+__all__ = ["read_graph", "graph_values", "input_layout", "cast_model"]
 
 # Layers whose input is an image / a signal, so the model input they read is
 # made channels first (rank-3 inputs become N,C,L only for these).
@@ -182,3 +182,25 @@ def graph_values(model, graph: Graph, inputs) -> dict:
                 a = keras.ops.convert_to_numpy(y)
                 values[name] = a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm))
     return values
+
+
+def cast_model(model, dtype: str):
+    """A copy of `model` whose layers and inputs compute in `dtype`, same weights.
+
+    Keras casts float64 input to float32 unless the layers are float64
+    (PORTING_TRAPS.md, "Numerics"); keras.ops nodes are kept as they are.
+    """
+
+    def clone_layer(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    def new_input(t):
+        op = t._keras_history.operation
+        return keras.Input(batch_shape=t.shape, dtype=dtype, name=op.name if op is not None else None)
+
+    inputs = keras.tree.map_structure(new_input, model.input)
+    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True, input_tensors=inputs)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -150,7 +150,7 @@ def batch_norm(ctx, layer, call):
         "num_features": int(layer.moving_mean.shape[0]),
         "eps": float(layer.epsilon),
         # torch: running = (1-m)*running + m*batch; Keras: moving = m*moving + (1-m)*batch.
-        "momentum": 1.0 - float(layer.momentum),
+        "momentum": float(f"{1.0 - float(layer.momentum):.12g}"),
         "affine": bool(layer.scale and layer.center),
         "scale": bool(layer.scale),
         "center": bool(layer.center),
