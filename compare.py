@@ -37,7 +37,7 @@ from shared.config import DTYPES, MODELS, TASKS, ModelConfig, TrainConfig
 from shared.errors import ParityError, UsageError
 from shared.tolerances import Tolerance, for_check
 
-__all__ = ["main", "compare_models", "assert_parity", "run_checks", "Options"]
+__all__ = ["main", "compare_models", "assert_parity", "run_checks", "Options", "keras_to_torch", "port_checks"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -819,6 +819,83 @@ def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
     """compare_models, then raise ParityFailure (an AssertionError) naming every
     output that differs, its largest difference, where, and the tolerance."""
     return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+
+
+# --------------------------------------------------------------------------
+# Port: any Keras model -> a readable PyTorch twin (through shared/graph.py)
+# --------------------------------------------------------------------------
+def keras_to_torch(keras_model):
+    """(torch module in eval mode, its model.py source) for a functional or
+    Sequential Keras model; the module is built by executing that source."""
+    frameworks()
+    from keras_impl.graph import read_graph
+    from torch_impl.graph import build_module
+
+    return build_module(read_graph(keras_model))
+
+
+@dataclass
+class PortResult:
+    graph: object
+    module: object
+    source: str
+    checks: list
+    info: dict
+
+
+def _port_forward(fw, model, graph, module, xs, dtype) -> list:
+    from keras_impl.graph import graph_values as keras_values
+    from shared import port_check as pc
+    from torch_impl.graph import graph_values as torch_values
+
+    tol = for_check("forward", dtype)
+    a, b = keras_values(model, graph, xs), torch_values(module, graph, xs)
+    nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
+    out = [compare_arrays(f"output {o}", a[o], b[o], tol, model=graph.name, dtype=dtype) for o in graph.outputs]
+    first = pc.first_differing(graph, nodes)
+    return out + ([first] if first else []) + nodes
+
+
+def _port_gradients(fw, model, graph, module, xs, y, loss, dtype) -> list:
+    from keras_impl import port as kp
+    from shared import port_check as pc
+    from torch_impl import port as tp
+
+    ka, ga = kp.loss_and_grads(model, graph, xs, y, loss)
+    kb, gb = tp.loss_and_grads(module, graph, xs, y, loss)
+    tol = for_check("gradient", dtype)
+    rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
+    return rows + pc.gradient_checks(graph, ga, gb, tol, dtype=dtype)
+
+
+def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtypes=("float32", "float64")) -> PortResult:
+    """Port `keras_model` and prove the port: forward of the model and of every
+    node, loss and gradients, in each dtype. `inputs`: numpy arrays in the
+    PyTorch layout (default: seeded random ones of the model's shape)."""
+    fw = frameworks()
+    from keras_impl import port as kp
+    from keras_impl.graph import cast_model, read_graph
+    from shared import port_check as pc
+    from torch_impl.graph import build_module
+
+    t0 = time.perf_counter()
+    graph = read_graph(keras_model)
+    module, source = build_module(graph)
+    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
+    xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
+    loss = kp.infer_loss(keras_model, graph)
+    y = pc.random_targets(graph, loss, len(xs[0]), seed)
+    info["loss"] = loss
+    checks = []
+    for dtype in dtypes:
+        t0 = time.perf_counter()
+        model = keras_model if dtype == graph.tensors[graph.inputs[0]].dtype else cast_model(keras_model, dtype)
+        mod = module if model is keras_model else build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
+        xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
+        checks += _port_forward(fw, model, graph, mod, xd, dtype)
+        checks += _port_gradients(fw, model, graph, mod, xd, y, loss, dtype)
+        info["timings_s"][dtype] = time.perf_counter() - t0
+    return PortResult(graph, module, source, checks, info)
 
 
 # --------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class _Walker:
     def __init__(self, ids: dict | None = None):
         self.ids = ids  # id(KerasTensor) -> value, when running eagerly
         self.used = set()
+        self.calls = {}
         self.first_call = {}  # id(layer) -> node name of its first call
 
     def name_for(self, base: str, prefix: str) -> str:
@@ -91,7 +92,8 @@ class _Walker:
                     if self.ids is not None:
                         self.ids[id(t)] = self.ids[id(it)]
                 continue
-            index = op._inbound_nodes.index(node)
+            index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
+            self.calls[id(op)] = index + 1
             outs = []
             for i, t in enumerate(node.outputs):
                 base = op.name + (f"@{index}" if index else "") + (f":{i}" if i else "")

@@ -1,0 +1,85 @@
+"""PyTorch side of `compare.py port`: the ported module's loss and gradients.
+
+The twin of keras_impl/port.py. Losses mirror Keras' TF backend formulas
+(keras/src/backend/tensorflow/nn.py): on probabilities they clip to
+[epsilon, 1 - epsilon] with epsilon = 1e-7 (keras.backend.epsilon()); when
+Keras found the logits behind a softmax/sigmoid head (`_keras_logits`, its
+`_get_logits`), the loss here is taken from the same pre-activation tensor.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared.graph import Graph
+from torch_impl.graph import variable_names
+
+__all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON"]
+
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py)
+
+
+def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool) -> torch.Tensor:
+    """Mean loss, as Keras' loss with reduction "sum_over_batch_size" computes it."""
+    kind = spec["kind"]
+    if kind in ("sparse_ce", "ce"):
+        if not logits:
+            p = out / out.sum(dim=-1, keepdim=True)  # Keras renormalises probabilities
+            out = torch.log(torch.clamp(p, KERAS_EPSILON, 1 - KERAS_EPSILON))
+        if kind == "sparse_ce":
+            return F.cross_entropy(out, y.long().reshape(-1))
+        return -(y * torch.log_softmax(out, dim=-1)).sum(-1).mean()
+    if kind == "bce":
+        if logits:
+            return F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1).mean()
+        p = torch.clamp(out, KERAS_EPSILON, 1 - KERAS_EPSILON)
+        return (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1).mean()
+    if kind == "mse":
+        return ((out - y) ** 2).mean(-1).mean()
+    if kind == "mae":
+        return (out - y).abs().mean(-1).mean()
+    raise ValueError(f"unknown loss kind {kind!r}")
+
+
+def _forward_capturing(module, xs: list) -> dict:
+    code = type(module).forward.__code__
+    captured = {}
+
+    def profiler(frame, event, arg):
+        if event == "return" and frame.f_code is code:
+            captured.update(frame.f_locals)
+
+    old = sys.getprofile()
+    sys.setprofile(profiler)
+    try:
+        module(*xs)
+    finally:
+        sys.setprofile(old)
+    return captured
+
+
+def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
+    """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
+    dtype = next(module.parameters()).dtype
+    xs = [torch.as_tensor(np.ascontiguousarray(x)).to(dtype) for x in inputs]
+    module.zero_grad(set_to_none=True)
+    local = _forward_capturing(module, xs)
+    names = variable_names(graph)
+    out_name = graph.outputs[0]
+    out = local[names[out_name]]
+    logits = bool(spec["from_logits"])
+    if spec.get("keras_uses_logits"):
+        head = graph.producer(out_name)
+        out, logits = local[names[head.inputs[0]]], True
+    target = torch.as_tensor(np.asarray(y))
+    target = target if spec["kind"] == "sparse_ce" else target.to(dtype)
+    loss = torch_loss(spec, out, target, logits)
+    loss.backward()
+    grads = {k: p.grad.detach().numpy().copy() for k, p in module.named_parameters() if p.grad is not None}
+    missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None}
+    module.zero_grad(set_to_none=True)
+    return float(loss.detach()), {**grads, **missing}
