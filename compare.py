@@ -12,6 +12,7 @@ Commands:
   python compare.py data ...      show what a loader reads from a dataset
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
+  python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -1074,13 +1075,84 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
 
 
+def _port_inputs(path: str | None, graph, batch: int, seed: int) -> list:
+    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
+    order) in PyTorch's layout; without it, seeded random inputs."""
+    from shared import port_check as pc
+
+    if path is None:
+        return pc.random_inputs(graph, batch, seed)
+    p = Path(path)
+    if not p.is_file() or p.suffix not in (".npy", ".npz"):
+        raise UsageError(f"--data {path}: expected an existing .npy or .npz file of inputs in PyTorch's layout")
+    if p.suffix == ".npy":
+        arrays = [np.load(p)]
+    else:
+        with np.load(p) as z:
+            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
+    if len(arrays) != len(graph.inputs):
+        raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
+    for name, a in zip(graph.inputs, arrays):
+        want = graph.tensors[name].shape
+        if a.ndim != len(want) or any(w is not None and w != s for w, s in zip(want[1:], a.shape[1:])):
+            raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
+                             "(PyTorch layout: channels first for images)")
+    return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
+
+
+def cmd_port(argv) -> int:
+    p = _Parser(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
+                "weights.safetensors, and prove the port (forward per node, gradients, float32 and float64).")
+    p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
+    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
+    p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
+    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    _check_writable(out)
+    fw = frameworks(args.threads)
+    from keras_impl import port as kp
+    from shared import report as rpt
+    from shared.atomic import atomic_write_text
+
+    keras_model = kp.load_model(args.model, unsafe=args.unsafe)
+    from keras_impl.graph import read_graph
+
+    xs = _port_inputs(args.data, read_graph(keras_model), args.batch_size, args.seed)
+    res = port_checks(keras_model, xs, seed=args.seed)
+    ui = _UI(args.quiet)
+    with _workdir(out) as work, ui:
+        atomic_write_text(work / "model.py", res.source)
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in res.module.state_dict().items()}, str(work / "weights.safetensors"))
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
+        data = [{"case": f"port {res.graph.name}", "model": args.model, "inputs": "--data " + args.data if args.data else
+                 f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
+        report = rpt.build_report(res.checks, environment=env, data=data,
+                                  artifacts={"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
+                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
+        atomic_write_text(work / "report.json", rpt.dumps(report))
+        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+    if args.quiet:
+        print(rpt.summary_line(report))
+    else:
+        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        ui.out.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
 
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench}
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port}
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ keras/src/layers/preprocessing/normalization.py (backend.epsilon() = 1e-7).
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from keras_impl.convert import keras_converter, unsupported
 
@@ -183,7 +184,12 @@ def rescaling(ctx, layer, call):
     scale, offset = keras.ops.convert_to_numpy(layer.scale), keras.ops.convert_to_numpy(layer.offset)
     attrs, weights = {}, {}
     for key, v in (("scale", scale), ("offset", offset)):
-        if v.ndim == 0:
+        if v.ndim == 0 and isinstance(getattr(layer, key), float):
+            # Rescaling.call does backend.cast(python float, dtype): TF makes a
+            # float32 tensor of it first, so even a float64 model multiplies by
+            # float32(1/255) (measured: 9e-10 off in float64 otherwise).
+            attrs[key] = float(np.float32(v))
+        elif v.ndim == 0:
             attrs[key] = float(v)
         else:
             weights[key] = ctx.const_to_neutral(v, x)

@@ -91,7 +91,9 @@ def rescale(node, args, module, graph=None):
     if node.weights:
         s, o = node.weights["scale"].shape, node.weights["offset"].shape
         return Emitted(f"Rescale({fmt(tuple(s))}, {fmt(tuple(o))})", f"{module}({args[0]})", ("Rescale",))
-    return Emitted(None, f"{args[0]} * {fmt(node.attrs['scale'])} + {fmt(node.attrs['offset'])}")
+    expr = f"{args[0]} * {fmt(node.attrs['scale'])}"
+    offset = node.attrs["offset"]
+    return Emitted(None, expr if offset == 0 else f"{expr} + {fmt(offset)}" if offset > 0 else f"{expr} - {fmt(-offset)}")
 
 
 @torch_emitter("normalize")
