@@ -47,6 +47,7 @@ already broadcastable against the neutral tensor).
 | `global_avg_pool`, `global_max_pool` | axes (list), keepdim | |
 | `activation` | fn (relu, relu6, sigmoid, tanh, softmax, log_softmax, gelu, silu, elu, selu, leaky_relu, softplus, softsign, hard_sigmoid, hard_silu, exp, mish, identity, relu_general, ...), plus its parameters (axis, approximate, alpha, negative_slope, max_value, threshold) | |
 | `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `pow` | n-ary over inputs; optional scalar `const` with `const_side` ("right"/"left"); array constant in weights["const"] | const? |
+| `scale` | (x * weight: a learned per-channel scale, Keras LayerScale) | weight (broadcastable) |
 | `mean` | n-ary elementwise average of inputs | |
 | `concat` | axis | |
 | `reshape` | shape (without batch) | |

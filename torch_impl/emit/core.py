@@ -1,5 +1,5 @@
 """Core ops: linear, activation, batch_norm, layer_norm, dropout, identity,
-rescale, normalize."""
+rescale, normalize, scale."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def linear(node, args, module, graph=None):
 def batch_norm(node, args, module, graph=None):
     a = node.attrs
     kind = {4: "2d", 5: "3d"}.get(len(graph.tensors[node.inputs[0]].shape), "1d")
+    if a.get("scale", True) != a.get("center", True):  # Keras scale=False or center=False
+        ctor = f"PartialBatchNorm({a['num_features']}, eps={fmt(a['eps'])}, momentum={fmt(a['momentum'])}, scale={a['scale']}, center={a['center']})"
+        return Emitted(ctor, f"{module}({args[0]})", ("PartialBatchNorm",))
     extra = "" if a["affine"] else ", affine=False"
     ctor = f"nn.BatchNorm{kind}({a['num_features']}, eps={fmt(a['eps'])}, momentum={fmt(a['momentum'])}{extra})"
     return Emitted(ctor, f"{module}({args[0]})")
@@ -74,6 +77,11 @@ def layer_norm(node, args, module, graph=None):
     elif not a["scale"]:
         raise NotImplementedError("LayerNormalization with center=True, scale=False has no nn.LayerNorm form")
     return Emitted(f"nn.LayerNorm({fmt(tuple(a['normalized_shape']))}, eps={fmt(a['eps'])}{extra})", f"{module}({args[0]})")
+
+
+@torch_emitter("scale")
+def scale(node, args, module, graph=None):
+    return Emitted(f"Scale({fmt(tuple(node.weights['weight'].shape))})", f"{module}({args[0]})", ("Scale",))
 
 
 @torch_emitter("dropout")

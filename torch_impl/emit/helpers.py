@@ -36,6 +36,32 @@ class Constant(nn.Module):
     def forward(self):
         return self.const
 ''',
+    "PartialBatchNorm": '''
+class PartialBatchNorm(nn.BatchNorm2d):
+    """Keras BatchNormalization with scale=False or center=False: normalise
+    with the running statistics, then only the learned shift (or scale)."""
+
+    def __init__(self, num_features, eps, momentum, scale, center):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
+        if scale:
+            self.weight = nn.Parameter(torch.ones(num_features))
+        if center:
+            self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def _check_input_dim(self, x):  # any rank with channels on axis 1
+        pass
+''',
+    "Scale": '''
+class Scale(nn.Module):
+    """A learned per-channel scale, x * weight (Keras LayerScale)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+
+    def forward(self, x):
+        return x * self.weight
+''',
     "Rescale": '''
 class Rescale(nn.Module):
     """Keras Rescaling with per-channel constants: x * scale + offset."""
