@@ -1,5 +1,5 @@
 """Core ops: linear, activation, batch_norm, layer_norm, dropout, identity,
-rescale, normalize, scale."""
+rescale, normalize, scale, prelu, group_norm, layer_norm_axes, embedding."""
 
 from __future__ import annotations
 
@@ -24,8 +24,18 @@ def activation_expr(attrs: dict, x: str) -> tuple:
         return _SIMPLE[fn].format(x=x), ()
     if fn in ("softmax", "log_softmax"):
         return f"torch.{fn}({x}, dim={attrs['axis']})", ()
-    if fn == "gelu":
-        return (f'F.gelu({x}, approximate="tanh")' if attrs.get("approximate") else f"F.gelu({x})"), ()
+    if fn == "glu":
+        return f"F.glu({x}, dim={attrs['axis']})", ()
+    if fn == "sparsemax":
+        return f"sparsemax({x}, dim={attrs['axis']})", ("sparsemax",)
+    if fn == "threshold":
+        return f"F.threshold({x}, {fmt(attrs['threshold'])}, {fmt(attrs['default_value'])})", ()
+    if fn == "sparse_sigmoid":
+        return f"torch.clamp(0.5 * ({x} + 1), 0.0, 1.0)", ()
+    if fn == "sparse_plus":
+        return f"sparse_plus({x})", ("sparse_plus",)
+    if fn == "gelu":  # TF's constants, float32-rounded even in float64 (helpers.py, keras_gelu)
+        return (f"keras_gelu({x}, approximate=True)" if attrs.get("approximate") else f"keras_gelu({x})"), ("keras_gelu",)
     if fn == "leaky_relu":
         return f"F.leaky_relu({x}, negative_slope={fmt(attrs['negative_slope'])})", ()
     if fn in ("elu", "celu"):
@@ -109,3 +119,34 @@ def normalize(node, args, module, graph=None):
     shape = tuple(node.weights["mean"].shape)
     inv = ", invert=True" if node.attrs.get("invert") else ""
     return Emitted(f"Normalize({fmt(shape)}, floor={fmt(node.attrs['floor'])}{inv})", f"{module}({args[0]})", ("Normalize",))
+
+
+@torch_emitter("prelu")
+def prelu(node, args, module, graph=None):
+    w = node.weights["weight"]
+    if node.attrs.get("per_channel"):
+        return Emitted(f"nn.PReLU({int(w.shape[0])})", f"{module}({args[0]})")
+    return Emitted(f"KerasPReLU({fmt(tuple(w.shape))})", f"{module}({args[0]})", ("KerasPReLU",))
+
+
+@torch_emitter("group_norm")
+def group_norm(node, args, module, graph=None):
+    a = node.attrs
+    if a["scale"] != a["center"]:
+        raise NotImplementedError("GroupNormalization with only one of scale/center has no nn.GroupNorm form")
+    extra = "" if a["scale"] else ", affine=False"
+    return Emitted(f"nn.GroupNorm({a['num_groups']}, {a['num_channels']}, eps={fmt(a['eps'])}{extra})", f"{module}({args[0]})")
+
+
+@torch_emitter("layer_norm_axes")
+def layer_norm_axes(node, args, module, graph=None):
+    a = node.attrs
+    ctor = (f"LayerNormAxes(dims={fmt(tuple(a['axes']))}, shape={fmt(tuple(a['shape']))}, eps={fmt(a['eps'])}, "
+            f"scale={a['scale']}, center={a['center']})")
+    return Emitted(ctor, f"{module}({args[0]})", ("LayerNormAxes",))
+
+
+@torch_emitter("embedding")
+def embedding(node, args, module, graph=None):
+    a = node.attrs
+    return Emitted(f"nn.Embedding({a['num_embeddings']}, {a['embedding_dim']})", f"{module}({args[0]}.long())")

@@ -62,6 +62,36 @@ class Scale(nn.Module):
     def forward(self, x):
         return x * self.weight
 ''',
+    "KerasPReLU": '''
+class KerasPReLU(nn.Module):
+    """Keras PReLU with a slope per position (shared_axes other than the
+    spatial ones): relu(x) - weight * relu(-x)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x):
+        return F.relu(x) - self.weight * F.relu(-x)
+''',
+    "LayerNormAxes": '''
+class LayerNormAxes(nn.Module):
+    """Keras LayerNormalization over any axes `dims`: (x - mean) / sqrt(var + eps)
+    over those axes, then weight and bias broadcast to x."""
+
+    def __init__(self, dims, shape, eps, scale=True, center=True):
+        super().__init__()
+        self.dims, self.eps = dims, eps
+        self.weight = nn.Parameter(torch.ones(shape)) if scale else None
+        self.bias = nn.Parameter(torch.zeros(shape)) if center else None
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=self.dims, correction=0, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self.weight
+        return x + self.bias if self.bias is not None else x
+''',
     "Rescale": '''
 class Rescale(nn.Module):
     """Keras Rescaling with per-channel constants: x * scale + offset."""
@@ -88,6 +118,40 @@ class Normalize(nn.Module):
     def forward(self, x):
         std = torch.clamp(torch.sqrt(self.variance), min=self.floor)
         return self.mean + x * std if self.invert else (x - self.mean) / std
+''',
+    "keras_gelu": '''
+# tf.nn.gelu (tensorflow/python/ops/nn_ops.py) casts its python constants
+# 1/sqrt(2) and 0.044715 through float32 (math_ops.cast of a python float),
+# even for float64 tensors: float64 results are then 5e-9 away from F.gelu.
+# These are those float32-rounded constants; in float32 this is F.gelu.
+GELU_RSQRT2 = 0.7071067690849304  # float32(1 / sqrt(2))
+GELU_COEFF = 0.044714998453855515  # float32(0.044715)
+
+
+def keras_gelu(x, approximate=False):
+    """GELU as Keras' TensorFlow backend computes it."""
+    if approximate:
+        return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + GELU_COEFF * torch.pow(x, 3))))
+    return 0.5 * x * torch.erfc(-x * GELU_RSQRT2)
+''',
+    "sparse_plus": '''
+def sparse_plus(x):
+    """Keras sparse_plus: 0 below -1, (x + 1)^2 / 4 on (-1, 1), x from 1."""
+    return torch.where(x <= -1, torch.zeros_like(x), torch.where(x < 1, 0.25 * (x + 1) ** 2, x))
+''',
+    "sparsemax": '''
+def sparsemax(x, dim=-1):
+    """Sparsemax (Martins & Astudillo 2016) as Keras computes it: sort
+    descending, find the support, subtract the threshold tau, clip at 0."""
+    z, _ = torch.sort(x, dim=dim, descending=True)
+    cumsum = torch.cumsum(z, dim=dim)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    r = torch.arange(1, x.shape[dim] + 1, dtype=x.dtype).reshape(shape)
+    support = z - (cumsum - 1) / r > 0
+    k = support.to(x.dtype).sum(dim=dim, keepdim=True)
+    tau = (torch.where(support, cumsum, torch.zeros_like(cumsum)).sum(dim=dim, keepdim=True) - 1) / k
+    return torch.clamp(x - tau, min=0.0)
 ''',
     "keras_relu": '''
 def keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):

@@ -1,4 +1,4 @@
-"""Layout ops: reshape, permute, flatten, repeat, pad, crop."""
+"""Layout ops: reshape, permute, flatten, repeat, pad, crop, upsample."""
 
 from __future__ import annotations
 
@@ -39,3 +39,10 @@ def pad(node, args, module, graph=None):
 def crop(node, args, module, graph=None):
     slices = [":", ":"] + [f"{b}:{-a if a else ''}" for b, a in node.attrs["crops"]]
     return Emitted(None, f"{args[0]}[{', '.join(slices)}]")
+
+
+@torch_emitter("upsample")
+def upsample(node, args, module, graph=None):
+    a = node.attrs
+    extra = ', mode="bilinear", align_corners=False' if a["mode"] == "bilinear" else ""
+    return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))}{extra})")
