@@ -183,6 +183,9 @@ def graph_values(model, graph: Graph, inputs) -> dict:
             if spec is not None:
                 a = keras.ops.convert_to_numpy(y)
                 values[name] = a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm))
+    for node in graph.nodes:  # layout permutes the reader added (a channels-first output, say)
+        if node.op == "permute" and node.outputs[0] not in values and node.inputs[0] in values:
+            values[node.outputs[0]] = np.ascontiguousarray(np.transpose(values[node.inputs[0]], node.attrs["dims"]))
     return values
 
 

@@ -106,11 +106,13 @@ def infer_loss(model, graph: Graph) -> dict:
     head = graph.producer(graph.outputs[0])
     fn = head.attrs.get("fn") if head is not None and head.op == "activation" else None
     width = graph.tensors[graph.outputs[0]].shape[-1]
-    if fn == "softmax":
+    if fn == "softmax" and len(graph.tensors[graph.outputs[0]].shape) == 2:
         return {"kind": "sparse_ce", "from_logits": False, "source": "inferred: softmax head"}
     if fn == "sigmoid":
         return {"kind": "bce", "from_logits": False, "source": "inferred: sigmoid head"}
-    if len(graph.tensors[graph.outputs[0]].shape) == 2 and width and width > 1:
+    if len(graph.tensors[graph.outputs[0]].shape) != 2:
+        return {"kind": "mse", "from_logits": False, "source": "inferred: not a (batch, outputs) head"}
+    if width and width > 1:
         return {"kind": "sparse_ce", "from_logits": True, "source": "inferred: linear head, several outputs"}
     return {"kind": "mse", "from_logits": False, "source": "inferred: linear head"}
 
@@ -147,7 +149,7 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
         # Keras' TF losses take the logits behind a softmax/sigmoid output when
         # it carries them (backend/tensorflow/nn.py, _get_logits); the torch
         # side must then do the same.
-        loss["keras_uses_logits"] = hasattr(out, "_keras_logits")
+        loss["keras_uses_logits"] = hasattr(out, "_keras_logits") and loss["kind"] in ("sparse_ce", "ce", "bce")
         value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(_to_keras_layout(graph, graph.outputs[0], y) if loss["kind"] not in ("sparse_ce",) else y, out)
     paths = sorted({s["variable"] for s in wanted.values()})
     grads = dict(zip(paths, tape.gradient(value, [variables[p] for p in paths])))
