@@ -64,21 +64,21 @@ def _forward_capturing(module, xs: list) -> dict:
 
 def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
     """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
-    dtype = next(module.parameters()).dtype
-    xs = [torch.as_tensor(np.ascontiguousarray(x)).to(dtype) for x in inputs]
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]  # already in the module's dtype
     module.zero_grad(set_to_none=True)
     local = _forward_capturing(module, xs)
     names = variable_names(graph)
     out_name = graph.outputs[0]
     out = local[names[out_name]]
     logits = bool(spec["from_logits"])
-    if spec.get("keras_uses_logits"):
+    if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
         head = graph.producer(out_name)
         out, logits = local[names[head.inputs[0]]], True
     target = torch.as_tensor(np.asarray(y))
-    target = target if spec["kind"] == "sparse_ce" else target.to(dtype)
+    target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
     loss = torch_loss(spec, out, target, logits)
-    loss.backward()
+    if loss.requires_grad:
+        loss.backward()
     grads = {k: p.grad.detach().numpy().copy() for k, p in module.named_parameters() if p.grad is not None}
     missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None}
     module.zero_grad(set_to_none=True)

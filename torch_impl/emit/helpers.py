@@ -120,19 +120,12 @@ class Normalize(nn.Module):
         return self.mean + x * std if self.invert else (x - self.mean) / std
 ''',
     "keras_gelu": '''
-# tf.nn.gelu (tensorflow/python/ops/nn_ops.py) casts its python constants
-# 1/sqrt(2) and 0.044715 through float32 (math_ops.cast of a python float),
-# even for float64 tensors: float64 results are then 5e-9 away from F.gelu.
-# These are those float32-rounded constants; in float32 this is F.gelu.
-GELU_RSQRT2 = 0.7071067690849304  # float32(1 / sqrt(2))
-GELU_COEFF = 0.044714998453855515  # float32(0.044715)
-
-
 def keras_gelu(x, approximate=False):
-    """GELU as Keras' TensorFlow backend computes it."""
+    """GELU as TensorFlow computes it (tf.nn.gelu): its constants pass through
+    float32, so in float64 this differs from F.gelu by ~5e-9; in float32 the two agree."""
     if approximate:
-        return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + GELU_COEFF * torch.pow(x, 3))))
-    return 0.5 * x * torch.erfc(-x * GELU_RSQRT2)
+        return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044714998453855515 * x ** 3)))
+    return 0.5 * x * torch.erfc(-x * 0.7071067690849304)
 ''',
     "sparse_plus": '''
 def sparse_plus(x):
