@@ -91,6 +91,14 @@ def parametrised(ctx, layer, call):
     ctx.emit("activation", [x], call.outputs[0], attrs=attrs)
 
 
+@keras_converter("ops.Concatenate")
+def concatenate(ctx, layer, call):
+    """keras.ops.concatenate(xs, axis): every input in the first one's layout."""
+    first = call.inputs[0]
+    xs = [first] + [ctx.tensor(t, ctx.perm_of(first)) for t in call.inputs[1:]]
+    ctx.emit("concat", xs, call.outputs[0], attrs={"axis": ctx.axis(first, int(layer.axis))})
+
+
 @keras_converter(*_UNARY)
 def unary(ctx, layer, call):
     if len(call.args) != 1 or call.kwargs:

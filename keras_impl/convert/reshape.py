@@ -61,8 +61,9 @@ def cropping(ctx, layer, call):
 # UpSampling2D interpolations torch reproduces: "nearest" is a repeat of rows
 # and columns in Keras (ops.repeat, up_sampling2d.py) and in F.interpolate for
 # integer factors; "bilinear" is tf.image.resize with half-pixel centres and no
-# antialiasing, F.interpolate(align_corners=False) (PORTING_TRAPS.md). TF's
-# bicubic uses a = -0.5, torch's a = -0.75: not the same function.
+# antialiasing, computed in float32 even for float64 input (the writer mirrors
+# it; F.interpolate(align_corners=False) is 6e-7 off in float32). TF's bicubic
+# uses a = -0.5, torch's a = -0.75: not the same function.
 _INTERPOLATIONS = ("nearest", "bilinear")
 
 

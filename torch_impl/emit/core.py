@@ -38,6 +38,9 @@ def activation_expr(attrs: dict, x: str) -> tuple:
         return f"keras_gelu({x}{', approximate=True' if attrs.get('approximate') else ''})", ("keras_gelu",)
     if fn == "leaky_relu":
         return f"F.leaky_relu({x}, negative_slope={fmt(attrs['negative_slope'])})", ()
+    if fn == "celu":  # Keras' formula: F.celu's backward works from the output (1.5e-9 off in float64)
+        a = fmt(attrs.get("alpha", 1.0))
+        return f"torch.clamp({x}, min=0) + {a} * torch.expm1(torch.clamp({x}, max=0) / {a})", ()
     if fn in ("elu", "celu"):
         return f"F.{fn}({x}, alpha={fmt(attrs.get('alpha', 1.0))})", ()
     if fn in ("soft_shrink", "hard_shrink"):

@@ -127,6 +127,27 @@ def keras_gelu(x, approximate=False):
         return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044714998453855515 * x ** 3)))
     return 0.5 * x * torch.erfc(-x * 0.7071067690849304)
 ''',
+    "resize_bilinear": '''
+def _bilinear_axis(n_in, n_out):
+    """Source rows for each output row: half-pixel centres, float32 positions."""
+    pos = (torch.arange(n_out, dtype=torch.float32) + 0.5) * (torch.tensor(n_in, dtype=torch.float32) / n_out) - 0.5
+    low = torch.floor(pos)
+    return low.clamp(min=0).long(), torch.ceil(pos).clamp(max=n_in - 1).long(), pos - low
+
+
+def resize_bilinear(x, scale):
+    """Bilinear upsampling of (N, C, H, W) as TensorFlow's ResizeBilinear does
+    it (half-pixel centres, no antialiasing): in float32, lerp along the
+    width then the height, whatever the dtype of x (F.interpolate differs by
+    ~6e-7 in float32 and 1e-6 in float64)."""
+    (h, w), f = x.shape[-2:], x.float()
+    y0, y1, dy = _bilinear_axis(h, h * scale[0])
+    x0, x1, dx = _bilinear_axis(w, w * scale[1])
+    top, bottom = f[..., y0, :], f[..., y1, :]
+    top = top[..., x0] + (top[..., x1] - top[..., x0]) * dx
+    bottom = bottom[..., x0] + (bottom[..., x1] - bottom[..., x0]) * dx
+    return (top + (bottom - top) * dy[:, None]).to(x.dtype)
+''',
     "sparse_plus": '''
 def sparse_plus(x):
     """Keras sparse_plus: 0 below -1, (x + 1)^2 / 4 on (-1, 1), x from 1."""

@@ -44,5 +44,6 @@ def crop(node, args, module, graph=None):
 @torch_emitter("upsample")
 def upsample(node, args, module, graph=None):
     a = node.attrs
-    extra = ', mode="bilinear", align_corners=False' if a["mode"] == "bilinear" else ""
-    return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))}{extra})")
+    if a["mode"] == "bilinear":  # TF's own float32 arithmetic (helpers.py)
+        return Emitted(None, f"resize_bilinear({args[0]}, {fmt(tuple(a['scale']))})", ("resize_bilinear",))
+    return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))})")
