@@ -1213,7 +1213,11 @@ def cmd_port(argv) -> int:
     if args.quiet:
         print(rpt.summary_line(report))
     else:
-        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        from shared.port_check import summary_rows
+
+        rpt.console_table(summary_rows(res.checks), ui.out)
+        if not report["passed"]:  # then every failing row, the first differing node among them
+            rpt.console_table(res.checks, ui.out, only_failures=True)
         ui.out.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
