@@ -177,3 +177,68 @@ def set_weights(model, graph: Graph, tensors: dict) -> None:
     for k, s in graph.weight_sources.items():
         v = variables[k]
         v.assign(invert_transform(np.asarray(tensors[k]), [(a, tuple(b)) for a, b in s["transform"]], s["source_shape"]).astype(v.dtype))
+
+
+def train_config_from(model, optimizer: str | None, steps: int):
+    """The compiled optimizer as a TrainConfig (SGD or Adam, constant lr), or
+    `optimizer` ("sgd"/"adam", TrainConfig's defaults) when given or when the
+    model is not compiled."""
+    from shared.config import TrainConfig
+
+    opt = getattr(model, "optimizer", None)
+    if optimizer is not None or opt is None:
+        return TrainConfig(optimizer=optimizer or "sgd", steps=steps), f"--optimizer {optimizer or 'sgd'} (defaults)"
+    lr = opt.learning_rate
+    if not isinstance(lr, (float, int)) and not hasattr(lr, "numpy"):
+        raise UsageError(f"compiled optimizer {type(opt).__name__} has a learning-rate schedule; pass --optimizer sgd|adam")
+    lr = float(keras.ops.convert_to_numpy(lr))
+    wd = float(opt.weight_decay or 0.0)
+    if isinstance(opt, keras.optimizers.SGD) and not opt.nesterov:
+        return TrainConfig("sgd", lr, momentum=float(opt.momentum), weight_decay=wd, steps=steps), "compiled SGD"
+    if type(opt) is keras.optimizers.Adam and not opt.amsgrad:
+        cfg = TrainConfig("adam", lr, beta_1=float(opt.beta_1), beta_2=float(opt.beta_2), epsilon=float(opt.epsilon),
+                          weight_decay=wd, steps=steps)
+        return cfg, "compiled Adam"
+    raise UsageError(f"compiled optimizer {type(opt).__name__} is not supported by the port's training check; "
+                     "pass --optimizer sgd|adam")
+
+
+def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, train_config) -> tuple:
+    """`train_config.steps` optimizer steps on one batch, inference-mode layers
+    (no dropout masks, BatchNorm on its moving statistics: deterministic on both
+    sides). Trains `model` in place. Returns (pre-update losses, final weights by state key)."""
+    from keras_impl.train import make_optimizer
+
+    opt = make_optimizer(model, train_config)
+    variables = _variables(model, graph)
+    trainable = [v for v in model.trainable_variables]
+    xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
+    target = y if loss["kind"] == "sparse_ce" else _to_keras_layout(graph, graph.outputs[0], y)
+    losses = []
+    for _ in range(train_config.steps):
+        with tf.GradientTape() as tape:
+            out = model(xs if len(xs) > 1 else xs[0], training=False)
+            value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(target, out)
+        grads = tape.gradient(value, trainable)
+        opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
+        losses.append(float(keras.ops.convert_to_numpy(value)))
+    del variables
+    return losses, get_weights(model, graph)
+
+
+def export_onnx(model, graph: Graph, path, opset: int) -> Path:
+    """The model (inference mode, Keras' layout) to ONNX with tf2onnx, dynamic batch."""
+    import onnx
+
+    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+
+    opset = validate_opset(opset)
+    path = check_output_path(path)
+    fn_inputs = model.inputs
+    signature = [keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=n) for n, t in zip(graph.inputs, fn_inputs)]
+
+    def write(tmp: str) -> None:
+        model.export(tmp, format="onnx", opset_version=opset, input_signature=signature, verbose=False)
+        onnx.checker.check_model(onnx.load(tmp))
+
+    return atomic_export(path, write, framework="keras", model_name=model.name, loggers=("tf2onnx", "tensorflow", "absl"))

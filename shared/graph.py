@@ -53,8 +53,15 @@ already broadcastable against the neutral tensor).
 | `reshape` | shape (without batch) | |
 | `permute` | dims (with batch, torch permute order) | |
 | `flatten` | start_dim | |
+| `repeat` | n: (N, F) -> (N, n, F) | |
+| `crop` | crops [(before, after)] per spatial axis of a channels-first tensor | |
+| `rescale` | scale, offset (scalars) | or scale, offset arrays (broadcastable) |
+| `normalize` | floor, invert: (x - mean) / max(sqrt(variance), floor) | mean, variance (broadcastable) |
 | `dropout` | p (identity in inference) | |
 | `identity` | | |
+
+Any node may carry attrs["shares"] = the name of an earlier node: a second
+call of a shared layer, which reuses that node's weights (and has none itself).
 
 New ops are fine: add a row here, a reader converter that emits them and a
 writer emitter for them (see keras_impl/convert and torch_impl/emit).

@@ -76,10 +76,15 @@ def ported(resnet_file, tmp_path_factory):
 
 def test_port_writes_files_and_passing_report(ported):
     out, r = ported
-    assert sorted(p.name for p in out.iterdir()) == ["model.py", "report.json", "report.md", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["keras.onnx", "model.py", "report.json", "report.md", "torch.onnx",
+                                                     "weights.safetensors"]
     report = json.loads((out / "report.json").read_text())
     assert report["passed"] and "PASSED" in r.stdout
     checks = report["checks"]
+    kinds = {c["check"].split(" (")[0] for c in checks}
+    assert {"training loss curve", "onnx logits onnx(keras) vs onnx(torch)", "loss"} <= kinds
+    assert sum(c["check"].startswith("trained ") for c in checks) >= 2 * 10  # every weight, both dtypes
+    assert report["artifacts"]["optimizer"]["optimizer"] == "sgd" and report["artifacts"]["loss"]["kind"] == "sparse_ce"
     f64 = [c for c in checks if c["dtype"] == "float64" and c["check"].startswith("node ")]
     names = {c["check"][5:] for c in f64}
     assert {"stem_conv", "stem_bn", "b1_add", "b2_pool", "b2_sep", "predictions"} <= names
@@ -127,15 +132,17 @@ def test_model_py_is_standalone_and_reproduces_keras(ported, resnet_file, tmp_pa
 def test_keras_and_h5_files_and_data_option(tmp_path):
     i = keras.Input((6,), name="features")
     m = keras.Model(i, layers.Dense(1, activation="sigmoid")(layers.Dense(4, activation="relu")(i)))
-    m.compile(loss="binary_crossentropy", optimizer="sgd")
+    m.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(learning_rate=0.01))
     m.save(tmp_path / "m.keras")
     m.save(tmp_path / "m.h5")
     np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32))
     for name in ("m.keras", "m.h5"):
         out = tmp_path / f"out_{name}"
-        r = _run(tmp_path / name, "--out", out, "--data", tmp_path / "x.npy", "--quiet")
+        r = _run(tmp_path / name, "--out", out, "--data", tmp_path / "x.npy", "--quiet", "--no-onnx", "--steps", "3")
         assert r.returncode == 0, r.stderr
         report = json.loads((out / "report.json").read_text())
+        assert report["artifacts"]["optimizer"]["source"] == "compiled Adam"
+        assert any(c["check"] == "training loss curve (adam, 3 steps)" and c["dtype"] == "float64" for c in report["checks"])
         assert report["artifacts"]["loss"]["kind"] == "bce" and "compiled" in report["artifacts"]["loss"]["source"]
         assert "--data" in report["data"][0]["input_source"]
 
