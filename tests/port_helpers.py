@@ -52,3 +52,31 @@ def ops_of(result) -> list:
 def worst(result, prefix: str, dtype: str) -> float:
     """The largest relative difference of the checks named `prefix...` in `dtype`."""
     return max((c.max_rel_diff for c in result.checks if c.check.startswith(prefix) and c.dtype == dtype), default=0.0)
+
+
+def standalone_outputs(out_dir, x, tmp_path) -> np.ndarray:
+    """Run out_dir/model.py with weights.safetensors in a process that has
+    torch and numpy only (this project off sys.path); its output on x."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    repo = str(Path(compare.__file__).resolve().parent)
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(f'''
+        import sys
+        sys.path = [p for p in sys.path if p not in ("", ".", {repo!r})]
+        sys.path.insert(0, {str(out_dir)!r})
+        import numpy as np, torch
+        from safetensors.torch import load_file
+        from model import Model
+        assert "keras" not in sys.modules and "tensorflow" not in sys.modules and "compare" not in sys.modules
+        m = Model(); m.load_state_dict(load_file({str(Path(out_dir) / "weights.safetensors")!r}), strict=True); m.eval()
+        with torch.no_grad():
+            y = m(torch.from_numpy(np.load({str(tmp_path / "x.npy")!r})))
+        np.save({str(tmp_path / "y.npy")!r}, y.numpy())
+    ''')
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    return np.load(tmp_path / "y.npy")
