@@ -64,8 +64,8 @@ from port_apps import build, input_size  # noqa: E402
 from port_helpers import standalone_outputs  # noqa: E402
 
 FAMILIES = [n for n in ALL_APPS if n not in APPS]
-# Quick enough for the default set (measured under 10 s each on 2 cores).
-QUICK = {"MobileNetV3Small"}
+# Quick enough for the default set (under ~10 s each on 2 cores).
+QUICK: set = set()  # none: MobileNetV3Small takes ~80 s on a shared 2-core box
 
 
 def _family_case(name, tmp_path):
