@@ -25,7 +25,6 @@ together, and only through numpy.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -63,9 +62,6 @@ SWEEP_LR = 3e-3
 # count keeps the reduction order, hence the numbers, independent of the
 # machine's core count.
 DEFAULT_THREADS = 1
-# `compare.py port` trains this many steps on its one batch: enough to see the
-# optimizers' states (momentum, Adam moments) come into play.
-PORT_TRAIN_STEPS = 5
 # The gradient check looks at most this many batches for one on which no ReLU
 # input straddles 0 between the frameworks (see relu_straddles).
 MAX_GRADIENT_BATCHES = 8
@@ -839,128 +835,20 @@ def keras_to_torch(keras_model):
     return build_module(read_graph(keras_model))
 
 
-@dataclass
-class PortResult:
-    graph: object
-    module: object
-    source: str
-    checks: list
-    info: dict
+def port_checks(keras_model, inputs=None, **kw):
+    """Port `keras_model` and prove the port (shared/port.py's checks); returns
+    shared.port.PortResult (.checks, .module, .source, .graph, .info).
 
+    Args:
+        inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
+        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
+    """
+    frameworks()
+    from keras_impl.port import PortSide as KerasSide
+    from shared.port import port_checks as run
+    from torch_impl.port import PortSide as TorchSide
 
-def _port_forward(fw, model, graph, module, xs, dtype) -> list:
-    from keras_impl.graph import forward as keras_forward
-    from keras_impl.graph import graph_values as keras_values
-    from shared import port_check as pc
-    from torch_impl.graph import graph_values as torch_values
-
-    tol = for_check("forward", dtype)
-    a, b = keras_values(model, graph, xs), torch_values(module, graph, xs)
-    nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
-    # the outputs of one plain call of each model (the node walk above bypasses nested models' __call__)
-    with fw.torch.no_grad():
-        t_out = module(*[fw.torch.as_tensor(x) for x in xs])
-    t_out = [t.numpy() for t in (t_out if isinstance(t_out, tuple) else (t_out,))]
-    out = [compare_arrays(f"output {o}", k, t, tol, model=graph.name, dtype=dtype)
-           for o, k, t in zip(graph.outputs, keras_forward(model, graph, xs), t_out)]
-    first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b)
-
-
-def _port_gradients(fw, model, graph, module, xs, y, loss, dtype, straddles) -> list:
-    from keras_impl import port as kp
-    from shared import port_check as pc
-    from torch_impl import port as tp
-
-    ka, ga = kp.loss_and_grads(model, graph, xs, y, loss)
-    kb, gb = tp.loss_and_grads(module, graph, xs, y, loss)
-    tol = for_check("gradient", dtype)
-    rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
-    return pc.excuse_kinks(rows + pc.gradient_checks(graph, ga, gb, tol, dtype=dtype), straddles, graph, dtype)
-
-
-def _port_training(fw, keras_model, graph, source, xs, y, loss, train_config, dtype, straddles) -> list:
-    """A few optimizer steps from the same start on both sides: per-step losses and final weights."""
-    from keras_impl import port as kp
-    from keras_impl.graph import cast_model
-    from torch_impl import port as tp
-    from torch_impl.graph import build_module
-
-    k = cast_model(keras_model, dtype)  # fresh copies: the user's model is never trained
-    t = build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
-    ka, wa = kp.train_steps(k, graph, xs, y, loss, train_config)
-    kb, wb = tp.train_steps(t, graph, xs, y, loss, train_config)
-    tol = for_check("training", dtype, batchnorm=bool(straddles))
-    ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
-    rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
-                           np.array(ka), np.array(kb), tol, **ctx)]
-    return rows + compare_named("trained", wa, {n: wb[n] for n in wa}, tol, **ctx)
-
-
-def _port_onnx(fw, keras_model, graph, module, xs, loss, outdir: Path, opset: int) -> list:
-    """Both ONNX exports, compared four ways (Keras, torch, onnxruntime on each)."""
-    from keras_impl import port as kp
-    from keras_impl.graph import forward as keras_forward
-    from shared import onnx_check
-    from torch_impl import port as tp
-
-    if len(graph.inputs) != 1:
-        return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: several inputs", model=graph.name, info=True)]
-    kp.export_onnx(keras_model, graph, outdir / "keras.onnx", opset)
-    tp.export_onnx(module, graph, outdir / "torch.onnx", opset)
-    x, out = xs[0], graph.tensors[graph.outputs[0]]
-    in_perm = graph.tensors[graph.inputs[0]].keras_perm
-    k_in = x if in_perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(in_perm)))
-    ok = onnx_check.run_onnx(outdir / "keras.onnx", k_in)
-    with fw.torch.no_grad():
-        t = module(fw.torch.as_tensor(x))
-    outputs = {"keras": keras_forward(keras_model, graph, xs)[0], "torch": (t[0] if isinstance(t, tuple) else t).numpy(),
-               "onnx(keras)": ok if out.keras_perm is None else np.transpose(ok, out.keras_perm),
-               "onnx(torch)": onnx_check.run_onnx(outdir / "torch.onnx", x)}
-    task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
-    return onnx_check.four_way_checks(outputs, task=task, dtype="float32", model=graph.name)
-
-
-def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtypes=("float32", "float64"),
-                train_config=None, onnx_dir: Path | None = None, opset: int | None = None) -> PortResult:
-    """Port `keras_model` and prove the port: forward of the model and of every
-    node, loss and gradients, in each dtype; with `train_config`, a few
-    optimizer steps from the same start; with `onnx_dir`, both ONNX exports
-    written there and compared four ways. `inputs`: numpy arrays in the
-    PyTorch layout (default: seeded random ones of the model's shape)."""
-    fw = frameworks()
-    from keras_impl import port as kp
-    from keras_impl.graph import cast_model, read_graph
-    from shared import port_check as pc
-    from torch_impl.graph import build_module
-
-    t0 = time.perf_counter()
-    graph = read_graph(keras_model)
-    module, source = build_module(graph)
-    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
-    xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
-    loss = kp.infer_loss(keras_model, graph)
-    y = pc.random_targets(graph, loss, len(xs[0]), seed)
-    info["loss"] = loss
-    checks = []
-    for dtype in dtypes:
-        t0 = time.perf_counter()
-        model = keras_model if dtype == graph.tensors[graph.inputs[0]].dtype else cast_model(keras_model, dtype)
-        mod = module if model is keras_model else build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
-        xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        forward, straddles = _port_forward(fw, model, graph, mod, xd, dtype)
-        checks += forward + _port_gradients(fw, model, graph, mod, xd, y, loss, dtype, straddles)
-        if train_config is not None and train_config.steps and graph.weight_sources:
-            checks += _port_training(fw, keras_model, graph, source, xd, y, loss, train_config, dtype, straddles)
-        info["timings_s"][dtype] = time.perf_counter() - t0
-    if onnx_dir is not None:
-        t0 = time.perf_counter()
-        from shared.onnx_check import ONNX_OPSET
-
-        checks += _port_onnx(fw, keras_model, graph, module, xs, loss, Path(onnx_dir), opset or ONNX_OPSET)
-        info["timings_s"]["onnx"] = time.perf_counter() - t0
-    return PortResult(graph, module, source, checks, info)
-
+    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
 
 # --------------------------------------------------------------------------
 # Command line
@@ -1138,34 +1026,12 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
 
 
-def _port_inputs(path: str | None, graph, batch: int, seed: int) -> list:
-    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
-    order) in PyTorch's layout; without it, seeded random inputs."""
-    from shared import port_check as pc
-
-    if path is None:
-        return pc.random_inputs(graph, batch, seed)
-    p = Path(path)
-    if not p.is_file() or p.suffix not in (".npy", ".npz"):
-        raise UsageError(f"--data {path}: expected an existing .npy or .npz file of inputs in PyTorch's layout")
-    if p.suffix == ".npy":
-        arrays = [np.load(p)]
-    else:
-        with np.load(p) as z:
-            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
-    if len(arrays) != len(graph.inputs):
-        raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
-    for name, a in zip(graph.inputs, arrays):
-        want = graph.tensors[name].shape
-        if a.ndim != len(want) or any(w is not None and w != s for w, s in zip(want[1:], a.shape[1:])):
-            raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
-                             "(PyTorch layout: channels first for images)")
-    return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
-
-
 def cmd_port(argv) -> int:
+    from shared.port import PORT_TRAIN_STEPS
+
     p = _Parser(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
-                "weights.safetensors, and prove the port (forward per node, gradients, float32 and float64).")
+                "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
+                "(float32 and float64) and both ONNX exports.")
     p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
     p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
@@ -1184,43 +1050,31 @@ def cmd_port(argv) -> int:
     _check_writable(out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
+    from shared import port as sp
     from shared import report as rpt
-    from shared.atomic import atomic_write_text
+    from shared.port_check import summary_rows
 
-    keras_model = kp.load_model(args.model, unsafe=args.unsafe)
-    from keras_impl.graph import read_graph
-
-    xs = _port_inputs(args.data, read_graph(keras_model), args.batch_size, args.seed)
-    train_config, optimizer_source = kp.train_config_from(keras_model, args.optimizer, args.steps)
+    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
     ui = _UI(args.quiet)
     with _workdir(out) as work, ui:
-        res = port_checks(keras_model, xs, seed=args.seed, train_config=train_config, onnx_dir=None if args.no_onnx else work)
-        res.info["optimizer"] = {"source": optimizer_source, **dataclasses.asdict(train_config)}
-        atomic_write_text(work / "model.py", res.source)
-        from safetensors.torch import save_file
+        from torch_impl.port import PortSide as TorchSide
 
-        save_file({k: v.contiguous() for k, v in res.module.state_dict().items()}, str(work / "weights.safetensors"))
-        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
-        data = [{"case": f"port {res.graph.name}", "model": args.model, "input_source": "--data " + args.data if args.data else
-                 f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
-        report = rpt.build_report(res.checks, environment=env, data=data,
-                                  artifacts={"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
-                                             "optimizer": res.info["optimizer"],
-                                             "onnx": [] if args.no_onnx else ["keras.onnx", "torch.onnx"],
-                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
-        atomic_write_text(work / "report.json", rpt.dumps(report))
-        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+                             onnx_dir=None if args.no_onnx else work)
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
+        source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
+        report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
+                                   train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
     if args.quiet:
         print(rpt.summary_line(report))
     else:
-        from shared.port_check import summary_rows
-
         rpt.console_table(summary_rows(res.checks), ui.out)
         if not report["passed"]:  # then every failing row, the first differing node among them
             rpt.console_table(res.checks, ui.out, only_failures=True)
         ui.out.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
     return EXIT_OK if report["passed"] else EXIT_PARITY
-
 
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
