@@ -210,8 +210,7 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
     from keras_impl.train import make_optimizer
 
     opt = make_optimizer(model, train_config)
-    variables = _variables(model, graph)
-    trainable = [v for v in model.trainable_variables]
+    trainable = list(model.trainable_variables)
     xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
     target = y if loss["kind"] == "sparse_ce" else _to_keras_layout(graph, graph.outputs[0], y)
     losses = []
@@ -222,7 +221,6 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
         grads = tape.gradient(value, trainable)
         opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    del variables
     return losses, get_weights(model, graph)
 
 

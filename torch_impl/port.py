@@ -79,8 +79,9 @@ def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict
     loss = torch_loss(spec, out, target, logits)
     if loss.requires_grad:
         loss.backward()
-    grads = {k: p.grad.detach().numpy().copy() for k, p in module.named_parameters() if p.grad is not None}
-    missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None}
+    trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
+    grads = {k: p.grad.detach().numpy().copy() for k, p in trainable.items() if p.grad is not None}
+    missing = {k: np.zeros(tuple(p.shape)) for k, p in trainable.items() if p.grad is None}
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), {**grads, **missing}
 
