@@ -149,7 +149,7 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
     variables = _variables(model, graph)
     wanted = {k: s for k, s in graph.weight_sources.items() if variables[k].trainable}
     with tf.GradientTape() as tape:
-        out = model(xs if len(xs) > 1 else xs[0], training=False)
+        out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]  # the loss reads the first output
         # Keras' TF losses take the logits behind a softmax/sigmoid output when
         # it carries them (backend/tensorflow/nn.py, _get_logits); the torch
         # side must then do the same.
@@ -216,7 +216,7 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
     losses = []
     for _ in range(train_config.steps):
         with tf.GradientTape() as tape:
-            out = model(xs if len(xs) > 1 else xs[0], training=False)
+            out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(target, out)
         grads = tape.gradient(value, trainable)
         opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])

@@ -235,3 +235,20 @@ def test_nested_models_and_shared_layer():
     nodes = {c.check[5:] for c in res.checks if c.check.startswith("node ")}
     assert {"inner_conv", "inner_bn", "shared_dense", "shared_dense@1", "sum"} <= nodes
     assert res.source.count("self.shared_dense = nn.Linear") == 1 and res.source.count("self.shared_dense(") == 2
+
+
+def test_two_inputs_two_outputs(tmp_path):
+    """A table and an image in, two heads out: every node compared, the loss on the first
+    output, the image input channels first and the table as is; ONNX says it skipped."""
+    table, image = keras.Input((5,), name="table"), keras.Input((6, 6, 2), name="image")
+    feats = layers.GlobalAveragePooling2D()(layers.Conv2D(3, 3, name="conv")(image))
+    joint = layers.Concatenate(name="joint")([layers.Dense(4, name="fc")(table), feats])
+    m = keras.Model([table, image], [layers.Dense(3, name="head_a")(joint), layers.Dense(1, name="head_b")(joint)])
+    res = compare.port_checks(m, onnx_dir=tmp_path)
+    bad = [c for c in res.checks if not c.passed]
+    assert not bad, "\n".join(format_check(c) for c in bad)
+    assert [c.check for c in res.checks if c.check.startswith("output ")] == ["output head_a", "output head_b"] * 2
+    assert res.info["layouts"]["inputs"]["image"]["layout"] == "channels_first"
+    assert res.info["layouts"]["inputs"]["table"]["layout"] == "as_keras"
+    assert any(c.check == "onnx" and c.info and "skipped" in c.where for c in res.checks)
+    assert "def forward(self, table, image):" in res.source and "return head_a, head_b" in res.source
