@@ -1035,6 +1035,8 @@ def cmd_port(argv) -> int:
     p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
     p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): your custom layers and their @keras_converter functions")
     p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
     p.add_argument("--seed", type=int, default=0)
@@ -1054,6 +1056,8 @@ def cmd_port(argv) -> int:
     from shared import report as rpt
     from shared.port_check import summary_rows
 
+    for plugin in args.plugin:
+        kp.import_plugin(plugin)
     keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
     xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
     train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)

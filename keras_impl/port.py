@@ -21,7 +21,7 @@ import tensorflow as tf
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
+__all__ = ["load_model", "import_plugin", "PortSide", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
 _LOSS_KINDS = {
@@ -42,21 +42,33 @@ def lambda_layers(model) -> list:
     return [layer.name for layer in _iter_layers(model) if isinstance(layer, keras.layers.Lambda)]
 
 
-def _load_callable(spec: str):
-    target, _, fn_name = spec.rpartition(":")
+def import_plugin(target: str):
+    """Import a module by dotted name or .py path (converters and custom layers
+    register themselves on import: `--plugin`)."""
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise UsageError(f"{spec}: no such file {target}")
+            raise UsageError(f"{target}: no such file")
+        if str(path.resolve()) in _PLUGINS:
+            return _PLUGINS[str(path.resolve())]
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules.setdefault(path.stem, module)
         module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
+        _PLUGINS[str(path.resolve())] = module
+        return module
+    try:
+        return importlib.import_module(target)
+    except ImportError as e:
+        raise UsageError(f"{target}: cannot import module ({e})") from None
+
+
+_PLUGINS: dict = {}  # resolved .py path -> module, so a file imported twice registers once
+
+
+def _load_callable(spec: str):
+    target, _, fn_name = spec.rpartition(":")
+    module = import_plugin(target)
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise UsageError(f"{spec}: {target} has no function {fn_name!r}")
