@@ -28,7 +28,8 @@ from shared.checks import Check, compare_arrays, compare_named
 from shared.errors import UsageError
 from shared.tolerances import for_check
 
-__all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "PORT_TRAIN_STEPS"]
+__all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "train_info", "port_parser", "print_summary",
+           "PORT_TRAIN_STEPS"]
 
 # `compare.py port` trains this many steps on its one batch: enough for the
 # optimizers' states (momentum, Adam moments) to come into play.
@@ -183,3 +184,51 @@ def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec
 
 def train_info(train_config, source: str) -> dict:
     return {"source": source, **asdict(train_config)}
+
+
+def port_parser(parser_class, default_threads: int):
+    """The `compare.py port` argument parser (parser_class: compare.py's, which exits 2 on errors)."""
+    import argparse
+
+    def positive(v: str) -> int:
+        n = int(v)
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+        return n
+
+    def steps(v: str) -> int:
+        n = int(v)
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+        return n
+
+    p = parser_class(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
+                     "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
+                     "(float32 and float64) and both ONNX exports.")
+    p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
+    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): your custom layers and their @keras_converter functions")
+    p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
+    p.add_argument("--batch-size", type=positive, default=pc.DEFAULT_BATCH, help=f"batch of the random inputs (default {pc.DEFAULT_BATCH})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=steps, default=PORT_TRAIN_STEPS, help=f"training steps on the batch (default {PORT_TRAIN_STEPS}; 0 skips)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="train with this optimizer (Keras defaults) instead of the compiled one")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
+    p.add_argument("--threads", type=positive, default=default_threads)
+    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    return p
+
+
+def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -> None:
+    """One row per dtype and kind of check, the failing rows, the verdict."""
+    from shared import report as rpt
+
+    if quiet:
+        print(rpt.summary_line(report))
+        return
+    rpt.console_table(pc.summary_rows(res.checks), console)
+    if not report["passed"]:  # then every failing row, the first differing node among them
+        rpt.console_table(res.checks, console, only_failures=True)
+    console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
