@@ -27,6 +27,12 @@ A converter receives:
   (the raw call arguments, KerasTensors included), `in_shapes`/`out_shapes`
   (Keras' own shapes).
 
+Adding a layer kind: (1) if no neutral op expresses it, a row in
+shared/graph.py's table and an emitter in torch_impl/emit (`@torch_emitter`);
+(2) a converter here, in its family's module (imported by keras_impl/graph.py);
+(3) a case in tests/test_port_layers.py's CASES (float64 within 1e-12).
+Layers of the same kind share one converter through several class names.
+
 It emits neutral nodes (shared/graph.py's op vocabulary) with `ctx.emit`,
 deciding the layout of each output: `layout="cf"` (channels first) or "as_is"
 (exactly Keras' array), or "same" (the layout of the first input). Weights are
