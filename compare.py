@@ -12,6 +12,7 @@ Commands:
   python compare.py data ...      show what a loader reads from a dataset
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
+  python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -38,7 +39,8 @@ from shared.errors import ParityError, UsageError
 from shared.registry import FAULTS
 from shared.tolerances import Tolerance, for_check
 
-__all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case"]
+__all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
+           "keras_to_torch", "port_checks"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -225,6 +227,35 @@ def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
 
 
 # --------------------------------------------------------------------------
+# Port: any Keras model -> a readable PyTorch twin (through shared/graph.py)
+# --------------------------------------------------------------------------
+def keras_to_torch(keras_model):
+    """(torch module in eval mode, its model.py source) for a functional or
+    Sequential Keras model; the module is built by executing that source."""
+    frameworks()
+    from keras_impl.graph import read_graph
+    from torch_impl.graph import build_module
+
+    return build_module(read_graph(keras_model))
+
+
+def port_checks(keras_model, inputs=None, **kw):
+    """Port `keras_model` and prove the port (shared/port.py's checks); returns
+    shared.port.PortResult (.checks, .module, .source, .graph, .info).
+
+    Args:
+        inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
+        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
+    """
+    frameworks()
+    from keras_impl.port import PortSide as KerasSide
+    from shared.port import port_checks as run
+    from torch_impl.port import PortSide as TorchSide
+
+    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
+
+
+# --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
@@ -365,13 +396,45 @@ def cmd_export(argv) -> int:
     return EXIT_OK
 
 
+def cmd_port(argv) -> int:
+    from shared import port as sp
+
+    args = sp.port_parser(_Parser, DEFAULT_THREADS).parse_args(argv)
+    from shared.atomic import atomic_dir, check_writable_dir
+    from shared.console import ConsoleUI
+
+    out = Path(args.out)
+    check_writable_dir(out)
+    fw = frameworks(args.threads)
+    from keras_impl import port as kp
+    from shared import report as rpt
+    from torch_impl.port import PortSide as TorchSide
+
+    for plugin in args.plugin:
+        kp.import_plugin(plugin)
+    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
+    ui = ConsoleUI(args.quiet)
+    with atomic_dir(out) as work, ui:
+        work = Path(work)
+        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+                             onnx_dir=None if args.no_onnx else work)
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
+        source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
+        report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
+                                   train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
+    sp.print_summary(report, res, ui.out, out, quiet=args.quiet)
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
 
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench}
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,83 @@
+"""Small helpers the generated model.py may need, written into it verbatim.
+
+Each is short and readable on its own; torch_impl/graph.py includes only the
+ones the model uses.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HELPERS"]
+
+HELPERS = {
+    "AvgPoolSame": '''
+class AvgPoolSame(nn.Module):
+    """TF "same" average pooling: an asymmetric zero pad, and each window is
+    divided by the number of cells inside the input (count_include_pad=False)."""
+
+    def __init__(self, kernel_size, stride, pads):
+        super().__init__()
+        self.kernel_size, self.stride, self.pads = kernel_size, stride, pads
+
+    def forward(self, x):
+        pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
+        total = pool(F.pad(x, self.pads), self.kernel_size, self.stride, divisor_override=1)
+        ones = F.pad(torch.ones_like(x[:1, :1]), self.pads)
+        count = pool(ones, self.kernel_size, self.stride, divisor_override=1)
+        return total / count
+''',
+    "Constant": '''
+class Constant(nn.Module):
+    """A constant array of the Keras graph (its values come with the weights)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("const", torch.zeros(shape))
+
+    def forward(self):
+        return self.const
+''',
+    "Rescale": '''
+class Rescale(nn.Module):
+    """Keras Rescaling with per-channel constants: x * scale + offset."""
+
+    def __init__(self, scale_shape, offset_shape):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(scale_shape))
+        self.register_buffer("offset", torch.zeros(offset_shape))
+
+    def forward(self, x):
+        return x * self.scale + self.offset
+''',
+    "Normalize": '''
+class Normalize(nn.Module):
+    """Keras Normalization: (x - mean) / max(sqrt(variance), floor); the floor
+    is Keras' epsilon, not an added epsilon. invert=True undoes it."""
+
+    def __init__(self, shape, floor, invert=False):
+        super().__init__()
+        self.floor, self.invert = floor, invert
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("variance", torch.ones(shape))
+
+    def forward(self, x):
+        std = torch.clamp(torch.sqrt(self.variance), min=self.floor)
+        return self.mean + x * std if self.invert else (x - self.mean) / std
+''',
+    "keras_gelu": '''
+def keras_gelu(x, approximate=False):
+    """GELU as TensorFlow computes it (tf.nn.gelu): its constants pass through
+    float32, so in float64 this differs from F.gelu by ~5e-9; in float32 the two agree."""
+    if approximate:
+        return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044714998453855515 * x ** 3)))
+    return 0.5 * x * torch.erfc(-x * 0.7071067690849304)
+''',
+    "keras_relu": '''
+def keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras' general ReLU (keras/src/activations/activations.py, ReLU.static_call)."""
+    negative = F.relu(threshold - x) if negative_slope != 0 else None
+    x = torch.where(x > threshold, x, torch.zeros_like(x)) if threshold != 0 else F.relu(x)
+    if max_value is not None:
+        x = torch.clamp(x, 0.0, max_value)
+    return x - negative_slope * negative if negative is not None else x
+''',
+}

@@ -1,0 +1,41 @@
+"""Layout ops: reshape, permute, flatten, repeat, pad, crop."""
+
+from __future__ import annotations
+
+from torch_impl.emit import Emitted, fmt, torch_emitter
+
+__all__ = []
+
+
+@torch_emitter("reshape")
+def reshape(node, args, module, graph=None):
+    shape = ", ".join(str(int(s)) for s in node.attrs["shape"])
+    return Emitted(None, f"{args[0]}.reshape({args[0]}.shape[0], {shape})")
+
+
+@torch_emitter("permute")
+def permute(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}.permute{fmt(tuple(node.attrs['dims']))}")
+
+
+@torch_emitter("flatten")
+def flatten(node, args, module, graph=None):
+    return Emitted(None, f"torch.flatten({args[0]}, {node.attrs['start_dim']})")
+
+
+@torch_emitter("repeat")
+def repeat(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}.unsqueeze(1).expand(-1, {node.attrs['n']}, -1)")
+
+
+@torch_emitter("pad")
+def pad(node, args, module, graph=None):
+    value = node.attrs.get("value", 0.0)
+    extra = "" if value == 0 else f", value={fmt(float(value))}"
+    return Emitted(None, f"F.pad({args[0]}, {fmt(tuple(node.attrs['pads']))}{extra})")
+
+
+@torch_emitter("crop")
+def crop(node, args, module, graph=None):
+    slices = [":", ":"] + [f"{b}:{-a if a else ''}" for b, a in node.attrs["crops"]]
+    return Emitted(None, f"{args[0]}[{', '.join(slices)}]")
