@@ -58,12 +58,16 @@ DEFAULT_THREADS = 1
 class _Frameworks:
     """Both frameworks and their backends, imported once."""
 
-    def __init__(self, threads: int = DEFAULT_THREADS):
+    def __init__(self, threads: int = DEFAULT_THREADS, verbose: bool = False):
         import torch  # torch before TensorFlow, as Keras' own test suite does
 
-        import keras_impl  # noqa: F401  (sets KERAS_BACKEND=tensorflow)
+        import keras_impl  # sets KERAS_BACKEND=tensorflow
+
+        keras_impl.quiet_tensorflow(verbose)  # before TF loads: its C++ start-up lines
         import keras
         import tensorflow as tf
+
+        keras_impl.quiet_tensorflow(verbose)  # after: absl's and TF's Python loggers
 
         from keras_impl import backend as kb
         from torch_impl import backend as tb
@@ -100,10 +104,10 @@ class _Frameworks:
 _FW = None
 
 
-def frameworks(threads: int = DEFAULT_THREADS) -> _Frameworks:
+def frameworks(threads: int = DEFAULT_THREADS, verbose: bool = False) -> _Frameworks:
     global _FW
     if _FW is None:
-        _FW = _Frameworks(threads)
+        _FW = _Frameworks(threads, verbose)
     else:
         _FW.set_threads(threads)
     return _FW
@@ -113,21 +117,36 @@ def frameworks(threads: int = DEFAULT_THREADS) -> _Frameworks:
 # Wiring: the built-in twins as backends, the engine, the report
 # --------------------------------------------------------------------------
 def backends(config, seed: int = 0, fault: str | None = None) -> tuple:
-    """The built-in Keras twin (seeded weights) and its PyTorch twin (with `fault` planted)."""
+    """The built-in Keras twin (seeded weights) and its PyTorch twin (with `fault`,
+    "NAME[=SIZE]" of shared/faults.py, planted: in the torch model, optimizer or
+    loss, or in the data path that feeds it)."""
+    from shared.faults import DataFaultBackend, parse_plant
+
+    spec, size = parse_plant(fault, config.model, config.task)
     fw = frameworks()
     fw.keras.utils.set_random_seed(seed)
     fw.torch.manual_seed(seed)
-    return fw.kb.from_config(config, seed=seed), fw.tb.from_config(config, fault=fault)
+    a = fw.kb.from_config(config, seed=seed)
+    b = fw.tb.from_config(config, fault=spec if spec is not None and spec.kind != "data" else None, size=size)
+    if spec is not None and spec.kind == "data":
+        b = DataFaultBackend(b, spec, size, num_classes=config.num_outputs)
+    return a, b
 
 
 def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
     """Every check for one case: its two backends through shared.engine.check_pair."""
+    import dataclasses
+
     from shared.engine import PairData
+    from shared.faults import parse_plant
     from shared.portable import file_store
 
     cfg = case.config
     t0 = time.perf_counter()
     a, b = backends(cfg, opts.seed, opts.fault)
+    spec, _ = parse_plant(opts.fault)
+    if spec is not None and spec.train:
+        opts = dataclasses.replace(opts, train_overrides=dict(spec.train))
     built = time.perf_counter() - t0
     fw = frameworks()
     store = file_store(workdir / "weights", case.slug, cfg, case.dataset.classes,
@@ -144,7 +163,7 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     from shared.atomic import optional_atomic_dir
     from shared.console import ConsoleUI
 
-    fw = frameworks(opts.threads)
+    fw = frameworks(opts.threads, opts.verbose)
     all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
     ui = ConsoleUI(opts.quiet)
     with optional_atomic_dir(out) as work, ui:
@@ -171,7 +190,11 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
 
             atomic_write_text(work / "report.json", rpt.dumps(report))
             atomic_write_text(work / "report.md", rpt.markdown(report, all_checks))
-    rpt.console_table(all_checks, ui.out)
+    if opts.verbose:
+        rpt.console_table(all_checks, ui.out)
+    else:  # one line per pair, then every failure in full (the table: --verbose, report.md)
+        for line in rpt.pair_lines(all_checks):
+            ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
     ui.out.print(rpt.summary_line(report) + (f"; report in {out}" if out else ""))
     report["_checks"] = all_checks
     return report
@@ -302,11 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=_nonneg_float, help="relative tolerance (times max(1, |reference|)) for every check")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder, replaced atomically (default {DEFAULT_OUT})")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export checks")
-    p.add_argument("--plant", choices=sorted(FAULTS), help="plant a known porting bug in the PyTorch twin to see what the harness reports: "
+    p.add_argument("--plant", metavar="NAME[=SIZE]", help="plant a known porting bug in the PyTorch twin (SIZE in (0, 1]: "
+                   "the fraction of the bug, default 1) to see what the harness reports: "
                    + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
                    help=f"intra-op threads of each framework (default {DEFAULT_THREADS}: fastest for these small models, and reproducible)")
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    p.add_argument("--verbose", action="store_true", help="print every check as a table, and TensorFlow's start-up log lines")
     return p
 
 
@@ -322,7 +347,7 @@ def cmd_run(argv) -> int:
     opts = Options(
         steps=args.steps, optimizers=("sgd", "adam") if args.optimizer == "both" else (args.optimizer,),
         seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, tolerance=tolerance,
-        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads,
+        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads, verbose=args.verbose,
     )
     if args.steps == 0:
         opts.optimizers = ()
