@@ -159,7 +159,7 @@ class Graph:
                 return n
         return None
 
-    def state_dict(self, attr_of=None) -> dict:
+    def state_dict(self) -> dict:
         """Every weight under `node_name.weight_name` (the torch writer's keys)."""
         return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}
 

@@ -63,3 +63,21 @@ def test_graph_prints_and_serialises_without_weight_values():
     assert identifier("block1/conv-1") == "block1_conv_1" and identifier("1x") == "l_1x"
     taken = {"a"}
     assert identifier("a", taken) == "a_2" and "a_2" in taken
+
+
+def _imports(modules: str) -> set:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (f"import sys, {modules}; print(' '.join(m for m in ('torch', 'tensorflow', 'keras', 'tf2onnx') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_each_side_imports_only_its_framework():
+    assert _imports("shared.graph, shared.port, shared.port_check") == set()
+    assert "torch" not in _imports("keras_impl.graph, keras_impl.port, keras_impl.convert.core")
+    assert _imports("torch_impl.graph, torch_impl.port, torch_impl.emit") == {"torch"}

@@ -83,6 +83,7 @@ def write_source(graph: Graph) -> str:
             src = node.source
             note = f"  # {src.get('class')} {src.get('layer')!r}" if src.get("layer") and src.get("layer") != node.name else ""
             init.append(f"        self.{node.name} = {emitted.module}{note}")
+            init += [f"        {line.format(module='self.' + node.name)}" for line in emitted.setup]
         for h in emitted.helpers:
             if h not in helpers:
                 helpers.append(h)
