@@ -71,9 +71,6 @@ def linear(node, args, module, graph=None):
 def batch_norm(node, args, module, graph=None):
     a = node.attrs
     kind = {4: "2d", 5: "3d"}.get(len(graph.tensors[node.inputs[0]].shape), "1d")
-    if a.get("scale", True) != a.get("center", True):  # Keras scale=False or center=False
-        ctor = f"PartialBatchNorm({a['num_features']}, eps={fmt(a['eps'])}, momentum={fmt(a['momentum'])}, scale={a['scale']}, center={a['center']})"
-        return Emitted(ctor, f"{module}({args[0]})", ("PartialBatchNorm",))
     extra = "" if a["affine"] else ", affine=False"
     ctor = f"nn.BatchNorm{kind}({a['num_features']}, eps={fmt(a['eps'])}, momentum={fmt(a['momentum'])}{extra})"
     setup = []

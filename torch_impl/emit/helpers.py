@@ -36,21 +36,6 @@ class Constant(nn.Module):
     def forward(self):
         return self.const
 ''',
-    "PartialBatchNorm": '''
-class PartialBatchNorm(nn.BatchNorm2d):
-    """Keras BatchNormalization with scale=False or center=False: normalise
-    with the running statistics, then only the learned shift (or scale)."""
-
-    def __init__(self, num_features, eps, momentum, scale, center):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
-        if scale:
-            self.weight = nn.Parameter(torch.ones(num_features))
-        if center:
-            self.bias = nn.Parameter(torch.zeros(num_features))
-
-    def _check_input_dim(self, x):  # any rank with channels on axis 1
-        pass
-''',
     "Scale": '''
 class Scale(nn.Module):
     """A learned per-channel scale, x * weight (Keras LayerScale)."""
