@@ -41,7 +41,7 @@ TORCHVISION = {
     "ConvNeXtTiny": "convnext_tiny", "InceptionV3": "inception_v3",
 }
 BATCH = 8
-REPEATS = 15
+REPEATS = 10
 
 
 def _torchvision():
@@ -51,16 +51,20 @@ def _torchvision():
     return torchvision.models
 
 
-def median_forward(torch, module, x, repeats=REPEATS) -> float:
+def median_forwards(torch, modules, x, repeats=REPEATS) -> list:
+    """Median forward time of each module, their runs interleaved (a, b, a, b...)
+    so that load from other processes hits them alike."""
+    times = [[] for _ in modules]
     with torch.no_grad():
-        for _ in range(3):
-            module(x)
-        times = []
+        for m in modules:
+            for _ in range(2):
+                m(x)
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            module(x)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            for m, ts in zip(modules, times):
+                t0 = time.perf_counter()
+                m(x)
+                ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def verdict_time(name: str, threads: int) -> tuple:
@@ -85,14 +89,12 @@ def speed(name: str, torch) -> dict:
     module = build_module(read_graph(build(name)))[0]
     size = input_size(name)
     x = torch.randn(BATCH, 3, size, size)
-    gen = median_forward(torch, module, x)
-    row = {"generated_s": gen}
-    if name in TORCHVISION:
-        kw = {"aux_logits": False, "init_weights": False} if name == "InceptionV3" else {}
-        hand = getattr(_torchvision(), TORCHVISION[name])(weights=None, num_classes=10, **kw).eval()
-        row["torchvision_s"] = median_forward(torch, hand, x)
-        row["ratio"] = row["torchvision_s"] / gen
-    return row
+    if name not in TORCHVISION:
+        return {"generated_s": median_forwards(torch, [module], x)[0]}
+    kw = {"aux_logits": False, "init_weights": False} if name == "InceptionV3" else {}
+    hand = getattr(_torchvision(), TORCHVISION[name])(weights=None, num_classes=10, **kw).eval()
+    gen, tv = median_forwards(torch, [module, hand], x)
+    return {"generated_s": gen, "torchvision_s": tv, "ratio": tv / gen}
 
 
 def main(argv=None) -> int:
