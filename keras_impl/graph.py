@@ -29,6 +29,8 @@ from keras_impl.convert import merge as _merge  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
 from keras_impl.convert import pooling as _pooling  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
+from keras_impl.convert import sequence as _sequence  # noqa: F401  (after pooling: its GlobalAveragePooling1D reads masks)
+from keras_impl.convert import attention as _attention  # noqa: F401
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
@@ -118,6 +120,23 @@ def input_layout(model, tensor) -> str:
     return "as_is"
 
 
+_MASK_KWARGS = ("mask", "query_mask", "value_mask", "key_mask", "attention_mask")
+
+
+def _check_masks_read(call, new_nodes) -> None:
+    """A mask Keras hands to a layer must reach one of the nodes emitted for
+    it: a converter that ignores it would port a model that silently uses the
+    padded positions (the issue with converters: "masks vanish")."""
+    from keras_impl.convert import unsupported
+    from keras_impl.convert.sequence import kwarg_input
+
+    read = {t for n in new_nodes for t in n.inputs}
+    for key in _MASK_KWARGS:
+        name = kwarg_input(call, key)
+        if name is not None and name not in read:
+            raise unsupported(call.layer, f"the {key}= it receives (its converter does not use masks)")
+
+
 def read_graph(model) -> Graph:
     """Read a Keras model (Functional or Sequential, built) into a neutral Graph."""
     fn = _functional_of(model)
@@ -141,7 +160,9 @@ def read_graph(model) -> Graph:
         if call.shares is None:
             walker.first_call[id(call.layer)] = call.node_name
         ctx.current = call
+        first_new = len(graph.nodes)
         converter_for(call.layer)(ctx, call.layer, call)
+        _check_masks_read(call, graph.nodes[first_new:])
         for out in call.outputs:
             if out not in graph.tensors:
                 raise UsageError(f"converter for layer {call.layer.name!r} ({type(call.layer).__name__}) did not produce {out!r}")
@@ -200,7 +221,8 @@ def cast_model(model, dtype: str):
 
     def new_input(t):
         op = t._keras_history.operation
-        return keras.Input(batch_shape=t.shape, dtype=dtype, name=op.name if op is not None else None)
+        keep = "int" in keras.backend.standardize_dtype(t.dtype)  # token ids stay integers
+        return keras.Input(batch_shape=t.shape, dtype=t.dtype if keep else dtype, name=op.name if op is not None else None)
 
     inputs = keras.tree.map_structure(new_input, model.input)
     clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True, input_tensors=inputs)

@@ -65,7 +65,8 @@ def _forward_capturing(module, xs: list) -> dict:
 def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
     """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
     dtype = next(module.parameters()).dtype
-    xs = [torch.as_tensor(np.ascontiguousarray(x)).to(dtype) for x in inputs]
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    xs = [x.to(dtype) if x.is_floating_point() else x for x in xs]  # token ids stay integers
     module.zero_grad(set_to_none=True)
     local = _forward_capturing(module, xs)
     names = variable_names(graph)
@@ -80,6 +81,7 @@ def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict
     loss = torch_loss(spec, out, target, logits)
     loss.backward()
     grads = {k: p.grad.detach().numpy().copy() for k, p in module.named_parameters() if p.grad is not None}
-    missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None}
+    # frozen parameters (an LSTM's second bias, held at zero as Keras has one) have no gradient on either side
+    missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None and p.requires_grad}
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), {**grads, **missing}
