@@ -134,7 +134,7 @@ def _to_keras_layout(graph: Graph, name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _variables_by_path(model) -> dict:
-    return {v.path: v for v in model.weights}
+    return {v.path: v for v in model.weights} | getattr(model, "_ktp_source_paths", {})
 
 
 def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict) -> tuple:

@@ -24,6 +24,8 @@ layer's own converter does the work between a `merge_time` and a `split_time`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from keras_impl.convert import Call, converter_for, keras_converter, unsupported
 from keras_impl.convert.sequence import kwarg_input
 
@@ -80,7 +82,10 @@ def multi_head_attention(ctx, layer, call):
             masks.append((role, ctx.tensor(m, "as_is")))
     attrs.update({
         "num_heads": int(layer._num_heads), "key_dim": int(layer._key_dim), "value_dim": int(layer._value_dim),
-        "bias": bool(layer._use_bias), "scale": float(layer._inverse_sqrt_key_dim),
+        "bias": bool(layer._use_bias), # tf.cast(python float, float64) makes a float32 tensor first (both
+        # paths cast 1/sqrt(key_dim) that way): float64 models scale by
+        # float32(1/sqrt(key_dim)) (measured: 1e-8 relative in gradients otherwise)
+        "scale": float(np.float32(layer._inverse_sqrt_key_dim)),
         "causal": bool(call.kwargs.get("use_causal_mask", False)), "fast": float(layer._dropout) == 0.0,
         "fast_mask_value": FAST_MASK_VALUE, "softmax_mask_value": SOFTMAX_MASK_VALUE,
         "has_key": names["key"] is not None, "masks": [r for r, _ in masks],

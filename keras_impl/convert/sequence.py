@@ -40,9 +40,28 @@ __all__ = ["kwarg_input", "add_output", "emit_rnn"]
 _GRU_ORDER = (1, 0, 2)  # Keras z,r,h -> torch r,z,n
 
 
+_MASKED_ARG = {"mask": 0, "query_mask": 0, "value_mask": 1, "key_mask": 2}
+
+
 def kwarg_input(call, key: str):
-    """The graph tensor passed as keyword `key` (a mask), or None."""
+    """The graph tensor passed as keyword `key` (a mask), or None.
+
+    A mask Keras does not record in the functional node (MultiHeadAttention
+    reads its inputs' masks itself, and Layer.__call__ fills `value_mask` &
+    co. only when it runs) is the `_keras_mask` of the tensor argument it
+    belongs to, when the layer's call takes that argument.
+    """
     target = call.kwargs.get(key)
+    if target is None and key in _MASKED_ARG and key in getattr(call.layer, "call_signature_parameters", ()):
+        i = _MASKED_ARG[key]
+        arg = call.args[i] if len(call.args) > i else call.kwargs.get(("sequences", "value", "key")[i] if i else "query")
+        target = getattr(arg, "_keras_mask", None) if isinstance(arg, keras.KerasTensor) else None
+        if target is not None:
+            if call.names is not None and id(target) in call.names:
+                return call.names[id(target)]
+            if call.pull is None:
+                raise unsupported(call.layer, f"the {key} its input carries (not a tensor of the read graph)")
+            return call.pull(target)
     if target is None or not isinstance(target, keras.KerasTensor):
         return None
     flat = [t for t in keras.tree.flatten((call.args, call.kwargs)) if isinstance(t, keras.KerasTensor)]
@@ -130,13 +149,13 @@ def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, nod
     _check_cell(layer, cell, kind)
     if getattr(layer, "stateful", False):
         raise unsupported(layer, "stateful=True")
-    if getattr(layer, "zero_output_for_mask", False):
-        raise unsupported(layer, "zero_output_for_mask=True")
     hidden = int(cell.units)
     attrs = {
         "kind": kind, "input_size": int(cell.kernel.shape[0]), "hidden_size": hidden, "bias": bool(cell.use_bias),
         "return_sequences": bool(layer.return_sequences), "return_state": bool(layer.return_state),
         "go_backwards": bool(layer.go_backwards), "masked": mask is not None,
+        # Bidirectional forces it to return_sequences: masked steps output zeros
+        "zero_output_for_mask": bool(getattr(layer, "zero_output_for_mask", False)) and mask is not None,
     }
     if kind == "simple":
         attrs["nonlinearity"] = cell.activation.__name__
@@ -211,3 +230,14 @@ def global_avg_pool_1d(ctx, layer, call):
     # GlobalAveragePooling1D.call: where(mask, x, 0) summed over steps / count of unmasked steps
     x = ctx.tensor(call.inputs[0], "as_is")
     ctx.emit("masked_mean", [x, mask], call.outputs[0], layout="as_is", attrs={"axis": 1, "keepdim": bool(layer.keepdims)})
+
+
+@keras_converter("ops.LogicalOr", "ops.LogicalAnd")
+def logical(ctx, layer, call):
+    # masks merged by Add & co (keras/src/layers/merging/base_merge.py, compute_mask: OR)
+    if len(call.inputs) != 2:
+        raise unsupported(layer, "a logical op of a tensor and a constant")
+    fn = "or" if type(layer).__name__ == "LogicalOr" else "and"
+    a, b = (ctx.tensor(t, "as_is") for t in call.inputs)
+    ctx.emit("logical", [a, b], call.outputs[0], layout="as_is", attrs={"fn": fn})
+    ctx.graph.tensors[call.outputs[0]].dtype = "bool"

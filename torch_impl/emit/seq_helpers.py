@@ -7,17 +7,18 @@ __all__ = ["SEQ_HELPERS"]
 
 SEQ_HELPERS = {
     "KerasRecurrence": '''
-def masked_scan(step, xw, mask, state):
+def masked_scan(step, xw, mask, state, zero_output_for_mask=False):
     """Keras' recurrence loop (keras/src/backend/tensorflow/rnn.py): at a step
     whose mask is False the state and the output are carried over from the
-    previous step (the output before the first step is zeros). xw: the input
-    projection of every step, (N, T, G*H)."""
+    previous step (the output before the first step is zeros; with
+    zero_output_for_mask, as Bidirectional sets it, masked outputs are zeros).
+    xw: the input projection of every step, (N, T, G*H)."""
     outputs, out = [], None
     for t in range(xw.shape[1]):
         new_out, new_state = step(xw[:, t], state)
         if mask is not None:
             keep = mask[:, t, None]
-            out = torch.zeros_like(new_out) if out is None else out
+            out = torch.zeros_like(new_out) if out is None or zero_output_for_mask else out
             new_out = torch.where(keep, new_out, out)
             new_state = tuple(torch.where(keep, n, s) for n, s in zip(new_state, state))
         out, state = new_out, new_state
@@ -37,8 +38,9 @@ class KerasRecurrence:
 
     fused = True
 
-    def set_flags(self, return_sequences, return_state, go_backwards):
+    def set_flags(self, return_sequences, return_state, go_backwards, zero_output_for_mask=False):
         self.return_sequences, self.return_state, self.go_backwards = return_sequences, return_state, go_backwards
+        self.zero_output_for_mask = zero_output_for_mask
 
     def forward(self, x, mask=None):
         if mask is not None and bool(mask.all()):
@@ -50,7 +52,8 @@ class KerasRecurrence:
             seq, states = super().forward(x)
             states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
         else:
-            seq, states = masked_scan(self.step, self.input_projection(x), mask, self.initial_state(x))
+            seq, states = masked_scan(self.step, self.input_projection(x), mask, self.initial_state(x),
+                                      self.zero_output_for_mask)
         out = seq if self.return_sequences else seq[:, -1]
         return (out, *states) if self.return_state else out
 

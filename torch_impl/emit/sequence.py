@@ -36,6 +36,8 @@ def rnn(node, args, module, graph=None):
     if a["kind"] == "simple" and a.get("nonlinearity", "tanh") != "tanh":
         extra += f", nonlinearity={a['nonlinearity']!r}"
     flags = ", ".join(f"{k}={a[k]}" for k in ("return_sequences", "return_state", "go_backwards"))
+    if a.get("zero_output_for_mask"):
+        flags += ", zero_output_for_mask=True"
     ctor = f"{cls}({a['input_size']}, {a['hidden_size']}{extra}, {flags})"
     call = f"{module}({args[0]}, mask={args[1]})" if len(args) > 1 else f"{module}({args[0]})"
     return Emitted(ctor, call, ("KerasRecurrence", cls))
@@ -59,7 +61,7 @@ def attention(node, args, module, graph=None):
     a = node.attrs
     ctor = (f"KerasMultiHeadAttention({a['num_heads']}, key_dim={a['key_dim']}, value_dim={a['value_dim']}, "
             f"query_in={a['query_in']}, key_in={a['key_in']}, value_in={a['value_in']}, out_features={a['output_out']}"
-            + ("" if a["bias"] else ", bias=False") + ("" if a["fast"] else ", fast=False") + ")")
+            + ("" if a["bias"] else ", bias=False") + f", scale={fmt(a['scale'])}" + ("" if a["fast"] else ", fast=False") + ")")
     n_in = 3 if a["has_key"] else 2
     call = list(args[:n_in])
     call += [f"{role}_mask={m}" for role, m in zip(a["masks"], args[n_in:])]
@@ -76,3 +78,8 @@ def merge_time(node, args, module, graph=None):
 @torch_emitter("split_time")
 def split_time(node, args, module, graph=None):
     return Emitted(None, f"{args[0]}.unflatten(0, (-1, {node.attrs['steps']}))")
+
+
+@torch_emitter("logical")
+def logical(node, args, module, graph=None):
+    return Emitted(None, f" {'|' if node.attrs['fn'] == 'or' else '&'} ".join(args))
