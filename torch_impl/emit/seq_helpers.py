@@ -200,9 +200,15 @@ class KerasMultiHeadAttention(nn.Module):
             tril = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()[None]
             mask = tril if mask is None else mask & tril
         mask = None if mask is None else mask[:, None]  # (N, 1, T, S): the same for every head
-        if self.fast:
-            bias = None if mask is None else torch.where(mask, 0.0, self.fast_mask_value).to(q.dtype)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        if self.fast and mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        elif self.fast:
+            # Keras REPLACES masked logits (tf.where): no gradient flows to
+            # them; an additive mask in scaled_dot_product_attention would let
+            # one through on fully masked rows, so this path is explicit.
+            scores = (q @ k.transpose(-1, -2)) * self.scale
+            probs = torch.softmax(scores.masked_fill(~mask, self.fast_mask_value), dim=-1)
+            out = probs @ v
         else:
             scores = (q * self.scale) @ k.transpose(-1, -2)
             if mask is not None:
