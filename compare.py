@@ -25,6 +25,7 @@ together, and only through numpy.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -62,6 +63,9 @@ SWEEP_LR = 3e-3
 # count keeps the reduction order, hence the numbers, independent of the
 # machine's core count.
 DEFAULT_THREADS = 1
+# `compare.py port` trains this many steps on its one batch: enough to see the
+# optimizers' states (momentum, Adam moments) come into play.
+PORT_TRAIN_STEPS = 5
 # The gradient check looks at most this many batches for one on which no ReLU
 # input straddles 0 between the frameworks (see relu_straddles).
 MAX_GRADIENT_BATCHES = 8
@@ -845,6 +849,7 @@ class PortResult:
 
 
 def _port_forward(fw, model, graph, module, xs, dtype) -> list:
+    from keras_impl.graph import forward as keras_forward
     from keras_impl.graph import graph_values as keras_values
     from shared import port_check as pc
     from torch_impl.graph import graph_values as torch_values
@@ -852,12 +857,17 @@ def _port_forward(fw, model, graph, module, xs, dtype) -> list:
     tol = for_check("forward", dtype)
     a, b = keras_values(model, graph, xs), torch_values(module, graph, xs)
     nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
-    out = [compare_arrays(f"output {o}", a[o], b[o], tol, model=graph.name, dtype=dtype) for o in graph.outputs]
+    # the outputs of one plain call of each model (the node walk above bypasses nested models' __call__)
+    with fw.torch.no_grad():
+        t_out = module(*[fw.torch.as_tensor(x) for x in xs])
+    t_out = [t.numpy() for t in (t_out if isinstance(t_out, tuple) else (t_out,))]
+    out = [compare_arrays(f"output {o}", k, t, tol, model=graph.name, dtype=dtype)
+           for o, k, t in zip(graph.outputs, keras_forward(model, graph, xs), t_out)]
     first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes
+    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b)
 
 
-def _port_gradients(fw, model, graph, module, xs, y, loss, dtype) -> list:
+def _port_gradients(fw, model, graph, module, xs, y, loss, dtype, straddles) -> list:
     from keras_impl import port as kp
     from shared import port_check as pc
     from torch_impl import port as tp
@@ -866,12 +876,57 @@ def _port_gradients(fw, model, graph, module, xs, y, loss, dtype) -> list:
     kb, gb = tp.loss_and_grads(module, graph, xs, y, loss)
     tol = for_check("gradient", dtype)
     rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
-    return rows + pc.gradient_checks(graph, ga, gb, tol, dtype=dtype)
+    return pc.excuse_kinks(rows + pc.gradient_checks(graph, ga, gb, tol, dtype=dtype), straddles, graph, dtype)
 
 
-def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtypes=("float32", "float64")) -> PortResult:
+def _port_training(fw, keras_model, graph, source, xs, y, loss, train_config, dtype, straddles) -> list:
+    """A few optimizer steps from the same start on both sides: per-step losses and final weights."""
+    from keras_impl import port as kp
+    from keras_impl.graph import cast_model
+    from torch_impl import port as tp
+    from torch_impl.graph import build_module
+
+    k = cast_model(keras_model, dtype)  # fresh copies: the user's model is never trained
+    t = build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
+    ka, wa = kp.train_steps(k, graph, xs, y, loss, train_config)
+    kb, wb = tp.train_steps(t, graph, xs, y, loss, train_config)
+    tol = for_check("training", dtype, batchnorm=bool(straddles))
+    ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
+    rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
+                           np.array(ka), np.array(kb), tol, **ctx)]
+    return rows + compare_named("trained", wa, {n: wb[n] for n in wa}, tol, **ctx)
+
+
+def _port_onnx(fw, keras_model, graph, module, xs, loss, outdir: Path, opset: int) -> list:
+    """Both ONNX exports, compared four ways (Keras, torch, onnxruntime on each)."""
+    from keras_impl import port as kp
+    from keras_impl.graph import forward as keras_forward
+    from shared import onnx_check
+    from torch_impl import port as tp
+
+    if len(graph.inputs) != 1:
+        return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: several inputs", model=graph.name, info=True)]
+    kp.export_onnx(keras_model, graph, outdir / "keras.onnx", opset)
+    tp.export_onnx(module, graph, outdir / "torch.onnx", opset)
+    x, out = xs[0], graph.tensors[graph.outputs[0]]
+    in_perm = graph.tensors[graph.inputs[0]].keras_perm
+    k_in = x if in_perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(in_perm)))
+    ok = onnx_check.run_onnx(outdir / "keras.onnx", k_in)
+    with fw.torch.no_grad():
+        t = module(fw.torch.as_tensor(x))
+    outputs = {"keras": keras_forward(keras_model, graph, xs)[0], "torch": (t[0] if isinstance(t, tuple) else t).numpy(),
+               "onnx(keras)": ok if out.keras_perm is None else np.transpose(ok, out.keras_perm),
+               "onnx(torch)": onnx_check.run_onnx(outdir / "torch.onnx", x)}
+    task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
+    return onnx_check.four_way_checks(outputs, task=task, dtype="float32", model=graph.name)
+
+
+def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtypes=("float32", "float64"),
+                train_config=None, onnx_dir: Path | None = None, opset: int | None = None) -> PortResult:
     """Port `keras_model` and prove the port: forward of the model and of every
-    node, loss and gradients, in each dtype. `inputs`: numpy arrays in the
+    node, loss and gradients, in each dtype; with `train_config`, a few
+    optimizer steps from the same start; with `onnx_dir`, both ONNX exports
+    written there and compared four ways. `inputs`: numpy arrays in the
     PyTorch layout (default: seeded random ones of the model's shape)."""
     fw = frameworks()
     from keras_impl import port as kp
@@ -893,9 +948,17 @@ def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtyp
         model = keras_model if dtype == graph.tensors[graph.inputs[0]].dtype else cast_model(keras_model, dtype)
         mod = module if model is keras_model else build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        checks += _port_forward(fw, model, graph, mod, xd, dtype)
-        checks += _port_gradients(fw, model, graph, mod, xd, y, loss, dtype)
+        forward, straddles = _port_forward(fw, model, graph, mod, xd, dtype)
+        checks += forward + _port_gradients(fw, model, graph, mod, xd, y, loss, dtype, straddles)
+        if train_config is not None and train_config.steps and graph.weight_sources:
+            checks += _port_training(fw, keras_model, graph, source, xd, y, loss, train_config, dtype, straddles)
         info["timings_s"][dtype] = time.perf_counter() - t0
+    if onnx_dir is not None:
+        t0 = time.perf_counter()
+        from shared.onnx_check import ONNX_OPSET
+
+        checks += _port_onnx(fw, keras_model, graph, module, xs, loss, Path(onnx_dir), opset or ONNX_OPSET)
+        info["timings_s"]["onnx"] = time.perf_counter() - t0
     return PortResult(graph, module, source, checks, info)
 
 
@@ -1109,9 +1172,14 @@ def cmd_port(argv) -> int:
     p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=PORT_TRAIN_STEPS, help=f"training steps on the batch (default {PORT_TRAIN_STEPS}; 0 skips)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="train with this optimizer (Keras defaults) instead of the compiled one")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
     args = p.parse_args(argv)
+    if args.steps < 0:
+        raise UsageError(f"--steps must be >= 0, got {args.steps}")
     out = Path(args.out)
     _check_writable(out)
     fw = frameworks(args.threads)
@@ -1123,18 +1191,22 @@ def cmd_port(argv) -> int:
     from keras_impl.graph import read_graph
 
     xs = _port_inputs(args.data, read_graph(keras_model), args.batch_size, args.seed)
-    res = port_checks(keras_model, xs, seed=args.seed)
+    train_config, optimizer_source = kp.train_config_from(keras_model, args.optimizer, args.steps)
     ui = _UI(args.quiet)
     with _workdir(out) as work, ui:
+        res = port_checks(keras_model, xs, seed=args.seed, train_config=train_config, onnx_dir=None if args.no_onnx else work)
+        res.info["optimizer"] = {"source": optimizer_source, **dataclasses.asdict(train_config)}
         atomic_write_text(work / "model.py", res.source)
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in res.module.state_dict().items()}, str(work / "weights.safetensors"))
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
-        data = [{"case": f"port {res.graph.name}", "model": args.model, "inputs": "--data " + args.data if args.data else
+        data = [{"case": f"port {res.graph.name}", "model": args.model, "input_source": "--data " + args.data if args.data else
                  f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
         report = rpt.build_report(res.checks, environment=env, data=data,
                                   artifacts={"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
+                                             "optimizer": res.info["optimizer"],
+                                             "onnx": [] if args.no_onnx else ["keras.onnx", "torch.onnx"],
                                              "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
         atomic_write_text(work / "report.json", rpt.dumps(report))
         atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))

@@ -245,6 +245,7 @@ class Context:
             value = np.asarray(var.numpy() if hasattr(var, "numpy") else var)
             self.graph.weight_sources[f"{node.name}.{wname}"] = {
                 "variable": getattr(var, "path", str(getattr(var, "name", wname))),
+                "index": self.variable_index.get(id(var)),  # position in model.weights (paths change in clones)
                 "transform": [[k, list(a)] for k, a in steps],
                 "source_shape": list(value.shape),
             }
@@ -253,6 +254,7 @@ class Context:
 
     current: Call | None = None
     _emitted: set = field(default_factory=set)
+    variable_index: dict = field(default_factory=dict)  # id(keras variable) -> index in model.weights
 
     @staticmethod
     def source_of(call: Call) -> dict:
