@@ -31,6 +31,7 @@ from keras_impl.convert import pooling as _pooling  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
 from keras_impl.convert import sequence as _sequence  # noqa: F401  (after pooling: its GlobalAveragePooling1D reads masks)
 from keras_impl.convert import attention as _attention  # noqa: F401
+from keras_impl.masks import RuntimeMasks
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
@@ -220,11 +221,14 @@ def read_graph(model) -> Graph:
         graph.tensors[name] = TensorSpec(name, shape, keras.backend.standardize_dtype(t.dtype), perm)
         graph.inputs.append(name)
     deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
+    runtime = RuntimeMasks()
     for call, node in walker.walk(fn, names):
         call.node_name = ctx.node_name(call.layer.name)
         if call.shares is None:
             walker.first_call[id(call.layer)] = call.node_name
         call.pull = lambda kt, _call=call: _pull(ctx, walker, _call, kt)
+        call.masks = runtime.before(call)
+        runtime.after(call, node, call.masks)
         ctx.current = call
         if _defer(call, node, deferred):
             continue

@@ -114,12 +114,11 @@ def encoder_block(keras, L, x, i, *, heads=2, key_dim=3, ffn=8, dropout=0.0, cau
 
 
 def transformer_encoder(blocks=2, vocab=VOCAB, steps=STEPS, d=8, heads=2, key_dim=3, ffn=16, classes=3, batch=4,
-                        mask_zero=False):
+                        mask_zero=True):
     """Embedding + `blocks` post-norm encoder blocks (key_dim independent of
-    d / heads), average pooling. mask_zero=True is known broken in the port:
-    MultiHeadAttention deletes its inputs' masks (keras set_keras_mask(query,
-    None)), so later consumers of the same tensor see none; the port check
-    fails on it (names mha1) rather than passing wrongly."""
+    d / heads), average pooling. With mask_zero, MultiHeadAttention deletes
+    its inputs' masks (keras_impl/masks.py): the residual Add after it sees
+    none, so the next block and the pooling run unmasked, exactly as in Keras."""
     keras, L = _keras()
     ids = keras.Input((steps,), dtype="int32", name="ids")
     x = L.Embedding(vocab, d, mask_zero=mask_zero, name="tok")(ids)
@@ -137,11 +136,12 @@ def attention_options():
     v_in = keras.Input((STEPS, 4), name="memory")
     gate = keras.Input((5, STEPS), dtype="bool", name="allowed")
     q = L.Embedding(VOCAB, 6, name="q_emb")(q_ids)
-    qm = L.Embedding(VOCAB, 6, mask_zero=True, name="q_masked")(q_ids)  # one masked consumer (see transformer_encoder)
+    qm = L.Embedding(VOCAB, 6, mask_zero=True, name="q_masked")(q_ids)
     a = L.MultiHeadAttention(3, 2, value_dim=5, output_shape=7, use_bias=False, name="cross")(q, v_in, attention_mask=gate)
     b = L.MultiHeadAttention(2, 4, dropout=0.3, name="dropout_path")(q, q, use_causal_mask=True)
     c = L.MultiHeadAttention(1, 3, name="with_key")(qm, v_in, v_in)
-    cat = L.Add(name="sum")([L.Dense(6, name="a_proj")(a), b, c])
+    d = L.MultiHeadAttention(2, 3, name="after_delete")(qm, qm)  # qm's mask was deleted by with_key
+    cat = L.Add(name="sum")([L.Dense(6, name="a_proj")(a), b, c, d])
     rng = np.random.default_rng(3)
     allowed = rng.random((4, 5, STEPS)) > 0.3
     allowed[:, :, 0] = True

@@ -40,25 +40,21 @@ __all__ = ["kwarg_input", "add_output", "emit_rnn"]
 _GRU_ORDER = (1, 0, 2)  # Keras z,r,h -> torch r,z,n
 
 
-_MASKED_ARG = {"mask": 0, "query_mask": 0, "value_mask": 1, "key_mask": 2}
-
-
 def kwarg_input(call, key: str):
     """The graph tensor passed as keyword `key` (a mask), or None.
 
     A mask Keras does not record in the functional node (MultiHeadAttention
-    reads its inputs' masks itself, and Layer.__call__ fills `value_mask` &
-    co. only when it runs) is the `_keras_mask` of the tensor argument it
-    belongs to, when the layer's call takes that argument.
+    reads its inputs' masks itself; Layer.__call__ fills `query_mask` & co.
+    only when it runs) is the one keras_impl/masks.py says the call receives
+    at run time (`call.masks`); it is converted on demand when the read graph
+    lacks it.
     """
     target = call.kwargs.get(key)
-    if target is None and key in _MASKED_ARG and key in getattr(call.layer, "call_signature_parameters", ()):
-        i = _MASKED_ARG[key]
-        arg = call.args[i] if len(call.args) > i else call.kwargs.get(("sequences", "value", "key")[i] if i else "query")
-        target = getattr(arg, "_keras_mask", None) if isinstance(arg, keras.KerasTensor) else None
-        if target is not None:
-            if call.names is not None and id(target) in call.names:
-                return call.names[id(target)]
+    if target is None and call.masks:
+        target = call.masks.get(key)
+        if isinstance(target, keras.KerasTensor) and id(target) in (call.names or {}):
+            return call.names[id(target)]
+        if isinstance(target, keras.KerasTensor):
             if call.pull is None:
                 raise unsupported(call.layer, f"the {key} its input carries (not a tensor of the read graph)")
             return call.pull(target)
