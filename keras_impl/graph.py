@@ -197,6 +197,8 @@ def _check_masks_read(call, new_nodes) -> None:
 
     read = {t for n in new_nodes for t in n.inputs}
     for key in _MASK_KWARGS:
+        if key in getattr(call, "mask_unused", ()):
+            continue  # the converter says why Keras does not use it either
         name = kwarg_input(call, key)
         if name is not None and name not in read:
             raise unsupported(call.layer, f"the {key}= it receives (its converter does not use masks)")
@@ -243,6 +245,12 @@ def read_graph(model) -> Graph:
         out = names[id(t)]
         if out in deferred:
             raise deferred[out]
+        mask = runtime.of(t)
+        if mask is not None:  # Keras' loss weights the items by it (keras/src/losses/loss.py, apply_mask)
+            mask_name = names.get(id(mask)) or _pull(ctx, walker, call, mask)
+            if mask_name in deferred:
+                raise deferred[mask_name]
+            graph.meta.setdefault("output_masks", {})[out] = mask_name
         if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)

@@ -161,5 +161,14 @@ def lstm_classifier(layers=2, vocab=VOCAB, steps=STEPS, emb=8, units=8, classes=
                    [padded_ids(batch, steps, vocab)])
 
 
-BUILDERS = {f.__name__: f for f in (lstm_gru, bidirectional_modes, bidirectional_states, gru_variants, conv_series,
+def tagger():
+    """A sequence output carrying the mask: Keras' loss skips padded steps."""
+    keras, L = _keras()
+    ids = keras.Input((STEPS,), dtype="int32", name="ids")
+    x = L.Embedding(VOCAB, 5, mask_zero=True, name="emb")(ids)
+    x = L.Bidirectional(L.GRU(4, return_sequences=True), name="bigru")(x)
+    return _finish(keras, ids, L.TimeDistributed(L.Dense(3, activation="softmax"), name="tags")(x), "tagger", [padded_ids()])
+
+
+BUILDERS = {f.__name__: f for f in (tagger, lstm_gru, bidirectional_modes, bidirectional_states, gru_variants, conv_series,
                                     time_distributed_conv, transformer_encoder, attention_options, lstm_classifier)}

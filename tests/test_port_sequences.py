@@ -43,6 +43,20 @@ def test_sequence_model_ports_within_tolerance(name):
     assert worst <= FLOAT64_REL, f"float64 worst relative difference {worst:.3g}"
 
 
+def test_masked_sequence_output_loss_skips_padded_steps():
+    """Keras' loss weights a masked output's items by the mask; the port
+    records the mask and the torch loss does the same (else the loss row fails)."""
+    from keras_impl.graph import read_graph
+
+    model, data = BUILDERS["tagger"]()
+    graph = read_graph(model)
+    masks = graph.meta["output_masks"]
+    assert list(masks) == ["tags"] and graph.producer(masks["tags"]).op == "not_equal"  # op names count per process
+    res = compare.port_checks(model, data, dtypes=("float64",))
+    loss = next(c for c in res.checks if c.check.startswith("loss"))
+    assert loss.passed and loss.max_abs_diff < 1e-12
+
+
 def test_generated_model_py_alone_reproduces_keras(tmp_path):
     model, data = BUILDERS["bidirectional_modes"]()
     res = compare.port_checks(model, data, dtypes=("float32",))
@@ -126,7 +140,7 @@ def _training_rows(res):
     return [c for c in res.checks if c.check.startswith(("training", "trained"))]
 
 
-@pytest.mark.parametrize("name,optimizer", [("lstm_gru", "sgd"), ("gru_variants", "sgd"), ("bidirectional_modes", "sgd"),
+@pytest.mark.parametrize("name,optimizer", [("lstm_gru", "sgd"), ("tagger", "sgd"), ("gru_variants", "sgd"), ("bidirectional_modes", "sgd"),
                                             ("conv_series", "adam"), ("time_distributed_conv", "adam")])
 def test_training_parity_over_sequences(name, optimizer):
     """A few optimizer steps through time from the same start: loss curve and

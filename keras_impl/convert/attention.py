@@ -109,8 +109,10 @@ def _name_of(call, target):
 @keras_converter("TimeDistributed")
 def time_distributed(ctx, layer, call):
     inner = layer.layer
-    if kwarg_input(call, "mask") is not None and inner._call_has_mask_arg:
-        raise unsupported(layer, "a mask passed on to the wrapped layer")
+    if kwarg_input(call, "mask") is not None:
+        if inner._call_has_mask_arg:
+            raise unsupported(layer, "a mask passed on to the wrapped layer")
+        call.mask_unused = ("mask",)  # TimeDistributed.call hands it only to layers taking one
     x = ctx.tensor(call.inputs[0], "as_is")
     in_shape, out_shape = tuple(call.in_shapes[0]), tuple(call.out_shapes[0])
     steps = int(in_shape[1])
