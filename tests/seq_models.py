@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BUILDERS", "padded_ids", "lstm_classifier", "transformer_encoder"]
+__all__ = ["BUILDERS", "padded_ids", "right_padded_ids", "lstm_classifier", "transformer_encoder"]
 
 VOCAB, STEPS = 13, 7
+
+
+def right_padded_ids(batch: int = 4, steps: int = STEPS, vocab: int = VOCAB, seed: int = 0) -> np.ndarray:
+    """Token ids, each row valid steps then zeros (lengths steps, steps-1, ..., at least 1)."""
+    ids = np.random.default_rng(seed).integers(1, vocab, size=(batch, steps)).astype(np.int32)
+    for i in range(batch):
+        ids[i, max(1, steps - 2 * i):] = 0
+    return ids
 
 
 def padded_ids(batch: int = 4, steps: int = STEPS, vocab: int = VOCAB, seed: int = 0) -> np.ndarray:

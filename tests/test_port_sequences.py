@@ -23,7 +23,7 @@ import torch  # noqa: F401  torch before TensorFlow
 import compare
 
 sys.path.insert(0, str(Path(__file__).parent))
-from seq_models import BUILDERS, padded_ids  # noqa: E402
+from seq_models import BUILDERS, padded_ids, right_padded_ids  # noqa: E402
 
 FLOAT64_REL = 1e-12  # the issue's float64 target
 
@@ -41,6 +41,16 @@ def test_sequence_model_ports_within_tolerance(name):
     assert any(c.check.startswith("grad") for c in f64), "no gradient was compared"
     worst = max(c.max_rel_diff for c in f64)
     assert worst <= FLOAT64_REL, f"float64 worst relative difference {worst:.3g}"
+
+
+@pytest.mark.parametrize("name", ["lstm_gru", "gru_variants", "bidirectional_modes", "tagger"])
+def test_right_padded_batches_take_the_packed_fused_path(name):
+    """Right padding only: the fused kernel on packed sequences (go_backwards,
+    Bidirectional's zero outputs, carried outputs) must still match Keras."""
+    model, _ = BUILDERS[name]()
+    res = compare.port_checks(model, [right_padded_ids()])
+    assert "pack_padded_sequence" in res.source
+    assert not _failures(res), _failures(res)
 
 
 def test_masked_sequence_output_loss_skips_padded_steps():

@@ -26,14 +26,22 @@ def masked_scan(step, xw, mask, state, zero_output_for_mask=False):
     return torch.stack(outputs, dim=1), state
 
 
+def right_padded(mask):
+    """True when every row is valid steps then padding, at least one valid."""
+    lengths = mask.sum(1)
+    steps = torch.arange(mask.shape[1], device=mask.device)[None]
+    return bool((lengths > 0).all()) and torch.equal(mask, steps < lengths[:, None])
+
+
 class KerasRecurrence:
     """Keras' recurrent-layer flags around a torch recurrent module.
 
     Without a mask (or with nothing masked) torch's fused kernel runs: it is
-    the fast path and computes what Keras computes. A padding mask with masked
-    steps needs Keras' rule (masked steps skipped, state and output carried
-    over), which the fused kernel cannot express for arbitrary masks, so the
-    same weights then run step by step (`masked_scan`).
+    the fast path and computes what Keras computes. Right-padded masks also
+    run fused, packed (`packed`). Other masks (left padding, holes) need
+    Keras' rule (masked steps skipped, state and output carried over), which
+    the fused kernel cannot express, so the same weights then run step by
+    step (`masked_scan`).
     """
 
     fused = True
@@ -45,6 +53,8 @@ class KerasRecurrence:
     def forward(self, x, mask=None):
         if mask is not None and bool(mask.all()):
             mask = None
+        if mask is not None and self.fused and right_padded(mask):
+            return self.finish(*self.packed(x, mask.sum(1)))
         if self.go_backwards:  # Keras reverses inputs and mask and returns the reversed sequence
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
@@ -54,8 +64,31 @@ class KerasRecurrence:
         else:
             seq, states = masked_scan(self.step, self.input_projection(x), mask, self.initial_state(x),
                                       self.zero_output_for_mask)
+        return self.finish(seq, states)
+
+    def finish(self, seq, states):
         out = seq if self.return_sequences else seq[:, -1]
         return (out, *states) if self.return_state else out
+
+    def packed(self, x, lengths):
+        """Right-padded sequences on the fused kernel (pack_padded_sequence),
+        then Keras' outputs at the padded steps: the last valid output carried
+        on (zeros with zero_output_for_mask); with go_backwards, Keras reads
+        the padding first (zeros) and then the valid steps last to first."""
+        steps = torch.arange(x.shape[1], device=x.device)[None]
+        valid = steps < lengths[:, None]
+        if self.go_backwards:  # each row's valid steps reversed in place
+            x = x.gather(1, torch.where(valid, lengths[:, None] - 1 - steps, steps)[..., None].expand_as(x))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        seq, states = super().forward(packed)
+        seq = nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
+        states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
+        if self.go_backwards:  # Keras' output r is valid step r - (T - L), zeros before
+            shift = steps - (x.shape[1] - lengths[:, None])
+            seq = seq.gather(1, shift.clamp(min=0)[..., None].expand_as(seq)) * (shift >= 0)[..., None]
+        elif not self.zero_output_for_mask:
+            seq = torch.where(valid[..., None], seq, states[0][:, None])
+        return seq, states
 
     def input_projection(self, x):
         return F.linear(x, self.weight_ih_l0, self.bias_ih_l0 if self.bias else None)
