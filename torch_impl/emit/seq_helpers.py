@@ -26,6 +26,13 @@ def masked_scan(step, xw, mask, state, zero_output_for_mask=False):
     return torch.stack(outputs, dim=1), state
 
 
+def take_steps(x, index):
+    """x[n, index[n, t]] for every row n and step t (index_select on rows: fast on CPU)."""
+    n, t = index.shape
+    flat = (index + torch.arange(n, device=x.device)[:, None] * x.shape[1]).reshape(-1)
+    return x.reshape(n * x.shape[1], -1).index_select(0, flat).reshape(n, t, -1)
+
+
 def right_padded(mask):
     """True when every row is valid steps then padding, at least one valid."""
     lengths = mask.sum(1)
@@ -78,14 +85,14 @@ class KerasRecurrence:
         steps = torch.arange(x.shape[1], device=x.device)[None]
         valid = steps < lengths[:, None]
         if self.go_backwards:  # each row's valid steps reversed in place
-            x = x.gather(1, torch.where(valid, lengths[:, None] - 1 - steps, steps)[..., None].expand_as(x))
+            x = take_steps(x, torch.where(valid, lengths[:, None] - 1 - steps, steps))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         seq, states = super().forward(packed)
         seq = nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
         states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
         if self.go_backwards:  # Keras' output r is valid step r - (T - L), zeros before
             shift = steps - (x.shape[1] - lengths[:, None])
-            seq = seq.gather(1, shift.clamp(min=0)[..., None].expand_as(seq)) * (shift >= 0)[..., None]
+            seq = take_steps(seq, shift.clamp(min=0)) * (shift >= 0)[..., None]
         elif not self.zero_output_for_mask:
             seq = torch.where(valid[..., None], seq, states[0][:, None])
         return seq, states
