@@ -18,7 +18,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import compare  # noqa: E402
-from seq_models import lstm_classifier, padded_ids, transformer_encoder  # noqa: E402
+from seq_models import lstm_classifier, padded_ids, right_padded_ids, transformer_encoder  # noqa: E402
 
 VOCAB, STEPS, BATCH = 1000, 64, 32
 
@@ -75,10 +75,13 @@ def main():
         with torch.no_grad():
             t_gen = timed(lambda: gen(unpadded))
             t_gen_mask = timed(lambda: gen(ids), reps=5)
+            right = torch.as_tensor(right_padded_ids(BATCH, STEPS, VOCAB))
+            t_gen_right = timed(lambda: gen(right), reps=5)
             t_stock = timed(lambda: stock(unpadded))
         print(f"{name}: verdict {verdict:.1f} s ({len(res.checks)} checks, {failed} failed); forward "
               f"generated {t_gen * 1e3:.2f} ms, stock {t_stock * 1e3:.2f} ms (ratio {t_gen / t_stock:.2f}); "
-              f"generated with padded ids (masked path) {t_gen_mask * 1e3:.2f} ms")
+              f"generated with padded ids: holes/left padding (step loop) {t_gen_mask * 1e3:.2f} ms, "
+              f"right padding (packed, fused) {t_gen_right * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":
