@@ -21,7 +21,7 @@ import tensorflow as tf
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
+__all__ = ["load_model", "import_plugin", "PortSide", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
 _LOSS_KINDS = {
@@ -42,21 +42,33 @@ def lambda_layers(model) -> list:
     return [layer.name for layer in _iter_layers(model) if isinstance(layer, keras.layers.Lambda)]
 
 
-def _load_callable(spec: str):
-    target, _, fn_name = spec.rpartition(":")
+def import_plugin(target: str):
+    """Import a module by dotted name or .py path (converters and custom layers
+    register themselves on import: `--plugin`)."""
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise UsageError(f"{spec}: no such file {target}")
+            raise UsageError(f"{target}: no such file")
+        if str(path.resolve()) in _PLUGINS:
+            return _PLUGINS[str(path.resolve())]
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules.setdefault(path.stem, module)
         module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
+        _PLUGINS[str(path.resolve())] = module
+        return module
+    try:
+        return importlib.import_module(target)
+    except ImportError as e:
+        raise UsageError(f"{target}: cannot import module ({e})") from None
+
+
+_PLUGINS: dict = {}  # resolved .py path -> module, so a file imported twice registers once
+
+
+def _load_callable(spec: str):
+    target, _, fn_name = spec.rpartition(":")
+    module = import_plugin(target)
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise UsageError(f"{spec}: {target} has no function {fn_name!r}")
@@ -149,7 +161,7 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
     variables = _variables(model, graph)
     wanted = {k: s for k, s in graph.weight_sources.items() if variables[k].trainable}
     with tf.GradientTape() as tape:
-        out = model(xs if len(xs) > 1 else xs[0], training=False)
+        out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]  # the loss reads the first output
         # Keras' TF losses take the logits behind a softmax/sigmoid output when
         # it carries them (backend/tensorflow/nn.py, _get_logits); the torch
         # side must then do the same.
@@ -213,19 +225,17 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
     from keras_impl.train import make_optimizer
 
     opt = make_optimizer(model, train_config)
-    variables = _variables(model, graph)
-    trainable = [v for v in model.trainable_variables]
+    trainable = list(model.trainable_variables)
     xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
     target = y if loss["kind"] == "sparse_ce" else _to_keras_layout(graph, graph.outputs[0], y)
     losses = []
     for _ in range(train_config.steps):
         with tf.GradientTape() as tape:
-            out = model(xs if len(xs) > 1 else xs[0], training=False)
+            out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(target, out)
         grads = tape.gradient(value, trainable)
         opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    del variables
     return losses, get_weights(model, graph)
 
 
@@ -245,3 +255,60 @@ def export_onnx(model, graph: Graph, path, opset: int) -> Path:
         onnx.checker.check_model(onnx.load(tmp))
 
     return atomic_export(path, write, framework="keras", model_name=model.name, loggers=("tf2onnx", "tensorflow", "absl"))
+
+
+class PortSide:
+    """The Keras model as `shared/port.py` drives it (numpy in and out, the
+    graph's neutral layout). Twin of torch_impl.port.PortSide."""
+
+    name = "keras"
+
+    def __init__(self, model):
+        self.model = model
+
+    @property
+    def dtype(self) -> str:
+        return keras.backend.standardize_dtype(self.model.inputs[0].dtype)
+
+    def graph(self) -> Graph:
+        from keras_impl.graph import read_graph
+
+        return read_graph(self.model)
+
+    def with_dtype(self, dtype: str) -> "PortSide":
+        """A copy computing in `dtype` (also for the same dtype: a fresh model to train)."""
+        from keras_impl.graph import cast_model
+
+        return PortSide(cast_model(self.model, dtype))
+
+    def values(self, graph: Graph, xs: list) -> dict:
+        from keras_impl.graph import graph_values
+
+        return graph_values(self.model, graph, xs)
+
+    def forward(self, graph: Graph, xs: list) -> list:
+        from keras_impl.graph import forward
+
+        return forward(self.model, graph, xs)
+
+    def infer_loss(self, graph: Graph) -> dict:
+        return infer_loss(self.model, graph)
+
+    def train_config(self, optimizer: str | None, steps: int):
+        return train_config_from(self.model, optimizer, steps)
+
+    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
+        return loss_and_grads(self.model, graph, xs, y, loss)
+
+    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
+        return train_steps(self.model, graph, xs, y, loss, train_config)
+
+    def export_onnx(self, graph, path, opset: int):
+        return export_onnx(self.model, graph, path, opset)
+
+    def onnx_input(self, graph: Graph, x):
+        return _to_keras_layout(graph, graph.inputs[0], x)
+
+    def onnx_output(self, graph: Graph, y):
+        perm = graph.tensors[graph.outputs[0]].keras_perm
+        return y if perm is None else np.ascontiguousarray(np.transpose(y, perm))

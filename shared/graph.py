@@ -52,6 +52,10 @@ already broadcastable against the neutral tensor).
 | `reshape` | shape (without batch) | |
 | `permute` | dims (with batch, torch permute order) | |
 | `flatten` | start_dim | |
+| `repeat` | n: (N, F) -> (N, n, F) | |
+| `crop` | crops [(before, after)] per spatial axis of a channels-first tensor | |
+| `rescale` | scale, offset (scalars) | or scale, offset arrays (broadcastable) |
+| `normalize` | floor, invert: (x - mean) / max(sqrt(variance), floor) | mean, variance (broadcastable) |
 | `dropout` | p (identity in inference) | |
 | `identity` | | |
 | `embedding` | num_embeddings, embedding_dim (input: integer ids of any shape) | weight (V, D) |
@@ -62,6 +66,9 @@ already broadcastable against the neutral tensor).
 | `masked_mean` | axis, keepdim. Inputs: x and a boolean mask over x's leading axes: mean over `axis` of the unmasked entries (Keras GlobalAveragePooling1D with a mask) | |
 | `attention` | num_heads, key_dim, value_dim, q/k/v in features, out_features (output shape), bias, scale, causal, fast (Keras' fused dot_product_attention path: masked logits set to -0.7 * float32 max; else the einsum path: masked logits -1e9 and probabilities zeroed). Inputs: query, value, key, then optional boolean masks named in attrs["masks"] (query/value/key/attention) | query.weight (H*dk, Fq), key.weight (H*dk, Fk), value.weight (H*dv, Fv), output.weight (Fo, H*dv), biases |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
+
+Any node may carry attrs["shares"] = the name of an earlier node: a second
+call of a shared layer, which reuses that node's weights (and has none itself).
 
 New ops are fine: add a row here, a reader converter that emits them and a
 writer emitter for them (see keras_impl/convert and torch_impl/emit).
@@ -153,7 +160,7 @@ class Graph:
                 return n
         return None
 
-    def state_dict(self, attr_of=None) -> dict:
+    def state_dict(self) -> dict:
         """Every weight under `node_name.weight_name` (the torch writer's keys)."""
         return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}
 

@@ -16,7 +16,7 @@ from shared.graph import Graph
 from shared.tolerances import Tolerance
 
 __all__ = ["random_inputs", "random_targets", "node_checks", "first_differing", "layouts", "kink_straddles",
-           "excuse_kinks", "DEFAULT_BATCH", "INT_INPUT_HIGH"]
+           "excuse_kinks", "summary_rows", "DEFAULT_BATCH", "INT_INPUT_HIGH"]
 
 # Activations with a kink, and where it is (the README's "ReLU kinks").
 _KINKS = {"relu": (0.0,), "relu6": (0.0, 6.0), "leaky_relu": (0.0,), "hard_sigmoid": (-3.0, 3.0), "hard_silu": (-3.0, 3.0)}
@@ -149,3 +149,24 @@ def excuse_kinks(checks: list, straddles: dict, graph: Graph, dtype: str) -> lis
             c.info = True
             c.where += " (ReLU-kink straddle, see 'relu kink straddles')"
     return [row] + checks
+
+
+_GROUPS = (("output", "output "), ("nodes", "node "), ("loss", "loss "), ("gradients", "grad "),
+           ("training", ("training ", "trained ")), ("onnx", "onnx "))
+
+
+def summary_rows(checks: list) -> list:
+    """One row per (dtype, kind of check): how many, how many failed, and the
+    worst relative difference with its check and where (for the console)."""
+    rows = []
+    for dtype in sorted({c.dtype for c in checks}):
+        for label, prefix in _GROUPS:
+            group = [c for c in checks if c.dtype == dtype and c.check.startswith(prefix) and not c.info]
+            if not group:
+                continue
+            worst = max(group, key=lambda c: (not c.passed, c.max_rel_diff / max(c.tolerance, 1e-300)))
+            failed = sum(not c.passed for c in group)
+            rows.append(Check(f"{label}: {len(group)} checks, {failed} failed; worst {worst.check}", worst.a, worst.b,
+                              worst.max_abs_diff, worst.max_rel_diff, worst.tolerance, failed == 0, worst.where,
+                              model=worst.model, dtype=dtype))
+    return rows

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shared.config import ModelConfig, TrainConfig
 
-__all__ = ["Pair", "PAIRS", "pair_by_name", "BUILTIN_IMAGE_SIZE"]
+__all__ = ["Pair", "PAIRS", "pair_by_name", "BUILTIN_IMAGE_SIZE", "FAULTS"]
 
 # The built-in image datasets are decoded at 32x32: even, so the stride-2
 # "same" convolution hits TF's asymmetric padding (the trap it must exercise).
@@ -57,3 +57,10 @@ def pair_by_name(name: str) -> Pair:
         if name in (p.name, p.dataset, p.task):
             return p
     raise KeyError(f"no built-in pair {name!r}; known: {[p.name for p in PAIRS]}")
+
+
+# Known porting bugs `--plant` puts in the built-in PyTorch twin: the catalog
+# lives in shared/faults.py (name -> Fault); here name -> description.
+from shared.faults import FAULTS as _CATALOG  # noqa: E402
+
+FAULTS = {name: f.description for name, f in _CATALOG.items()}

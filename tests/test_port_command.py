@@ -9,6 +9,7 @@ import torch  # noqa: F401  (torch before TensorFlow)
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -235,3 +236,59 @@ def test_nested_models_and_shared_layer():
     nodes = {c.check[5:] for c in res.checks if c.check.startswith("node ")}
     assert {"inner_conv", "inner_bn", "shared_dense", "shared_dense@1", "sum"} <= nodes
     assert res.source.count("self.shared_dense = nn.Linear") == 1 and res.source.count("self.shared_dense(") == 2
+
+
+def test_two_inputs_two_outputs(tmp_path):
+    """A table and an image in, two heads out: every node compared, the loss on the first
+    output, the image input channels first and the table as is; ONNX says it skipped."""
+    table, image = keras.Input((5,), name="table"), keras.Input((6, 6, 2), name="image")
+    feats = layers.GlobalAveragePooling2D()(layers.Conv2D(3, 3, name="conv")(image))
+    joint = layers.Concatenate(name="joint")([layers.Dense(4, name="fc")(table), feats])
+    m = keras.Model([table, image], [layers.Dense(3, name="head_a")(joint), layers.Dense(1, name="head_b")(joint)])
+    res = compare.port_checks(m, onnx_dir=tmp_path)
+    bad = [c for c in res.checks if not c.passed]
+    assert not bad, "\n".join(format_check(c) for c in bad)
+    assert [c.check for c in res.checks if c.check.startswith("output ")] == ["output head_a", "output head_b"] * 2
+    assert res.info["layouts"]["inputs"]["image"]["layout"] == "channels_first"
+    assert res.info["layouts"]["inputs"]["table"]["layout"] == "as_keras"
+    assert any(c.check == "onnx" and c.info and "skipped" in c.where for c in res.checks)
+    assert "def forward(self, table, image):" in res.source and "return head_a, head_b" in res.source
+
+
+PLUGIN = textwrap.dedent('''
+    import keras
+    from keras_impl.convert import keras_converter
+
+    @keras.saving.register_keras_serializable(package="plugin_test")
+    class Shift(keras.layers.Layer):
+        def __init__(self, by=1.5, **kw):
+            super().__init__(**kw)
+            self.by = by
+
+        def call(self, x):
+            return x + self.by
+
+        def get_config(self):
+            return {**super().get_config(), "by": self.by}
+
+    @keras_converter("Shift")
+    def shift(ctx, layer, call):
+        ctx.emit("add", [call.inputs[0]], call.outputs[0], attrs={"const": float(layer.by), "const_side": "right"})
+''')
+
+
+def test_plugin_option_registers_custom_layer_for_a_saved_model(tmp_path):
+    plugin = tmp_path / "my_layers.py"
+    plugin.write_text(PLUGIN)
+    from keras_impl.port import import_plugin
+    from keras_impl.convert import CONVERTERS
+
+    module = import_plugin(str(plugin))
+    i = keras.Input((4,))
+    keras.Model(i, layers.Dense(2)(module.Shift(by=0.25, name="shift")(i))).save(tmp_path / "m.keras")
+    try:
+        r = _run(tmp_path / "m.keras", "--out", tmp_path / "o", "--plugin", plugin, "--no-onnx", "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"\n +shift = \w+ \+ 0\.25  # \(N, 4\)", (tmp_path / "o" / "model.py").read_text())
+    finally:
+        CONVERTERS.pop("Shift", None)

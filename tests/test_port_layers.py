@@ -54,6 +54,8 @@ CASES = [
     ("separable", lambda x: L.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="relu")(x), (8, 8, 3)),
     ("batchnorm", lambda x: L.BatchNormalization(epsilon=1.001e-5)(L.Conv2D(4, 1)(x)), (6, 6, 3)),
     ("batchnorm_dense", lambda x: L.BatchNormalization(center=True)(x), (6,)),
+    ("batchnorm_no_scale", lambda x: L.BatchNormalization(scale=False)(L.Conv2D(4, 1)(x)), (5, 5, 3)),
+    ("batchnorm_no_center_no_scale", lambda x: L.BatchNormalization(scale=False, center=False)(x), (6,)),
     ("layernorm_channels", lambda x: L.LayerNormalization(epsilon=1e-6)(L.Conv2D(4, 1)(x)), (5, 5, 3)),
     ("layernorm_table", lambda x: L.LayerNormalization()(x), (6,)),
     ("maxpool_valid", lambda x: L.MaxPooling2D(2)(x), (8, 8, 3)),
@@ -82,6 +84,8 @@ CASES = [
     ("ops_tensor_tensor", lambda x: x * keras.ops.sigmoid(x) / (1.0 + keras.ops.abs(x)), (4, 4, 3)),
     ("ops_left_constant", lambda x: 2.0 - x, (6,)),
     ("softmax_layer_channels", lambda x: L.Softmax()(L.Conv2D(4, 1)(x)), (4, 4, 3)),
+    ("conv1d_causal_pool", lambda x: L.MaxPooling1D(3, 2, padding="same")(L.Conv1D(4, 3, padding="causal", dilation_rate=2)(x)), (9, 3)),
+    ("conv1d_same_global", lambda x: L.GlobalAveragePooling1D()(L.Conv1D(4, 3, strides=2, padding="same")(x)), (8, 3)),
     ("relu_general", lambda x: L.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.5)(x), (6,)),
     ("leaky_relu_layer", lambda x: L.LeakyReLU()(x), (6,)),
     ("elu_layer", lambda x: L.ELU(alpha=0.7)(x), (6,)),
@@ -128,3 +132,28 @@ def test_dense_activation_and_softmax_head_gradients_use_keras_logits():
     assert res.info["loss"]["kind"] == "sparse_ce" and res.info["loss"]["keras_uses_logits"]
     grads = {c.check for c in res.checks if c.check.startswith("grad ") and c.dtype == "float64"}
     assert len(grads) == 4  # both Dense layers' weight and bias
+
+
+def test_sequential_model_and_channels_first_signal_input():
+    model = _randomise(keras.Sequential([keras.Input((10, 2)), L.Conv1D(3, 3, activation="relu"), L.Flatten(), L.Dense(2)]))
+    res = _assert_ported(model)
+    assert res.info["layouts"]["inputs"][res.graph.inputs[0]]["shape"] == [None, 2, 10]  # (N, C, L)
+    assert "nn.Conv1d(2, 3, kernel_size=(3,))" in res.source and ".permute(0, 2, 1)" in res.source
+
+
+# One optimizer per family keeps the default suite short (test_port_command trains a small ResNet with SGD
+# and a dense model with the compiled Adam).
+TRAINED = [("dense_rank4", "adam"), ("batchnorm_no_scale", "sgd"), ("separable", "adam"), ("depthwise", "sgd"),
+           ("layernorm_channels", "adam"), ("flatten", "sgd")]
+
+
+@pytest.mark.parametrize("name,optimizer", TRAINED, ids=[f"{n}-{o}" for n, o in TRAINED])
+def test_layer_trains_the_same(name, optimizer):
+    """A few optimizer steps from the same start: loss curves and final weights agree."""
+    from shared.config import TrainConfig
+
+    build, shape = next((b, s) for n, b, s in CASES if n == name)
+    res = _assert_ported(_model(build, shape), train_config=TrainConfig(optimizer, steps=3))
+    curves = [c for c in res.checks if c.check.startswith("training loss curve")]
+    assert len(curves) == 2 and all(c.passed for c in curves)
+    assert any(c.check.startswith("trained ") for c in res.checks)

@@ -100,9 +100,9 @@ def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict
     loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
     if loss.requires_grad:
         loss.backward()
-    grads = {k: p.grad.detach().numpy().copy() for k, p in module.named_parameters() if p.grad is not None}
-    # frozen parameters (an LSTM's second bias, held at zero as Keras has one) have no gradient on either side
-    missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None and p.requires_grad}
+    trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
+    grads = {k: p.grad.detach().numpy().copy() for k, p in trainable.items() if p.grad is not None}
+    missing = {k: np.zeros(tuple(p.shape)) for k, p in trainable.items() if p.grad is None}
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), {**grads, **missing}
 
@@ -154,3 +154,50 @@ def export_onnx(module, graph: Graph, path, opset: int):
                               dynamic_axes={n: {0: "batch"} for n in names + outs})
 
     return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
+
+
+class PortSide:
+    """The generated module as `shared/port.py` drives it (numpy in and out).
+    Twin of keras_impl.port.PortSide; built from the graph by executing model.py."""
+
+    name = "torch"
+
+    def __init__(self, graph: Graph, source: str | None = None, dtype: str = "float32"):
+        from torch_impl.graph import build_module
+
+        self.dtype = dtype
+        self.module, self.source = build_module(graph, source, dtype=torch.float64 if dtype == "float64" else torch.float32)
+        self._graph = graph
+
+    def with_dtype(self, dtype: str) -> "PortSide":
+        """A fresh module from the same source and graph weights, in `dtype`."""
+        return PortSide(self._graph, self.source, dtype)
+
+    def values(self, graph: Graph, xs: list) -> dict:
+        from torch_impl.graph import graph_values
+
+        return graph_values(self.module, graph, xs)
+
+    def forward(self, graph: Graph, xs: list) -> list:
+        with torch.no_grad():
+            out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
+        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
+        return loss_and_grads(self.module, graph, xs, y, loss)
+
+    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
+        return train_steps(self.module, graph, xs, y, loss, train_config)
+
+    def export_onnx(self, graph, path, opset: int):
+        return export_onnx(self.module, graph, path, opset)
+
+    def state_dict(self) -> dict:
+        """The module's state_dict as numpy (what weights.safetensors holds)."""
+        return {k: v.detach().contiguous().numpy() for k, v in self.module.state_dict().items()}
+
+    def onnx_input(self, graph: Graph, x):
+        return x
+
+    def onnx_output(self, graph: Graph, y):
+        return y

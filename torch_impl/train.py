@@ -37,17 +37,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.config import ModelConfig, TrainConfig
+from shared.config import ModelConfig, TrainConfig, parameter_spec
 from shared.dataset import array_fingerprint
 from shared.layout import nchw_to_nhwc, nhwc_to_nchw
 from shared.training import TrainResult
 from torch_impl import losses
 from torch_impl.data import to_torch_batches
-from torch_impl import weights as tweights
 from torch_impl.models import TORCH_DTYPES
 
 __all__ = ["AdamKeras", "SGDKeras", "keras_adam_eps", "make_optimizer", "to_framework", "from_framework",
-           "train_step", "train", "loss_and_grads"]
+           "train_step", "train", "loss_and_raw_grads", "loss_and_grads"]
 
 
 def keras_adam_eps(keras_epsilon: float, beta_2: float, step: int) -> float:
@@ -73,6 +72,8 @@ class AdamKeras(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            if "schedule" in group:  # TrainConfig.lr_at, 0-based
+                group["lr"] = group["schedule"](group["keras_step"])
             group["keras_step"] += 1
             group["eps"] = keras_adam_eps(group["keras_epsilon"], group["betas"][1], group["keras_step"])
         return super().step(closure)
@@ -92,10 +93,29 @@ class SGDKeras(torch.optim.SGD):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, foreach=False)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = decoupled_weight_decay
+            group["keras_step"] = 0
+            group["applied_lr"] = lr
+
+    def _rescale_momentum(self, group, lr: float) -> None:
+        """Keras' v = mu v - lr g against torch's b = mu b + g, w -= lr b: equal
+        while lr is constant (v = -lr b). When lr changes from l0 to l1, the
+        Keras form is kept by scaling torch's buffer by l0 / l1 first
+        (TRAPS.md, Optimizers, "SGD momentum form")."""
+        if lr == group["applied_lr"]:
+            return
+        for p in group["params"]:
+            buf = self.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(group["applied_lr"] / lr)
+        group["applied_lr"] = lr
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            if "schedule" in group:  # TrainConfig.lr_at, 0-based
+                group["lr"] = group["schedule"](group["keras_step"])
+            group["keras_step"] += 1
+            self._rescale_momentum(group, group["lr"])
             wd, lr = group["decoupled_weight_decay"], group["lr"]
             if wd:
                 for p in group["params"]:
@@ -118,9 +138,14 @@ def make_optimizer(model: nn.Module, train_config: TrainConfig) -> torch.optim.O
     lr = float(train_config.learning_rate)
     wd = float(train_config.weight_decay)
     if train_config.optimizer == "sgd":
-        return SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
-    return AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
-                     keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+        opt = SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
+    else:
+        opt = AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
+                        keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+    if train_config.lr_change_step:
+        for group in opt.param_groups:
+            group["schedule"] = train_config.lr_at
+    return opt
 
 
 def to_framework(x: np.ndarray, y: np.ndarray) -> tuple:
@@ -140,7 +165,7 @@ def _cast(model_config: ModelConfig, x: torch.Tensor, y: torch.Tensor) -> tuple:
     return x.to(dtype), (y if model_config.task == "multiclass" else y.to(dtype))
 
 
-def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y) -> float:
+def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y, loss_fn=None) -> float:
     """One optimizer step on one batch; returns that batch's pre-update loss.
 
     Args:
@@ -155,14 +180,14 @@ def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y) -> 
     if not model.training:  # .train() walks every module (24 us a call, bench)
         model.train()  # BatchNorm: batch statistics, running stats updated
     optimizer.zero_grad(set_to_none=True)
-    loss = losses.mean_loss(model_config.task, model(x), y)
+    loss = (loss_fn or losses.mean_loss)(model_config.task, model(x), y)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
 
 
 def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig, batches: list,
-          on_step=None) -> TrainResult:
+          on_step=None, channels_first: bool = False, optimizer_factory=None, loss_fn=None) -> TrainResult:
     """One optimizer step per batch, in the given order, in training mode.
 
     Args:
@@ -173,26 +198,61 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
             through torch_impl.data.TorchBatches: NCHW, cast to the model
             dtype (class indices stay int64).
         on_step: optional callback `on_step(step, loss)` after each step.
+        channels_first: the batches are NCHW already (the engine's common
+            layout): fed as they are, fingerprints taken in NCHW.
+        optimizer_factory, loss_fn: replace make_optimizer(model, train_config)
+            and losses.mean_loss(task, logits, y) (a planted fault, torch_impl/faults.py).
 
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
-        what the step received (back in NHWC; equal to
+        what the step received (back in the batches' layout; equal to
         shared.batches.batch_fingerprints of cast_batches(batches, dtype)),
-        and the loop's wall time.
+        and the loop's wall time. `model_config` may be any object with
+        `task` and `dtype`.
     """
-    optimizer = make_optimizer(model, train_config)
-    feed = to_torch_batches(batches, model_config.dtype)  # NCHW, shared.batches.cast_batch rule, order kept
+    optimizer = (optimizer_factory or make_optimizer)(model, train_config)
+    feed = to_torch_batches(batches, model_config.dtype, channels_first)  # cast_batch rule, order kept
+    seen = (lambda x, y: (x.numpy(), y.numpy())) if channels_first else from_framework
     losses_out, fingerprints = [], []
     start = time.perf_counter()
     for i, (xt, yt) in enumerate(feed):
-        fingerprints.append(array_fingerprint(*from_framework(xt, yt)))
-        loss = train_step(model, model_config, optimizer, xt, yt)
+        fingerprints.append(array_fingerprint(*seen(xt, yt)))
+        loss = train_step(model, model_config, optimizer, xt, yt, loss_fn)
         losses_out.append(loss)
         if on_step is not None:
             on_step(i, loss)
     seconds = time.perf_counter() - start
     model.eval()
     return TrainResult(np.asarray(losses_out), fingerprints, seconds)
+
+
+def loss_and_raw_grads(model: nn.Module, task: str, x: torch.Tensor, y: torch.Tensor, training: bool = True,
+                       loss_fn=None) -> tuple:
+    """Mean loss and `param.grad` of every parameter, model left unchanged.
+
+    Args:
+        model: any torch module whose output is the logits.
+        task: the loss (torch_impl.losses).
+        x, y: tensors as the model takes them (x cast to the model dtype).
+        training: BatchNorm mode. Training mode updates the running statistics;
+            they, the grads and the train/eval mode are restored afterwards.
+
+    Returns:
+        (loss as float, {parameter name: gradient as numpy}).
+    """
+    was_training = model.training
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    model.zero_grad(set_to_none=True)
+    model.train(training)
+    loss = (loss_fn or losses.mean_loss)(task, model(x), y)
+    loss.backward()
+    grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(saved[name])
+    model.train(was_training)
+    return float(loss.detach()), grads
 
 
 def loss_and_grads(model: nn.Module, model_config: ModelConfig, x: np.ndarray, y: np.ndarray,
@@ -204,23 +264,11 @@ def loss_and_grads(model: nn.Module, model_config: ModelConfig, x: np.ndarray, y
         model_config: its config.
         x: inputs, NHWC for images (converted here).
         y: targets.
-        training: BatchNorm mode. Training mode updates the running statistics;
-            they, the grads and the train/eval mode are restored afterwards.
+        training: BatchNorm mode (see loss_and_raw_grads).
 
     Returns:
         (loss as float, {PyTorch name: gradient}).
     """
-    was_training = model.training
-    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     xt, yt = _cast(model_config, *to_framework(x, y))
-    model.zero_grad(set_to_none=True)
-    model.train(training)
-    loss = losses.mean_loss(model_config.task, model(xt), yt)
-    loss.backward()
-    grads = tweights.grads_to_portable(model, model_config)
-    model.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        for name, b in model.named_buffers():
-            b.copy_(saved[name])
-    model.train(was_training)
-    return float(loss.detach()), grads
+    loss, grads = loss_and_raw_grads(model, model_config.task, xt, yt, training)
+    return loss, {name: grads[name] for name in parameter_spec(model_config) if name in grads}

@@ -151,10 +151,10 @@ def batch_norm(ctx, layer, call):
         if axis != 1:
             raise unsupported(layer, f"normalising axis {layer.axis} of a rank-{ctx.rank(x)} tensor")
     weights = {}
-    if layer.scale:
-        weights["weight"] = (layer.gamma, [])
-    if layer.center:
-        weights["bias"] = (layer.beta, [])
+    n = int(layer.moving_mean.shape[0])
+    if layer.scale or layer.center:  # torch's affine BatchNorm has both; the missing one is a frozen constant
+        weights["weight"] = (layer.gamma, []) if layer.scale else np.ones(n, ctx.dtype)
+        weights["bias"] = (layer.beta, []) if layer.center else np.zeros(n, ctx.dtype)
     weights["running_mean"] = (layer.moving_mean, [])
     weights["running_var"] = (layer.moving_variance, [])
     attrs = {
@@ -162,7 +162,7 @@ def batch_norm(ctx, layer, call):
         "eps": float(layer.epsilon),
         # torch: running = (1-m)*running + m*batch; Keras: moving = m*moving + (1-m)*batch.
         "momentum": float(f"{1.0 - float(layer.momentum):.12g}"),
-        "affine": bool(layer.scale and layer.center),
+        "affine": bool(layer.scale or layer.center),
         "scale": bool(layer.scale),
         "center": bool(layer.center),
     }

@@ -60,7 +60,12 @@ def batch_norm(node, args, module, graph=None):
     kind = {4: "2d", 5: "3d"}.get(len(graph.tensors[node.inputs[0]].shape), "1d")
     extra = "" if a["affine"] else ", affine=False"
     ctor = f"nn.BatchNorm{kind}({a['num_features']}, eps={fmt(a['eps'])}, momentum={fmt(a['momentum'])}{extra})"
-    return Emitted(ctor, f"{module}({args[0]})")
+    setup = []
+    if a["affine"] and not a.get("scale", True):
+        setup.append("{module}.weight.requires_grad_(False)  # Keras scale=False: gamma fixed at 1")
+    if a["affine"] and not a.get("center", True):
+        setup.append("{module}.bias.requires_grad_(False)  # Keras center=False: beta fixed at 0")
+    return Emitted(ctor, f"{module}({args[0]})", setup=tuple(setup))
 
 
 @torch_emitter("layer_norm")
