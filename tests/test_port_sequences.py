@@ -43,7 +43,9 @@ def test_sequence_model_ports_within_tolerance(name):
     assert worst <= FLOAT64_REL, f"float64 worst relative difference {worst:.3g}"
 
 
-@pytest.mark.parametrize("name", ["lstm_gru", "gru_variants", "bidirectional_modes", "tagger"])
+@pytest.mark.parametrize("name", ["gru_variants", pytest.param("lstm_gru", marks=pytest.mark.slow),
+                                  pytest.param("bidirectional_modes", marks=pytest.mark.slow),
+                                  pytest.param("tagger", marks=pytest.mark.slow)])
 def test_right_padded_batches_take_the_packed_fused_path(name):
     """Right padding only: the fused kernel on packed sequences (go_backwards,
     Bidirectional's zero outputs, carried outputs) must still match Keras."""
@@ -150,8 +152,14 @@ def _training_rows(res):
     return [c for c in res.checks if c.check.startswith(("training", "trained"))]
 
 
-@pytest.mark.parametrize("name,optimizer", [("lstm_gru", "sgd"), ("tagger", "sgd"), ("gru_variants", "sgd"), ("bidirectional_modes", "sgd"),
-                                            ("conv_series", "adam"), ("time_distributed_conv", "adam")])
+_SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name,optimizer", [("tagger", "sgd"), ("conv_series", "adam"),
+                                            pytest.param("lstm_gru", "sgd", marks=_SLOW),
+                                            pytest.param("gru_variants", "sgd", marks=_SLOW),
+                                            pytest.param("bidirectional_modes", "sgd", marks=_SLOW),
+                                            pytest.param("time_distributed_conv", "adam", marks=_SLOW)])
 def test_training_parity_over_sequences(name, optimizer):
     """A few optimizer steps through time from the same start: loss curve and
     every trained weight, float32 and float64 (shared/tolerances.py TRAINING)."""
@@ -165,6 +173,7 @@ def test_training_parity_over_sequences(name, optimizer):
     assert max(c.max_rel_diff for c in rows if c.dtype == "float64") <= 1e-10
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="Keras (TF) applies Adam to an Embedding's IndexedSlices gradient slice by "
                    "slice: a token seen k times in the batch decays m and v k times per step and adds sum(g_i^2) "
                    "instead of (sum g_i)^2; torch's dense gradient cannot express that (0.036 relative after 5 steps)")
