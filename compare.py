@@ -13,6 +13,7 @@ Commands:
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
   python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
+  python compare.py verify KERAS_MODEL TORCH_MODEL   check a hand-written PyTorch port of a Keras model
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -1146,13 +1147,117 @@ def cmd_port(argv) -> int:
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
+# --------------------------------------------------------------------------
+# Verify: a hand-written PyTorch port against its Keras model (issue 12)
+# --------------------------------------------------------------------------
+def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "keras", gradients: bool = True,
+                  train_steps: int = 3, mapping=None, targets=None, seed: int = 0, batch: int = 4):
+    """Every verify check of `torch_model` (an nn.Module) against `keras_model`.
+
+    Args:
+        inputs: numpy inputs in Keras' layout (NHWC for images); None: seeded random.
+        weights: "keras" copies the Keras weights into torch_model by structure
+            (it is modified); "as-is" keeps both models' own weights.
+        mapping: a shared.verify.Mapping (or its JSON text) instead of matching.
+
+    Returns:
+        shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
+    """
+    frameworks()
+    from torch_impl.verify import TorchSide
+    from keras_impl.verify import KerasSide
+    from shared.verify import Mapping
+    from shared.verify_run import VerifyOptions, run_verify
+
+    if weights not in ("keras", "as-is"):
+        raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
+    ks = KerasSide(keras_model)
+    x = None
+    if inputs is not None:
+        perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
+        x = np.asarray(inputs, dtype=np.float64)
+        x = x if perm is None else np.ascontiguousarray(np.transpose(x, perm))
+    if isinstance(mapping, str):
+        mapping = Mapping.from_json(mapping)
+    opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch if x is None else len(x), seed=seed,
+                         steps=train_steps, gradients=gradients, x=x, y=targets)
+    return run_verify(ks, TorchSide(torch_model), opts)
+
+
+def _verify_data(path: str | None):
+    if path is None:
+        return None, None
+    p = Path(path)
+    if not p.is_file() or p.suffix not in (".npz", ".npy"):
+        raise UsageError(f"{path}: expected a .npz (x, optional y) or .npy file of inputs in Keras' layout")
+    data = np.load(p)
+    if p.suffix == ".npy":
+        return data, None
+    if "x" not in data:
+        raise UsageError(f"{path}: the .npz has no array 'x' (found {sorted(data.files)})")
+    return data["x"], (data["y"] if "y" in data else None)
+
+
+def cmd_verify(argv) -> int:
+    p = _Parser(prog="compare.py verify", description="Check a hand-written PyTorch port against its Keras model: "
+                "copy the weights by structure, compare layer by layer (naming the first that differs), gradients and "
+                "training with the Keras compile config, in float32 and float64.")
+    p.add_argument("keras_model", metavar="KERAS_MODEL", help="a .keras/.h5 file, or package.module:function / path/file.py:function")
+    p.add_argument("torch_model", metavar="TORCH_MODEL", help="path/file.py:NAME or package.module:NAME: an nn.Module class "
+                   "with a no-argument constructor, or a function returning a module")
+    p.add_argument("--torch-weights", metavar="FILE", help="a state_dict (.pt/.pth or .safetensors) loaded into the torch model first")
+    p.add_argument("--weights", choices=("keras", "as-is"), default="keras", help="keras (default): copy the Keras weights "
+                   "into the torch model by structure; as-is: each model keeps its own weights")
+    p.add_argument("--mapping", metavar="FILE", help="a mapping JSON (as written to --out) to use instead of matching by structure")
+    p.add_argument("--data", metavar="FILE", help="inputs (and targets) as .npz with x (Keras layout) and optional y, or .npy")
+    p.add_argument("--steps", type=int, default=3, help="training steps per dtype (default 3; 0 skips training)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unsafe", action="store_true", help="allow Keras Lambda layers carrying code")
+    p.add_argument("--out", help="write report.json, report.md and mapping.json here (replaced atomically)")
+    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
+    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    args = p.parse_args(argv)
+    if args.steps < 0:
+        raise UsageError(f"--steps must be >= 0, got {args.steps}")
+    if args.out:
+        _check_writable(Path(args.out))
+    frameworks(args.threads)
+    from torch_impl.verify import load_module, load_state
+    from keras_impl.verify import load_model
+    from shared.atomic import atomic_dir, atomic_write_text
+    from shared.verify_run import format_result, markdown
+
+    module = load_module(args.torch_model)
+    if args.torch_weights:
+        load_state(module, args.torch_weights)
+    keras_model = load_model(args.keras_model, unsafe=args.unsafe)
+    mapping = None
+    if args.mapping:
+        if not Path(args.mapping).is_file():
+            raise UsageError(f"{args.mapping}: no such mapping file")
+        mapping = Path(args.mapping).read_text()
+    x, y = _verify_data(args.data)
+    res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=mapping,
+                        targets=y, seed=args.seed, batch=args.batch_size)
+    if args.out:
+        import json
+
+        with atomic_dir(Path(args.out)) as work:
+            atomic_write_text(Path(work) / "report.json", json.dumps(res.report(), indent=1, default=str))
+            atomic_write_text(Path(work) / "report.md", markdown(res))
+            atomic_write_text(Path(work) / "mapping.json", res.mapping.to_json())
+    print(format_result(res, quiet=args.quiet))
+    return EXIT_OK if res.passed else EXIT_PARITY
+
+
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
 
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port}
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port, "verify": cmd_verify}
 
 
 def main(argv=None) -> int:

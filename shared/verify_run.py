@@ -1,0 +1,290 @@
+"""`compare.py verify`: run every check of a hand-written port against its Keras model.
+
+Framework-free: it drives a Keras side (keras_impl/verify.py) and a torch side
+(torch_impl/verify.py) through numpy, channels first. The order:
+
+1. trace the torch model on one input, list the Keras layers, match them
+   (shared/verify.py) or check a given mapping; copy the Keras weights into
+   the torch model through the mapping (`--weights keras`) or leave both as
+   they are (`--weights as-is`);
+2. eval-mode sanity: dropout called with training=True in eval mode, and two
+   eval forward passes that differ, are failures of their own;
+3. forward in float64 (pair by pair, then the output: rounding is ~1e-15
+   there, so a bug whose effect is 1e-5 of the output misses the tolerance by
+   seven orders of magnitude) and in float32 (the output; pairs as
+   information rows, float32 rounding being ~1e-7);
+4. gradients of the compiled loss on one batch, inference mode, per pair and
+   parameter, float64 and float32;
+5. training: N steps from the same start on the same batches with the compile
+   config's loss and optimizer carried to torch, dropout switched off on both
+   sides (the report says so), float64 and float32: per-step losses, final
+   weights, BatchNorm moving mean and variance.
+
+BatchNorm moving variance. Stock torch BatchNorm stores the *unbiased* batch
+variance in running_var, Keras the biased one: even a port with momentum =
+1 - keras_momentum and the same epsilon drifts by n/(n-1) on every update
+(n = values per channel in the batch). Inference after training then differs
+between the frameworks, so this is reported as a failure (not a warning),
+with the trap named and the fix: update running_var with the biased variance
+(torch_impl/models.py `BatchNorm2dKeras` does it), or accept the drift
+knowingly. The float32 training check uses TRAINING_BATCHNORM where the model
+has BatchNorm (ReLU-kink events, shared/tolerances.py); the float64 one stays
+strict, and it is the one that catches such a drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.checks import Check, compare_arrays
+from shared.tolerances import for_check
+from shared.verify import Mapping, attribute_notes, check_mapping, localise, match, weights_to_torch
+
+__all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
+
+DTYPES = ("float64", "float32")
+
+
+@dataclass
+class VerifyOptions:
+    weights: str = "keras"  # "keras": copy Keras' weights by structure; "as-is": keep both
+    mapping: Mapping | None = None
+    batch: int = 4
+    seed: int = 0
+    steps: int = 3
+    gradients: bool = True
+    x: np.ndarray | None = None  # channels-first inputs; None: seeded random of the model's input shape
+    y: np.ndarray | None = None
+
+
+@dataclass
+class VerifyResult:
+    checks: list
+    mapping: Mapping
+    localisation: dict | None
+    diagnoses: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed or c.info for c in self.checks)
+
+    def report(self) -> dict:
+        import json
+
+        return {"passed": self.passed, "localisation": self.localisation, "diagnoses": self.diagnoses,
+                "notes": self.notes, "config": self.config, "mapping": json.loads(self.mapping.to_json()),
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def make_targets(rng, out_shape: tuple, loss: dict, batch: int) -> np.ndarray:
+    """Seeded targets of the loss' form: class indices, one-hot rows, 0/1 labels or floats."""
+    c = int(out_shape[-1])
+    if loss["kind"] == "sparse_ce":
+        return rng.integers(0, c, batch).astype(np.int64)
+    if loss["kind"] == "ce":
+        return np.eye(c)[rng.integers(0, c, batch)]
+    if loss["kind"] == "bce":
+        return rng.integers(0, 2, (batch, c)).astype(np.float64)
+    return rng.standard_normal((batch, c))
+
+
+def _to_torch(kweights: dict, mapping: Mapping) -> dict:
+    return {p.torch: {n: weights_to_torch(p, n, a) for n, a in kweights[p.keras].items()} for p in mapping.pairs}
+
+
+def _data(ks, loss, opts, rng) -> tuple:
+    shape = ks.input_shape()[1:]
+    if opts.x is not None:
+        x = np.asarray(opts.x, dtype=np.float64)
+        y = opts.y if opts.y is not None else make_targets(rng, ks.output_shape(), loss, len(x))
+        n = min(opts.batch, len(x))
+        batches = [(x[(i * n) % len(x):(i * n) % len(x) + n], y[(i * n) % len(x):(i * n) % len(x) + n]) for i in range(opts.steps)]
+        return x[:n], y[:n], batches
+    make = lambda: (rng.standard_normal((opts.batch, *shape)), make_targets(rng, ks.output_shape(), loss, opts.batch))
+    x, y = make()
+    return x, y, [make() for _ in range(opts.steps)]
+
+
+def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
+    """Every check of the port; raises MatchError (exit 2) when the models cannot be matched."""
+    rng = np.random.default_rng(opts.seed)
+    loss, optimizer = ks.loss_spec(), ks.optimizer_spec()
+    x, y, batches = _data(ks, loss, opts, rng)
+    krecs, trecs = ks.records(), ts.trace(x)
+    if opts.mapping is not None:
+        check_mapping(opts.mapping, krecs, trecs)
+        mapping = opts.mapping
+    else:
+        mapping = match(krecs, trecs, strict_bias=opts.weights == "keras")
+    if opts.weights == "keras":
+        ts.set_weights(_to_torch(ks.weights(), mapping))
+    notes = [n for n in (loss.get("note"), optimizer.get("note")) if n]
+    notes += [f"{p.keras} <-> {p.torch}: {p.note}" for p in mapping.pairs if p.note]
+    kby, tby = {k.name: k for k in krecs}, {t.path: t for t in trecs}
+    diagnoses = [n for p in mapping.pairs for n in attribute_notes(kby[p.keras], tby[p.torch])]
+    checks = _eval_sanity(ts, x, diagnoses)
+    sides = {d: (ks.with_dtype(d), ts.with_dtype(d)) for d in DTYPES}
+    pair_pass = {}
+    for d in DTYPES:
+        checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None)
+    pairs = [(p.keras, kby[p.keras].layer, p.torch) for p in mapping.pairs] + [("model output", "", "output")]
+    where = localise(ks.layer_order(), pairs, pair_pass)
+    if where is not None:
+        first = kby.get(where["first_differing"])
+        where["diagnoses"] = attribute_notes(first, tby[where["torch_module"]]) if first else []
+    if opts.gradients:
+        for d in DTYPES:
+            checks += _gradients(sides[d], mapping, x, y, loss, d)
+    bn = any(k.kind == "batch_norm" for k in krecs)
+    if opts.steps:
+        dropped = ks.dropout_layers()
+        notes.append(f"training checks ran with dropout switched off on both sides (Keras {dropped or 'none'}: rate 0; "
+                     "torch: every dropout function made the identity)")
+        for d in DTYPES:
+            checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn)
+        diagnoses += _bn_variance_diagnosis(sides["float64"], mapping, kby, tby, batches, loss, optimizer, checks)
+    config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
+              "weights": opts.weights, "batch": int(len(x)), "steps": opts.steps, "seed": opts.seed}
+    return VerifyResult(checks, mapping, where, diagnoses, notes, config)
+
+
+def _eval_sanity(ts, x, diagnoses) -> list:
+    checks = []
+    if ts.dropout_calls:
+        diagnoses.append(f"dropout is on in eval mode: {ts.dropout_calls[0]}. F.dropout's `training` defaults to True: "
+                         "pass training=self.training, or use an nn.Dropout module")
+        checks.append(Check("torch dropout in eval mode", "keras", "torch", float("inf"), float("inf"), 0.0, False,
+                            "; ".join(ts.dropout_calls)))
+    a, b = ts.forward(x), ts.forward(x)
+    c = compare_arrays("torch eval forward twice (deterministic)", a, b, for_check("forward", ts.dtype), a_name="torch", b_name="torch")
+    if not c.passed:
+        diagnoses.append("the torch model gives different outputs for the same input in eval mode: something random "
+                         "(dropout, noise) is still on")
+    return checks + [c]
+
+
+def _forward(sides, mapping, x, dtype, pair_pass) -> list:
+    ks, ts = sides
+    tol = for_check("forward", dtype)
+    kv = ks.pair_outputs(x)
+    tv = ts.pair_outputs(x, [p.torch for p in mapping.pairs])
+    checks = []
+    for p in mapping.pairs:
+        if p.keras not in kv or p.torch not in tv:
+            continue
+        c = compare_arrays(f"output of {p.keras} <-> torch '{p.torch}'", kv[p.keras], tv[p.torch], tol,
+                           dtype=dtype, info=dtype == "float32")
+        checks.append(c)
+        if pair_pass is not None:
+            pair_pass[p.keras] = c.passed
+    out = compare_arrays("model output", ks.forward(x), ts.forward(x), tol, dtype=dtype)
+    if pair_pass is not None:
+        pair_pass["model output"] = out.passed
+    return checks + [out]
+
+
+def _gradients(sides, mapping, x, y, loss, dtype) -> list:
+    ks, ts = sides
+    tol = for_check("gradient", dtype)
+    kl, kg = ks.loss_and_grads(x, y, loss)
+    tl, tg = ts.loss_and_grads(x, y, loss)
+    checks = [compare_arrays("loss (one batch, inference mode)", kl, tl, for_check("forward", dtype), dtype=dtype)]
+    for p in mapping.pairs:
+        for name, g in kg.get(p.keras, {}).items():
+            checks.append(compare_arrays(f"gradient {p.keras}.{name} <-> torch '{p.torch}.{name}'",
+                                         weights_to_torch(p, name, g), tg[p.torch].get(name, np.full(g.shape, np.nan)), tol, dtype=dtype))
+    return checks
+
+
+def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
+    ks, ts = sides
+    tol = for_check("training", dtype, batchnorm=bn)
+    kl, kw = ks.train(batches, loss, optimizer)
+    tl, tw = ts.train(batches, loss, optimizer)
+    ctx = {"dtype": dtype}
+    checks = [compare_arrays(f"training loss per step ({len(batches)} steps, {optimizer['class']})", kl, tl, tol, **ctx)]
+    for p in mapping.pairs:
+        for name, a in kw[p.keras].items():
+            what = f"{name} after training" if name.startswith("running") else f"weight {name} after training"
+            checks.append(compare_arrays(f"{p.keras}.{what} <-> torch '{p.torch}.{name}'", weights_to_torch(p, name, a),
+                                         tw[p.torch][name], tol, detail={"pair": p.keras, "name": name}, **ctx))
+    return checks
+
+
+def _bn_variance_diagnosis(sides, mapping, kby, tby, batches, loss, optimizer, checks) -> list:
+    """Name the BatchNorm statistics convention behind a failing float64 moving-statistics check."""
+    failing = {c.detail.get("pair") for c in checks if c.dtype == "float64" and not c.passed
+               and c.detail.get("name", "").startswith("running")}
+    if not failing:
+        return []
+    ks, ts = sides
+    k0, t0 = ks.weights(), ts.weights()
+    _, k1 = ks.train(batches[:1], loss, optimizer)
+    _, t1 = ts.train(batches[:1], loss, optimizer)
+    out = []
+    for p in mapping.pairs:
+        if p.keras not in failing or kby[p.keras].kind != "batch_norm":
+            continue
+        k, t = kby[p.keras], tby[p.torch]
+        n = int(len(batches[0][0]) * np.prod(t.in_shape[2:]))
+        for name in ("running_var", "running_mean"):
+            dk = k1[p.keras][name] - k0[p.keras][name]
+            dt = t1[p.torch][name] - t0[p.torch][name]
+            ok = np.abs(dk) > 1e-12
+            if not ok.any() or not np.allclose(k0[p.keras][name], t0[p.torch][name]):
+                continue
+            r = float(np.median(dt[ok] / dk[ok]))
+            tm = t.attrs.get("momentum") or 0.0
+            if name == "running_var" and np.isclose(r, n / (n - 1), rtol=1e-6):
+                out.append(f"{p.keras}: torch '{p.torch}' stores the unbiased batch variance in running_var, Keras the biased "
+                           f"one: each update differs by n/(n-1) = {n}/{n - 1} (n = values per channel in a batch). Fix: update "
+                           "running_var with the biased variance (torch_impl/models.py BatchNorm2dKeras), momentum = 1 - Keras momentum")
+                break
+            if np.isclose(r, tm / k.attrs["momentum"], rtol=1e-3) and not np.isclose(tm, k.attrs["momentum"]):
+                out.append(f"{p.keras}: BatchNorm momentum convention: torch '{p.torch}' momentum={tm:.6g} moves the statistics "
+                           f"{r:.4g}x as fast as Keras (Keras momentum {1 - k.attrs['momentum']:.6g} is torch momentum "
+                           f"{k.attrs['momentum']:.6g})")
+                break
+    return out
+
+
+def format_result(res: VerifyResult, *, quiet: bool = False) -> str:
+    """The console text: failures, where, the likely trap, notes, one verdict line."""
+    from shared.checks import format_check
+
+    bad = [c for c in res.checks if not c.passed and not c.info]
+    verdict = (f"verify: {'PASS' if res.passed else 'FAIL'}: {len(res.checks) - len(bad)}/{len(res.checks)} checks passed, "
+               f"{len(res.mapping.pairs)} layer pairs matched")
+    if quiet:
+        return verdict
+    lines = ["mapping (Keras layer -> torch module):"]
+    lines += [f"  {p.keras:<16} -> {p.torch:<16} {p.kind}{'  [' + p.transform + (' ' + p.flatten.get('torch_order', 'index') if p.flatten else '') + ']' if p.transform != 'copy' else ''}"
+              for p in res.mapping.pairs]
+    lines += [format_check(c) for c in bad[:20]] + ([f"... {len(bad) - 20} more failures in report.json"] if len(bad) > 20 else [])
+    if res.localisation:
+        lines.append(f"first difference (float64 forward): {res.localisation['text']}")
+    lines += [f"likely trap: {d}" for d in res.diagnoses]
+    lines += [f"note: {n}" for n in res.notes]
+    return "\n".join(lines + [verdict])
+
+
+def markdown(res: VerifyResult) -> str:
+    rows = ["| verdict | dtype | check | max abs diff | tolerance | where |", "|---|---|---|---|---|---|"]
+    for c in res.checks:
+        v = "info" if c.info else ("pass" if c.passed else "**FAIL**")
+        rows.append(f"| {v} | {c.dtype} | {c.check} | {c.max_abs_diff:.3g} | {c.tolerance:.3g} | {c.where} |")
+    pairs = ["| Keras layer | torch module | kind | transform |", "|---|---|---|---|"]
+    pairs += [f"| {p.keras} | {p.torch} | {p.kind} | {p.transform} {p.flatten.get('torch_order', '') if p.flatten else ''} |"
+              for p in res.mapping.pairs]
+    parts = [f"# verify: {'PASS' if res.passed else 'FAIL'}", "", "## Mapping", "", *pairs, ""]
+    if res.localisation:
+        parts += ["## First difference", "", res.localisation["text"], ""]
+    if res.diagnoses:
+        parts += ["## Likely traps", "", *[f"- {d}" for d in res.diagnoses], ""]
+    if res.notes:
+        parts += ["## Notes", "", *[f"- {n}" for n in res.notes], ""]
+    return "\n".join(parts + ["## Checks", "", *rows, ""])

@@ -1,0 +1,41 @@
+"""The Keras CNN the verify tests port by hand (tests/verify_models/torch_ports.py).
+
+Every classic trap in one small model: a stride-2 "same" conv on an even size
+(TF pads the odd extra row after), BatchNorm with Keras' epsilon and momentum,
+a depthwise conv, pooling, Flatten of an NHWC map into a Dense, dropout, a
+linear head. BatchNorm's statistics and affine weights are set away from
+their initial values so that every mistake on them shows.
+"""
+
+import keras
+import numpy as np
+
+H = W = 8
+C_IN = 3
+CLASSES = 4
+
+
+def build(optimizer: str = "adam"):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((H, W, C_IN), name="image")
+    y = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1")(x)
+    y = keras.layers.BatchNormalization(momentum=0.9, name="bn1")(y)
+    y = keras.layers.ReLU(name="conv1_relu")(y)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    y = keras.layers.Activation("relu", name="dw_act")(y)
+    y = keras.layers.MaxPooling2D(2, name="pool")(y)
+    y = keras.layers.Flatten(name="flat")(y)
+    y = keras.layers.Dense(16, activation="relu", name="fc")(y)
+    y = keras.layers.Dropout(0.5, name="drop")(y)
+    y = keras.layers.Dense(CLASSES, name="head")(y)
+    model = keras.Model(x, y, name="verify_cnn")
+    bn = model.get_layer("bn1")
+    rng = np.random.default_rng(1)
+    bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.3, 8), rng.normal(0, 0.3, 8), rng.uniform(0.5, 2.0, 8)])
+    opt = keras.optimizers.SGD(0.05, momentum=0.9) if optimizer == "sgd" else keras.optimizers.Adam(1e-2)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=opt)
+    return model
+
+
+def build_sgd():
+    return build("sgd")
