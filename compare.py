@@ -817,10 +817,26 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     return checks
 
 
+_VERIFY_KW = ("weights", "gradients", "train_steps", "mapping", "targets")
+
+
 def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
     """compare_models, then raise ParityFailure (an AssertionError) naming every
-    output that differs, its largest difference, where, and the tolerance."""
-    return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    output that differs, its largest difference, where, and the tolerance.
+
+    With any of weights="keras"|"as-is", gradients=, train_steps=, mapping=,
+    targets=, it runs `verify_models` instead (a hand-written port: weights
+    copied by structure, pair-by-pair localisation, gradients, training), and
+    the failure also names the first differing layer and the likely trap.
+    """
+    if not any(k in kw for k in _VERIFY_KW):
+        return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    res = verify_models(keras_model, torch_model, inputs, **kw)
+    if not res.passed:
+        from shared.verify_run import format_result
+
+        raise ParityFailure("parity failed:\n" + format_result(res))
+    return res.checks
 
 
 # --------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import numpy as np
 from shared.errors import UsageError
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
-           "weights_to_torch", "localise", "attribute_notes", "MAPPING_VERSION"]
+           "weights_to_torch", "localise", "attribute_notes", "weight_notes", "check_mapping", "MAPPING_VERSION"]
 
 MAPPING_VERSION = 1
 
@@ -347,4 +347,33 @@ def attribute_notes(k: KerasRecord, t: TorchRecord) -> list:
                          + (" (TF 'same' puts the odd extra row/column after)" if asym else "")
                          + f", torch '{t.path}' pads {list(tp)} on both sides"
                          + ("; fix: F.pad(x, (left, right, top, bottom)) with TF's amounts, then padding=0" if asym else ""))
+    return notes
+
+
+def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:
+    """With --weights as-is: the user's torch weights that are not Keras', and the
+    known copying mistake each matches (flatten order, flipped kernel, stats left
+    at their initial values)."""
+    notes = []
+    for name, k in keras_w.items():
+        t = torch_w.get(name)
+        if t is None or t.shape != k.shape and pair.transform != "flatten":
+            continue
+        want = weights_to_torch(pair, name, k)
+        if t.shape == want.shape and np.allclose(t, want, rtol=1e-6, atol=1e-7):
+            continue
+        where = f"{pair.keras}.{name} (torch '{pair.torch}.{name}')"
+        if pair.transform == "flatten" and name == "weight" and np.allclose(t, k, rtol=1e-6, atol=1e-7):
+            shape = tuple(pair.flatten["keras_shape"])
+            notes.append(f"{where}: the Dense kernel was copied as K.T, in Keras' {shape} (channels-last) flatten order, "
+                         f"but the torch Linear reads a ({pair.flatten.get('torch_order', 'traced')}) flatten: permute its "
+                         "columns (shared/layout.py flatten_dense_kernel_to_weight) or flatten NHWC in torch")
+        elif name == "weight" and t.ndim >= 3 and np.allclose(t, np.flip(want, axis=tuple(range(2, t.ndim))), rtol=1e-6, atol=1e-7):
+            notes.append(f"{where}: the kernel is flipped spatially (true convolution vs cross-correlation): copy it unflipped")
+        elif name in ("running_mean", "running_var") and np.allclose(t, 0.0 if name == "running_mean" else 1.0):
+            notes.append(f"{where}: still torch's initial value: the Keras moving statistics were not copied")
+        else:
+            diff = float(np.max(np.abs(t - want))) if t.shape == want.shape else float("inf")
+            notes.append(f"{where}: differs from the Keras weight in torch layout (max |diff| {diff:.3g}): not copied, "
+                         "or copied with another layout")
     return notes

@@ -40,7 +40,7 @@ import numpy as np
 
 from shared.checks import Check, compare_arrays
 from shared.tolerances import for_check
-from shared.verify import Mapping, attribute_notes, check_mapping, localise, match, weights_to_torch
+from shared.verify import Mapping, attribute_notes, check_mapping, localise, match, weight_notes, weights_to_torch
 
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
@@ -120,12 +120,16 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         mapping = opts.mapping
     else:
         mapping = match(krecs, trecs, strict_bias=opts.weights == "keras")
+    kw0 = ks.weights()
     if opts.weights == "keras":
-        ts.set_weights(_to_torch(ks.weights(), mapping))
+        ts.set_weights(_to_torch(kw0, mapping))
     notes = [n for n in (loss.get("note"), optimizer.get("note")) if n]
     notes += [f"{p.keras} <-> {p.torch}: {p.note}" for p in mapping.pairs if p.note]
     kby, tby = {k.name: k for k in krecs}, {t.path: t for t in trecs}
     diagnoses = [n for p in mapping.pairs for n in attribute_notes(kby[p.keras], tby[p.torch])]
+    if opts.weights == "as-is":
+        tw0 = ts.weights()
+        diagnoses += [n for p in mapping.pairs for n in weight_notes(p, kw0[p.keras], tw0[p.torch])]
     checks = _eval_sanity(ts, x, diagnoses)
     sides = {d: (ks.with_dtype(d), ts.with_dtype(d)) for d in DTYPES}
     pair_pass = {}
@@ -209,8 +213,7 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
     checks = [compare_arrays(f"training loss per step ({len(batches)} steps, {optimizer['class']})", kl, tl, tol, **ctx)]
     for p in mapping.pairs:
         for name, a in kw[p.keras].items():
-            what = f"{name} after training" if name.startswith("running") else f"weight {name} after training"
-            checks.append(compare_arrays(f"{p.keras}.{what} <-> torch '{p.torch}.{name}'", weights_to_torch(p, name, a),
+            checks.append(compare_arrays(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", weights_to_torch(p, name, a),
                                          tw[p.torch][name], tol, detail={"pair": p.keras, "name": name}, **ctx))
     return checks
 
@@ -231,24 +234,27 @@ def _bn_variance_diagnosis(sides, mapping, kby, tby, batches, loss, optimizer, c
             continue
         k, t = kby[p.keras], tby[p.torch]
         n = int(len(batches[0][0]) * np.prod(t.in_shape[2:]))
-        for name in ("running_var", "running_mean"):
-            dk = k1[p.keras][name] - k0[p.keras][name]
-            dt = t1[p.torch][name] - t0[p.torch][name]
-            ok = np.abs(dk) > 1e-12
-            if not ok.any() or not np.allclose(k0[p.keras][name], t0[p.torch][name]):
-                continue
+        mk, tm = k.attrs["momentum"], t.attrs.get("momentum") or 0.0  # both in torch's meaning
+        kb, tb = k0[p.keras], t0[p.torch]
+        if not all(np.allclose(kb[s], tb[s]) for s in ("running_mean", "running_var")):
+            continue  # different starting statistics: the ratios below mean nothing
+        dk = k1[p.keras]["running_mean"] - kb["running_mean"]
+        dt = t1[p.torch]["running_mean"] - tb["running_mean"]
+        ok = np.abs(dk) > 1e-9
+        if tm and ok.any() and not np.isclose(tm, mk, rtol=1e-9):
             r = float(np.median(dt[ok] / dk[ok]))
-            tm = t.attrs.get("momentum") or 0.0
-            if name == "running_var" and np.isclose(r, n / (n - 1), rtol=1e-6):
-                out.append(f"{p.keras}: torch '{p.torch}' stores the unbiased batch variance in running_var, Keras the biased "
-                           f"one: each update differs by n/(n-1) = {n}/{n - 1} (n = values per channel in a batch). Fix: update "
-                           "running_var with the biased variance (torch_impl/models.py BatchNorm2dKeras), momentum = 1 - Keras momentum")
-                break
-            if np.isclose(r, tm / k.attrs["momentum"], rtol=1e-3) and not np.isclose(tm, k.attrs["momentum"]):
+            if np.isclose(r, tm / mk, rtol=1e-4):
                 out.append(f"{p.keras}: BatchNorm momentum convention: torch '{p.torch}' momentum={tm:.6g} moves the statistics "
-                           f"{r:.4g}x as fast as Keras (Keras momentum {1 - k.attrs['momentum']:.6g} is torch momentum "
-                           f"{k.attrs['momentum']:.6g})")
-                break
+                           f"{r:.4g}x as fast as Keras (Keras momentum {1 - mk:.6g} is torch momentum {mk:.6g})")
+            continue
+        # batch variance each side put into running_var: (new - (1-m)*old) / m
+        bk = (k1[p.keras]["running_var"] - (1 - mk) * kb["running_var"]) / mk
+        bt = (t1[p.torch]["running_var"] - (1 - mk) * tb["running_var"]) / mk
+        r = float(np.median(bt / bk))
+        if np.isclose(r, n / (n - 1), rtol=1e-6):
+            out.append(f"{p.keras}: torch '{p.torch}' stores the unbiased batch variance in running_var, Keras the biased "
+                       f"one: each update differs by n/(n-1) = {n}/{n - 1} (n = values per channel in a batch). Fix: update "
+                       "running_var with the biased variance (torch_impl/models.py BatchNorm2dKeras), momentum = 1 - Keras momentum")
     return out
 
 

@@ -4,7 +4,7 @@ Every classic trap in one small model: a stride-2 "same" conv on an even size
 (TF pads the odd extra row after), BatchNorm with Keras' epsilon and momentum,
 a depthwise conv, pooling, Flatten of an NHWC map into a Dense, dropout, a
 linear head. BatchNorm's statistics and affine weights are set away from
-their initial values so that every mistake on them shows.
+their initial values so that every mistake on them shows; the same for the biases.
 """
 
 import keras
@@ -32,6 +32,9 @@ def build(optimizer: str = "adam"):
     bn = model.get_layer("bn1")
     rng = np.random.default_rng(1)
     bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.3, 8), rng.normal(0, 0.3, 8), rng.uniform(0.5, 2.0, 8)])
+    for layer in model.layers:  # biases as a trained model has them (a missing one must show)
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
     opt = keras.optimizers.SGD(0.05, momentum=0.9) if optimizer == "sgd" else keras.optimizers.Adam(1e-2)
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=opt)
     return model
