@@ -1239,15 +1239,15 @@ def cmd_verify(argv) -> int:
     if args.out:
         _check_writable(Path(args.out))
     frameworks(args.threads)
-    from torch_impl.verify import load_module, load_state
-    from keras_impl.verify import load_model
+    from torch_impl.verify import load_model as load_torch, load_state
+    from keras_impl.verify import load_model as load_keras
     from shared.atomic import atomic_dir, atomic_write_text
     from shared.verify_run import format_result, markdown
 
-    module = load_module(args.torch_model)
+    module = load_torch(args.torch_model)
     if args.torch_weights:
         load_state(module, args.torch_weights)
-    keras_model = load_model(args.keras_model, unsafe=args.unsafe)
+    keras_model = load_keras(args.keras_model, unsafe=args.unsafe)
     mapping = None
     if args.mapping:
         if not Path(args.mapping).is_file():

@@ -135,8 +135,21 @@ class KerasSide:
                 flat = tuple(int(s) for s in shape[1:]) if len(shape) >= 3 else None
             t = g.tensors[n.outputs[0]]
             compare = not t.internal or t.name.endswith("_preact")
+            if t.name.endswith("_preact"):
+                act = next((m for m in g.nodes if m.op == "activation" and m.inputs == [t.name]), None)
+                attrs["activation"] = _render(act) if act is not None else None
             out.append(KerasRecord(n.name, n.source.get("layer", n.name), n.source.get("class", "?"), _kind(n),
                                    {k: tuple(v.shape) for k, v in n.weights.items()}, attrs, flat, compare))
+        return out
+
+    def describe(self) -> dict:
+        """{Keras layer: what it computes, as neutral ops}, e.g. "leaky_relu(negative_slope=0.3)"."""
+        out = {}
+        for n in self.graph.nodes:
+            if n.op == "permute" and self.graph.tensors[n.outputs[0]].internal:
+                continue  # layout helpers
+            layer = n.source.get("layer", n.name)
+            out[layer] = (out[layer] + "; " if layer in out else "") + _render(n)
         return out
 
     def layer_order(self) -> list:
@@ -157,13 +170,20 @@ class KerasSide:
     def optimizer_spec(self) -> dict:
         return optimizer_spec(self.model)
 
+    def exact_float64(self) -> list:
+        """Layers whose float64 copy computes a TF float32-constant kernel exactly (see _copy)."""
+        return list(getattr(self.with_dtype("float64").model, "_verify_exact", []))
+
     def dropout_layers(self) -> list:
         return dropout_layers(self.model)
 
     def with_dtype(self, dtype: str) -> "KerasSide":
         if dtype == self.dtype:
             return self
-        side = KerasSide(cast_model(self.model, dtype))
+        cache = self.__dict__.setdefault("_copies", {})
+        if dtype in cache:
+            return cache[dtype]
+        side = cache[dtype] = KerasSide(_copy(self.model, dtype))
         side.loss_spec, side.optimizer_spec = self.loss_spec, self.optimizer_spec  # the clone is not compiled
         return side
 
@@ -251,7 +271,7 @@ class KerasSide:
         Returns:
             (pre-update losses, {node: {name: array}} after the last step).
         """
-        model = cast_model(self.model, self.dtype)
+        model = _copy(self.model, self.dtype)
         dropout_off(model)
         side = KerasSide.__new__(KerasSide)
         side.model, side.graph, side.dtype = model, read_graph(model), self.dtype
@@ -266,6 +286,46 @@ class KerasSide:
             opt.apply(tape.gradient(value, variables), variables)
             losses.append(float(keras.ops.convert_to_numpy(value)))
         return losses, side.weights()
+
+
+def _exact_leaky_relu(slope: float):
+    def leaky_relu(x, negative_slope=None):
+        return tf.where(x >= 0, x, x * tf.constant(slope if negative_slope is None else negative_slope, x.dtype))
+    return leaky_relu
+
+
+def _exact_gelu(x):
+    return 0.5 * x * (1.0 + tf.math.erf(x / tf.constant(np.sqrt(2.0), x.dtype)))
+
+
+_exact_gelu.__name__ = "gelu"  # the graph reader knows activations by name
+
+# TF kernels that keep a float32 constant even in float64 (measured with TF 2.21 at x = -1:
+# tf.nn.leaky_relu(alpha=0.3) gives -0.30000001192 (alpha is a float32 op attribute),
+# tf.nn.gelu gives -0.158655258 where Phi(-1) = -0.158655254). In float32 both are
+# exact to float32, so they only matter for the float64 copy, whose purpose is to
+# put rounding out of the way: there they are computed exactly.
+_EXACT_FLOAT64 = {"leaky_relu": _exact_leaky_relu(0.2), "gelu": _exact_gelu}
+
+
+def _copy(model, dtype: str):
+    """cast_model, and in float64 the exact forms of _EXACT_FLOAT64 (names in model._verify_exact)."""
+    clone = cast_model(model, dtype)
+    patched = []
+    if dtype == "float64":
+        for layer in clone._flatten_layers(include_self=False, recursive=True):
+            if type(layer).__name__ == "LeakyReLU":
+                fn = _exact_leaky_relu(float(layer.negative_slope))
+                layer.call = lambda x, fn=fn: fn(x)
+                patched.append(layer.name)
+                continue
+            act = getattr(layer, "activation", None)
+            name = getattr(act, "__name__", "")
+            if name in _EXACT_FLOAT64 and not (name == "gelu" and getattr(layer, "approximate", False)):
+                layer.activation = _EXACT_FLOAT64[name]
+                patched.append(layer.name)
+    clone._verify_exact = patched
+    return clone
 
 
 def _optimizer(spec: dict, dtype: str):
@@ -299,6 +359,14 @@ def dropout_off(model) -> list:
 def dropout_layers(model) -> list:
     return [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
             if "Dropout" in type(layer).__name__ or type(layer).__name__ == "GaussianNoise"]
+
+
+def _render(node) -> str:
+    attrs = dict(node.attrs)
+    name = attrs.pop("fn") if node.op == "activation" else node.op
+    if node.op in ("conv", "linear", "batch_norm", "layer_norm"):
+        attrs = {k: v for k, v in attrs.items() if k in ("stride", "padding", "dilation", "groups", "eps")}
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in attrs.items())})"
 
 
 def _target(y: np.ndarray, spec: dict, dtype: str) -> np.ndarray:

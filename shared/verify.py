@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -43,7 +44,7 @@ import numpy as np
 from shared.errors import UsageError
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
-           "weights_to_torch", "localise", "attribute_notes", "weight_notes", "check_mapping", "MAPPING_VERSION"]
+           "weights_to_torch", "localise", "attribute_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
 
 MAPPING_VERSION = 1
 
@@ -295,7 +296,7 @@ def localise(order: list, pairs: list, passed: dict) -> dict | None:
 
     Returns:
         None when every compared pair agrees; else {"first_differing",
-        "torch_module", "last_agreeing", "between", "text"}.
+        "torch_module", "last_agreeing", "last_torch_module", "between", "text"}.
     """
     last_ok = None
     for node, layer, tpath in pairs:
@@ -315,7 +316,7 @@ def localise(order: list, pairs: list, passed: dict) -> dict | None:
         if between:
             text += f": {', '.join(between)}"
         return {"first_differing": node, "torch_module": tpath, "last_agreeing": last_ok[0] if last_ok else None,
-                "between": between, "text": text}
+                "last_torch_module": last_ok[2] if last_ok else None, "between": between, "text": text}
     return None
 
 
@@ -334,6 +335,9 @@ def attribute_notes(k: KerasRecord, t: TorchRecord) -> list:
         elif not np.isclose(ka.get("momentum", 0.0), tm, rtol=1e-9, atol=1e-12):
             notes.append(f"{k.name}: BatchNorm momentum differs: torch '{t.path}' momentum={tm:.6g}, Keras momentum "
                          f"{1 - ka['momentum']:.6g} means torch momentum={ka['momentum']:.6g} (torch weighs the batch by m, Keras the old value)")
+    if k.kind == "layer_norm" and "eps" in ta and not np.isclose(ka.get("eps", 0.0), ta["eps"], rtol=1e-9, atol=0.0):
+        notes.append(f"{k.name}: LayerNorm epsilon differs: Keras {ka['eps']:.10g}, torch '{t.path}' {ta['eps']:.10g} "
+                     f"(torch's default is 1e-5, Keras' 1e-3): pass eps={ka['eps']:.10g}")
     if k.kind.startswith(("conv", "depthwise")):
         for key in ("stride", "dilation"):
             if key in ta and tuple(ka.get(key, ())) != tuple(ta[key]):
@@ -376,4 +380,30 @@ def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:
             diff = float(np.max(np.abs(t - want))) if t.shape == want.shape else float("inf")
             notes.append(f"{where}: differs from the Keras weight in torch layout (max |diff| {diff:.3g}): not copied, "
                          "or copied with another layout")
+    return notes
+
+
+_SLOPE = re.compile(r"leaky_relu\(negative_slope=([-+\d.e]+)")
+_GELU = re.compile(r"gelu\(approximate=('?\w+'?)")
+
+
+def functional_notes(keras_ops: list, torch_ops: list) -> list:
+    """Known traps among the functional ops between two pairs (strings from
+    KerasSide.describe and the torch trace): LeakyReLU slope, gelu's
+    approximation, "same" average pooling that counts the padded cells."""
+    k, t = " ".join(keras_ops), " ".join(torch_ops)
+    notes = []
+    ks, ts = _SLOPE.findall(k), _SLOPE.findall(t)
+    if ks and ts and float(ks[0]) != float(ts[0]):
+        notes.append(f"LeakyReLU slope: Keras {float(ks[0]):g}, torch {float(ts[0]):g} (defaults differ: Keras' LeakyReLU "
+                     "layer 0.3, keras.activations.leaky_relu 0.2, torch 0.01): pass negative_slope explicitly")
+    kg, tg = _GELU.findall(k), _GELU.findall(t)
+    if kg and tg and (kg[0] == "True") != (tg[0].strip("'") == "tanh"):
+        notes.append(f"gelu: Keras approximate={kg[0]}, torch approximate={tg[0]}: use approximate="
+                     f"{chr(39) + 'tanh' + chr(39) if kg[0] == 'True' else chr(39) + 'none' + chr(39)}")
+    if "count_include_pad=False" in k and re.search(r"avg_pool\(.*padding=\[\((?!0, 0)", k) and "avg_pool" in t \
+            and "count_include_pad=False" not in t and re.search(r"avg_pool\dd\([^)]*padding=[1-9]", t):
+        notes.append("AveragePooling 'same': Keras pads asymmetrically (the odd cell after) and does not count the padded "
+                     "cells; torch's avg_pool padding= is symmetric and counts them (count_include_pad=True): F.pad with "
+                     "TF's amounts, then divide by the pooled count of ones")
     return notes

@@ -40,7 +40,8 @@ import numpy as np
 
 from shared.checks import Check, compare_arrays
 from shared.tolerances import for_check
-from shared.verify import Mapping, attribute_notes, check_mapping, localise, match, weight_notes, weights_to_torch
+from shared.verify import (Mapping, attribute_notes, check_mapping, functional_notes, localise, match, weight_notes,
+                           weights_to_torch)
 
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
@@ -132,14 +133,18 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         diagnoses += [n for p in mapping.pairs for n in weight_notes(p, kw0[p.keras], tw0[p.torch])]
     checks = _eval_sanity(ts, x, diagnoses)
     sides = {d: (ks.with_dtype(d), ts.with_dtype(d)) for d in DTYPES}
+    exact = ks.exact_float64()
+    if exact:
+        notes.append(f"float64 Keras copy: {exact} computed exactly (TF's leaky_relu / gelu kernels keep a float32 "
+                     "constant even in float64); the float32 checks use Keras as it is")
     pair_pass = {}
     for d in DTYPES:
         checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None)
     pairs = [(p.keras, kby[p.keras].layer, p.torch) for p in mapping.pairs] + [("model output", "", "output")]
     where = localise(ks.layer_order(), pairs, pair_pass)
     if where is not None:
-        first = kby.get(where["first_differing"])
-        where["diagnoses"] = attribute_notes(first, tby[where["torch_module"]]) if first else []
+        _describe_gap(where, ks, ts, kby, {p.keras: tby[p.torch] for p in mapping.pairs})
+        diagnoses += [d for d in where["diagnoses"] if d not in diagnoses]
     if opts.gradients:
         for d in DTYPES:
             checks += _gradients(sides[d], mapping, x, y, loss, d)
@@ -154,6 +159,21 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
               "weights": opts.weights, "batch": int(len(x)), "steps": opts.steps, "seed": opts.seed}
     return VerifyResult(checks, mapping, where, diagnoses, notes, config)
+
+
+def _describe_gap(where: dict, ks, ts, kby: dict, ts_records: dict) -> None:
+    """Add what each side computes between the last agreeing pair and the first differing one."""
+    desc = ks.describe()
+    last = kby.get(where["last_agreeing"]) if where["last_agreeing"] else None
+    keras_ops = [f"{last.name}'s activation: {last.attrs['activation']}"] if last and last.attrs.get("activation") else []
+    keras_ops += [f"{n}: {desc[n]}" for n in where["between"] if n in desc]
+    torch_ops = ts.ops_after.get(where["last_torch_module"] or "", [])
+    where["keras_ops"], where["torch_ops"] = keras_ops, torch_ops
+    first = kby.get(where["first_differing"])
+    where["diagnoses"] = (attribute_notes(first, ts_records[first.name]) if first else []) + functional_notes(keras_ops, torch_ops)
+    if keras_ops or torch_ops:
+        where["text"] += (f". Keras computes: {'; '.join(keras_ops) or 'nothing'}. torch ran: "
+                          f"{'; '.join(torch_ops) or 'nothing'}")
 
 
 def _eval_sanity(ts, x, diagnoses) -> list:

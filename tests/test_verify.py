@@ -122,7 +122,8 @@ def test_functional_op_bug_names_the_layers_between():
     loc = res.localisation
     assert loc["first_differing"] == "fc" and loc["last_agreeing"] == "dw"
     assert loc["between"] == ["dw_act", "pool", "flat"]
-    assert loc["text"].endswith(": dw_act, pool, flat")
+    assert loc["text"].startswith("between `dw` (agrees) and `fc` (differs, torch 'fc'): dw_act, pool, flat. ")
+    assert any(op.startswith("pool: max_pool(") for op in loc["keras_ops"]) and "avg_pool2d(2)" in loc["torch_ops"]
 
 
 def test_missing_bias_is_an_impossible_match():
@@ -180,3 +181,38 @@ def test_assert_parity_grows_the_same_depth():
     compare.assert_parity(keras_cnn.build(), torch_ports.CorrectPort(), x, weights="keras", gradients=True, train_steps=1)
     with pytest.raises(AssertionError, match=r"bn1"):
         compare.assert_parity(keras_cnn.build(), torch_ports.BnEpsDefault(), x, weights="keras", train_steps=0)
+
+
+# ---- activation, pooling and normalisation traps (keras_cnn.build_traps)
+def verify_traps(port, **kw):
+    kw.setdefault("train_steps", 0)
+    kw.setdefault("gradients", False)
+    return compare.verify_models(keras_cnn.build_traps(), port(), **kw)
+
+
+def test_traps_port_passes_with_smoothed_ce_and_sgd_weight_decay():
+    res = verify_traps(torch_ports.TrapsPort, train_steps=STEPS, gradients=True)
+    assert res.passed, [c.check for c in failing(res)]
+    assert res.config["loss"]["label_smoothing"] == pytest.approx(0.1) and res.config["optimizer"]["class"] == "SGD"
+    assert any("['conv', 'leaky'] computed exactly" in n for n in res.notes), res.notes
+    print(f"traps port: float64 output {check(res, 'model output', 'float64').max_abs_diff:.2g}")
+
+
+@pytest.mark.parametrize("port, keras_says, torch_ran, trap", [
+    ("GeluTanh", "conv's activation: gelu(approximate=False)", "gelu(approximate='tanh')", "gelu: Keras approximate=False"),
+    ("LeakyDefault", "leaky: leaky_relu(negative_slope=0.3)", "leaky_relu(negative_slope=0.01)", "LeakyReLU slope: Keras 0.3, torch 0.01"),
+    ("AvgPoolCountPad", "count_include_pad=False", "avg_pool2d(3, 2, padding=1)", "AveragePooling 'same'"),
+])
+def test_functional_traps_are_located_and_named(port, keras_says, torch_ran, trap):
+    res = verify_traps(getattr(torch_ports, port))
+    loc = res.localisation
+    assert loc["first_differing"] == "fc" and loc["last_agreeing"] == "conv" and loc["between"] == ["avg", "leaky", "flat"]
+    assert any(keras_says in op for op in loc["keras_ops"]), loc["keras_ops"]
+    assert torch_ran in loc["torch_ops"], loc["torch_ops"]
+    assert any(d.startswith(trap) for d in res.diagnoses), res.diagnoses
+
+
+def test_layer_norm_epsilon_is_located_and_named():
+    res = verify_traps(torch_ports.LayerNormEps)
+    assert res.localisation["first_differing"] == "ln" and res.localisation["last_agreeing"] == "fc"
+    assert any("LayerNorm epsilon differs: Keras 0.001, torch 'ln' 1e-05" in d for d in res.diagnoses)

@@ -42,7 +42,7 @@ from shared.errors import UsageError
 from shared.verify import TorchRecord
 from torch_impl.train import AdamKeras, SGDKeras
 
-__all__ = ["TorchSide", "load_module", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
+__all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py): the loss clip
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -50,9 +50,29 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MOVEMENT = {"flatten", "view", "reshape", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "t",
             "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten"}
 DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
+# Tensor-level functions worth showing among the functional ops between two modules
+# (everything in torch.nn.functional is shown too).
+SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
+                                    "add", "mul", "sub", "div", "clamp", "exp", "sqrt", "pow", "__add__", "__mul__",
+                                    "__sub__", "__truediv__", "__pow__", "__radd__", "__rmul__"}
 
 
-def load_module(spec: str) -> nn.Module:
+def _describe(func, args, kwargs) -> str:
+    """`leaky_relu(negative_slope=0.01)`: a call with its non-tensor arguments, defaults included where known."""
+    import inspect
+
+    name = getattr(func, "__name__", str(func))
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound.apply_defaults()
+        items = [f"{k}={v!r}" for k, v in bound.arguments.items()
+                 if not isinstance(v, torch.Tensor) and k not in ("inplace", "input", "self") and v is not None]
+    except (TypeError, ValueError):
+        items = [repr(a) for a in args[1:] if not isinstance(a, torch.Tensor)] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(items)})"
+
+
+def load_model(spec: str) -> nn.Module:
     """`path/file.py:NAME` or `package.module:NAME`; NAME an nn.Module class with a
     no-argument constructor, or a function returning a module."""
     target, sep, name = spec.rpartition(":")
@@ -125,6 +145,9 @@ class _Mode(TorchFunctionMode):
         self.prov, self.keep, self.dropouts = {}, [], []
         self.last_module = None
         self.eval_mode = False
+        self.inside = 0  # > 0 while a module that owns parameters runs (its internals are its own)
+        self.ops = {}  # last module that owns parameters ("" before the first) -> functional calls after it
+        self.last_param_module = ""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -136,6 +159,8 @@ class _Mode(TorchFunctionMode):
             p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
             if self.record and self.eval_mode and training and p > 0:
                 self.dropouts.append(f"{name}(p={p}, training=True) after module '{self.last_module}'")
+        if self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
+            self.ops.setdefault(self.last_param_module, []).append(_describe(func, args, kwargs))
         out = func(*args, **kwargs)
         if self.record and name in MOVEMENT and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
             self.keep.append(out)
@@ -158,6 +183,7 @@ class TorchSide:
         self.module = module.to(DTYPES[dtype])
         self.dtype = dtype
         self.dropout_calls: list = []
+        self.ops_after: dict = {}  # from trace: module path ("" = the input) -> functional calls after it
 
     def with_dtype(self, dtype: str) -> "TorchSide":
         return self if dtype == self.dtype else TorchSide(copy.deepcopy(self.module), dtype)
@@ -177,6 +203,7 @@ class TorchSide:
 
         def pre(path):
             def hook(m, args):
+                mode.inside += path in mods
                 if path in mods and path not in seen and args and isinstance(args[0], torch.Tensor):
                     inputs[path] = args[0]
             return hook
@@ -185,6 +212,8 @@ class TorchSide:
             def hook(m, args, out):
                 mode.last_module = path
                 if path in mods:
+                    mode.inside -= 1
+                    mode.last_param_module = path
                     rec = seen.get(path)
                     if rec is None:
                         seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
@@ -214,6 +243,7 @@ class TorchSide:
             if rec.kind == "linear" and path in inputs:
                 rec.flatten = _flatten_chain(mode.prov, inputs[path])
         self.dropout_calls = list(dict.fromkeys(mode.dropouts))
+        self.ops_after = mode.ops
         return list(seen.values())
 
     def weights(self) -> dict:

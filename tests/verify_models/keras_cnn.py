@@ -42,3 +42,29 @@ def build(optimizer: str = "adam"):
 
 def build_sgd():
     return build("sgd")
+
+
+def build_traps():
+    """Activation and normalisation traps: gelu (exact), TF "same" average pooling
+    (padded cells not counted, the odd pad after), LeakyReLU's layer default 0.3,
+    LayerNormalization's epsilon 1e-3; a softmax head trained with label-smoothed
+    categorical cross-entropy on probabilities and SGD with momentum and decoupled
+    weight decay."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 6, 4), name="image")
+    y = keras.layers.Conv2D(6, 3, padding="same", activation="gelu", name="conv")(x)
+    y = keras.layers.AveragePooling2D(3, strides=2, padding="same", name="avg")(y)
+    y = keras.layers.LeakyReLU(name="leaky")(y)
+    y = keras.layers.Flatten(name="flat")(y)
+    y = keras.layers.Dense(8, name="fc")(y)
+    y = keras.layers.LayerNormalization(name="ln")(y)
+    y = keras.layers.Dense(3, activation="softmax", name="head")(y)
+    model = keras.Model(x, y, name="verify_traps")
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        for v in layer.weights:
+            if v.name in ("bias", "beta", "gamma"):
+                v.assign(rng.normal(1.0 if v.name == "gamma" else 0.0, 0.2, v.shape))
+    model.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+                  optimizer=keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=1e-3))
+    return model

@@ -115,3 +115,44 @@ class AvgPool(CorrectPort):
 
 def correct_port():
     return CorrectPort()
+
+
+class TrapsPort(nn.Module):
+    """Correct port of keras_cnn.build_traps."""
+
+    ln_eps, slope, gelu = 1e-3, 0.3, "none"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3, padding=1)
+        self.fc = nn.Linear(54, 8)
+        self.ln = nn.LayerNorm(8, eps=self.ln_eps)
+        self.head = nn.Linear(8, 3)
+
+    def pool(self, x):
+        """TF "same" average pooling, k3 s2 on 6x6: pad (0, 1), divide by the real cells."""
+        ones = torch.ones_like(x[:, :1])
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2) / F.avg_pool2d(F.pad(ones, (0, 1, 0, 1)), 3, 2)
+
+    def forward(self, x):
+        x = F.gelu(self.conv(x), approximate=self.gelu)
+        x = F.leaky_relu(self.pool(x), self.slope)
+        x = self.ln(self.fc(torch.flatten(x, 1)))
+        return torch.softmax(self.head(x), dim=-1)
+
+
+class GeluTanh(TrapsPort):
+    gelu = "tanh"
+
+
+class LeakyDefault(TrapsPort):
+    slope = 0.01  # F.leaky_relu's default; Keras' LeakyReLU layer uses 0.3
+
+
+class LayerNormEps(TrapsPort):
+    ln_eps = 1e-5
+
+
+class AvgPoolCountPad(TrapsPort):
+    def pool(self, x):
+        return F.avg_pool2d(x, 3, 2, padding=1)  # symmetric, padded zeros counted
