@@ -28,7 +28,7 @@ from shared.verify import KerasRecord
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
-PARAM_OPS = ("conv", "linear", "batch_norm", "layer_norm")
+PARAM_OPS = ("conv", "linear", "batch_norm", "layer_norm", "rnn", "embedding")
 
 # Keras loss names (compile(loss="...")) -> loss classes (keras/src/losses/losses.py).
 _LOSS_CLASSES = {
@@ -45,6 +45,8 @@ _OPTIMIZERS = ("SGD", "Adam", "AdamW")
 
 
 def _kind(node) -> str:
+    if node.op == "rnn":
+        return f"rnn_{node.attrs['kind']}"  # rnn_lstm, rnn_gru, rnn_simple, rnn_gru_reset_before
     if node.op != "conv":
         return node.op
     a = node.attrs
@@ -158,6 +160,12 @@ class KerasSide:
         names = {id(t): t.name for t in fn.inputs}
         return [call.layer.name for call, _ in _Walker().walk(fn, names)]
 
+    def input_spec(self) -> tuple:
+        """(shape, dtype, high): high bounds integer ids (an Embedding's input_dim), else None."""
+        name = self.graph.inputs[0]
+        spec = self.graph.tensors[name]
+        return tuple(spec.shape), spec.dtype, self.graph.meta.get("input_high", {}).get(name)
+
     def input_shape(self) -> tuple:
         return tuple(self.graph.tensors[self.graph.inputs[0]].shape)
 
@@ -190,7 +198,7 @@ class KerasSide:
     # ---- numbers
     def _to_keras(self, name: str, x: np.ndarray) -> np.ndarray:
         perm = self.graph.tensors[name].keras_perm
-        x = np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x) if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=self.dtype)
         return x if perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
 
     def _to_neutral(self, name: str, a) -> np.ndarray:
@@ -199,8 +207,14 @@ class KerasSide:
         return a if perm is None else np.ascontiguousarray(np.transpose(a, perm))
 
     def weights(self) -> dict:
-        """{node: {name: array}}: every mapped weight, torch layout (Keras flatten order)."""
-        return _split(_graph_weights(self.model, self.graph))
+        """{node: {name: array}}: every mapped weight, torch layout (Keras flatten order);
+        constants the reader added (an LSTM's zero recurrent bias) included."""
+        out = _split(_graph_weights(self.model, self.graph))
+        for n in self.graph.nodes:
+            if n.op in PARAM_OPS:
+                for name, a in n.weights.items():
+                    out.setdefault(n.name, {}).setdefault(name, np.asarray(a, dtype=self.dtype))
+        return out
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)

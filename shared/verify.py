@@ -49,7 +49,8 @@ __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match
 MAPPING_VERSION = 1
 
 # Readable names of the kinds, for messages.
-_KIND_WORDS = {"linear": "dense/linear", "conv1d": "1-D convolution", "conv2d": "2-D convolution",
+_KIND_WORDS = {"linear": "dense/linear", "rnn_lstm": "LSTM", "rnn_gru": "GRU (reset_after)", "rnn_simple": "simple RNN",
+               "rnn_gru_reset_before": "GRU with reset_after=False (no torch module)", "embedding": "embedding", "conv1d": "1-D convolution", "conv2d": "2-D convolution",
                "conv3d": "3-D convolution", "depthwise2d": "depthwise convolution",
                "depthwise1d": "1-D depthwise convolution", "batch_norm": "batch normalisation",
                "layer_norm": "layer normalisation"}
@@ -335,6 +336,13 @@ def attribute_notes(k: KerasRecord, t: TorchRecord) -> list:
         elif not np.isclose(ka.get("momentum", 0.0), tm, rtol=1e-9, atol=1e-12):
             notes.append(f"{k.name}: BatchNorm momentum differs: torch '{t.path}' momentum={tm:.6g}, Keras momentum "
                          f"{1 - ka['momentum']:.6g} means torch momentum={ka['momentum']:.6g} (torch weighs the batch by m, Keras the old value)")
+    if k.kind.startswith("rnn"):
+        if ta.get("batch_first") is False:
+            notes.append(f"{k.name}: torch '{t.path}' has batch_first=False; Keras sequences are (batch, time, features)")
+        if k.kind == "rnn_lstm" and ta.get("bias_hh_trainable"):
+            notes.append(f"{k.name}: Keras LSTM has one bias, torch '{t.path}' trains two (bias_ih_l0 + bias_hh_l0, "
+                         "each with the same gradient): the bias learns twice as fast. Fix: zero bias_hh_l0 and "
+                         "bias_hh_l0.requires_grad_(False)")
     if k.kind == "layer_norm" and "eps" in ta and not np.isclose(ka.get("eps", 0.0), ta["eps"], rtol=1e-9, atol=0.0):
         notes.append(f"{k.name}: LayerNorm epsilon differs: Keras {ka['eps']:.10g}, torch '{t.path}' {ta['eps']:.10g} "
                      f"(torch's default is 1e-5, Keras' 1e-3): pass eps={ka['eps']:.10g}")

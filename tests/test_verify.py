@@ -216,3 +216,24 @@ def test_layer_norm_epsilon_is_located_and_named():
     res = verify_traps(torch_ports.LayerNormEps)
     assert res.localisation["first_differing"] == "ln" and res.localisation["last_agreeing"] == "fc"
     assert any("LayerNorm epsilon differs: Keras 0.001, torch 'ln' 1e-05" in d for d in res.diagnoses)
+
+
+# ---- sequences (needs the Keras reader's LSTM converter)
+def _has_lstm():
+    from keras_impl.convert import CONVERTERS
+    import keras_impl.graph  # noqa: F401  (registers the converters)
+
+    return "LSTM" in CONVERTERS
+
+
+@pytest.mark.skipif(not _has_lstm(), reason="the graph reader has no LSTM converter yet")
+def test_lstm_port_and_the_two_bias_trap():
+    from tests.verify_models import keras_seq, torch_seq_ports
+
+    res = compare.verify_models(keras_seq.build(), torch_seq_ports.SeqPort(), train_steps=STEPS)
+    assert res.passed, [c.check for c in failing(res)]
+    assert [p.kind for p in res.mapping.pairs] == ["embedding", "rnn_lstm", "linear"]
+    bad = compare.verify_models(keras_seq.build(), torch_seq_ports.SeqTwoBiases(), train_steps=STEPS)
+    assert check(bad, "model output", "float64").passed  # the copied bias_hh is zero: inference agrees
+    assert any(c.check.startswith("lstm.bias_ih_l0 after training") for c in failing(bad, "float64"))
+    assert any("trains two" in d for d in bad.diagnoses), bad.diagnoses

@@ -104,9 +104,16 @@ def load_model(spec: str) -> nn.Module:
     return module
 
 
+_RNN_KINDS = {nn.LSTM: "rnn_lstm", nn.GRU: "rnn_gru", nn.RNN: "rnn_simple"}
+
+
 def _kind(m: nn.Module) -> str:
     if isinstance(m, nn.Linear):
         return "linear"
+    if type(m) in _RNN_KINDS:
+        return _RNN_KINDS[type(m)]
+    if isinstance(m, nn.Embedding):
+        return "embedding"
     if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
         d = len(m.kernel_size)
         return f"{'depthwise' if m.groups > 1 and m.groups == m.in_channels else 'conv'}{d}d"
@@ -119,13 +126,15 @@ def _kind(m: nn.Module) -> str:
 
 def _attrs(m: nn.Module) -> dict:
     a = {}
-    for key in ("stride", "dilation", "groups", "eps", "momentum"):
+    for key in ("stride", "dilation", "groups", "eps", "momentum", "batch_first", "num_layers", "bidirectional"):
         if hasattr(m, key):
             v = getattr(m, key)
             a[key] = list(v) if isinstance(v, tuple) else v
     if isinstance(m, nn.modules.conv._ConvNd):
         a["padding"] = m.padding if isinstance(m.padding, str) else list(m.padding)
         a["padding_mode"] = m.padding_mode
+    if type(m) in _RNN_KINDS and getattr(m, "bias_hh_l0", None) is not None:
+        a["bias_hh_trainable"] = bool(m.bias_hh_l0.requires_grad)
     return a
 
 
@@ -189,7 +198,8 @@ class TorchSide:
         return self if dtype == self.dtype else TorchSide(copy.deepcopy(self.module), dtype)
 
     def _x(self, x) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(x, dtype=self.dtype))
+        x = np.asarray(x)
+        return torch.as_tensor(np.ascontiguousarray(x, dtype=np.int64 if x.dtype.kind in "iu" else self.dtype))
 
     def _param_modules(self) -> dict:
         return {p: m for p, m in self.module.named_modules() if _own_tensors(m)}
@@ -218,7 +228,7 @@ class TorchSide:
                     if rec is None:
                         seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
-                                                 tuple(args[0].shape) if args else (), tuple(out.shape) if isinstance(out, torch.Tensor) else ())
+                                                 tuple(args[0].shape) if args else (), tuple(_first(out).shape))
                     else:
                         rec.calls += 1
             return hook
@@ -275,6 +285,7 @@ class TorchSide:
 
         def keep(path):
             def hook(m, args, y):
+                y = y[0] if isinstance(y, tuple) else y  # nn.LSTM: (output, (h, c))
                 if path not in out:
                     out[path] = y.detach().cpu().numpy().copy()
             return hook  # returns None: the output is left as it is
@@ -316,6 +327,10 @@ class TorchSide:
             opt.step()
             losses.append(float(value.detach()))
         return losses, side.weights()
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
 
 
 def _flatten_chain(prov: dict, t: torch.Tensor) -> dict | None:
