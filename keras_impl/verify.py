@@ -119,7 +119,8 @@ class KerasSide:
         if len(self.graph.inputs) != 1 or len(self.graph.outputs) != 1:
             raise UsageError(f"Keras model {model.name!r} has {len(self.graph.inputs)} inputs and "
                              f"{len(self.graph.outputs)} outputs; verify handles one of each")
-        self.dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
+        floats = [keras.backend.standardize_dtype(v.dtype) for v in model.weights if "float" in str(v.dtype)]
+        self.dtype = floats[0] if floats else "float32"  # the compute dtype (inputs may be integer ids)
 
     # ---- structure
     def records(self) -> list:
