@@ -188,9 +188,10 @@ def _eval_sanity(ts, x, diagnoses) -> list:
         diagnoses.append(f"dropout is on in eval mode: {ts.dropout_calls[0]}. F.dropout's `training` defaults to True: "
                          "pass training=self.training, or use an nn.Dropout module")
         checks.append(Check("torch dropout in eval mode", "keras", "torch", float("inf"), float("inf"), 0.0, False,
-                            "; ".join(ts.dropout_calls)))
+                            "; ".join(ts.dropout_calls), dtype=ts.dtype))
     a, b = ts.forward(x), ts.forward(x)
-    c = compare_arrays("torch eval forward twice (deterministic)", a, b, for_check("forward", ts.dtype), a_name="torch", b_name="torch")
+    c = compare_arrays("torch eval forward twice (deterministic)", a, b, for_check("forward", ts.dtype), a_name="torch",
+                       b_name="torch", dtype=ts.dtype)
     if not c.passed:
         diagnoses.append("the torch model gives different outputs for the same input in eval mode: something random "
                          "(dropout, noise) is still on")

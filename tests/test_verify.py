@@ -110,8 +110,8 @@ def test_symmetric_padding_is_located_at_the_conv():
 
 def test_dropout_left_on_in_eval():
     res = verify(torch_ports.DropoutInEval, train_steps=0, gradients=False)
-    assert not check(res, "torch dropout in eval mode", "").passed
-    assert not check(res, "torch eval forward twice (deterministic)", "").passed
+    assert not check(res, "torch dropout in eval mode", "float32").passed
+    assert not check(res, "torch eval forward twice (deterministic)", "float32").passed
     assert res.localisation["first_differing"] == "head" and res.localisation["between"] == ["drop"]
     assert "between `fc` (agrees) and `head`" in res.localisation["text"]
     assert any("training` defaults to True" in d and "after module 'fc'" in d for d in res.diagnoses), res.diagnoses
