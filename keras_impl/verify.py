@@ -325,7 +325,10 @@ _EXACT_FLOAT64 = {"leaky_relu": _exact_leaky_relu(0.2), "gelu": _exact_gelu}
 
 def _copy(model, dtype: str):
     """cast_model, and in float64 the exact forms of _EXACT_FLOAT64 (names in model._verify_exact)."""
-    clone = cast_model(model, dtype)
+    try:
+        clone = cast_model(model, dtype)
+    except ValueError:  # the clone lists its variables in another order: copy them by path
+        clone = _clone_by_path(model, dtype)
     patched = []
     if dtype == "float64":
         for layer in clone._flatten_layers(include_self=False, recursive=True):
@@ -340,6 +343,26 @@ def _copy(model, dtype: str):
                 layer.activation = _EXACT_FLOAT64[name]
                 patched.append(layer.name)
     clone._verify_exact = patched
+    return clone
+
+
+def _clone_by_path(model, dtype: str):
+    """cast_model's clone, its weights assigned by variable path instead of by position."""
+    def clone_layer(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    def new_input(t):
+        op = t._keras_history.operation
+        keep = "int" in keras.backend.standardize_dtype(t.dtype)
+        return keras.Input(batch_shape=t.shape, dtype=t.dtype if keep else dtype, name=op.name if op is not None else None)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True,
+                                     input_tensors=keras.tree.map_structure(new_input, model.input))
+    source = {v.path: v for v in model.weights}
+    for v in clone.weights:
+        v.assign(keras.ops.convert_to_numpy(source[v.path]).astype(v.dtype))
     return clone
 
 
