@@ -48,6 +48,10 @@ __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match
 
 MAPPING_VERSION = 1
 
+# "This torch weight is that Keras weight": both are copies of float32 values,
+# so a correct copy is exact; these only absorb a float32 -> float64 round trip.
+SAME_WEIGHT = {"rtol": 1e-6, "atol": 1e-7}
+
 # Readable names of the kinds, for messages.
 _KIND_WORDS = {"linear": "dense/linear", "rnn_lstm": "LSTM", "rnn_gru": "GRU (reset_after)", "rnn_simple": "simple RNN",
                "rnn_gru_reset_before": "GRU with reset_after=False (no torch module)", "embedding": "embedding", "conv1d": "1-D convolution", "conv2d": "2-D convolution",
@@ -372,15 +376,15 @@ def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:
         if t is None or t.shape != k.shape and pair.transform != "flatten":
             continue
         want = weights_to_torch(pair, name, k)
-        if t.shape == want.shape and np.allclose(t, want, rtol=1e-6, atol=1e-7):
+        if t.shape == want.shape and np.allclose(t, want, **SAME_WEIGHT):
             continue
         where = f"{pair.keras}.{name} (torch '{pair.torch}.{name}')"
-        if pair.transform == "flatten" and name == "weight" and np.allclose(t, k, rtol=1e-6, atol=1e-7):
+        if pair.transform == "flatten" and name == "weight" and np.allclose(t, k, **SAME_WEIGHT):
             shape = tuple(pair.flatten["keras_shape"])
             notes.append(f"{where}: the Dense kernel was copied as K.T, in Keras' {shape} (channels-last) flatten order, "
                          f"but the torch Linear reads a ({pair.flatten.get('torch_order', 'traced')}) flatten: permute its "
                          "columns (shared/layout.py flatten_dense_kernel_to_weight) or flatten NHWC in torch")
-        elif name == "weight" and t.ndim >= 3 and np.allclose(t, np.flip(want, axis=tuple(range(2, t.ndim))), rtol=1e-6, atol=1e-7):
+        elif name == "weight" and t.ndim >= 3 and np.allclose(t, np.flip(want, axis=tuple(range(2, t.ndim))), **SAME_WEIGHT):
             notes.append(f"{where}: the kernel is flipped spatially (true convolution vs cross-correlation): copy it unflipped")
         elif name in ("running_mean", "running_var") and np.allclose(t, 0.0 if name == "running_mean" else 1.0):
             notes.append(f"{where}: still torch's initial value: the Keras moving statistics were not copied")

@@ -46,6 +46,11 @@ from shared.verify import (Mapping, attribute_notes, check_mapping, functional_n
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
 DTYPES = ("float64", "float32")
+# The BatchNorm diagnosis reads ratios of one float64 update (rounding ~1e-15):
+# "equal to n/(n-1)" within 1e-6 (the factor itself is 1 + 1/(n-1), >= 1e-5 away
+# from 1 for n up to 1e5), "moved at all" above 1e-9.
+RATIO_RTOL = 1e-6
+MOVED = 1e-9
 
 
 @dataclass
@@ -285,10 +290,10 @@ def _bn_variance_diagnosis(sides, mapping, kby, tby, batches, loss, optimizer, c
             continue  # different starting statistics: the ratios below mean nothing
         dk = k1[p.keras]["running_mean"] - kb["running_mean"]
         dt = t1[p.torch]["running_mean"] - tb["running_mean"]
-        ok = np.abs(dk) > 1e-9
+        ok = np.abs(dk) > MOVED
         if tm and ok.any() and not np.isclose(tm, mk, rtol=1e-9):
             r = float(np.median(dt[ok] / dk[ok]))
-            if np.isclose(r, tm / mk, rtol=1e-4):
+            if np.isclose(r, tm / mk, rtol=RATIO_RTOL):
                 out.append(f"{p.keras}: BatchNorm momentum convention: torch '{p.torch}' momentum={tm:.6g} moves the statistics "
                            f"{r:.4g}x as fast as Keras (Keras momentum {1 - mk:.6g} is torch momentum {mk:.6g})")
             continue
@@ -296,7 +301,7 @@ def _bn_variance_diagnosis(sides, mapping, kby, tby, batches, loss, optimizer, c
         bk = (k1[p.keras]["running_var"] - (1 - mk) * kb["running_var"]) / mk
         bt = (t1[p.torch]["running_var"] - (1 - mk) * tb["running_var"]) / mk
         r = float(np.median(bt / bk))
-        if np.isclose(r, n / (n - 1), rtol=1e-6):
+        if np.isclose(r, n / (n - 1), rtol=RATIO_RTOL):
             out.append(f"{p.keras}: torch '{p.torch}' stores the unbiased batch variance in running_var, Keras the biased "
                        f"one: each update differs by n/(n-1) = {n}/{n - 1} (n = values per channel in a batch). Fix: update "
                        "running_var with the biased variance (torch_impl/models.py BatchNorm2dKeras), momentum = 1 - Keras momentum")
