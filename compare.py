@@ -1167,11 +1167,13 @@ def cmd_port(argv) -> int:
 # Verify: a hand-written PyTorch port against its Keras model (issue 12)
 # --------------------------------------------------------------------------
 def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "keras", gradients: bool = True,
-                  train_steps: int = 3, mapping=None, targets=None, seed: int = 0, batch: int = 4):
+                  train_steps: int = 3, mapping=None, targets=None, seed: int = 0, batch: int | None = None):
     """Every verify check of `torch_model` (an nn.Module) against `keras_model`.
 
     Args:
         inputs: numpy inputs in Keras' layout (NHWC for images); None: seeded random.
+        batch: rows per batch (default: all given inputs, or 4 random ones); with
+            inputs, training steps take consecutive batches of them.
         weights: "keras" copies the Keras weights into torch_model by structure
             (it is modified); "as-is" keeps both models' own weights.
         mapping: a shared.verify.Mapping (or its JSON text) instead of matching.
@@ -1191,18 +1193,34 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
     x = None
     if inputs is not None:
         perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
-        x = np.asarray(inputs, dtype=np.float64)
+        want = tuple(keras_model.inputs[0].shape[1:])
+        x = np.asarray(inputs)
+        if x.shape[1:] != want:
+            raise UsageError(f"inputs have shape {x.shape[1:]} per sample, the Keras model takes {want} (Keras' layout)")
+        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
         x = x if perm is None else np.ascontiguousarray(np.transpose(x, perm))
     if isinstance(mapping, str):
         mapping = Mapping.from_json(mapping)
-    opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch if x is None else len(x), seed=seed,
+    batch = batch or (len(x) if x is not None else 4)  # given inputs: all of them in one batch by default
+    opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch, seed=seed,
                          steps=train_steps, gradients=gradients, x=x, y=targets)
     return run_verify(ks, TorchSide(torch_model), opts)
 
 
-def _verify_data(path: str | None):
+def _verify_data(args, input_shape: tuple):
+    """(x, y) from --data: a .npz/.npy file, or a dataset as the main command reads it
+    (--format pascal|biwi|csv, images resized to the model's input size); its training split."""
+    path = args.data
     if path is None:
         return None, None
+    if args.format:
+        from shared import loaders
+
+        kw = {"task": args.task, "target": args.target} if args.format == "csv" else {"image_size": int(input_shape[1])}
+        if args.format == "csv" and not args.task:
+            raise UsageError("--format csv needs --task (multiclass, multilabel, binary or regression)")
+        ds = loaders.load(path, args.format, **kw)
+        return ds.x_train, ds.y_train
     p = Path(path)
     if not p.is_file() or p.suffix not in (".npz", ".npy"):
         raise UsageError(f"{path}: expected a .npz (x, optional y) or .npy file of inputs in Keras' layout")
@@ -1225,7 +1243,11 @@ def cmd_verify(argv) -> int:
     p.add_argument("--weights", choices=("keras", "as-is"), default="keras", help="keras (default): copy the Keras weights "
                    "into the torch model by structure; as-is: each model keeps its own weights")
     p.add_argument("--mapping", metavar="FILE", help="a mapping JSON (as written to --out) to use instead of matching by structure")
-    p.add_argument("--data", metavar="FILE", help="inputs (and targets) as .npz with x (Keras layout) and optional y, or .npy")
+    p.add_argument("--data", metavar="PATH", help="inputs (and targets): .npz with x (Keras layout) and optional y, or .npy; "
+                   "or a dataset with --format, as in the main command (its training split)")
+    p.add_argument("--format", choices=("pascal", "biwi", "csv"), help="layout of --data (as in the main command)")
+    p.add_argument("--task", choices=TASKS, help="task of a --format csv file")
+    p.add_argument("--target", action="append", metavar="COLUMN", help="target column of a CSV (repeat for several)")
     p.add_argument("--steps", type=int, default=3, help="training steps per dtype (default 3; 0 skips training)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
     p.add_argument("--seed", type=int, default=0)
@@ -1253,7 +1275,7 @@ def cmd_verify(argv) -> int:
         if not Path(args.mapping).is_file():
             raise UsageError(f"{args.mapping}: no such mapping file")
         mapping = Path(args.mapping).read_text()
-    x, y = _verify_data(args.data)
+    x, y = _verify_data(args, tuple(keras_model.inputs[0].shape))
     res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=mapping,
                         targets=y, seed=args.seed, batch=args.batch_size)
     if args.out:

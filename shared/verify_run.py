@@ -102,6 +102,20 @@ def _to_torch(kweights: dict, mapping: Mapping) -> dict:
     return {p.torch: {n: weights_to_torch(p, n, a) for n, a in kweights[p.keras].items()} for p in mapping.pairs}
 
 
+def _check_targets(y: np.ndarray, n: int, loss: dict, out_shape: tuple) -> None:
+    """Targets of the loss' form: class indices for sparse CE, else one column per output."""
+    from shared.errors import UsageError
+
+    width = int(out_shape[-1])
+    if loss["kind"] == "sparse_ce":
+        ok = y.shape in ((n,), (n, 1)) and y.size and np.all(np.mod(y, 1) == 0) and 0 <= y.min() and y.max() < width
+        if not ok:
+            raise UsageError(f"targets have shape {y.shape} ({y.dtype}); the Keras loss {loss['class']} on a {width}-wide "
+                             f"output takes class indices 0..{width - 1}, shape ({n},)")
+    elif y.shape != (n, width):
+        raise UsageError(f"targets have shape {y.shape}; the Keras loss {loss['class']} on a {width}-wide output takes {(n, width)}")
+
+
 def _data(ks, loss, opts, rng) -> tuple:
     full, dtype, high = ks.input_spec()
     shape = full[1:]
@@ -109,9 +123,11 @@ def _data(ks, loss, opts, rng) -> tuple:
         x = np.asarray(opts.x)
         x = x if x.dtype.kind in "iu" else x.astype(np.float64)
         y = opts.y if opts.y is not None else make_targets(rng, ks.output_shape(), loss, len(x))
+        _check_targets(np.asarray(y), len(x), loss, ks.output_shape())
+        y = np.asarray(y).reshape(-1) if loss["kind"] == "sparse_ce" else np.asarray(y)
         n = min(opts.batch, len(x))
-        batches = [(x[(i * n) % len(x):(i * n) % len(x) + n], y[(i * n) % len(x):(i * n) % len(x) + n]) for i in range(opts.steps)]
-        return x[:n], y[:n], batches
+        starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
+        return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
     if "int" in dtype:
         draw = lambda: rng.integers(0, high or 2, (opts.batch, *shape)).astype(np.int64)  # noqa: E731
     else:

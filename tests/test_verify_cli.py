@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +76,25 @@ def test_torch_weights_as_is(tmp_path):
     r = run(KERAS, f"{PORTS}:BnEpsDefault", "--weights", "as-is", "--torch-weights", str(tmp_path / "w.pt"), "--steps", "0")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "conv1.weight (torch 'conv1.weight'): differs from the Keras weight" in r.stdout
+
+
+def test_data_as_in_the_main_command(tmp_path, capsys):
+    """--data table.csv --format csv --task multiclass, in process (compare.main)."""
+    import compare
+
+    rng = np.random.default_rng(0)
+    rows = ["a,b,c,label"] + [f"{a:.4f},{b:.4f},{c:.4f},{'yes' if a + b > 0 else 'no'}" for a, b, c in rng.standard_normal((30, 3))]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    args = ["verify", "tests/verify_models/keras_cnn.py:build_mlp", f"{PORTS}:MlpPort", "--data", str(tmp_path / "t.csv"),
+            "--format", "csv", "--task", "multiclass", "--steps", "2", "--batch-size", "8", "--out", str(tmp_path / "rep")]
+    assert compare.main(args) == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["passed"] and report["config"]["batch"] == 8
+    rows = ["a,b,c,t"] + [",".join(f"{v:.4f}" for v in r) for r in rng.standard_normal((30, 4))]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")  # regression targets for a classifier: exit 2
+    bad = ["verify", "tests/verify_models/keras_cnn.py:build_mlp", f"{PORTS}:MlpPort", "--data", str(tmp_path / "r.csv"),
+           "--format", "csv", "--task", "regression"]
+    assert compare.main(bad) == 2
+    err = capsys.readouterr().err
+    assert "targets have shape (24, 1) (float32); the Keras loss SparseCategoricalCrossentropy on a 2-wide output " \
+        "takes class indices 0..1, shape (24,)" in err, err

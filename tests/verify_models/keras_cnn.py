@@ -68,3 +68,14 @@ def build_traps():
     model.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
                   optimizer=keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=1e-3))
     return model
+
+
+def build_mlp():
+    """A table model for --data CSV: 3 features -> 5 (relu) -> 2 logits."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((3,), name="features")
+    y = keras.layers.Dense(5, activation="relu", name="hidden")(x)
+    y = keras.layers.Dense(2, name="out")(y)
+    model = keras.Model(x, y, name="verify_mlp")
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.Adam(1e-2))
+    return model

@@ -156,3 +156,15 @@ class LayerNormEps(TrapsPort):
 class AvgPoolCountPad(TrapsPort):
     def pool(self, x):
         return F.avg_pool2d(x, 3, 2, padding=1)  # symmetric, padded zeros counted
+
+
+class MlpPort(nn.Module):
+    """Correct port of keras_cnn.build_mlp."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(3, 5)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.out(F.relu(self.hidden(x)))
