@@ -239,7 +239,7 @@ def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
         return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
     res = verify_models(keras_model, torch_model, inputs, **kw)
     if not res.passed:
-        from shared.verify_run import format_result
+        from shared.verify_cli import format_result
 
         raise ParityFailure("parity failed:\n" + format_result(res))
     return res.checks
@@ -592,85 +592,25 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
     return run_verify(ks, TorchSide(torch_model), opts)
 
 
-def _verify_data(args, input_shape: tuple):
-    """(x, y) from --data: a .npz/.npy file, or a dataset as the main command reads it
-    (--format pascal|biwi|csv, images resized to the model's input size); its training split."""
-    path = args.data
-    if path is None:
-        return None, None
-    if args.format:
-        from shared import loaders
-
-        kw = {"task": args.task, "target": args.target} if args.format == "csv" else {"image_size": int(input_shape[1])}
-        if args.format == "csv" and not args.task:
-            raise UsageError("--format csv needs --task (multiclass, multilabel, binary or regression)")
-        ds = loaders.load(path, args.format, **kw)
-        return ds.x_train, ds.y_train
-    p = Path(path)
-    if not p.is_file() or p.suffix not in (".npz", ".npy"):
-        raise UsageError(f"{path}: expected a .npz (x, optional y) or .npy file of inputs in Keras' layout")
-    data = np.load(p)
-    if p.suffix == ".npy":
-        return data, None
-    if "x" not in data:
-        raise UsageError(f"{path}: the .npz has no array 'x' (found {sorted(data.files)})")
-    return data["x"], (data["y"] if "y" in data else None)
-
-
 def cmd_verify(argv) -> int:
-    p = _Parser(prog="compare.py verify", description="Check a hand-written PyTorch port against its Keras model: "
-                "copy the weights by structure, compare layer by layer (naming the first that differs), gradients and "
-                "training with the Keras compile config, in float32 and float64.")
-    p.add_argument("keras_model", metavar="KERAS_MODEL", help="a .keras/.h5 file, or package.module:function / path/file.py:function")
-    p.add_argument("torch_model", metavar="TORCH_MODEL", help="path/file.py:NAME or package.module:NAME: an nn.Module class "
-                   "with a no-argument constructor, or a function returning a module")
-    p.add_argument("--torch-weights", metavar="FILE", help="a state_dict (.pt/.pth or .safetensors) loaded into the torch model first")
-    p.add_argument("--weights", choices=("keras", "as-is"), default="keras", help="keras (default): copy the Keras weights "
-                   "into the torch model by structure; as-is: each model keeps its own weights")
-    p.add_argument("--mapping", metavar="FILE", help="a mapping JSON (as written to --out) to use instead of matching by structure")
-    p.add_argument("--data", metavar="PATH", help="inputs (and targets): .npz with x (Keras layout) and optional y, or .npy; "
-                   "or a dataset with --format, as in the main command (its training split)")
-    p.add_argument("--format", choices=("pascal", "biwi", "csv"), help="layout of --data (as in the main command)")
-    p.add_argument("--task", choices=TASKS, help="task of a --format csv file")
-    p.add_argument("--target", action="append", metavar="COLUMN", help="target column of a CSV (repeat for several)")
-    p.add_argument("--steps", type=int, default=3, help="training steps per dtype (default 3; 0 skips training)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--unsafe", action="store_true", help="allow Keras Lambda layers carrying code")
-    p.add_argument("--out", help="write report.json, report.md and mapping.json here (replaced atomically)")
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
-    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    from shared import verify_cli
+
+    p = _Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
+    verify_cli.add_arguments(p, _positive_int, DEFAULT_THREADS)
     args = p.parse_args(argv)
-    if args.steps < 0:
-        raise UsageError(f"--steps must be >= 0, got {args.steps}")
-    if args.out:
-        _check_writable(Path(args.out))
+    verify_cli.check_arguments(args)
     frameworks(args.threads)
     from torch_impl.verify import load_model as load_torch, load_state
     from keras_impl.verify import load_model as load_keras
-    from shared.atomic import atomic_dir, atomic_write_text
-    from shared.verify_run import format_result, markdown
 
     module = load_torch(args.torch_model)
     if args.torch_weights:
         load_state(module, args.torch_weights)
     keras_model = load_keras(args.keras_model, unsafe=args.unsafe)
-    mapping = None
-    if args.mapping:
-        if not Path(args.mapping).is_file():
-            raise UsageError(f"{args.mapping}: no such mapping file")
-        mapping = Path(args.mapping).read_text()
-    x, y = _verify_data(args, tuple(keras_model.inputs[0].shape))
-    res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=mapping,
+    x, y = verify_cli.load_data(args, tuple(keras_model.inputs[0].shape))
+    res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=verify_cli.read_mapping(args),
                         targets=y, seed=args.seed, batch=args.batch_size)
-    if args.out:
-        import json
-
-        with atomic_dir(Path(args.out)) as work:
-            atomic_write_text(Path(work) / "report.json", json.dumps(res.report(), indent=1, default=str))
-            atomic_write_text(Path(work) / "report.md", markdown(res))
-            atomic_write_text(Path(work) / "mapping.json", res.mapping.to_json())
-    print(format_result(res, quiet=args.quiet))
+    verify_cli.write_outputs(args, res)
     return EXIT_OK if res.passed else EXIT_PARITY
 
 
