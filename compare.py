@@ -29,13 +29,12 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shared.cases import Case, builtin_cases, data_record, user_case
-from shared.checks import ParityFailure, assert_checks, compare_arrays
+from shared.checks import ParityFailure, assert_checks
 from shared.config import DTYPES, MODELS, TASKS
 from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair
 from shared.errors import ParityError, UsageError
@@ -258,69 +257,20 @@ def keras_to_torch(keras_model):
     return build_module(read_graph(keras_model))
 
 
-@dataclass
-class PortResult:
-    graph: object
-    module: object
-    source: str
-    checks: list
-    info: dict
+def port_checks(keras_model, inputs=None, **kw):
+    """Port `keras_model` and prove the port (shared/port.py's checks); returns
+    shared.port.PortResult (.checks, .module, .source, .graph, .info).
 
+    Args:
+        inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
+        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
+    """
+    frameworks()
+    from keras_impl.port import PortSide as KerasSide
+    from shared.port import port_checks as run
+    from torch_impl.port import PortSide as TorchSide
 
-def _port_forward(fw, model, graph, module, xs, dtype) -> list:
-    from keras_impl.graph import graph_values as keras_values
-    from shared import port_check as pc
-    from torch_impl.graph import graph_values as torch_values
-
-    tol = for_check("forward", dtype)
-    a, b = keras_values(model, graph, xs), torch_values(module, graph, xs)
-    nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
-    out = [compare_arrays(f"output {o}", a[o], b[o], tol, model=graph.name, dtype=dtype) for o in graph.outputs]
-    first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes
-
-
-def _port_gradients(fw, model, graph, module, xs, y, loss, dtype) -> list:
-    from keras_impl import port as kp
-    from shared import port_check as pc
-    from torch_impl import port as tp
-
-    ka, ga = kp.loss_and_grads(model, graph, xs, y, loss)
-    kb, gb = tp.loss_and_grads(module, graph, xs, y, loss)
-    tol = for_check("gradient", dtype)
-    rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
-    return rows + pc.gradient_checks(graph, ga, gb, tol, dtype=dtype)
-
-
-def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtypes=("float32", "float64")) -> PortResult:
-    """Port `keras_model` and prove the port: forward of the model and of every
-    node, loss and gradients, in each dtype. `inputs`: numpy arrays in the
-    PyTorch layout (default: seeded random ones of the model's shape)."""
-    fw = frameworks()
-    from keras_impl import port as kp
-    from keras_impl.graph import cast_model, read_graph
-    from shared import port_check as pc
-    from torch_impl.graph import build_module
-
-    t0 = time.perf_counter()
-    graph = read_graph(keras_model)
-    module, source = build_module(graph)
-    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
-    xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
-    loss = kp.infer_loss(keras_model, graph)
-    y = pc.random_targets(graph, loss, len(xs[0]), seed)
-    info["loss"] = loss
-    checks = []
-    for dtype in dtypes:
-        t0 = time.perf_counter()
-        model = keras_model if dtype == graph.tensors[graph.inputs[0]].dtype else cast_model(keras_model, dtype)
-        mod = module if model is keras_model else build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
-        xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        checks += _port_forward(fw, model, graph, mod, xd, dtype)
-        checks += _port_gradients(fw, model, graph, mod, xd, y, loss, dtype)
-        info["timings_s"][dtype] = time.perf_counter() - t0
-    return PortResult(graph, module, source, checks, info)
-
+    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
 
 # --------------------------------------------------------------------------
 # Command line
@@ -474,76 +424,60 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")
 
 
-def _port_inputs(path: str | None, graph, batch: int, seed: int) -> list:
-    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
-    order) in PyTorch's layout; without it, seeded random inputs."""
-    from shared import port_check as pc
-
-    if path is None:
-        return pc.random_inputs(graph, batch, seed)
-    p = Path(path)
-    if not p.is_file() or p.suffix not in (".npy", ".npz"):
-        raise UsageError(f"--data {path}: expected an existing .npy or .npz file of inputs in PyTorch's layout")
-    if p.suffix == ".npy":
-        arrays = [np.load(p)]
-    else:
-        with np.load(p) as z:
-            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
-    if len(arrays) != len(graph.inputs):
-        raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
-    for name, a in zip(graph.inputs, arrays):
-        want = graph.tensors[name].shape
-        if a.ndim != len(want) or any(w is not None and w != s for w, s in zip(want[1:], a.shape[1:])):
-            raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
-                             "(PyTorch layout: channels first for images)")
-    return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
-
-
 def cmd_port(argv) -> int:
+    from shared.port import PORT_TRAIN_STEPS
+
     p = _Parser(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
-                "weights.safetensors, and prove the port (forward per node, gradients, float32 and float64).")
+                "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
+                "(float32 and float64) and both ONNX exports.")
     p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
     p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): your custom layers and their @keras_converter functions")
     p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=PORT_TRAIN_STEPS, help=f"training steps on the batch (default {PORT_TRAIN_STEPS}; 0 skips)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="train with this optimizer (Keras defaults) instead of the compiled one")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
     args = p.parse_args(argv)
+    if args.steps < 0:
+        raise UsageError(f"--steps must be >= 0, got {args.steps}")
     out = Path(args.out)
     _check_writable(out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
+    from shared import port as sp
     from shared import report as rpt
-    from shared.atomic import atomic_write_text
+    from shared.port_check import summary_rows
 
-    keras_model = kp.load_model(args.model, unsafe=args.unsafe)
-    from keras_impl.graph import read_graph
-
-    xs = _port_inputs(args.data, read_graph(keras_model), args.batch_size, args.seed)
-    res = port_checks(keras_model, xs, seed=args.seed)
+    for plugin in args.plugin:
+        kp.import_plugin(plugin)
+    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
     from shared.atomic import optional_atomic_dir
     from shared.console import ConsoleUI
 
     ui = ConsoleUI(args.quiet)
     with optional_atomic_dir(out) as work, ui:
-        atomic_write_text(work / "model.py", res.source)
-        from safetensors.torch import save_file
+        from torch_impl.port import PortSide as TorchSide
 
-        save_file({k: v.contiguous() for k, v in res.module.state_dict().items()}, str(work / "weights.safetensors"))
-        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
-        data = [{"case": f"port {res.graph.name}", "model": args.model, "inputs": "--data " + args.data if args.data else
-                 f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
-        report = rpt.build_report(res.checks, environment=env, data=data,
-                                  artifacts={"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
-                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
-        atomic_write_text(work / "report.json", rpt.dumps(report))
-        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+                             onnx_dir=None if args.no_onnx else work)
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
+        source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
+        report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
+                                   train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
     if args.quiet:
         print(rpt.summary_line(report))
     else:
-        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        rpt.console_table(summary_rows(res.checks), ui.out)
+        if not report["passed"]:  # then every failing row, the first differing node among them
+            rpt.console_table(res.checks, ui.out, only_failures=True)
         ui.out.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
     return EXIT_OK if report["passed"] else EXIT_PARITY
 

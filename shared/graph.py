@@ -52,8 +52,15 @@ already broadcastable against the neutral tensor).
 | `reshape` | shape (without batch) | |
 | `permute` | dims (with batch, torch permute order) | |
 | `flatten` | start_dim | |
+| `repeat` | n: (N, F) -> (N, n, F) | |
+| `crop` | crops [(before, after)] per spatial axis of a channels-first tensor | |
+| `rescale` | scale, offset (scalars) | or scale, offset arrays (broadcastable) |
+| `normalize` | floor, invert: (x - mean) / max(sqrt(variance), floor) | mean, variance (broadcastable) |
 | `dropout` | p (identity in inference) | |
 | `identity` | | |
+
+Any node may carry attrs["shares"] = the name of an earlier node: a second
+call of a shared layer, which reuses that node's weights (and has none itself).
 
 New ops are fine: add a row here, a reader converter that emits them and a
 writer emitter for them (see keras_impl/convert and torch_impl/emit).
@@ -145,7 +152,7 @@ class Graph:
                 return n
         return None
 
-    def state_dict(self, attr_of=None) -> dict:
+    def state_dict(self) -> dict:
         """Every weight under `node_name.weight_name` (the torch writer's keys)."""
         return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}
 
