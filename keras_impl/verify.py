@@ -404,7 +404,12 @@ def _render(node) -> str:
     name = attrs.pop("fn") if node.op == "activation" else node.op
     if node.op in ("conv", "linear", "batch_norm", "layer_norm"):
         attrs = {k: v for k, v in attrs.items() if k in ("stride", "padding", "dilation", "groups", "eps")}
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in attrs.items())})"
+    return f"{name}({', '.join(f'{k}={_short(v)}' for k, v in attrs.items())})"
+
+
+def _short(v) -> str:
+    """Floats to float32 precision (0.30000001192092896, a float32 attribute, reads 0.3)."""
+    return f"{v:.7g}" if isinstance(v, float) else repr(v)
 
 
 def _target(y: np.ndarray, spec: dict, dtype: str) -> np.ndarray:

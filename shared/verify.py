@@ -406,7 +406,7 @@ def functional_notes(keras_ops: list, torch_ops: list) -> list:
     k, t = " ".join(keras_ops), " ".join(torch_ops)
     notes = []
     ks, ts = _SLOPE.findall(k), _SLOPE.findall(t)
-    if ks and ts and float(ks[0]) != float(ts[0]):
+    if ks and ts and not np.isclose(float(ks[0]), float(ts[0]), rtol=SAME_WEIGHT["rtol"], atol=0.0):
         notes.append(f"LeakyReLU slope: Keras {float(ks[0]):g}, torch {float(ts[0]):g} (defaults differ: Keras' LeakyReLU "
                      "layer 0.3, keras.activations.leaky_relu 0.2, torch 0.01): pass negative_slope explicitly")
     kg, tg = _GELU.findall(k), _GELU.findall(t)
