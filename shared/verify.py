@@ -384,6 +384,12 @@ def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:
             notes.append(f"{where}: the Dense kernel was copied as K.T, in Keras' {shape} (channels-last) flatten order, "
                          f"but the torch Linear reads a ({pair.flatten.get('torch_order', 'traced')}) flatten: permute its "
                          "columns (shared/layout.py flatten_dense_kernel_to_weight) or flatten NHWC in torch")
+        elif name == "weight" and t.ndim == 2 and t.shape == want.T.shape and np.allclose(t, want.T, **SAME_WEIGHT):
+            notes.append(f"{where}: the Dense kernel was copied without transposing: Keras computes x @ K, torch x @ W.T, "
+                         "so W = K.T")
+        elif name == "weight" and t.ndim == 4 and t.shape == want.transpose(0, 1, 3, 2).shape \
+                and np.allclose(t, want.transpose(0, 1, 3, 2), **SAME_WEIGHT):
+            notes.append(f"{where}: the kernel's height and width are swapped: HWIO -> OIHW is K.transpose(3, 2, 0, 1)")
         elif name == "weight" and t.ndim >= 3 and np.allclose(t, np.flip(want, axis=tuple(range(2, t.ndim))), **SAME_WEIGHT):
             notes.append(f"{where}: the kernel is flipped spatially (true convolution vs cross-correlation): copy it unflipped")
         elif name in ("running_mean", "running_var") and np.allclose(t, 0.0 if name == "running_mean" else 1.0):

@@ -92,3 +92,21 @@ def test_localise_text():
     assert loc["text"] == "between `dw` (agrees) and `fc` (differs, torch 'f'): dw_act, pool, flat"
     loc = localise(order, pairs, {"conv": False})
     assert loc["text"] == "`conv` (torch 'c') is the first matched pair and already differs"
+
+
+def test_weight_notes_name_the_copying_mistake():
+    from shared.verify import Pair, weight_notes
+
+    rng = np.random.default_rng(0)
+    k = rng.standard_normal((4, 4))  # neutral (torch layout) Dense weight
+    pair = Pair("fc", "fc", "linear", "Dense", "Linear")
+    assert weight_notes(pair, {"weight": k}, {"weight": k.copy()}) == []
+    assert "copied without transposing" in weight_notes(pair, {"weight": k}, {"weight": k.T.copy()})[0]
+    conv = rng.standard_normal((2, 3, 3, 3))
+    cp = Pair("c", "c", "conv2d", "Conv2D", "Conv2d")
+    assert "height and width are swapped" in weight_notes(cp, {"weight": conv}, {"weight": conv.transpose(0, 1, 3, 2).copy()})[0]
+    assert "flipped spatially" in weight_notes(cp, {"weight": conv}, {"weight": conv[:, :, ::-1, ::-1].copy()})[0]
+    bn = Pair("bn", "bn", "batch_norm", "BatchNormalization", "BatchNorm2d")
+    notes = weight_notes(bn, {"running_var": np.full(3, 2.0)}, {"running_var": np.ones(3)})
+    assert "not copied" in notes[0]
+    assert "max |diff| 0.5" in weight_notes(pair, {"weight": k}, {"weight": k + 0.5})[0]
