@@ -237,3 +237,11 @@ def test_lstm_port_and_the_two_bias_trap():
     assert check(bad, "model output", "float64").passed  # the copied bias_hh is zero: inference agrees
     assert any(c.check.startswith("lstm.bias_ih_l0 after training") for c in failing(bad, "float64"))
     assert any("trains two" in d for d in bad.diagnoses), bad.diagnoses
+
+
+def test_separable_conv_is_two_modules():
+    res = compare.verify_models(keras_cnn.build_separable(), torch_ports.SeparablePort(), train_steps=STEPS)
+    assert res.passed, [c.check for c in failing(res)]
+    assert [(p.keras, p.torch, p.kind) for p in res.mapping.pairs] == [
+        ("sep_depthwise", "depthwise", "depthwise2d"), ("sep_pointwise", "pointwise", "conv2d"), ("head", "head", "linear")]
+    assert res.config["loss"]["class"] == "MeanSquaredError" and res.config["optimizer"]["class"] == "SGD"

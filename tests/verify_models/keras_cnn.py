@@ -79,3 +79,16 @@ def build_mlp():
     model = keras.Model(x, y, name="verify_mlp")
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.Adam(1e-2))
     return model
+
+
+def build_separable():
+    """SeparableConv2D: one Keras layer, two torch modules (depthwise without bias, pointwise with it)."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 6, 3), name="image")
+    y = keras.layers.SeparableConv2D(4, 3, padding="same", activation="relu", name="sep")(x)
+    y = keras.layers.Flatten(name="flat")(y)
+    y = keras.layers.Dense(2, name="head")(y)
+    model = keras.Model(x, y, name="verify_separable")
+    model.get_layer("sep").bias.assign(np.random.default_rng(4).normal(0, 0.2, 4))
+    model.compile(loss="mse", optimizer="sgd")
+    return model

@@ -168,3 +168,17 @@ class MlpPort(nn.Module):
 
     def forward(self, x):
         return self.out(F.relu(self.hidden(x)))
+
+
+class SeparablePort(nn.Module):
+    """Correct port of keras_cnn.build_separable."""
+
+    def __init__(self):
+        super().__init__()
+        self.depthwise = nn.Conv2d(3, 3, 3, padding=1, groups=3, bias=False)
+        self.pointwise = nn.Conv2d(3, 4, 1)
+        self.head = nn.Linear(144, 2)
+
+    def forward(self, x):
+        x = F.relu(self.pointwise(self.depthwise(x)))
+        return self.head(torch.flatten(x, 1))
