@@ -75,11 +75,16 @@ def add_output(ctx, node, name: str, keras_shape, *, dtype=None, internal=False)
 
 @keras_converter("Embedding")
 def embedding(ctx, layer, call):
+    # mask_zero needs no branch here: Keras builds the mask as an
+    # ops.NotEqual node, converted on its own (`not_equal` below)
     if getattr(layer, "quantization_mode", None):
         raise unsupported(layer, f"quantization_mode {layer.quantization_mode!r}")
-    ids = call.inputs[0]
-    if ids in ctx.graph.inputs:  # random test inputs: ids in [0, input_dim)
-        ctx.graph.meta.setdefault("input_high", {})[ids] = int(layer.input_dim)
+    if getattr(layer, "lora_enabled", False):
+        raise unsupported(layer, "LoRA")
+    ids = ctx.tensor(call.inputs[0], "as_is")
+    if ids in ctx.graph.inputs:  # random test inputs: ids in [0, input_dim) of every table they feed
+        highs = ctx.graph.meta.setdefault("input_high", {})
+        highs[ids] = min(highs.get(ids, int(layer.input_dim)), int(layer.input_dim))
     attrs = {"num_embeddings": int(layer.input_dim), "embedding_dim": int(layer.output_dim)}
     ctx.emit("embedding", [ids], call.outputs[0], layout="as_is", attrs=attrs,
              weights={"weight": (layer.embeddings, [])})
