@@ -88,7 +88,7 @@ def write_source(graph: Graph) -> str:
             if h not in helpers:
                 helpers.append(h)
         targets = ", ".join(names[o] for o in node.outputs)
-        shapes = " ".join(_shape_comment(graph.tensors[o].shape) for o in node.outputs)
+        shapes = "# " + ", ".join(_shape_comment(graph.tensors[o].shape)[2:] for o in node.outputs)
         body.append(f"        {targets} = {emitted.expr}  {shapes}")
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)
