@@ -21,7 +21,7 @@ import tensorflow as tf
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "import_plugin", "PortSide", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
+__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
 _LOSS_KINDS = {
@@ -312,3 +312,28 @@ class PortSide:
     def onnx_output(self, graph: Graph, y):
         perm = graph.tensors[graph.outputs[0]].keras_perm
         return y if perm is None else np.ascontiguousarray(np.transpose(y, perm))
+
+
+class GraphWeights:
+    """The weight map of a ported model, in the form keras_impl.backend.KerasBackend
+    takes (`weights=`): portable names and layout = the graph's state keys and
+    torch layout, through graph.weight_sources (so the engine can drive a port)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+
+    def to_portable(self, model) -> dict:
+        return get_weights(model, self.graph)
+
+    def from_portable(self, model, tensors: dict) -> None:
+        set_weights(model, self.graph, tensors)
+
+    def grads_to_portable(self, model, grads: list) -> dict:
+        by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads)}
+        variables = _variables(model, self.graph)
+        out = {}
+        for key, s in self.graph.weight_sources.items():
+            g = by_variable.get(id(variables[key]))
+            if variables[key].trainable and g is not None:
+                out[key] = apply_transform(keras.ops.convert_to_numpy(g), [(a, tuple(b)) for a, b in s["transform"]])
+        return out

@@ -292,3 +292,21 @@ def test_plugin_option_registers_custom_layer_for_a_saved_model(tmp_path):
         assert re.search(r"\n +shift = \w+ \+ 0\.25  # \(N, 4\)", (tmp_path / "o" / "model.py").read_text())
     finally:
         CONVERTERS.pop("Shift", None)
+
+
+def test_graph_weights_round_trip_in_torch_layout():
+    """The weight map the engine's KerasBackend takes: portable = the generated module's state_dict."""
+    from keras_impl.port import GraphWeights
+
+    i = keras.Input((5, 5, 3))
+    m = keras.Model(i, layers.Dense(2)(layers.Flatten()(layers.DepthwiseConv2D(3, depth_multiplier=2)(i))))
+    module, _ = compare.keras_to_torch(m)
+    from keras_impl.graph import read_graph
+
+    gw = GraphWeights(read_graph(m))
+    state = {k: v.numpy() for k, v in module.state_dict().items()}
+    portable = gw.to_portable(m)
+    assert portable.keys() == state.keys() and all(np.array_equal(portable[k], state[k]) for k in state)
+    changed = {k: v + 1.0 for k, v in portable.items()}
+    gw.from_portable(m, changed)
+    assert all(np.array_equal(gw.to_portable(m)[k], changed[k]) for k in changed)
