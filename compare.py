@@ -13,6 +13,7 @@ Commands:
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
   python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
+  python compare.py verify KERAS_MODEL TORCH_MODEL   check a hand-written PyTorch port of a Keras model
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -40,7 +41,7 @@ from shared.registry import FAULTS
 from shared.tolerances import Tolerance, for_check
 
 __all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
-           "keras_to_torch", "port_checks"]
+           "keras_to_torch", "port_checks", "verify_models"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -243,10 +244,26 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     return compare_outputs(k_out, t_out, tol, dtype=dtype, name=name, a_channels_last=channels_last_output)
 
 
+_VERIFY_KW = ("weights", "gradients", "train_steps", "mapping", "targets")
+
+
 def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
     """compare_models, then raise ParityFailure (an AssertionError) naming every
-    output that differs, its largest difference, where, and the tolerance."""
-    return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    output that differs, its largest difference, where, and the tolerance.
+
+    With any of weights="keras"|"as-is", gradients=, train_steps=, mapping=,
+    targets=, it runs `verify_models` instead (a hand-written port: weights
+    copied by structure, pair-by-pair localisation, gradients, training), and
+    the failure also names the first differing layer and the likely trap.
+    """
+    if not any(k in kw for k in _VERIFY_KW):
+        return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    res = verify_models(keras_model, torch_model, inputs, **kw)
+    if not res.passed:
+        from shared.verify_cli import format_result
+
+        raise ParityFailure("parity failed:\n" + format_result(res))
+    return res.checks
 
 
 # --------------------------------------------------------------------------
@@ -453,13 +470,79 @@ def cmd_port(argv) -> int:
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
+# --------------------------------------------------------------------------
+# Verify: a hand-written PyTorch port against its Keras model (issue 12)
+# --------------------------------------------------------------------------
+def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "keras", gradients: bool = True,
+                  train_steps: int = 3, mapping=None, targets=None, seed: int = 0, batch: int | None = None):
+    """Every verify check of `torch_model` (an nn.Module) against `keras_model`.
+
+    Args:
+        inputs: numpy inputs in Keras' layout (NHWC for images); None: seeded random.
+        batch: rows per batch (default: all given inputs, or 4 random ones); with
+            inputs, training steps take consecutive batches of them.
+        weights: "keras" copies the Keras weights into torch_model by structure
+            (it is modified); "as-is" keeps both models' own weights.
+        mapping: a shared.verify.Mapping (or its JSON text) instead of matching.
+
+    Returns:
+        shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
+    """
+    frameworks()
+    from torch_impl.verify import TorchSide
+    from keras_impl.verify import KerasSide
+    from shared.verify import Mapping
+    from shared.verify_run import VerifyOptions, run_verify
+
+    if weights not in ("keras", "as-is"):
+        raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
+    ks = KerasSide(keras_model)
+    x = None
+    if inputs is not None:
+        perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
+        want = tuple(keras_model.inputs[0].shape[1:])
+        x = np.asarray(inputs)
+        if x.shape[1:] != want:
+            raise UsageError(f"inputs have shape {x.shape[1:]} per sample, the Keras model takes {want} (Keras' layout)")
+        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
+        x = x if perm is None else np.ascontiguousarray(np.transpose(x, perm))
+    if isinstance(mapping, str):
+        mapping = Mapping.from_json(mapping)
+    batch = batch or (len(x) if x is not None else 4)  # given inputs: all of them in one batch by default
+    opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch, seed=seed,
+                         steps=train_steps, gradients=gradients, x=x, y=targets)
+    return run_verify(ks, TorchSide(torch_model), opts)
+
+
+def cmd_verify(argv) -> int:
+    from shared import verify_cli
+
+    p = _Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
+    verify_cli.add_arguments(p, _positive_int, DEFAULT_THREADS)
+    args = p.parse_args(argv)
+    verify_cli.check_arguments(args)
+    frameworks(args.threads)
+    from torch_impl.verify import load_model as load_torch, load_state
+    from keras_impl.verify import load_model as load_keras
+
+    module = load_torch(args.torch_model)
+    if args.torch_weights:
+        load_state(module, args.torch_weights)
+    keras_model = load_keras(args.keras_model, unsafe=args.unsafe)
+    x, y = verify_cli.load_data(args, tuple(keras_model.inputs[0].shape))
+    res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=verify_cli.read_mapping(args),
+                        targets=y, seed=args.seed, batch=args.batch_size)
+    verify_cli.write_outputs(args, res)
+    return EXIT_OK if res.passed else EXIT_PARITY
+
+
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
 
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port}
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port, "verify": cmd_verify}
 
 
 def main(argv=None) -> int:
