@@ -24,8 +24,11 @@ from keras import tree
 
 from keras_impl.convert import Call, Context, converter_for
 from keras_impl.convert import core as _core  # noqa: F401  (registers converters)
+from keras_impl.convert import applications as _applications  # noqa: F401
 from keras_impl.convert import conv as _conv  # noqa: F401
+from keras_impl.convert import embedding as _embedding  # noqa: F401
 from keras_impl.convert import merge as _merge  # noqa: F401
+from keras_impl.convert import normalization as _normalization  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
 from keras_impl.convert import pooling as _pooling  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
@@ -302,7 +305,12 @@ def cast_model(model, dtype: str):
     rewritten (clone_model keeps nested Inputs float32).
     """
     config = keras.saving.serialize_keras_object(model)
-    custom = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)}
+    # Custom classes only: a scope entry named like a built-in would capture
+    # other configs of that name (layers.Concatenate would deserialise the
+    # keras.ops.concatenate node as a float32 layer).
+    builtin = ("keras.src.layers.", "keras.src.ops.", "keras.src.models.")
+    custom = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)
+              if not type(layer).__module__.startswith(builtin)}
     with keras.saving.custom_object_scope(custom):
         clone = keras.saving.deserialize_keras_object(_retyped(config, dtype))
     clone.set_weights(model.get_weights())

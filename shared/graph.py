@@ -45,8 +45,15 @@ already broadcastable against the neutral tensor).
 | `pad` | pads (F.pad order: last axis first, (before, after) pairs flattened), value | |
 | `max_pool`, `avg_pool` | dims, kernel_size, stride, padding [(before, after)]; avg_pool: count_include_pad (False = divide by the cells inside the input) | |
 | `global_avg_pool`, `global_max_pool` | axes (list), keepdim | |
-| `activation` | fn (relu, relu6, sigmoid, tanh, softmax, log_softmax, gelu, silu, elu, selu, leaky_relu, softplus, softsign, hard_sigmoid, hard_silu, exp, mish, identity, relu_general, ...), plus its parameters (axis, approximate, alpha, negative_slope, max_value, threshold) | |
+| `activation` | fn (relu, relu6, sigmoid, tanh, softmax, log_softmax, gelu, silu, elu, selu, leaky_relu, softplus, softsign, hard_sigmoid, hard_silu, exp, mish, identity, relu_general, celu, glu, sparsemax, sparse_plus, sparse_sigmoid, threshold, soft_shrink, hard_shrink, squareplus, ...), plus its parameters (axis, approximate, alpha, negative_slope, max_value, threshold, default_value, b) | |
 | `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `pow` | n-ary over inputs; optional scalar `const` with `const_side` ("right"/"left"); array constant in weights["const"] | const? |
+| `conv_transpose` | dims, in_channels, out_channels, kernel_size, stride, dilation, padding (torch, per dim), output_padding, trim (per dim: cells to drop at the end, 0 or negative; TF output sizes torch's output_padding cannot say) | weight (I, O, *k), bias? |
+| `upsample` | scale (per spatial dim, integers), mode ("nearest" = repeat, "bilinear" = TF's half-pixel ResizeBilinear in float32) | |
+| `group_norm` | num_groups, num_channels, eps, scale, center (channels on axis 1) | weight?, bias? |
+| `layer_norm_axes` | axes (neutral, without batch), shape (of the weights), eps, scale, center: layer norm over any axes | weight?, bias? (broadcastable, batch excluded) |
+| `prelu` | per_channel (True: one slope per axis-1 channel, nn.PReLU), shape | weight ((C,) if per_channel, else broadcastable) |
+| `embedding` | num_embeddings, embedding_dim (integer ids in, vectors appended as the last axis) | weight (num, dim) |
+| `scale` | (x * weight: a learned per-channel scale, Keras LayerScale) | weight (broadcastable) |
 | `mean` | n-ary elementwise average of inputs | |
 | `concat` | axis | |
 | `reshape` | shape (without batch) | |

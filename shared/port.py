@@ -60,7 +60,7 @@ def _forward(graph, k, t, xs, dtype) -> tuple:
     out = [compare_arrays(f"output {o}", ka, tb, tol, model=graph.name, dtype=dtype)
            for o, ka, tb in zip(graph.outputs, k.forward(graph, xs), t.forward(graph, xs))]
     first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b)
+    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a
 
 
 def _gradients(graph, k, t, xs, y, loss, dtype, straddles) -> list:
@@ -118,17 +118,20 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
     loss = keras_side.infer_loss(graph)
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
     info["loss"] = loss
-    checks = []
+    checks, keras_values = [], {}
     for dtype in dtypes:
         t0 = time.perf_counter()
         k = keras_side if dtype == keras_side.dtype else keras_side.with_dtype(dtype)
         t = torch_side if dtype == torch_side.dtype else torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        forward, straddles = _forward(graph, k, t, xd, dtype)
+        forward, straddles, keras_values[dtype] = _forward(graph, k, t, xd, dtype)
         checks += forward + _gradients(graph, k, t, xd, y, loss, dtype, straddles)
         if train_config is not None and train_config.steps and graph.weight_sources:
             checks += _training(graph, k, t, xd, y, loss, train_config, dtype, straddles)
         info["timings_s"][dtype] = time.perf_counter() - t0
+    if "float32" in keras_values and "float64" in keras_values:  # deep nets: float32 rounding vs a bug
+        checks = pc.excuse_float32_drift(checks, keras_values["float32"], keras_values["float64"], graph)
+    keras_values.clear()
     if onnx_dir is not None:
         from shared.onnx_check import ONNX_OPSET
 

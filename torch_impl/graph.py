@@ -47,7 +47,7 @@ from torch import nn
 
 def variable_names(graph: Graph) -> dict:
     """Tensor name -> Python variable name in forward (unique identifiers)."""
-    taken = {"self"}
+    taken = {"self", *HELPERS}  # a tensor named like a helper (sparse_plus) must not shadow it
     return {name: identifier(name, taken) for name in graph.tensors}
 
 

@@ -1,4 +1,4 @@
-"""Convolutions: Conv1D/2D/3D, DepthwiseConv2D, SeparableConv2D.
+"""Convolutions: Conv1D/2D/3D, DepthwiseConv2D, SeparableConv2D, Conv1D/2D/3DTranspose.
 
 Kernels: Keras (*k, I/groups, O) -> torch (O, I/groups, *k); depthwise
 (kh, kw, C, M) -> (C*M, 1, kh, kw) with groups=C, output channel c*M+m in both
@@ -105,3 +105,46 @@ def separable_conv(ctx, layer, call):
     }
     call.node_name = ctx.node_name(f"{call.node_name}_pointwise")
     emit_with_activation(ctx, call, "conv", [mid], activation=layer.activation, layout="cf", attrs=pattrs, weights=pw)
+
+
+def transpose_padding(layer, in_size, out_size, kernel, stride, dilation):
+    """(torch padding, torch output_padding, trim after) for one spatial axis.
+
+    TF's conv transpose is the gradient of a conv whose input has Keras'
+    output size O (layers read `call.out_shapes`): the full transposed conv,
+    of length (i-1)*s + (k-1)*d + 1, cropped from `before` (TF "same":
+    same_pads(O, k, s, d)[0]; "valid": 0) to O cells. torch's ConvTranspose
+    crops `padding` from both ends and then computes `output_padding` more
+    cells on the right; what it cannot express (output_padding < 0) is a
+    crop after it.
+    """
+    eff = (kernel - 1) * dilation + 1
+    full = (in_size - 1) * stride + eff
+    before = same_pads(out_size, kernel, stride, dilation)[0] if layer.padding == "same" else 0
+    extra = out_size - full + 2 * before
+    if extra >= max(stride, dilation):
+        raise unsupported(layer, f"an output {out_size} longer than torch's ConvTranspose can make ({full - 2 * before} + < {max(stride, dilation)})")
+    return before, max(extra, 0), min(extra, 0)
+
+
+@keras_converter("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+def conv_transpose(ctx, layer, call):
+    """Kernel (*k, out, in) -> torch ConvTranspose weight (in, out, *k), no flip."""
+    _check_channels_last(layer)
+    x = ctx.tensor(call.inputs[0], "cf")
+    kshape = tuple(int(s) for s in layer.kernel.shape)
+    dims = len(kshape) - 2
+    kernel, stride, dilation = kshape[:dims], _tuple(layer.strides, dims), _tuple(layer.dilation_rate, dims)
+    if layer.padding not in ("valid", "same"):
+        raise unsupported(layer, f"padding={layer.padding!r}")
+    sizes = zip(call.in_shapes[0][1:-1], call.out_shapes[0][1:-1], kernel, stride, dilation)
+    pads = [transpose_padding(layer, *a) for a in sizes]
+    weights = {"weight": (layer.kernel, [("transpose", (dims + 1, dims, *range(dims)))])}
+    if layer.use_bias:
+        weights["bias"] = (layer.bias, [])
+    attrs = {
+        "dims": dims, "in_channels": kshape[-1], "out_channels": kshape[-2], "kernel_size": kernel, "stride": stride,
+        "dilation": dilation, "bias": bool(layer.use_bias), "padding": [p[0] for p in pads],
+        "output_padding": [p[1] for p in pads], "trim": [p[2] for p in pads],
+    }
+    emit_with_activation(ctx, call, "conv_transpose", [x], activation=layer.activation, layout="cf", attrs=attrs, weights=weights)

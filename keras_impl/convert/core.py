@@ -25,6 +25,7 @@ _ACTIVATIONS = {
     "mish": "mish", "linear": "identity", "celu": "celu", "log_sigmoid": "log_sigmoid",
     "tanh_shrink": "tanh_shrink", "hard_tanh": "hard_tanh", "soft_shrink": "soft_shrink",
     "hard_shrink": "hard_shrink", "squareplus": "squareplus", "sparse_plus": "sparse_plus",
+    "sparse_sigmoid": "sparse_sigmoid", "sparsemax": "sparsemax", "glu": "glu",
 }
 
 # Defaults of the keras.activations functions (activations.py signatures);
@@ -39,6 +40,9 @@ _FN_DEFAULTS = {
     "hard_shrink": {"threshold": 0.5},
     "squareplus": {"b": 4.0},
 }
+
+# Activations over an axis (the last Keras axis when given by name).
+_AXIS_FNS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def tf_float_attr(v: float) -> float:
@@ -58,7 +62,7 @@ def activation_attrs(ctx, layer, fn, tensor: str) -> dict | None:
     attrs = {"fn": _ACTIVATIONS[name], **_FN_DEFAULTS.get(name, {})}
     if "negative_slope" in attrs:
         attrs["negative_slope"] = tf_float_attr(attrs["negative_slope"])
-    if attrs["fn"] in ("softmax", "log_softmax"):
+    if attrs["fn"] in _AXIS_FNS:
         attrs["axis"] = ctx.axis(tensor, -1)
     return attrs
 
@@ -71,7 +75,7 @@ def emit_with_activation(ctx, call, op, inputs, *, activation=None, layout="same
         return ctx.emit(op, inputs, out, layout=layout, **kw)
     mid = ctx.fresh_tensor(f"{out}_preact")
     node = ctx.emit(op, inputs, mid, layout=layout, internal=True, **kw)
-    if act["fn"] in ("softmax", "log_softmax"):
+    if act["fn"] in _AXIS_FNS:
         act["axis"] = ctx.axis(mid, -1)
     ctx.emit("activation", [mid], out, attrs=act)
     return node
@@ -101,6 +105,8 @@ def relu(ctx, layer, call):
     mv, slope, th = layer.max_value, float(layer.negative_slope), float(layer.threshold)
     if slope == 0 and th == 0 and mv is None:
         attrs = {"fn": "relu"}
+    elif th == 0 and mv is None:  # activations.ReLU.static_call: backend leaky_relu
+        attrs = {"fn": "leaky_relu", "negative_slope": tf_float_attr(slope)}
     elif slope == 0 and th == 0 and float(mv) == 6.0:
         attrs = {"fn": "relu6"}
     else:
@@ -112,6 +118,24 @@ def relu(ctx, layer, call):
 def leaky_relu(ctx, layer, call):
     slope = tf_float_attr(layer.negative_slope)  # tf.nn.leaky_relu(alpha=): a float32 attribute
     ctx.emit("activation", [call.inputs[0]], call.outputs[0], attrs={"fn": "leaky_relu", "negative_slope": slope})
+
+
+@keras_converter("PReLU")
+def prelu(ctx, layer, call):
+    """relu(x) - alpha * relu(-x) (prelu.py, PReLU.call); alpha has the input's
+    shape without the batch axis, 1 on shared_axes, so it goes to the neutral
+    layout as the input does."""
+    x = call.inputs[0]
+    perm = ctx.perm_of(x)
+    steps = [] if perm is None else [("transpose", tuple(p - 1 for p in perm[1:]))]
+    alpha = tuple(int(s) for s in layer.alpha.shape)
+    neutral = tuple(alpha[p - 1] for p in perm[1:]) if perm is not None else alpha
+    # nn.PReLU holds one slope, or one per channel on axis 1 (shape (C,)).
+    per_channel = all(s == 1 for s in neutral[1:])
+    if per_channel:
+        steps = steps + [("reshape", (neutral[0],) if len(neutral) > 1 or neutral[0] > 1 else (1,))]
+    ctx.emit("prelu", [x], call.outputs[0], attrs={"per_channel": per_channel, "shape": list(neutral)},
+             weights={"weight": (layer.alpha, steps)})
 
 
 @keras_converter("ELU")
@@ -171,13 +195,15 @@ def batch_norm(ctx, layer, call):
 
 @keras_converter("LayerNormalization")
 def layer_norm(ctx, layer, call):
-    x = ctx.tensor(call.inputs[0], "as_is")  # normalises trailing Keras axes
-    rank = ctx.rank(x)
-    axes = sorted(a % rank for a in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]))
-    if axes != list(range(rank - len(axes), rank)):
-        raise unsupported(layer, f"normalising non-trailing axes {layer.axis}")
     if getattr(layer, "rms_scaling", False):
         raise unsupported(layer, "rms_scaling=True")
+    rank = ctx.rank(call.inputs[0])
+    axes = sorted(a % rank for a in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]))
+    if axes != list(range(rank - len(axes), rank)) or (layer.center and not layer.scale):
+        from keras_impl.convert.normalization import layer_norm_axes
+
+        return layer_norm_axes(ctx, layer, call)  # any axes: a helper module
+    x = ctx.tensor(call.inputs[0], "as_is")  # nn.LayerNorm: the trailing Keras axes
     shape = [int(call.in_shapes[0][a]) for a in axes]
     weights = {}
     if layer.scale:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_impl.convert import keras_converter, unsupported
+from keras_impl.convert.core import tf_float_attr
 
 __all__ = []
 
@@ -55,6 +56,47 @@ def binary(ctx, layer, call):
         ctx.emit(op, [x], call.outputs[0], attrs={"const": float(const), "const_side": side})
     else:
         ctx.emit(op, [x], call.outputs[0], attrs={"const_side": side}, weights={"const": ctx.const_to_neutral(const, x)})
+
+
+# keras.ops.nn operations with parameters (keras/src/ops/nn.py: each keeps
+# its arguments as attributes; ops.gelu defaults to approximate=True, the
+# activation keras.activations.gelu to False: read, never assume), and
+# keras.activations' own ReLU operation (activations.py).
+_PARAMETRISED = {
+    "ops.LeakyRelu": ("leaky_relu", ("negative_slope",)), "ops.Elu": ("elu", ("alpha",)),
+    "ops.Celu": ("celu", ("alpha",)), "ops.Gelu": ("gelu", ("approximate",)),
+    "ops.SoftShrink": ("soft_shrink", ("threshold",)), "ops.HardShrink": ("hard_shrink", ("threshold",)),
+    "ops.Squareplus": ("squareplus", ("b",)), "ops.Threshold": ("threshold", ("threshold", "default_value")),
+    "ops.SparsePlus": ("sparse_plus", ()), "ops.SparseSigmoid": ("sparse_sigmoid", ()),
+    "ops.HardTanh": ("hard_tanh", ()), "ops.TanhShrink": ("tanh_shrink", ()), "ops.LogSigmoid": ("log_sigmoid", ()),
+    "ops.Glu": ("glu", ("axis",)), "ops.Sparsemax": ("sparsemax", ("axis",)),
+    "ops.ReLU": ("relu_general", ("negative_slope", "max_value", "threshold")),
+}
+
+
+@keras_converter(*_PARAMETRISED)
+def parametrised(ctx, layer, call):
+    if len(call.args) != 1 or call.kwargs:
+        raise unsupported(layer, "extra call arguments")
+    fn, params = _PARAMETRISED["ops." + type(layer).__name__]
+    x = call.inputs[0]
+    attrs = {"fn": fn}
+    for p in params:
+        v = getattr(layer, p)
+        attrs[p] = ctx.axis(x, int(v)) if p == "axis" else (v if v is None or isinstance(v, bool) else float(v))
+    if fn == "leaky_relu" or (fn == "relu_general" and attrs["negative_slope"] and attrs["threshold"] == 0 and attrs["max_value"] is None):
+        attrs = {"fn": "leaky_relu", "negative_slope": tf_float_attr(attrs["negative_slope"])}
+    elif fn == "relu_general" and not attrs["negative_slope"] and attrs["threshold"] == 0 and attrs["max_value"] is None:
+        attrs = {"fn": "relu"}
+    ctx.emit("activation", [x], call.outputs[0], attrs=attrs)
+
+
+@keras_converter("ops.Concatenate")
+def concatenate(ctx, layer, call):
+    """keras.ops.concatenate(xs, axis): every input in the first one's layout."""
+    first = call.inputs[0]
+    xs = [first] + [ctx.tensor(t, ctx.perm_of(first)) for t in call.inputs[1:]]
+    ctx.emit("concat", xs, call.outputs[0], attrs={"axis": ctx.axis(first, int(layer.axis))})
 
 
 @keras_converter(*_UNARY)

@@ -1,4 +1,4 @@
-"""Reshaping layers: Flatten, Reshape, Permute, RepeatVector, ZeroPadding, Cropping.
+"""Reshaping layers: Flatten, Reshape, Permute, RepeatVector, ZeroPadding, Cropping, UpSampling.
 
 Flatten and Reshape work on Keras' own element order (H, W, C): their input is
 brought to Keras' layout first (a permute to channels last after a conv), so
@@ -56,3 +56,25 @@ def zero_padding(ctx, layer, call):
 def cropping(ctx, layer, call):
     x = ctx.tensor(call.inputs[0], "cf")
     ctx.emit("crop", [x], call.outputs[0], layout="cf", attrs={"crops": _pairs(layer, "cropping", len(call.in_shapes[0]) - 2)})
+
+
+# UpSampling2D interpolations torch reproduces: "nearest" is a repeat of rows
+# and columns in Keras (ops.repeat, up_sampling2d.py) and in F.interpolate for
+# integer factors; "bilinear" is tf.image.resize with half-pixel centres and no
+# antialiasing, computed in float32 even for float64 input (the writer mirrors
+# it; F.interpolate(align_corners=False) is 6e-7 off in float32). TF's bicubic
+# uses a = -0.5, torch's a = -0.75: not the same function.
+_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+@keras_converter("UpSampling1D", "UpSampling2D", "UpSampling3D")
+def up_sampling(ctx, layer, call):
+    x = ctx.tensor(call.inputs[0], "cf")
+    dims = len(call.in_shapes[0]) - 2
+    size = layer.size if isinstance(layer.size, (list, tuple)) else (layer.size,) * dims
+    mode = getattr(layer, "interpolation", "nearest")
+    if mode not in _INTERPOLATIONS:
+        raise unsupported(layer, f"interpolation={mode!r} (supported: {', '.join(_INTERPOLATIONS)})")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise unsupported(layer, "data_format='channels_first'")
+    ctx.emit("upsample", [x], call.outputs[0], layout="cf", attrs={"scale": [int(s) for s in size], "mode": mode})

@@ -1,5 +1,5 @@
 """Core ops: linear, activation, batch_norm, layer_norm, dropout, identity,
-rescale, normalize."""
+rescale, normalize, scale, prelu, group_norm, layer_norm_axes, embedding."""
 
 from __future__ import annotations
 
@@ -24,10 +24,23 @@ def activation_expr(attrs: dict, x: str) -> tuple:
         return _SIMPLE[fn].format(x=x), ()
     if fn in ("softmax", "log_softmax"):
         return f"torch.{fn}({x}, dim={attrs['axis']})", ()
+    if fn == "glu":
+        return f"F.glu({x}, dim={attrs['axis']})", ()
+    if fn == "sparsemax":
+        return f"sparsemax({x}, dim={attrs['axis']})", ("sparsemax",)
+    if fn == "threshold":
+        return f"F.threshold({x}, {fmt(attrs['threshold'])}, {fmt(attrs['default_value'])})", ()
+    if fn == "sparse_sigmoid":
+        return f"torch.clamp(0.5 * ({x} + 1), 0.0, 1.0)", ()
+    if fn == "sparse_plus":
+        return f"sparse_plus({x})", ("sparse_plus",)
     if fn == "gelu":
         return f"keras_gelu({x}{', approximate=True' if attrs.get('approximate') else ''})", ("keras_gelu",)
     if fn == "leaky_relu":
         return f"F.leaky_relu({x}, negative_slope={fmt(attrs['negative_slope'])})", ()
+    if fn == "celu":  # Keras' formula: F.celu's backward works from the output (1.5e-9 off in float64)
+        a = fmt(attrs.get("alpha", 1.0))
+        return f"torch.clamp({x}, min=0) + {a} * torch.expm1(torch.clamp({x}, max=0) / {a})", ()
     if fn in ("elu", "celu"):
         return f"F.{fn}({x}, alpha={fmt(attrs.get('alpha', 1.0))})", ()
     if fn in ("soft_shrink", "hard_shrink"):
@@ -81,6 +94,11 @@ def layer_norm(node, args, module, graph=None):
     return Emitted(f"nn.LayerNorm({fmt(tuple(a['normalized_shape']))}, eps={fmt(a['eps'])}{extra})", f"{module}({args[0]})")
 
 
+@torch_emitter("scale")
+def scale(node, args, module, graph=None):
+    return Emitted(f"Scale({fmt(tuple(node.weights['weight'].shape))})", f"{module}({args[0]})", ("Scale",))
+
+
 @torch_emitter("dropout")
 def dropout(node, args, module, graph=None):
     return Emitted(f"nn.Dropout(p={fmt(node.attrs['p'])})", f"{module}({args[0]})")
@@ -106,3 +124,34 @@ def normalize(node, args, module, graph=None):
     shape = tuple(node.weights["mean"].shape)
     inv = ", invert=True" if node.attrs.get("invert") else ""
     return Emitted(f"Normalize({fmt(shape)}, floor={fmt(node.attrs['floor'])}{inv})", f"{module}({args[0]})", ("Normalize",))
+
+
+@torch_emitter("prelu")
+def prelu(node, args, module, graph=None):
+    w = node.weights["weight"]
+    if node.attrs.get("per_channel"):
+        return Emitted(f"nn.PReLU({int(w.shape[0])})", f"{module}({args[0]})")
+    return Emitted(f"KerasPReLU({fmt(tuple(w.shape))})", f"{module}({args[0]})", ("KerasPReLU",))
+
+
+@torch_emitter("group_norm")
+def group_norm(node, args, module, graph=None):
+    a = node.attrs
+    if a["scale"] != a["center"]:
+        raise NotImplementedError("GroupNormalization with only one of scale/center has no nn.GroupNorm form")
+    extra = "" if a["scale"] else ", affine=False"
+    return Emitted(f"nn.GroupNorm({a['num_groups']}, {a['num_channels']}, eps={fmt(a['eps'])}{extra})", f"{module}({args[0]})")
+
+
+@torch_emitter("layer_norm_axes")
+def layer_norm_axes(node, args, module, graph=None):
+    a = node.attrs
+    ctor = (f"LayerNormAxes(dims={fmt(tuple(a['axes']))}, shape={fmt(tuple(a['shape']))}, eps={fmt(a['eps'])}, "
+            f"scale={a['scale']}, center={a['center']})")
+    return Emitted(ctor, f"{module}({args[0]})", ("LayerNormAxes",))
+
+
+@torch_emitter("embedding")
+def embedding(node, args, module, graph=None):
+    a = node.attrs
+    return Emitted(f"nn.Embedding({a['num_embeddings']}, {a['embedding_dim']})", f"{module}({args[0]}.long())")

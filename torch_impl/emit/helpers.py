@@ -36,6 +36,47 @@ class Constant(nn.Module):
     def forward(self):
         return self.const
 ''',
+    "Scale": '''
+class Scale(nn.Module):
+    """A learned per-channel scale, x * weight (Keras LayerScale)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+
+    def forward(self, x):
+        return x * self.weight
+''',
+    "KerasPReLU": '''
+class KerasPReLU(nn.Module):
+    """Keras PReLU with a slope per position (shared_axes other than the
+    spatial ones): relu(x) - weight * relu(-x)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x):
+        return F.relu(x) - self.weight * F.relu(-x)
+''',
+    "LayerNormAxes": '''
+class LayerNormAxes(nn.Module):
+    """Keras LayerNormalization over any axes `dims`: (x - mean) / sqrt(var + eps)
+    over those axes, then weight and bias broadcast to x."""
+
+    def __init__(self, dims, shape, eps, scale=True, center=True):
+        super().__init__()
+        self.dims, self.eps = dims, eps
+        self.weight = nn.Parameter(torch.ones(shape)) if scale else None
+        self.bias = nn.Parameter(torch.zeros(shape)) if center else None
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=self.dims, correction=0, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self.weight
+        return x + self.bias if self.bias is not None else x
+''',
     "Rescale": '''
 class Rescale(nn.Module):
     """Keras Rescaling with per-channel constants: x * scale + offset."""
@@ -70,6 +111,46 @@ def keras_gelu(x, approximate=False):
     if approximate:
         return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044714998453855515 * x ** 3)))
     return 0.5 * x * torch.erfc(-x * 0.7071067690849304)
+''',
+    "resize_bilinear": '''
+def _bilinear_axis(n_in, n_out):
+    """Source rows for each output row: half-pixel centres, float32 positions."""
+    pos = (torch.arange(n_out, dtype=torch.float32) + 0.5) * (torch.tensor(n_in, dtype=torch.float32) / n_out) - 0.5
+    low = torch.floor(pos)
+    return low.clamp(min=0).long(), torch.ceil(pos).clamp(max=n_in - 1).long(), pos - low
+
+
+def resize_bilinear(x, scale):
+    """Bilinear upsampling of (N, C, H, W) as TensorFlow's ResizeBilinear does
+    it (half-pixel centres, no antialiasing): in float32, lerp along the
+    width then the height, whatever the dtype of x (F.interpolate differs by
+    ~6e-7 in float32 and 1e-6 in float64)."""
+    (h, w), f = x.shape[-2:], x.float()
+    y0, y1, dy = _bilinear_axis(h, h * scale[0])
+    x0, x1, dx = _bilinear_axis(w, w * scale[1])
+    top, bottom = f[..., y0, :], f[..., y1, :]
+    top = top[..., x0] + (top[..., x1] - top[..., x0]) * dx
+    bottom = bottom[..., x0] + (bottom[..., x1] - bottom[..., x0]) * dx
+    return (top + (bottom - top) * dy[:, None]).to(x.dtype)
+''',
+    "sparse_plus": '''
+def sparse_plus(x):
+    """Keras sparse_plus: 0 below -1, (x + 1)^2 / 4 on (-1, 1), x from 1."""
+    return torch.where(x <= -1, torch.zeros_like(x), torch.where(x < 1, 0.25 * (x + 1) ** 2, x))
+''',
+    "sparsemax": '''
+def sparsemax(x, dim=-1):
+    """Sparsemax (Martins & Astudillo 2016) as Keras computes it: sort
+    descending, find the support, subtract the threshold tau, clip at 0."""
+    z, _ = torch.sort(x, dim=dim, descending=True)
+    cumsum = torch.cumsum(z, dim=dim)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    r = torch.arange(1, x.shape[dim] + 1, dtype=x.dtype).reshape(shape)
+    support = z - (cumsum - 1) / r > 0
+    k = support.to(x.dtype).sum(dim=dim, keepdim=True)
+    tau = (torch.where(support, cumsum, torch.zeros_like(cumsum)).sum(dim=dim, keepdim=True) - 1) / k
+    return torch.clamp(x - tau, min=0.0)
 ''',
     "keras_relu": '''
 def keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):

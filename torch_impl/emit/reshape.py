@@ -1,4 +1,4 @@
-"""Layout ops: reshape, permute, flatten, repeat, pad, crop."""
+"""Layout ops: reshape, permute, flatten, repeat, pad, crop, upsample."""
 
 from __future__ import annotations
 
@@ -13,9 +13,22 @@ def reshape(node, args, module, graph=None):
     return Emitted(None, f"{args[0]}.reshape({args[0]}.shape[0], {shape})")
 
 
+def _is_reshape(dims, shape) -> bool:
+    """A permute that moves only size-1 axes keeps the element order: a reshape."""
+    moved = [d for d in dims if shape[d] != 1]  # the batch axis (None) counts as large
+    return moved == sorted(moved)
+
+
 @torch_emitter("permute")
 def permute(node, args, module, graph=None):
-    return Emitted(None, f"{args[0]}.permute{fmt(tuple(node.attrs['dims']))}")
+    dims = tuple(node.attrs["dims"])
+    if graph is not None and _is_reshape(dims, graph.tensors[node.inputs[0]].shape):
+        # (N, 1, 1, C) -> (N, C, 1, 1) after a squeeze-excite Reshape: a permute
+        # there yields a channels_last-strided tensor that makes the following
+        # convs and products switch memory format (EfficientNet ran 2x slower).
+        out = graph.tensors[node.outputs[0]].shape
+        return Emitted(None, f"{args[0]}.reshape({args[0]}.shape[0], {', '.join(str(int(s)) for s in out[1:])})")
+    return Emitted(None, f"{args[0]}.permute{fmt(dims)}")
 
 
 @torch_emitter("flatten")
@@ -39,3 +52,11 @@ def pad(node, args, module, graph=None):
 def crop(node, args, module, graph=None):
     slices = [":", ":"] + [f"{b}:{-a if a else ''}" for b, a in node.attrs["crops"]]
     return Emitted(None, f"{args[0]}[{', '.join(slices)}]")
+
+
+@torch_emitter("upsample")
+def upsample(node, args, module, graph=None):
+    a = node.attrs
+    if a["mode"] == "bilinear":  # TF's own float32 arithmetic (helpers.py)
+        return Emitted(None, f"resize_bilinear({args[0]}, {fmt(tuple(a['scale']))})", ("resize_bilinear",))
+    return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))})")
