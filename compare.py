@@ -13,6 +13,7 @@ Commands:
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
   python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
+  python compare.py port TORCH_MODEL --input-shape C,H,W --out DIR   a PyTorch module -> model.keras + model_keras.py, proven
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -38,7 +39,7 @@ from shared.config import DTYPES, MODELS, TASKS, ModelConfig, TrainConfig
 from shared.errors import ParityError, UsageError
 from shared.tolerances import Tolerance, for_check
 
-__all__ = ["main", "compare_models", "assert_parity", "run_checks", "Options", "keras_to_torch", "port_checks"]
+__all__ = ["main", "compare_models", "assert_parity", "run_checks", "Options", "keras_to_torch", "port_checks", "torch_to_keras", "reverse_port_checks"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -900,6 +901,75 @@ def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtyp
 
 
 # --------------------------------------------------------------------------
+# Reverse port: a PyTorch module -> a Keras functional model (shared/graph.py)
+# --------------------------------------------------------------------------
+def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
+    """(Keras model, its model_keras.py source, the graph) for an nn.Module and
+    an input shape without the batch (C, H, W); the model is built by executing
+    that source and takes Keras' layout (N, H, W, C)."""
+    frameworks()
+    from keras_impl.write import build_model
+    from torch_impl.read import read_graph
+
+    graph = read_graph(torch_model, tuple(input_shape))
+    model, source, plan = build_model(graph, dtype=dtype)
+    graph.meta["keras_plan"] = plan
+    return model, source, graph
+
+
+def _reverse_dtype(fw, torch_model, graph, source, dtype):
+    import copy
+
+    from keras_impl.write import build_model
+
+    if dtype == "float32":
+        return torch_model, build_model(graph, source, graph.meta["keras_plan"])[0]
+    module = copy.deepcopy(torch_model).to(getattr(fw.torch, dtype)).eval()
+    return module, build_model(graph, source, graph.meta["keras_plan"], dtype=dtype)[0]
+
+
+def reverse_port_checks(torch_model, input_shape, inputs=None, *, seed: int = 0, batch: int = 4,
+                        dtypes=("float32", "float64")) -> PortResult:
+    """Port `torch_model` to Keras and prove it: forward of the model and of
+    every node, loss and gradients, in each dtype (the torch module is the
+    reference, a). `inputs`: numpy arrays in PyTorch's layout."""
+    fw = frameworks()
+    from keras_impl import port as kp
+    from keras_impl.write import graph_values as keras_values
+    from shared import port_check as pc
+    from torch_impl import port as tp
+    from torch_impl.read import graph_values as torch_values
+
+    t0 = time.perf_counter()
+    model, source, graph = torch_to_keras(torch_model, input_shape)
+    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
+    xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
+    loss = kp.infer_loss(model, graph)
+    y = pc.random_targets(graph, loss, len(xs[0]), seed)
+    info["loss"] = loss
+    checks = []
+    for dtype in dtypes:
+        t0 = time.perf_counter()
+        module, km = _reverse_dtype(fw, torch_model, graph, source, dtype)
+        xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
+        tol = for_check("forward", dtype)
+        a, b = torch_values(module, graph, xd), keras_values(km, graph, xd)
+        nodes = pc.node_checks(graph, a, b, tol, dtype=dtype, a_name="torch", b_name="keras")
+        checks += [compare_arrays(f"output {o}", a[o], b[o], tol, a_name="torch", b_name="keras", model=graph.name, dtype=dtype)
+                   for o in graph.outputs]
+        first = pc.first_differing(graph, nodes)
+        checks += ([first] if first else []) + nodes
+        kl, kg = kp.loss_and_grads(km, graph, xd, y, loss)
+        tl, tg = tp.module_loss_and_grads(module, graph, xd, y, loss)
+        checks.append(compare_arrays(f"loss ({loss['kind']})", tl, kl, tol, a_name="torch", b_name="keras", model=graph.name, dtype=dtype))
+        checks += compare_named("grad", tg, kg, for_check("gradient", dtype), a_name="torch", b_name="keras", model=graph.name, dtype=dtype)
+        info["timings_s"][dtype] = time.perf_counter() - t0
+        if dtype == "float32":
+            model = km
+    return PortResult(graph, model, source, checks, info)
+
+
+# --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
@@ -1111,9 +1181,15 @@ def cmd_port(argv) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    p.add_argument("--input-shape", metavar="C,H,W", type=_shape_arg,
+                   help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
+                        "function returning one), its input shape without the batch")
+    p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
     args = p.parse_args(argv)
     out = Path(args.out)
     _check_writable(out)
+    if args.input_shape is not None or args.torch_weights is not None:
+        return cmd_port_reverse(args, out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
     from shared import report as rpt
@@ -1144,6 +1220,90 @@ def cmd_port(argv) -> int:
         rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
         ui.out.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
     return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+def _shape_arg(s: str) -> tuple:
+    try:
+        dims = tuple(int(a) for a in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected sizes separated by commas, e.g. 3,64,64") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"{s!r}: sizes must be positive")
+    return dims
+
+
+def cmd_port_reverse(args, out: Path) -> int:
+    """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras."""
+    if args.input_shape is None:
+        raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
+    fw = frameworks(args.threads)
+    from shared import report as rpt
+    from shared.atomic import atomic_write_text
+    from torch_impl import port as tp
+
+    module = tp.load_module(args.model, args.torch_weights)
+    from torch_impl.read import read_graph
+
+    xs = _port_inputs(args.data, read_graph(module, args.input_shape), args.batch_size, args.seed)
+    res = reverse_port_checks(module, args.input_shape, xs, seed=args.seed)
+    ui = _UI(args.quiet)
+    with _workdir(out) as work, ui:
+        atomic_write_text(work / "model_keras.py", res.source)
+        res.module.save(str(work / "model.keras"))
+        res.module.save_weights(str(work / "model.weights.h5"))
+        res.checks.append(_plain_load_check(work / "model.keras", res, xs, work))
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
+        data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
+                 "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
+        report = rpt.build_report(res.checks, environment=env, data=data,
+                                  artifacts={"model.keras": "model.keras", "model_keras.py": "model_keras.py",
+                                             "weights": "model.weights.h5", "loss": res.info["loss"],
+                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
+        atomic_write_text(work / "report.json", rpt.dumps(report))
+        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+    if args.quiet:
+        print(rpt.summary_line(report))
+    else:
+        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        ui.out.print(rpt.summary_line(report) + f"; model.keras, model_keras.py, weights and report in {out}")
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+_PLAIN_LOAD = """
+import sys, numpy as np, keras
+m = keras.models.load_model(sys.argv[1])
+np.save(sys.argv[3], keras.ops.convert_to_numpy(m(np.load(sys.argv[2]), training=False)))
+"""
+
+
+def _plain_load_check(path: Path, res, xs, work: Path) -> Check:
+    """Load model.keras with plain keras.models.load_model in a fresh, isolated
+    Python (-I: nothing of this project importable) and compare its output."""
+    import subprocess
+
+    from keras_impl.write import graph_values as keras_values
+
+    graph = res.graph
+    perm = graph.tensors[graph.inputs[0]].keras_perm
+    x = xs[0] if perm is None else np.transpose(xs[0], np.argsort(perm))
+    np.save(work / ".x.npy", np.ascontiguousarray(x))
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-I", "-c", _PLAIN_LOAD, str(path), str(work / ".x.npy"), str(work / ".y.npy")],
+                          capture_output=True, text=True, env=env, cwd=str(work))
+    tol = for_check("forward", "float32")
+    name = "plain keras.models.load_model(model.keras), fresh process"
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        (work / ".x.npy").unlink()
+        return Check(name, "model.keras", "in memory", float("inf"), float("inf"), tol.rel, False, f"load failed: {tail}",
+                     model=graph.name, dtype="float32")
+    y = np.load(work / ".y.npy")
+    for f in (".x.npy", ".y.npy"):
+        (work / f).unlink()
+    mine = keras_values(res.module, graph, xs)[graph.outputs[0]]
+    operm = graph.tensors[graph.outputs[0]].keras_perm
+    y = y if operm is None else np.transpose(y, operm)
+    return compare_arrays(name, y, mine, tol, a_name="model.keras", b_name="in memory", model=graph.name, dtype="float32")
 
 
 def cmd_bench(argv) -> int:

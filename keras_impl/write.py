@@ -78,6 +78,7 @@ class Writer:
         self._converted: dict = {}
         self.node = None
         self.uses_batch_ones = False
+        self.helpers: list = []  # helper functions model_keras.py defines (write_ops.HELPERS keys)
 
     # --- names and layouts ---
     def layer_name(self, base: str) -> str:
@@ -229,7 +230,11 @@ def write_source(graph: Graph) -> tuple:
         for n in names:
             how = "channels last (PyTorch has channels first)" if w.perm.get(n) else "as in PyTorch"
             layouts.append(f"    {kind} {n}: {fmt_shape(w.keras_shape(n))}, {how}")
-    lines = [_HEADER.format(name=graph.name, layouts="\n".join(layouts) + "\n"), "def build_model():"]
+    from keras_impl.write_ops import HELPERS
+
+    lines = [_HEADER.format(name=graph.name, layouts="\n".join(layouts) + "\n")]
+    lines += [HELPERS[h].strip() + "\n\n" for h in w.helpers]
+    lines.append("def build_model():")
     lines += w.lines
     one = lambda xs: xs[0] if len(xs) == 1 else "[" + ", ".join(xs) + "]"  # noqa: E731
     lines.append(f"    return keras.Model({one(ins)}, {one(outs)}, name={identifier(graph.name)!r})")
@@ -247,14 +252,17 @@ def _exec_build(source: str, dtype: str) -> tuple:
         if event == "return" and frame.f_code is code:
             captured.update(frame.f_locals)
 
-    old_floatx, old = keras.config.floatx(), sys.getprofile()
+    # Layers take the global dtype policy (cached once read), inputs take floatx: set both.
+    old_floatx, old_policy, old = keras.config.floatx(), keras.config.dtype_policy(), sys.getprofile()
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
     sys.setprofile(profiler)
     try:
         model = mod.build_model()
     finally:
         sys.setprofile(old)
         keras.config.set_floatx(old_floatx)
+        keras.config.set_dtype_policy(old_policy)
     return model, captured
 
 
@@ -285,7 +293,7 @@ def graph_values(model, graph: Graph, inputs) -> dict:
     probe = keras.Model(model.inputs, [local[var_of[t]] for t in names])
     xs = [np.transpose(x, invert_perm(graph.tensors[n].keras_perm)) if graph.tensors[n].keras_perm else x
           for n, x in zip(graph.inputs, inputs)]
-    outs = probe(xs if len(xs) > 1 else xs[0], training=False)
+    outs = probe(xs, training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     values = {n: np.asarray(x) for n, x in zip(graph.inputs, inputs)}
     for t, y in zip(names, outs):

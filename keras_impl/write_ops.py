@@ -17,7 +17,26 @@ from keras_impl.convert import same_pads
 from keras_impl.convert.conv import conv_kernel_steps
 from keras_impl.write import keras_writer
 
-__all__ = []
+__all__ = ["HELPERS"]
+
+# Small functions model_keras.py defines when its model needs them (plain
+# keras.ops at build time: the saved model holds only built-in operations).
+HELPERS = {
+    "adaptive_average_pooling_2d": '''
+def adaptive_average_pooling_2d(x, output_size):
+    """torch's AdaptiveAvgPool2d on channels-last x: output cell i of an axis of
+    n cells averages cells floor(i * n / size) .. ceil((i + 1) * n / size) - 1."""
+    for axis, size in zip((1, 2), output_size):
+        n = x.shape[axis]
+        cells = []
+        for i in range(size):
+            start, stop = i * n // size, -(-(i + 1) * n // size)
+            part = x[:, start:stop] if axis == 1 else x[:, :, start:stop]
+            cells.append(ops.mean(part, axis=axis, keepdims=True))
+        x = ops.concatenate(cells, axis=axis)
+    return x
+''',
+}
 
 
 def _t(v) -> str:

@@ -131,8 +131,14 @@ def pad(w, node):
     flat = list(node.attrs["pads"])
     pairs = [tuple(flat[i:i + 2]) for i in range(0, len(flat), 2)][::-1]  # F.pad: last axis first
     dims = w.rank(t) - 2
-    if len(pairs) != dims or node.attrs.get("value", 0.0) != 0:
-        raise w.unsupported("padding other than zeros on the spatial axes")
+    value = float(node.attrs.get("value", 0.0))
+    if len(pairs) != dims:
+        raise w.unsupported("padding the batch or channel axis")
+    if value != 0:  # e.g. -inf before a max pooling: keras.ops.pad on Keras' own axes
+        kp = [[0, 0]] * w.rank(t)
+        for i, p in enumerate(pairs):
+            kp[(w.want(t, "cf") or range(w.rank(t)))[2 + i]] = list(p)
+        return w.out(f"ops.pad({x}, {kp}, constant_values=float({str(value)!r}))", w.want(t, "cf"))
     arg = pairs[0] if dims == 1 else tuple(pairs)
     w.out(f"layers.ZeroPadding{dims}D({arg}, name={_name(w, node)!r})({x})", w.want(t, "cf"))
 
@@ -219,3 +225,11 @@ def slice_(w, node):
     while parts and parts[-1] == ":":
         parts.pop()
     w.out(f"{x}[{', '.join(parts)}]", _reduced_perm(perm, r, dropped, False))
+
+
+@keras_writer("adaptive_avg_pool")
+def adaptive_avg_pool(w, node):
+    t = node.inputs[0]
+    if "adaptive_average_pooling_2d" not in w.helpers:
+        w.helpers.append("adaptive_average_pooling_2d")
+    w.out(f"adaptive_average_pooling_2d({w.arg(t, 'cf')}, {_t(node.attrs['output_size'])})", w.want(t, "cf"))

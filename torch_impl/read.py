@@ -99,8 +99,10 @@ def _run(gm: fx.GraphModule, x: torch.Tensor) -> dict:
 
     class Recorder(fx.Interpreter):
         def run_node(self, n):
-            values[n] = super().run_node(n)
-            return values[n]
+            v = super().run_node(n)
+            # a copy: in-place ops later in the graph (ReLU(inplace=True) after `out += identity`) change v
+            values[n] = v.clone() if isinstance(v, torch.Tensor) else v
+            return v
 
     with torch.no_grad():
         Recorder(gm).run(x)

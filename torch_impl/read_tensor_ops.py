@@ -57,8 +57,10 @@ def _adaptive(ctx, n, x, size, kind):
         k = tuple(i // s for i, s in zip(in_sp, size))
         attrs = {"dims": len(k), "kernel_size": k, "stride": k, "padding": [(0, 0)] * len(k)}
         ctx.emit(f"{kind}_pool", [ctx.tensor(x)], attrs=attrs | ({"count_include_pad": True} if kind == "avg" else {}))
+    elif kind == "avg" and len(size) == 2:  # windows of unequal sizes (VGG's 2x2 -> 7x7 at small inputs)
+        ctx.emit("adaptive_avg_pool", [ctx.tensor(x)], attrs={"output_size": list(size)})
     else:
-        raise ctx.unsupported(f"adaptive pooling from {tuple(in_sp)} to {size} (not a whole multiple)")
+        raise ctx.unsupported(f"adaptive {kind} pooling from {tuple(in_sp)} to {size} (not a whole multiple)")
 
 
 @torch_reader("AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
@@ -118,6 +120,16 @@ def cat(ctx, n):
     ctx.emit("concat", [ctx.tensor(x) for x in xs], attrs={"axis": axis})
 
 
+@torch_reader("function.pad")
+def pad(ctx, n):
+    mode = ctx.value(ctx.arg(2, "mode", "constant"))
+    if mode != "constant":
+        raise ctx.unsupported(f"padding mode {mode!r}")
+    pads = [int(p) for p in ctx.value(ctx.arg(1, "pad"))]
+    value = ctx.value(ctx.arg(3, "value", 0.0))
+    ctx.emit("pad", [ctx.tensor(n.args[0])], attrs={"pads": pads, "value": float(value or 0.0)})
+
+
 # -------------------------------------------------------------- layout ---
 def _reshape(ctx, n, x):
     in_v, out_v = ctx.value(x), ctx.value(n)
@@ -167,16 +179,15 @@ def chunk(ctx, n):
     axis = ctx.dim(ctx.value(ctx.arg(2, "dim", 0)), x)
     if axis == 0:
         raise ctx.unsupported("splitting the batch axis")
-    names, start = [], 0
+    pieces, start = [], 0
     rank = ctx.rank(x)
-    for i, piece in enumerate(ctx.value(n)):
+    for piece in ctx.value(n):
         stop = start + int(piece.shape[axis])
         index = [[None, None, 1]] * rank
         index[axis] = [start, stop, 1]
-        names.append(ctx.emit("slice", [ctx.tensor(x)], attrs={"index": index}, out=f"{n.name}_{i}",
-                              shape=(None, *piece.shape[1:])))
+        pieces.append({"input": ctx.tensor(x), "index": index})
         start = stop
-    ctx.tuples[n] = names
+    ctx.tuples[n] = pieces  # each becomes a `slice` node named after the getitem that picks it
 
 
 def _index_list(ctx, x, idx) -> list:
@@ -202,9 +213,12 @@ def _index_list(ctx, x, idx) -> list:
 def getitem(ctx, n):
     x, idx = n.args
     if x in ctx.tuples:  # a piece of chunk/split, or an (output, weights) pair
-        name = ctx.tuples[x][idx]
-        if name is None:
+        item = ctx.tuples[x][idx]
+        if item is None:
             raise ctx.unsupported(f"item {idx} of {x.name} is not a tensor the port has read")
-        ctx.tensor_of[n] = name
+        if isinstance(item, str):
+            ctx.tensor_of[n] = item
+        else:
+            ctx.emit("slice", [item["input"]], attrs={"index": item["index"]})
         return
     ctx.emit("slice", [ctx.tensor(x)], attrs={"index": _index_list(ctx, x, ctx.value(idx))})
