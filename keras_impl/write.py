@@ -25,6 +25,7 @@ keras_impl/port.py's get/set weights and gradients work on the result.
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -37,7 +38,10 @@ from shared.graph import Graph, channels_first_perm, identifier, invert_perm, in
 __all__ = ["write_source", "build_model", "graph_values", "keras_writer", "WRITERS", "Writer"]
 
 WRITERS: dict = {}
-_RESERVED = {"keras", "layers", "ops", "build_model", "model", "batch_ones", "np"}
+# Automatic names of the keras.ops operations the writers use (snake_case of the class).
+_OPS_AUTO_NAMES = {"add", "subtract", "multiply", "divide", "mean", "max", "maximum", "minimum", "pad", "get_item",
+                   "ones_like", "concatenate", "gelu", "log_softmax", "power", "true_divide", "erf"}
+_RESERVED = {"keras", "layers", "ops", "build_model", "model", "batch_ones", "np", "gelu", "adaptive_average_pooling_2d"}
 
 
 def keras_writer(*ops: str):
@@ -82,6 +86,11 @@ class Writer:
 
     # --- names and layouts ---
     def layer_name(self, base: str) -> str:
+        """A unique layer name; names keras.ops nodes may take automatically
+        ("add", "add_1", "mean", ...) get a "_torch" suffix, since a model's
+        operation names must be unique."""
+        if re.sub(r"_\d+$", "", base) in _OPS_AUTO_NAMES:
+            base = f"{base}_torch"
         return identifier(base, self._layers)
 
     def rank(self, tensor) -> int:
@@ -274,7 +283,9 @@ def build_model(graph: Graph, source: str | None = None, plan=None, dtype: str =
     weights = graph.state_dict()
     sources = {}
     for key, layer, attr, steps in plan["weights"]:
-        var = getattr(model.get_layer(layer), attr)
+        var = model.get_layer(layer)
+        for part in attr.split("."):  # "query_dense.kernel" inside a MultiHeadAttention
+            var = getattr(var, part)
         steps_t = [(k, tuple(a)) for k, a in steps]
         value = invert_transform(np.asarray(weights[key]), steps_t, tuple(var.shape))
         var.assign(value.astype(keras.backend.standardize_dtype(var.dtype)))

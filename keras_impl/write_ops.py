@@ -22,6 +22,12 @@ __all__ = ["HELPERS"]
 # Small functions model_keras.py defines when its model needs them (plain
 # keras.ops at build time: the saved model holds only built-in operations).
 HELPERS = {
+    "gelu": '''
+def gelu(x):
+    """torch's exact GELU, x * 0.5 * (1 + erf(x / sqrt(2))). TensorFlow's fused
+    gelu kernel (layers.Activation("gelu")) is off by up to 5e-9 in float64."""
+    return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.erf(ops.multiply(x, 0.7071067811865476)), 1.0))
+''',
     "adaptive_average_pooling_2d": '''
 def adaptive_average_pooling_2d(x, output_size):
     """torch's AdaptiveAvgPool2d on channels-last x: output cell i of an axis of
@@ -152,9 +158,29 @@ def parameter(w, node):
     size = int(np.prod(kshape))
     name = w.layer_name(node.name)
     ones = w.batch_ones()
-    w.out(f"layers.Reshape({_t(kshape)})(layers.Dense({size}, use_bias=False, name={name!r})({ones}))", perm,
+    w.out(f"layers.Reshape({_t(kshape)}, name={w.layer_name(name + '_reshape')!r})(layers.Dense({size}, use_bias=False, name={name!r})({ones}))", perm,
           comment="a trainable torch parameter")
     neutral = tuple(int(s) for s in node.attrs["shape"])
     steps = [("reshape", (1, *kshape))] + ([("transpose", perm)] if perm else []) + [("reshape", tuple(node.weights["weight"].shape))]
     assert int(np.prod(neutral)) == size
     w.weight("weight", name, "kernel", steps)
+
+
+@keras_writer("multi_head_attention")
+def multi_head_attention(w, node):
+    """keras.layers.MultiHeadAttention: per-head kernels (E, H, E/H) <- torch's
+    (E, E) projections; the output kernel (H, E/H, E) <- out_proj.weight.T."""
+    a = node.attrs
+    e, h = a["embed_dim"], a["num_heads"]
+    q, k, v = (w.arg(t, "as_is") for t in node.inputs)
+    name = w.layer_name(node.name)
+    bias = "" if a["bias"] else ", use_bias=False"
+    key = "" if k == v else f", key={k}"
+    w.out(f"layers.MultiHeadAttention({h}, {e // h}{bias}, name={name!r})({q}, {v}{key})", None)
+    for part, dense in (("q", "query_dense"), ("k", "key_dense"), ("v", "value_dense")):
+        w.weight(f"{part}_weight", name, f"{dense}.kernel", [("transpose", (1, 2, 0)), ("reshape", (e, e))])
+        if a["bias"]:
+            w.weight(f"{part}_bias", name, f"{dense}.bias", [("reshape", (e,))])
+    w.weight("out_weight", name, "output_dense.kernel", [("reshape", (e, e)), ("transpose", (1, 0))])
+    if "out_bias" in node.weights:
+        w.weight("out_bias", name, "output_dense.bias")

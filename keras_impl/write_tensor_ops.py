@@ -27,8 +27,11 @@ def activation(w, node):
     if fn in _ACT:
         return w.out(f"layers.Activation({_ACT[fn]!r}, name={_name(w, node)!r})({x})", perm)
     if fn == "gelu":
-        return w.out(f"ops.gelu({x}, approximate={bool(a.get('approximate'))})" if a.get("approximate") else
-                     f"layers.Activation('gelu', name={_name(w, node)!r})({x})", perm)
+        if a.get("approximate"):
+            return w.out(f"ops.gelu({x}, approximate=True)", perm)
+        if "gelu" not in w.helpers:
+            w.helpers.append("gelu")
+        return w.out(f"gelu({x})", perm)
     if fn == "softmax":
         return w.out(f"layers.Softmax(axis={w.keras_axis(t, a['axis'])}, name={_name(w, node)!r})({x})", perm)
     if fn == "log_softmax":

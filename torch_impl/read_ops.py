@@ -148,3 +148,35 @@ def identity(ctx, n):
         if training:
             raise ctx.unsupported("dropout/stochastic depth in training mode (the port reads eval-mode modules)")
     ctx.alias(n.args[0])
+
+
+# ------------------------------------------------------------ attention ---
+@torch_reader("MultiheadAttention")
+def multi_head_attention(ctx, n):
+    """nn.MultiheadAttention (batch_first, one embed size): its (output, weights)
+    tuple's output is the `multi_head_attention` node; in_proj_weight's rows
+    0:E, E:2E, 2E:3E are the query, key and value projections."""
+    m = ctx.module()
+    q, k, v = (ctx.arg(i, name) for i, name in enumerate(("query", "key", "value")))
+    if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        raise ctx.unsupported("MultiheadAttention other than batch_first=True with one embed size, no bias_k/v, no zero attention")
+    if any(ctx.arg(i, name) is not None for i, name in ((4, "key_padding_mask"), (6, "attn_mask"))) or ctx.value(ctx.arg(7, "is_causal", False)):
+        raise ctx.unsupported("attention masks")
+    e = m.embed_dim
+    bias = m.in_proj_bias is not None
+    weights, params = {}, {}
+    for i, part in enumerate("qkv"):
+        weights[f"{part}_weight"] = m.in_proj_weight[i * e:(i + 1) * e]
+        params[f"{part}_weight"] = [f"{n.target}.in_proj_weight", i * e, (i + 1) * e]
+        if bias:
+            weights[f"{part}_bias"] = m.in_proj_bias[i * e:(i + 1) * e]
+            params[f"{part}_bias"] = [f"{n.target}.in_proj_bias", i * e, (i + 1) * e]
+    weights["out_weight"] = m.out_proj.weight
+    params["out_weight"] = f"{n.target}.out_proj.weight"
+    if m.out_proj.bias is not None:
+        weights["out_bias"] = m.out_proj.bias
+        params["out_bias"] = f"{n.target}.out_proj.bias"
+    out = ctx.emit("multi_head_attention", [ctx.tensor(q), ctx.tensor(k), ctx.tensor(v)],
+                   attrs={"embed_dim": e, "num_heads": m.num_heads, "bias": bias},
+                   weights=weights, params=params, shape=(None, *ctx.value(n)[0].shape[1:]), internal=True)
+    ctx.tuples[n] = [out, None]

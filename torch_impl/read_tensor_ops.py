@@ -146,7 +146,9 @@ def _reshape(ctx, n, x):
               "method.expand", "method.expand_as", "method.squeeze", "function.squeeze", "method.unsqueeze", "function.unsqueeze")
 def reshape(ctx, n):
     name = str(getattr(n.target, "__name__", n.target))
-    if name in ("expand", "expand_as") and tuple(ctx.value(n).shape) != tuple(ctx.value(n.args[0]).shape):
+    if name in ("expand", "expand_as"):
+        if tuple(ctx.value(n).shape[1:]) == tuple(ctx.shape(n.args[0])[1:]):  # e.g. a class token over the batch
+            return ctx.alias(n.args[0])
         raise ctx.unsupported("expand that broadcasts (only no-op expands, e.g. of a batch-broadcast parameter)")
     _reshape(ctx, n, n.args[0])
 

@@ -101,3 +101,17 @@ def normalize(node, args, module, graph=None):
     shape = tuple(node.weights["mean"].shape)
     inv = ", invert=True" if node.attrs.get("invert") else ""
     return Emitted(f"Normalize({fmt(shape)}, floor={fmt(node.attrs['floor'])}{inv})", f"{module}({args[0]})", ("Normalize",))
+
+
+@torch_emitter("multi_head_attention")
+def multi_head_attention(node, args, module, graph=None):
+    a = node.attrs
+    bias = "" if a["bias"] else ", bias=False"
+    return Emitted(f"MultiHeadAttention({a['embed_dim']}, {a['num_heads']}{bias})", f"{module}({', '.join(args)})",
+                   ("MultiHeadAttention",))
+
+
+@torch_emitter("parameter")
+def parameter(node, args, module, graph=None):
+    wshape = tuple(node.weights["weight"].shape)
+    return Emitted(f"Parameter({fmt(wshape)}, {fmt(tuple(node.attrs['shape']))})", f"{module}({args[0]})", ("Parameter",))

@@ -39,3 +39,17 @@ def pad(node, args, module, graph=None):
 def crop(node, args, module, graph=None):
     slices = [":", ":"] + [f"{b}:{-a if a else ''}" for b, a in node.attrs["crops"]]
     return Emitted(None, f"{args[0]}[{', '.join(slices)}]")
+
+
+@torch_emitter("slice")
+def slice_(node, args, module, graph=None):
+    parts = []
+    for ix in node.attrs["index"]:
+        if isinstance(ix, int):
+            parts.append(str(ix))
+        else:
+            start, stop, step = ix
+            parts.append(f"{'' if start is None else start}:{'' if stop is None else stop}" + (f":{step}" if step not in (None, 1) else ""))
+    while parts and parts[-1] == ":":
+        parts.pop()
+    return Emitted(None, f"{args[0]}[{', '.join(parts)}]")
