@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from shared.graph import Graph
 from torch_impl.graph import variable_names
 
-__all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads"]
+__all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py)
 
@@ -194,3 +194,34 @@ def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spe
         grads[key] = (g if rows is None else g[rows[0]:rows[1]]).detach().numpy().copy()
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), grads
+
+
+def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float, momentum: float) -> tuple:
+    """Train the user's module (a copy is the caller's business) in training
+    mode with torch.optim.SGD, dropout and stochastic depth off (eval) so the
+    two sides stay deterministic; (losses, weights by graph key)."""
+    from torch_impl.read import params_by_key
+
+    module.train()
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) or type(m).__name__ == "StochasticDepth":
+            m.eval()
+    dtype = next(module.parameters()).dtype
+    opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for inputs, y in batches:
+        opt.zero_grad(set_to_none=True)
+        out = module(torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype))
+        target = torch.as_tensor(np.asarray(y))
+        loss = torch_loss(spec, out, target if spec["kind"] == "sparse_ce" else target.to(dtype), bool(spec["from_logits"]))
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    module.eval()
+    state = module.state_dict()
+    weights = {}
+    for key, src in params_by_key(graph).items():
+        name, rows = (src, None) if isinstance(src, str) else (src[0], src[1:])
+        t = state[name] if rows is None else state[name][rows[0]:rows[1]]
+        weights[key] = t.detach().numpy().copy()
+    return losses, weights
