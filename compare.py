@@ -1249,6 +1249,7 @@ def cmd_port(argv) -> int:
                    help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
                         "function returning one), its input shape without the batch")
     p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
+    p.add_argument("--no-onnx", action="store_true", help="PyTorch to Keras: skip the two ONNX exports")
     args = p.parse_args(argv)
     out = Path(args.out)
     _check_writable(out)
@@ -1316,6 +1317,8 @@ def cmd_port_reverse(args, out: Path) -> int:
         res.module.save(str(work / "model.keras"))
         res.module.save_weights(str(work / "model.weights.h5"))
         res.checks.append(_plain_load_check(work / "model.keras", res, xs, work))
+        if not args.no_onnx:
+            res.checks += _reverse_onnx(fw, module, res, xs, work)
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
         data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
                  "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
@@ -1331,6 +1334,38 @@ def cmd_port_reverse(args, out: Path) -> int:
         rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
         ui.out.print(rpt.summary_line(report) + f"; model.keras, model_keras.py, weights and report in {out}")
     return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+def _reverse_onnx(fw, module, res, xs, work: Path) -> list:
+    """keras.onnx (tf2onnx) and torch.onnx (torch.onnx.export) of the two
+    models, validated, run in onnxruntime and compared four ways (batch as
+    given), for a single image input and a 2-d output (classification logits)."""
+    from keras_impl import export as kx
+    from shared import onnx_check
+    from shared.config import ModelConfig
+    from torch_impl import export as tx
+
+    graph = res.graph
+    x_spec, y_spec = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    if len(x_spec.shape) != 4 or len(y_spec.shape) != 2:
+        return [Check("ONNX exports", "torch", "keras", 0.0, 0.0, 0.0, True, "skipped: only image input -> 2-d output models",
+                      model=graph.name, dtype="float32", info=True)]
+    c, h, w = (int(v) for v in x_spec.shape[1:])
+    cfg = ModelConfig(model="cnn", task="multiclass", input_shape=(h, w, c), num_outputs=int(y_spec.shape[1]))
+    kp = kx.export_onnx(res.module, cfg, work / "keras.onnx")
+    tp = tx.export_onnx(module, cfg, work / "torch.onnx")
+    onnx_check.check_model(kp), onnx_check.check_model(tp)
+    xt = np.ascontiguousarray(xs[0].astype(np.float32))
+    xk = np.ascontiguousarray(np.transpose(xt, (0, 2, 3, 1)))
+    with fw.torch.no_grad():
+        t_out = module(fw.torch.as_tensor(xt)).numpy()
+    outputs = {"keras": np.asarray(res.module(xk, training=False)), "torch": t_out,
+               "onnx(keras)": onnx_check.run_onnx(kp, xk), "onnx(torch)": onnx_check.run_onnx(tp, xt)}
+    out_row = next(r for r in res.checks if r.check.startswith("output ") and r.dtype == "float32")
+    from shared.tolerances import Tolerance
+
+    tol = Tolerance(rel=for_check("onnx", "float32").rel, abs=out_row.tolerance)  # the output row's own float32 allowance
+    return onnx_check.four_way_checks(outputs, task="multiclass", dtype="float32", tolerance=tol, model=graph.name)
 
 
 _PLAIN_LOAD = """

@@ -141,11 +141,16 @@ def test_cli_writes_loadable_model_keras(cnn_file, tmp_path):
     rc = compare.main(["port", f"{cnn_file}:SmallCNN", "--input-shape", "3,16,16", "--torch-weights", str(weights),
                        "--out", str(out), "--quiet"])
     assert rc == 0
-    assert {p.name for p in out.iterdir()} >= {"model.keras", "model_keras.py", "model.weights.h5", "report.json", "report.md"}
+    assert {p.name for p in out.iterdir()} == {"model.keras", "model_keras.py", "model.weights.h5", "report.json", "report.md",
+                                               "keras.onnx", "torch.onnx"}
     report = json.loads((out / "report.json").read_text())
     assert report["passed"]
     load = [c for c in report["checks"] if c["check"].startswith("plain keras.models.load_model")]
     assert len(load) == 1 and load[0]["passed"] and load[0]["max_abs_diff"] <= 2e-6
+    onnx = [c for c in report["checks"] if c["check"].startswith("onnx logits")]
+    assert len(onnx) == 6 and all(c["passed"] and c["max_abs_diff"] < 1e-5 for c in onnx)
+    train = [c for c in report["checks"] if c["check"].startswith("training loss")]
+    assert len(train) == 1 and train[0]["dtype"] == "float64" and train[0]["max_abs_diff"] < 1e-10
 
 
 def test_unsupported_op_exits_2_naming_op_and_source_line(cnn_file, tmp_path, capsys):
