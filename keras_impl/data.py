@@ -11,6 +11,7 @@ import numpy as np
 
 from shared.batches import cast_batches
 from shared.dataset import array_fingerprint
+from shared.layout import nchw_to_nhwc
 
 __all__ = ["KerasBatches", "to_keras_batches", "fingerprints_seen"]
 
@@ -22,12 +23,17 @@ class KerasBatches(keras.utils.PyDataset):
         batches: (x, y) numpy batches, e.g. from shared.batches.make_batches.
         dtype: "float32" or "float64" for x and for float targets; integer
             class indices stay int64.
+        channels_first: the batches are in torch layout (NCHW, the engine's
+            common layout) and 4-D inputs are permuted to NHWC here; False:
+            they are NHWC already.
         **kwargs: passed to keras.utils.PyDataset (workers, ...).
     """
 
-    def __init__(self, batches: list, dtype: str = "float32", **kwargs):
+    def __init__(self, batches: list, dtype: str = "float32", channels_first: bool = False, **kwargs):
         super().__init__(**kwargs)
         self._batches = cast_batches(batches, dtype)
+        if channels_first:
+            self._batches = [(nchw_to_nhwc(x), y) for x, y in self._batches]
 
     def __len__(self) -> int:
         return len(self._batches)
@@ -39,17 +45,18 @@ class KerasBatches(keras.utils.PyDataset):
         return x.copy(), y.copy()
 
 
-def to_keras_batches(batches: list, dtype: str = "float32") -> KerasBatches:
+def to_keras_batches(batches: list, dtype: str = "float32", channels_first: bool = False) -> KerasBatches:
     """The Keras feed for `batches` (pass it to model.fit without shuffle effects).
 
     Args:
         batches: (x, y) numpy batches.
         dtype: "float32" or "float64".
+        channels_first: the batches are NCHW (see KerasBatches).
 
     Returns:
         A KerasBatches over them.
     """
-    return KerasBatches(batches, dtype=dtype)
+    return KerasBatches(batches, dtype=dtype, channels_first=channels_first)
 
 
 def _to_canonical(x) -> np.ndarray:

@@ -28,6 +28,7 @@ What this relies on (keras 3.15.1, tf2onnx 1.17, read in the installed source):
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import keras
@@ -43,10 +44,13 @@ from shared.onnx_check import (
     validate_opset,
 )
 
-__all__ = ["export_onnx", "INPUT_NAME", "OUTPUT_NAME"]
+__all__ = ["export_onnx", "export_with_info", "EXPORTERS", "INPUT_NAME", "OUTPUT_NAME"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+# Keras 3 on TensorFlow has one ONNX path (Model.export -> tf2onnx); the tuple
+# mirrors torch_impl.export.EXPORTERS.
+EXPORTERS = ("tf2onnx",)
 
 
 def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX_OPSET) -> Path:
@@ -87,3 +91,18 @@ def _require_dynamic_batch(proto: onnx.ModelProto, name: str) -> None:
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     if not dims or dims[0].HasField("dim_value"):
         raise ExportError(f"keras ONNX export of {name} has a fixed batch dimension; expected a symbolic one")
+
+
+def export_with_info(model: keras.Model, config: ModelConfig, path, opset: int = ONNX_OPSET) -> tuple:
+    """export_onnx, timed; twin of torch_impl.export.export_with_info.
+
+    Args:
+        config: its ModelConfig, or any object with `input_shape` (Keras
+            layout, no batch) and `dtype`.
+
+    Returns:
+        (path, {"exporter": "tf2onnx", "seconds": ..., "fallback_from": {}}).
+    """
+    t0 = time.perf_counter()
+    out = export_onnx(model, config, path, opset)
+    return out, {"exporter": EXPORTERS[0], "seconds": time.perf_counter() - t0, "fallback_from": {}}

@@ -14,6 +14,7 @@ torch side takes reduction="none" then .mean(-1), so per-sample values line up
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 __all__ = ["make_loss", "per_sample_loss", "mean_loss", "probabilities"]
 
@@ -78,3 +79,24 @@ def naive_per_sample_loss(task: str, logits, y):
 
 
 __all__.append("naive_per_sample_loss")
+
+
+def loss_outputs(task: str, logits, y, naive: bool = False) -> dict:
+    """Probabilities, per-sample and mean loss of numpy logits, as numpy (Keras' own code).
+
+    Twin of torch_impl.losses.loss_outputs; with naive=True also "naive loss"
+    (naive_per_sample_loss). The losses run in the logits' dtype.
+    """
+    ops = keras.ops
+    lg, yy = ops.convert_to_tensor(logits), ops.convert_to_tensor(y)
+    out = {
+        "probabilities": ops.convert_to_numpy(probabilities(task, lg)),
+        "per-sample loss": ops.convert_to_numpy(per_sample_loss(task, lg, yy)),
+        "mean loss": np.asarray(ops.convert_to_numpy(mean_loss(task, lg, yy))),
+    }
+    if naive:
+        out["naive loss"] = ops.convert_to_numpy(naive_per_sample_loss(task, lg, yy))
+    return out
+
+
+__all__.append("loss_outputs")

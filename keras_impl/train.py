@@ -49,9 +49,10 @@ from keras_impl.data import to_keras_batches
 from keras_impl import weights as kweights
 from shared.config import ModelConfig, TrainConfig
 from shared.dataset import array_fingerprint
+from shared.layout import nhwc_to_nchw
 from shared.training import TrainResult
 
-__all__ = ["make_optimizer", "to_framework", "from_framework", "train_step", "train", "loss_and_grads"]
+__all__ = ["make_optimizer", "to_framework", "from_framework", "train_step", "train", "loss_and_raw_grads", "loss_and_grads"]
 
 # Traced step functions, per optimizer (an optimizer belongs to one model).
 _STEP_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -172,7 +173,7 @@ def train_step(model: keras.Model, model_config: ModelConfig, optimizer, x, y) -
 
 
 def train(model: keras.Model, model_config: ModelConfig, train_config: TrainConfig, batches: list,
-          on_step=None) -> TrainResult:
+          on_step=None, channels_first: bool = False) -> TrainResult:
     """One optimizer step per batch, in the given order, in training mode.
 
     Args:
@@ -184,24 +185,53 @@ def train(model: keras.Model, model_config: ModelConfig, train_config: TrainConf
             through keras_impl.data.KerasBatches, cast to the model dtype
             (class indices stay int64).
         on_step: optional callback `on_step(step, loss)` after each step.
+        channels_first: the batches are NCHW (the engine's common layout):
+            permuted to NHWC for the model, fingerprints taken back in NCHW.
 
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
-        what the step received (equal to shared.batches.batch_fingerprints of
-        cast_batches(batches, dtype)), and the loop's wall time.
+        what the step received (in the batches' layout; equal to
+        shared.batches.batch_fingerprints of cast_batches(batches, dtype)),
+        and the loop's wall time. `model_config` may be any object with
+        `task` and `dtype`.
     """
     optimizer = make_optimizer(model, train_config)
-    feed = to_keras_batches(batches, model_config.dtype)  # shared.batches.cast_batch rule, order kept
+    feed = to_keras_batches(batches, model_config.dtype, channels_first)  # cast_batch rule, order kept
     losses_out, fingerprints = [], []
     start = time.perf_counter()
     for i in range(len(feed)):
         xt, yt = to_framework(*feed[i])
-        fingerprints.append(array_fingerprint(*from_framework(xt, yt)))
+        xs, ys = from_framework(xt, yt)
+        fingerprints.append(array_fingerprint(nhwc_to_nchw(xs) if channels_first else xs, ys))
         loss = train_step(model, model_config, optimizer, xt, yt)
         losses_out.append(loss)
         if on_step is not None:
             on_step(i, loss)
     return TrainResult(np.asarray(losses_out), fingerprints, time.perf_counter() - start)
+
+
+def loss_and_raw_grads(model: keras.Model, task: str, x, y, training: bool = True) -> tuple:
+    """Mean loss and its gradient for every trainable variable, model left unchanged.
+
+    Args:
+        model: any Keras model whose output is the logits.
+        task: the loss (keras_impl.losses).
+        x, y: inputs as the model takes them (x cast to the model dtype), targets.
+        training: BatchNorm mode. In training mode Keras updates the moving
+            statistics; they are restored afterwards so the call has no effect.
+
+    Returns:
+        (loss as float, gradients aligned with model.trainable_variables).
+    """
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    xt = tf.cast(tf.convert_to_tensor(x), _model_dtype(model))
+    with tf.GradientTape() as tape:
+        logits = model(xt, training=training)
+        loss = losses.mean_loss(task, logits, tf.convert_to_tensor(y))
+    grads = tape.gradient(loss, model.trainable_variables)
+    for v, value in zip(model.non_trainable_variables, saved):
+        v.assign(value)
+    return float(loss), grads
 
 
 def loss_and_grads(model: keras.Model, model_config: ModelConfig, x: np.ndarray, y: np.ndarray,
@@ -213,18 +243,10 @@ def loss_and_grads(model: keras.Model, model_config: ModelConfig, x: np.ndarray,
         model_config: its config.
         x: inputs, NHWC for images.
         y: targets.
-        training: BatchNorm mode. In training mode Keras updates the moving
-            statistics; they are restored afterwards so the call has no effect.
+        training: BatchNorm mode (see loss_and_raw_grads).
 
     Returns:
         (loss as float, {PyTorch name: gradient in PyTorch layout}).
     """
-    saved = [v.numpy() for v in model.non_trainable_variables]
-    xt = tf.cast(tf.convert_to_tensor(x), model_config.dtype)
-    with tf.GradientTape() as tape:
-        logits = model(xt, training=training)
-        loss = losses.mean_loss(model_config.task, logits, tf.convert_to_tensor(y))
-    grads = tape.gradient(loss, model.trainable_variables)
-    for v, value in zip(model.non_trainable_variables, saved):
-        v.assign(value)
-    return float(loss), kweights.grads_to_portable(model, model_config, grads)
+    loss, grads = loss_and_raw_grads(model, model_config.task, x, y, training)
+    return loss, kweights.grads_to_portable(model, model_config, grads)

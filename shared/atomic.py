@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_dir", "optional_atomic_dir", "check_writable_dir"]
 
 # Permissions a plain open() would give (0o666 / 0o777 minus the umask);
 # mkstemp/mkdtemp create 0o600 / 0o700, which would make shared caches unreadable.
@@ -114,3 +114,36 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+class optional_atomic_dir:
+    """atomic_dir(out) as a context manager yielding a Path, or None when out is None."""
+
+    def __init__(self, out: Path | None):
+        self.out = out
+        self._cm = None
+
+    def __enter__(self):
+        if self.out is None:
+            return None
+        self._cm = atomic_dir(self.out)
+        return Path(self._cm.__enter__())
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def check_writable_dir(out: Path) -> None:
+    """Refuse (UsageError, one line) an output folder that cannot be created or replaced."""
+    from shared.errors import UsageError
+
+    parent = out.resolve().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UsageError(f"cannot write the output folder {out}: {probe} is not a writable directory")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"cannot write the output folder {out}: it exists and is not a directory")

@@ -344,6 +344,34 @@ def _inv(values) -> list:
     return [1.0 / v for v in (values or []) if v]
 
 
+def _ratios(train: dict, lat: dict, thr: dict, fw: dict) -> tuple:
+    """(ratios between paths and frameworks, project/plain per framework), as speeds."""
+    lat_speed = {n: None if s is None else 1e3 / s["median"] for n, s in lat.items()}
+
+    def speed_ratio(a, b):  # latency as speed: > 1 means a is faster
+        return None if lat_speed.get(a) is None or lat_speed.get(b) is None else lat_speed[a] / lat_speed[b]
+
+    ratios = {
+        "train torch/keras (project paths)": ratio(train["torch_project"], train["keras_project"]),
+        "train torch/keras (plain paths)": ratio(train["torch_plain"], train["keras_plain"]),
+        "train keras XLA/default": ratio(train["keras_compiled"], train["keras_project"]),
+        "train torch.compile/eager": ratio(train["torch_compiled"], train["torch_project"]),
+        "b1 speed torch/keras": speed_ratio("torch_project", "keras_project"),
+        "b256 throughput torch/keras": ratio(thr["torch_project"], thr["keras_project"]),
+        "b1 speed ort/native keras": speed_ratio("ort_keras", "keras_project"),
+        "b1 speed ort/native torch": speed_ratio("ort_torch", "torch_project"),
+        "b256 throughput ort/native keras": ratio(thr["ort_keras"], thr["keras_project"]),
+        "b256 throughput ort/native torch": ratio(thr["ort_torch"], thr["torch_project"]),
+    }
+    # Project / plain, as speeds: 1.00 = the same; below 0.90 misses the 10% target.
+    pvp = {}
+    for name in fw:
+        pvp[f"{name} train"] = ratio(train[f"{name}_project"], train[f"{name}_plain"])
+        pvp[f"{name} b1"] = speed_ratio(f"{name}_project", f"{name}_plain")
+        pvp[f"{name} b256"] = ratio(thr[f"{name}_project"], thr[f"{name}_plain"])
+    return ratios, pvp
+
+
 def summarize(parts: dict, settings: dict) -> dict:
     """Medians, spread and ratios of one pair from its three parts' raw results.
 
@@ -380,29 +408,7 @@ def summarize(parts: dict, settings: dict) -> dict:
     for side in ("keras", "torch"):
         lat[f"ort_{side}"] = stats([s * 1e3 for s in (g(o, side, "latency_b1_s") or [])])
         thr[f"ort_{side}"] = stats(g(o, side, "throughput_samples_per_s"))
-    lat_speed = {n: None if s is None else 1e3 / s["median"] for n, s in lat.items()}
-
-    def speed_ratio(a, b):  # latency as speed: > 1 means a is faster
-        return None if lat_speed.get(a) is None or lat_speed.get(b) is None else lat_speed[a] / lat_speed[b]
-
-    ratios = {
-        "train torch/keras (project paths)": ratio(train["torch_project"], train["keras_project"]),
-        "train torch/keras (plain paths)": ratio(train["torch_plain"], train["keras_plain"]),
-        "train keras XLA/default": ratio(train["keras_compiled"], train["keras_project"]),
-        "train torch.compile/eager": ratio(train["torch_compiled"], train["torch_project"]),
-        "b1 speed torch/keras": speed_ratio("torch_project", "keras_project"),
-        "b256 throughput torch/keras": ratio(thr["torch_project"], thr["keras_project"]),
-        "b1 speed ort/native keras": speed_ratio("ort_keras", "keras_project"),
-        "b1 speed ort/native torch": speed_ratio("ort_torch", "torch_project"),
-        "b256 throughput ort/native keras": ratio(thr["ort_keras"], thr["keras_project"]),
-        "b256 throughput ort/native torch": ratio(thr["ort_torch"], thr["torch_project"]),
-    }
-    # Project / plain, as speeds: 1.00 = the same; below 0.90 misses the 10% target.
-    pvp = {}
-    for name in fw:
-        pvp[f"{name} train"] = ratio(train[f"{name}_project"], train[f"{name}_plain"])
-        pvp[f"{name} b1"] = speed_ratio(f"{name}_project", f"{name}_plain")
-        pvp[f"{name} b256"] = ratio(thr[f"{name}_project"], thr[f"{name}_plain"])
+    ratios, pvp = _ratios(train, lat, thr, fw)
 
     bare = {}
     for name, d in fw.items():
@@ -657,10 +663,8 @@ def _x(r) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
-def render(result: dict, console) -> None:
-    """Print the bench as rich tables on `console`."""
-    from rich.table import Table
-
+def _render_header(result: dict, console) -> None:
+    """The machine, the threads and the settings."""
     s = result["settings"]
     m = result["machine"]
     console.print(f"[bold]compare.py bench[/bold]: {m['cpu']}, {m['usable_cores']} usable cores "
@@ -674,8 +678,13 @@ def render(result: dict, console) -> None:
                   f"{s['steps']} timed steps after {s['warmup']} warm-up, SGD(momentum {s['momentum']}); "
                   f"inference: batch 1 ({s['latency_calls']} calls per repeat), batch {s['infer_batch']} "
                   f"({s['throughput_batches']} batches per repeat); onnxruntime {ORT_BENCH_LEVEL}")
-    pairs = result["pairs"]
 
+
+def _render_training(result: dict, console) -> None:
+    """Training throughput, project and plain paths."""
+    from rich.table import Table
+
+    pairs = result["pairs"]
     t = Table(title="Training throughput, samples/s (higher is better)")
     for col in ("pair", "Keras project\n(tf.function step)", "Keras plain\n(compile+fit)", "PyTorch project\n(eager)",
                 "PyTorch plain\n(nn.Sequential loop)", "PyTorch/Keras\nproject", "PyTorch/Keras\nplain"):
@@ -687,20 +696,33 @@ def render(result: dict, console) -> None:
                   _fmt(tr["torch_plain"]), _x(r["train torch/keras (project paths)"]), _x(r["train torch/keras (plain paths)"]))
     console.print(t)
 
-    if s.get("compiled"):
-        t = Table(title="Compiled training (not the default paths): samples/s, and the first step (trace + compile)")
-        for col in ("pair", "Keras XLA\n(jit_compile=True)", "XLA/default", "Keras first step s\ndefault / XLA",
-                    "torch.compile", "compile/eager", "torch first step s\neager / compiled"):
-            t.add_column(col, justify="right" if col != "pair" else "left")
-        for name, p in pairs.items():
-            sm = p["summary"]
-            tr, r, f = sm["train_samples_per_s"], sm["ratios"], sm["first_step_s"]
-            t.add_row(name, _fmt(tr["keras_compiled"]), _x(r["train keras XLA/default"]),
-                      f"{_num(f.get('keras_project'))} / {_num(f.get('keras_compiled'))}",
-                      _fmt(tr["torch_compiled"]), _x(r["train torch.compile/eager"]),
-                      f"{_num(f.get('torch_project'))} / {_num(f.get('torch_compiled'))}")
-        console.print(t)
 
+def _render_compiled(result: dict, console) -> None:
+    """XLA and torch.compile, when measured."""
+    from rich.table import Table
+
+    s, pairs = result["settings"], result["pairs"]
+    if not s.get("compiled"):
+        return
+    t = Table(title="Compiled training (not the default paths): samples/s, and the first step (trace + compile)")
+    for col in ("pair", "Keras XLA\n(jit_compile=True)", "XLA/default", "Keras first step s\ndefault / XLA",
+                "torch.compile", "compile/eager", "torch first step s\neager / compiled"):
+        t.add_column(col, justify="right" if col != "pair" else "left")
+    for name, p in pairs.items():
+        sm = p["summary"]
+        tr, r, f = sm["train_samples_per_s"], sm["ratios"], sm["first_step_s"]
+        t.add_row(name, _fmt(tr["keras_compiled"]), _x(r["train keras XLA/default"]),
+                  f"{_num(f.get('keras_project'))} / {_num(f.get('keras_compiled'))}",
+                  _fmt(tr["torch_compiled"]), _x(r["train torch.compile/eager"]),
+                  f"{_num(f.get('torch_project'))} / {_num(f.get('torch_compiled'))}")
+    console.print(t)
+
+
+def _render_inference(result: dict, console) -> None:
+    """Batch-1 latency and batch-256 throughput, frameworks and onnxruntime."""
+    from rich.table import Table
+
+    s, pairs = result["settings"], result["pairs"]
     for key, title, unit, better in (
         ("latency_b1_ms", "Inference latency at batch 1, ms per call (lower is better)", "", "b1 speed"),
         ("throughput_b256_samples_per_s", f"Inference throughput at batch {s['infer_batch']}, samples/s (higher is better)", "", "b256 throughput"),
@@ -718,6 +740,12 @@ def render(result: dict, console) -> None:
         console.print(t)
     console.print("  (ratios are speeds: >1 means the first named is faster; latency ratios are inverted latencies)")
 
+
+def _render_project_vs_plain(result: dict, console) -> None:
+    """Each twin against the same model written plainly."""
+    from rich.table import Table
+
+    s, pairs = result["settings"], result["pairs"]
     t = Table(title="Project vs plain (speed ratio project/plain; target >= 0.90)")
     for col in ("pair", "Keras train", "Keras b1", f"Keras b{s['infer_batch']}", "PyTorch train", "PyTorch b1",
                 f"PyTorch b{s['infer_batch']}"):
@@ -735,6 +763,12 @@ def render(result: dict, console) -> None:
                   cell("torch b1"), cell("torch b256"))
     console.print(t)
 
+
+def _render_parts(result: dict, console) -> None:
+    """Per part: import time, peak RSS, bare passes, export."""
+    from rich.table import Table
+
+    pairs = result["pairs"]
     t = Table(title="Per part: import time, peak RSS, bare passes, export")
     for col in ("pair", "import s\nKeras / torch / ORT", "peak RSS MiB\nKeras / torch / ORT",
                 "fwd valid ms\nKeras / torch", "fwd+bwd ms\nKeras / torch", "build model ms\nKeras / torch",
@@ -752,26 +786,39 @@ def render(result: dict, console) -> None:
                   f"{_num(ex['keras']['again'])} / {_num(ex['torch']['again'])}")
     console.print(t)
 
+
+def _render_harness(result: dict, console) -> None:
+    """The harness' own cost."""
+    from rich.table import Table
+
     h = result.get("harness")
-    if h:
-        if h.get("split_s"):
-            env = " ".join(f"{k}={v}" for k, v in (h["runs"][0].get("env") or {}).items()) or "default threads"
-            t = Table(title=f"Harness cost: default `python compare.py` ({env}), wall {_fmt(h['wall_s'])} s "
-                            f"(target < 60 s on this machine: {'met' if h['wall_s']['median'] < 60 else 'NOT met'})")
-            t.add_column("part")
-            t.add_column("seconds", justify="right")
-            t.add_column("share", justify="right")
-            for k, v in h["split_s"].items():
-                t.add_row(k, _num(v), "-" if v is None else f"{100 * v / h['wall_s']['median']:.0f}%")
-            console.print(t)
-            if h.get("overhead"):
-                b = h["bare_s"]
-                console.print(f"bare compute the run compares: {_num(b['all'])} s (forward {_num(b['forward'])}, "
-                              f"gradients {_num(b['gradients'])}, training steps {_num(b['training'])}); overhead: "
-                              + ", ".join(f"{k} {_x(v)}" for k, v in h["overhead"].items()))
-        else:
-            console.print(f"[red]harness run failed[/red]: {[r.get('error') for r in h['runs']]}\n{h['runs'][0].get('tail', '')[-600:]}")
-    for name, p in pairs.items():
+    if not h:
+        return
+    if h.get("split_s"):
+        env = " ".join(f"{k}={v}" for k, v in (h["runs"][0].get("env") or {}).items()) or "default threads"
+        t = Table(title=f"Harness cost: default `python compare.py` ({env}), wall {_fmt(h['wall_s'])} s "
+                        f"(target < 60 s on this machine: {'met' if h['wall_s']['median'] < 60 else 'NOT met'})")
+        t.add_column("part")
+        t.add_column("seconds", justify="right")
+        t.add_column("share", justify="right")
+        for k, v in h["split_s"].items():
+            t.add_row(k, _num(v), "-" if v is None else f"{100 * v / h['wall_s']['median']:.0f}%")
+        console.print(t)
+        if h.get("overhead"):
+            b = h["bare_s"]
+            console.print(f"bare compute the run compares: {_num(b['all'])} s (forward {_num(b['forward'])}, "
+                          f"gradients {_num(b['gradients'])}, training steps {_num(b['training'])}); overhead: "
+                          + ", ".join(f"{k} {_x(v)}" for k, v in h["overhead"].items()))
+    else:
+        console.print(f"[red]harness run failed[/red]: {[r.get('error') for r in h['runs']]}\n{h['runs'][0].get('tail', '')[-600:]}")
+
+
+def render(result: dict, console) -> None:
+    """Print the bench as rich tables on `console`."""
+    for part in (_render_header, _render_training, _render_compiled, _render_inference, _render_project_vs_plain,
+                 _render_parts, _render_harness):
+        part(result, console)
+    for name, p in result["pairs"].items():
         for part, err in p["summary"]["errors"].items():
             console.print(f"[red]{name} {part} failed[/red]: {err}")
 

@@ -48,6 +48,7 @@ __all__ = [
     "ORT_LEVEL",
     "SIDES",
     "EDGES",
+    "edge_checks",
     "ExportError",
     "UnsupportedOpsetError",
     "OutputPathError",
@@ -503,12 +504,21 @@ def four_way_checks(outputs: dict, *, task: str, dtype: str = "float32", toleran
     missing = [s for s in SIDES if s not in outputs]
     if missing:
         raise KeyError(f"four_way_checks needs logits for {list(SIDES)}; missing {missing}")
+    return edge_checks({s: outputs[s] for s in SIDES}, task=task, dtype=dtype, tolerance=tolerance,
+                       class_names=class_names, ort_level=ort_level, **context)
+
+
+def edge_checks(outputs: dict, *, task: str, dtype: str = "float32", tolerance: Tolerance | None = None,
+                class_names=None, ort_level: str = ORT_LEVEL, **context) -> list:
+    """four_way_checks for any number of backends: every pair (a, b) of
+    `outputs`' keys, in insertion order, b the reference scale. Two backends
+    give one edge, the four of the ONNX check give EDGES."""
     tol = tolerance if tolerance is not None else ONNX[dtype]
     labels = {1: list(class_names)} if class_names is not None else None
     names = list(class_names) if class_names is not None else None
     extra_detail = dict(context.pop("detail", {}) or {})
     checks = []
-    for a, b in EDGES:
+    for a, b in combinations(list(outputs), 2):
         c = compare_arrays(f"onnx logits {a} vs {b}", outputs[a], outputs[b], tol, a_name=a, b_name=b,
                            labels=labels, task=task, dtype=dtype,
                            detail={"ort_level": ort_level, **extra_detail}, **context)

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_loss_curves", "plot_threshold_sweep", "plot_diff_histogram"]
+__all__ = ["plot_loss_curves", "plot_threshold_sweep", "plot_diff_histogram", "write_plots"]
 
 _SIDES = {"keras": dict(color="tab:orange", lw=2.5, alpha=0.7), "torch": dict(color="tab:blue", lw=1.2, ls="--")}
 
@@ -50,9 +50,11 @@ def plot_threshold_sweep(sweeps: dict, path) -> None:
     "best": {"keras": t_k, "torch": t_t}}}."""
     fig, axes = _grid(len(sweeps))
     for ax, (title, s) in zip(axes, sweeps.items()):
-        for side in ("keras", "torch"):
-            ax.plot(s["thresholds"], s[side], label=f"{side} (best {s['best'][side]:.2f})", marker="o", ms=3, **_SIDES[side])
-        ax.axvline(s["best"]["keras"], color="gray", lw=0.8, ls=":")
+        sides = list(s["best"])  # the two backends, e.g. keras, torch
+        for side in sides:
+            ax.plot(s["thresholds"], s[side], label=f"{side} (best {s['best'][side]:.2f})", marker="o", ms=3,
+                    **_SIDES.get(side, {}))
+        ax.axvline(s["best"][sides[0]], color="gray", lw=0.8, ls=":")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("threshold on sigmoid(logit)")
         ax.set_ylabel("accuracy_multi (validation)")
@@ -84,3 +86,22 @@ def plot_diff_histogram(diffs: dict, path, tolerance: float | None = None) -> No
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def write_plots(work, curves: dict, sweeps: dict, diffs: dict, tolerance: float) -> list:
+    """Every plot that has data, into folder `work`; returns the file names written.
+
+    Args:
+        tolerance: the float32 forward tolerance at scale 1 (a line on the histogram).
+    """
+    written = []
+    if curves:
+        plot_loss_curves(curves, work / "loss_curves.png")
+        written.append("loss_curves.png")
+    if sweeps:
+        plot_threshold_sweep(sweeps, work / "threshold_sweep.png")
+        written.append("threshold_sweep.png")
+    if diffs:
+        plot_diff_histogram(diffs, work / "forward_diff_hist.png", tolerance=tolerance)
+        written.append("forward_diff_hist.png")
+    return written

@@ -21,7 +21,7 @@ from shared.atomic import atomic_write_bytes, atomic_write_text
 from shared.config import ModelConfig, parameter_spec
 from shared.errors import WeightsError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "sidecar_path", "check_tensors", "save_portable", "load_portable"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "sidecar_path", "check_tensors", "save_portable", "load_portable", "file_store"]
 
 FORMAT = "keras-torch-parity/portable-weights"
 FORMAT_VERSION = 1
@@ -130,3 +130,20 @@ def load_portable(path, config: ModelConfig | None = None) -> tuple:
         raise WeightsError(f"{path}: not a safetensors file ({exc})") from None
     check_tensors(config, tensors, source=str(path))
     return tensors, sidecar, config
+
+
+def file_store(folder, stem: str, config: ModelConfig, classes=(), versions: dict | None = None):
+    """The engine's `store` (shared.engine.weights_check): each side's tensors go
+    through `folder/{stem}.{side}.safetensors` and come back as read from it.
+
+    Args:
+        versions: {side: framework version} for the sidecars.
+    """
+    versions = versions or {}
+
+    def store(side: str, tensors: dict) -> dict:
+        path = save_portable(Path(folder) / f"{stem}.{side}.safetensors", tensors, config, classes=classes,
+                             framework=side, framework_version=versions.get(side, ""))
+        return load_portable(path, config)[0]
+
+    return store

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shared.config import ModelConfig, TrainConfig
 
-__all__ = ["Pair", "PAIRS", "pair_by_name", "BUILTIN_IMAGE_SIZE"]
+__all__ = ["Pair", "PAIRS", "pair_by_name", "BUILTIN_IMAGE_SIZE", "FAULTS"]
 
 # The built-in image datasets are decoded at 32x32: even, so the stride-2
 # "same" convolution hits TF's asymmetric padding (the trap it must exercise).
@@ -57,3 +57,13 @@ def pair_by_name(name: str) -> Pair:
         if name in (p.name, p.dataset, p.task):
             return p
     raise KeyError(f"no built-in pair {name!r}; known: {[p.name for p in PAIRS]}")
+
+
+# Known porting bugs `--plant` puts in the built-in PyTorch twin
+# (torch_impl.backend.plant_fault), to see what the harness reports for each
+# (and for the tests that prove it names the right layer).
+FAULTS = {
+    "bn-epsilon": "torch BatchNorm eps left at torch's default 1e-5 instead of Keras' 1e-3",
+    "conv-kernel": "conv1 kernel transposed with H and W swapped (OIWH instead of OIHW)",
+    "flatten-order": "fc1 weight a plain transpose, ignoring Keras' (H,W,C) Flatten order",
+}

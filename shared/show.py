@@ -19,7 +19,7 @@ from shared.dataset import Dataset
 from shared.errors import UsageError
 from shared.loaders import point_pixels
 
-__all__ = ["describe", "item_targets", "write_items_csv", "show_grid"]
+__all__ = ["describe", "item_targets", "write_items_csv", "show_grid", "data_command"]
 
 SPLITS = ("train", "valid")
 # Grid cell size in inches and output resolution.
@@ -192,3 +192,35 @@ def _dot_positions(dataset: Dataset, split: str, n: int, width: int, height: int
         return None
     y = getattr(dataset, f"y_{split}")[:n].astype(np.float64)
     return np.stack([(y[:, 0] + 1) * width / 2 - 0.5, (y[:, 1] + 1) * height / 2 - 0.5], axis=1)
+
+
+def data_command(args) -> None:
+    """`python compare.py data`: describe a dataset; write its items and a grid if asked.
+
+    Args:
+        args: the parsed command line (name or data/format, task, target,
+            image_size, items, show, png).
+    """
+    from shared import loaders
+
+    if bool(args.name) == bool(args.data):
+        raise UsageError("give a built-in name or --data PATH --format F (one of them)")
+    if args.show and not args.png:
+        raise UsageError("--show needs --png FILE")
+    if args.data:
+        if not args.format:
+            raise UsageError("--data needs --format pascal|biwi|csv")
+        kw = dict(task=args.task, target=args.target) if args.format == "csv" else dict(image_size=args.image_size)
+        if args.format == "csv" and not args.task:
+            raise UsageError("--format csv needs --task")
+        ds = loaders.load(args.data, args.format, **kw)
+    else:
+        fmt = {"multilabel": "builtin-multilabel", "regression": "builtin-regression"}.get(args.name, args.name)
+        ds = loaders.load(None, fmt)
+    print(describe(ds))
+    if args.items:
+        write_items_csv(ds, args.items)
+        print(f"items written to {args.items}")
+    if args.show:
+        show_grid(ds, args.show, args.png)
+        print(f"grid of {args.show} images written to {args.png}")

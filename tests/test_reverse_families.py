@@ -34,9 +34,13 @@ def test_family_ports_and_passes(name, tmp_path):
     grads = [c for c in res.checks if c.check.startswith("grad ") and c.dtype == "float64"]
     assert len(grads) == sum(p.requires_grad for p in module.parameters())
     # model.keras loads with plain Keras in a fresh process and computes the same
-    res.module.save(str(tmp_path / "model.keras"))
-    check = compare._plain_load_check(tmp_path / "model.keras", res, [np.random.default_rng(0).standard_normal((2, *shape)).astype("float32")], tmp_path)
-    assert check.passed, check
+    from keras_impl import reverse as k
+    from shared.port_reverse import plain_load_check
+
+    res.model.save(str(tmp_path / "model.keras"))
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype("float32")
+    check = plain_load_check(k, res, x, tmp_path / "model.keras", tmp_path)
+    assert check.passed and check.max_abs_diff <= 1e-5, check
 
 
 def test_torchvision_helper_skips_or_loads():

@@ -24,11 +24,15 @@ class TorchBatches(torch.utils.data.Dataset):
         batches: (x, y) numpy batches, e.g. from shared.batches.make_batches.
         dtype: "float32" or "float64" for x and for float targets; integer
             class indices stay torch.int64.
+        channels_first: the batches are in torch layout already (NCHW, the
+            engine's common layout) and go to the model as they are; False:
+            4-D inputs are NHWC and permuted to NCHW.
     """
 
-    def __init__(self, batches: list, dtype: str = "float32"):
+    def __init__(self, batches: list, dtype: str = "float32", channels_first: bool = False):
         super().__init__()
         self._batches = cast_batches(batches, dtype)
+        self._to_model = (lambda x: x) if channels_first else nhwc_to_nchw
 
     def __len__(self) -> int:
         return len(self._batches)
@@ -37,20 +41,22 @@ class TorchBatches(torch.utils.data.Dataset):
         if not 0 <= index < len(self._batches):
             raise IndexError(f"batch index {index} out of range for {len(self._batches)} batches")
         x, y = self._batches[index]
-        return torch.from_numpy(nhwc_to_nchw(x).copy()), torch.from_numpy(y.copy())
+        return torch.from_numpy(self._to_model(x).copy()), torch.from_numpy(y.copy())
 
 
-def to_torch_batches(batches: list, dtype: str = "float32") -> torch.utils.data.DataLoader:
+def to_torch_batches(batches: list, dtype: str = "float32", channels_first: bool = False) -> torch.utils.data.DataLoader:
     """The PyTorch feed for `batches`: a DataLoader that yields them as they are.
 
     Args:
         batches: (x, y) numpy batches.
         dtype: "float32" or "float64".
+        channels_first: the batches are NCHW already (see TorchBatches).
 
     Returns:
         DataLoader(TorchBatches(...), batch_size=None, shuffle=False).
     """
-    return torch.utils.data.DataLoader(TorchBatches(batches, dtype=dtype), batch_size=None, shuffle=False)
+    return torch.utils.data.DataLoader(TorchBatches(batches, dtype=dtype, channels_first=channels_first),
+                                       batch_size=None, shuffle=False)
 
 
 def _to_canonical(x: torch.Tensor) -> np.ndarray:

@@ -8,6 +8,7 @@ values are comparable; the mean over the batch then equals torch's default
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,3 +78,24 @@ def naive_per_sample_loss(task: str, logits: torch.Tensor, y: torch.Tensor) -> t
 
 
 __all__.append("naive_per_sample_loss")
+
+
+def loss_outputs(task: str, logits, y, naive: bool = False) -> dict:
+    """Probabilities, per-sample and mean loss of numpy logits, as numpy (torch's own code).
+
+    Twin of keras_impl.losses.loss_outputs; with naive=True also "naive loss"
+    (naive_per_sample_loss).
+    """
+    lg, yy = torch.as_tensor(np.asarray(logits)), torch.as_tensor(np.asarray(y))
+    with torch.no_grad():
+        out = {
+            "probabilities": probabilities(task, lg).numpy(),
+            "per-sample loss": per_sample_loss(task, lg, yy).numpy(),
+            "mean loss": mean_loss(task, lg, yy).numpy(),
+        }
+        if naive:
+            out["naive loss"] = naive_per_sample_loss(task, lg, yy).numpy()
+    return out
+
+
+__all__.append("loss_outputs")

@@ -37,17 +37,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.config import ModelConfig, TrainConfig
+from shared.config import ModelConfig, TrainConfig, parameter_spec
 from shared.dataset import array_fingerprint
 from shared.layout import nchw_to_nhwc, nhwc_to_nchw
 from shared.training import TrainResult
 from torch_impl import losses
 from torch_impl.data import to_torch_batches
-from torch_impl import weights as tweights
 from torch_impl.models import TORCH_DTYPES
 
 __all__ = ["AdamKeras", "SGDKeras", "keras_adam_eps", "make_optimizer", "to_framework", "from_framework",
-           "train_step", "train", "loss_and_grads"]
+           "train_step", "train", "loss_and_raw_grads", "loss_and_grads"]
 
 
 def keras_adam_eps(keras_epsilon: float, beta_2: float, step: int) -> float:
@@ -162,7 +161,7 @@ def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y) -> 
 
 
 def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig, batches: list,
-          on_step=None) -> TrainResult:
+          on_step=None, channels_first: bool = False) -> TrainResult:
     """One optimizer step per batch, in the given order, in training mode.
 
     Args:
@@ -173,19 +172,23 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
             through torch_impl.data.TorchBatches: NCHW, cast to the model
             dtype (class indices stay int64).
         on_step: optional callback `on_step(step, loss)` after each step.
+        channels_first: the batches are NCHW already (the engine's common
+            layout): fed as they are, fingerprints taken in NCHW.
 
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
-        what the step received (back in NHWC; equal to
+        what the step received (back in the batches' layout; equal to
         shared.batches.batch_fingerprints of cast_batches(batches, dtype)),
-        and the loop's wall time.
+        and the loop's wall time. `model_config` may be any object with
+        `task` and `dtype`.
     """
     optimizer = make_optimizer(model, train_config)
-    feed = to_torch_batches(batches, model_config.dtype)  # NCHW, shared.batches.cast_batch rule, order kept
+    feed = to_torch_batches(batches, model_config.dtype, channels_first)  # cast_batch rule, order kept
+    seen = (lambda x, y: (x.numpy(), y.numpy())) if channels_first else from_framework
     losses_out, fingerprints = [], []
     start = time.perf_counter()
     for i, (xt, yt) in enumerate(feed):
-        fingerprints.append(array_fingerprint(*from_framework(xt, yt)))
+        fingerprints.append(array_fingerprint(*seen(xt, yt)))
         loss = train_step(model, model_config, optimizer, xt, yt)
         losses_out.append(loss)
         if on_step is not None:
@@ -193,6 +196,34 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
     seconds = time.perf_counter() - start
     model.eval()
     return TrainResult(np.asarray(losses_out), fingerprints, seconds)
+
+
+def loss_and_raw_grads(model: nn.Module, task: str, x: torch.Tensor, y: torch.Tensor, training: bool = True) -> tuple:
+    """Mean loss and `param.grad` of every parameter, model left unchanged.
+
+    Args:
+        model: any torch module whose output is the logits.
+        task: the loss (torch_impl.losses).
+        x, y: tensors as the model takes them (x cast to the model dtype).
+        training: BatchNorm mode. Training mode updates the running statistics;
+            they, the grads and the train/eval mode are restored afterwards.
+
+    Returns:
+        (loss as float, {parameter name: gradient as numpy}).
+    """
+    was_training = model.training
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    model.zero_grad(set_to_none=True)
+    model.train(training)
+    loss = losses.mean_loss(task, model(x), y)
+    loss.backward()
+    grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(saved[name])
+    model.train(was_training)
+    return float(loss.detach()), grads
 
 
 def loss_and_grads(model: nn.Module, model_config: ModelConfig, x: np.ndarray, y: np.ndarray,
@@ -204,23 +235,11 @@ def loss_and_grads(model: nn.Module, model_config: ModelConfig, x: np.ndarray, y
         model_config: its config.
         x: inputs, NHWC for images (converted here).
         y: targets.
-        training: BatchNorm mode. Training mode updates the running statistics;
-            they, the grads and the train/eval mode are restored afterwards.
+        training: BatchNorm mode (see loss_and_raw_grads).
 
     Returns:
         (loss as float, {PyTorch name: gradient}).
     """
-    was_training = model.training
-    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     xt, yt = _cast(model_config, *to_framework(x, y))
-    model.zero_grad(set_to_none=True)
-    model.train(training)
-    loss = losses.mean_loss(model_config.task, model(xt), yt)
-    loss.backward()
-    grads = tweights.grads_to_portable(model, model_config)
-    model.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        for name, b in model.named_buffers():
-            b.copy_(saved[name])
-    model.train(was_training)
-    return float(loss.detach()), grads
+    loss, grads = loss_and_raw_grads(model, model_config.task, xt, yt, training)
+    return loss, {name: grads[name] for name in parameter_spec(model_config) if name in grads}

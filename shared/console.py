@@ -1,0 +1,48 @@
+"""The console: progress bars and log lines (rich), silent with --quiet.
+
+Implements the progress interface the engine reports to
+(shared.engine.NullProgress: task, advance, done, log).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConsoleUI"]
+
+
+class ConsoleUI:
+    """Console output and the progress display; use as a context manager."""
+
+    def __init__(self, quiet: bool):
+        from rich.console import Console
+
+        self.quiet = quiet
+        self.console = Console(stderr=True, quiet=quiet)
+        # Wide enough for one line per check, also when CI captures the output.
+        self.out = Console(quiet=quiet, width=max(260, Console().width))
+        self._progress = None
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.console, disable=self.quiet, transient=True,
+        )
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.__exit__(*exc)
+
+    def task(self, description: str, total: int):
+        return self._progress.add_task(description, total=total)
+
+    def advance(self, task_id, n: int = 1, description: str | None = None):
+        kw = {"description": description} if description else {}
+        self._progress.update(task_id, advance=n, **kw)
+
+    def done(self, task_id):
+        self._progress.remove_task(task_id)
+
+    def log(self, msg: str):
+        self.console.print(msg)

@@ -1,0 +1,196 @@
+"""A PyTorch model behind shared.backend.Backend. Never imports TensorFlow or Keras.
+
+Twin of keras_impl/backend.py. `TorchBackend` wraps any `nn.Module` whose
+output is the logits; the common layout is torch's own, so inputs,
+activations and weights pass through unchanged. What is model-specific comes
+in as arguments: the task (which loss), the portable weight names, the names
+of the layers to report, and an optional `after_load` hook (a planted fault,
+re-applied whenever weights are set). `from_config` builds the built-in
+ModelConfig twin.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.config import ModelConfig, TrainConfig, parameter_spec
+from shared.errors import UsageError
+from shared.onnx_backend import OnnxBackend
+from shared.portable import check_tensors
+from shared.training import TrainResult
+from torch_impl import export, losses, models, train
+
+__all__ = ["TorchBackend", "from_config", "plant_fault", "FRAMEWORK_VERSION"]
+
+FRAMEWORK_VERSION = torch.__version__
+
+
+class TorchBackend:
+    """A torch module, numpy in and out, in torch layout (the common one).
+
+    Args:
+        model: the module; `model(x)` returns the logits.
+        task: one of shared.config.TASKS (torch_impl.losses).
+        name: how the report names this side.
+        weight_names: the portable tensors, state_dict names; default every
+            state_dict entry but BatchNorm's num_batches_tracked.
+        check_weights: called with (tensors, dtype) before they are loaded
+            (raise to refuse them); default none.
+        layers: names of the children whose outputs `layer_outputs` reports,
+            in forward order; default every direct child (a Sequential).
+        example: an example input (batch >= 2, torch layout) for the ONNX export.
+        after_load: called with the module after every set_weights (and once
+            now): e.g. a planted fault that must survive re-loading.
+    """
+
+    can_train = True
+
+    def __init__(self, model: nn.Module, *, task: str, name: str = "torch", weight_names=None,
+                 check_weights=None, layers=None, example: torch.Tensor | None = None, after_load=None):
+        self.model, self.task, self.name = model, task, name
+        self.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        state = model.state_dict()
+        self.weight_names = list(weight_names) if weight_names is not None else [
+            n for n in state if not n.endswith("num_batches_tracked")]
+        self.check_weights = check_weights
+        self.layers = list(layers) if layers is not None else [n for n, _ in model.named_children()]
+        self.example = example
+        self.after_load = after_load
+        self.onnx_info: dict = {}
+        if after_load is not None:
+            after_load(model)
+
+    def _like(self, model: nn.Module) -> "TorchBackend":
+        twin = copy.copy(self)
+        twin.model = model
+        twin.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        twin.onnx_info = {}
+        return twin
+
+    def _x(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x)).to(models.TORCH_DTYPES[self.dtype])
+
+    def _keeping_state(self, fn, training: bool):
+        """fn() with the module in `training` mode; buffers and mode restored after."""
+        was = self.model.training
+        saved = {n: b.detach().clone() for n, b in self.model.named_buffers()} if training else None
+        try:
+            self.model.train(training)
+            with torch.no_grad():
+                return fn()
+        finally:
+            if saved is not None:
+                with torch.no_grad():
+                    for n, b in self.model.named_buffers():
+                        b.copy_(saved[n])
+            self.model.train(was)
+
+    def forward(self, x, training: bool = False) -> np.ndarray:
+        if not training:
+            return models.forward(self.model, self._x(x))
+        return self._keeping_state(lambda: self.model(self._x(x)).numpy(), True)
+
+    def layer_outputs(self, x, training: bool = False) -> dict:
+        children = dict(self.model.named_children())
+
+        def walk():
+            out, h = {}, self._x(x)
+            for name in self.layers:
+                h = children[name](h)
+                out[name] = h.numpy().copy()
+            return out
+
+        return self._keeping_state(walk, training)
+
+    def loss_outputs(self, logits, y, naive: bool = False) -> dict:
+        return losses.loss_outputs(self.task, logits, y, naive=naive)
+
+    def loss_and_grads(self, x, y, training: bool = True) -> tuple:
+        yt = torch.as_tensor(np.asarray(y))
+        if self.task != "multiclass":
+            yt = yt.to(models.TORCH_DTYPES[self.dtype])
+        loss, grads = train.loss_and_raw_grads(self.model, self.task, self._x(x), yt, training)
+        return loss, {n: grads[n] for n in self.weight_names if n in grads}
+
+    def train(self, batches: list, train_config: TrainConfig, on_step=None) -> TrainResult:
+        return train.train(self.model, self, train_config, batches, on_step=on_step, channels_first=True)
+
+    def get_weights(self) -> dict:
+        state = self.model.state_dict()
+        return {n: state[n].detach().cpu().numpy().copy() for n in self.weight_names}
+
+    def set_weights(self, tensors: dict) -> None:
+        if self.check_weights is not None:
+            self.check_weights(tensors, self.dtype)
+        state = self.model.state_dict()
+        missing = [n for n in self.weight_names if n not in tensors]
+        if missing:
+            raise KeyError(f"{self.name}: missing portable tensor(s) {missing}")
+        with torch.no_grad():
+            for n in self.weight_names:
+                state[n].copy_(torch.from_numpy(np.ascontiguousarray(tensors[n])))
+        if self.after_load is not None:
+            self.after_load(self.model)
+
+    def with_dtype(self, dtype: str) -> "TorchBackend":
+        """A deep copy converted to `dtype` (float32 -> float64 widens exactly)."""
+        return self._like(copy.deepcopy(self.model).to(models.TORCH_DTYPES[dtype]))
+
+    def clone(self) -> "TorchBackend":
+        return self._like(copy.deepcopy(self.model))
+
+    def export_onnx(self, path, opset: int) -> tuple:
+        example = self.example.to(models.TORCH_DTYPES[self.dtype]) if self.example is not None else None
+        desc = _Desc(self)
+        out, info = export.export_with_info(self.model, desc, path, opset, example=example)
+        return Path(out), info
+
+    def onnx_backend(self, path) -> OnnxBackend:
+        return OnnxBackend(path, name=f"onnx({self.name})", task=self.task, dtype=self.dtype)
+
+
+class _Desc:
+    """What torch_impl.export reads from a config, for a backend's module."""
+
+    def __init__(self, b: TorchBackend):
+        self.model, self.task = b.name, b.task
+
+
+# ---- the built-in ModelConfig twins -----------------------------------------------
+def plant_fault(model: nn.Module, config: ModelConfig, fault: str) -> None:
+    """Break the built-in torch twin the way a porting bug would (shared.registry.FAULTS)."""
+    from shared import layout
+
+    if fault in ("conv-kernel", "flatten-order") and config.model != "cnn":
+        raise UsageError(f"--plant {fault} needs a cnn model (conv1, fc1); {config.task}/{config.model} has none")
+    with torch.no_grad():
+        if fault == "bn-epsilon":
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eps = 1e-5  # torch's default
+        elif fault == "conv-kernel":
+            w = model.conv1.weight
+            w.copy_(w.transpose(2, 3).clone())
+        elif fault == "flatten-order":
+            k = layout.flatten_dense_weight_to_kernel(model.fc1.weight.numpy(), config.flatten_hwc)
+            model.fc1.weight.copy_(torch.from_numpy(layout.dense_kernel_to_weight(k)))
+        else:
+            raise UsageError(f"unknown fault {fault!r}")
+
+
+def from_config(config: ModelConfig, fault: str | None = None, name: str = "torch") -> TorchBackend:
+    """The built-in torch twin of `config` as a backend (torch's own initial weights).
+
+    Args:
+        fault: a shared.registry.FAULTS key to plant (re-planted on every set_weights).
+    """
+    model = models.build_model(config)
+    hook = (lambda m: plant_fault(m, config, fault)) if fault else None
+    return TorchBackend(model, task=config.task, name=name, weight_names=list(parameter_spec(config)),
+                        check_weights=lambda t, dtype: check_tensors(config.replace(dtype=dtype), t),
+                        example=export.example_input(config), after_load=hook)
