@@ -26,7 +26,7 @@ def main(names) -> None:
     tv = load_torchvision()
     if tv is None:
         sys.exit("torchvision is not installed")
-    print(f"| family | nodes | params | verdict | port s | float32 s | float64 s | total s | worst f32 node | worst f64 node | worst f64 grad |")
+    print("| family | nodes | params | verdict | port s | float32 s | float64 s | total s | worst f32 node | worst f64 node | worst f64 grad |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         module, shape = build(tv, name)
