@@ -14,6 +14,7 @@ Commands:
   python compare.py bench ...     speed and memory of both implementations
   python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
   python compare.py port TORCH_MODEL --input-shape C,H,W --out DIR   a PyTorch module -> model.keras + model_keras.py, proven
+  python compare.py verify KERAS_MODEL TORCH_MODEL   check a hand-written PyTorch port of a Keras model
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -28,13 +29,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shared.cases import Case, builtin_cases, data_record, user_case
-from shared.checks import ParityFailure, assert_checks, compare_arrays
+from shared.checks import ParityFailure, assert_checks
 from shared.config import DTYPES, MODELS, TASKS
 from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair
 from shared.errors import ParityError, UsageError
@@ -42,7 +42,8 @@ from shared.registry import FAULTS
 from shared.tolerances import Tolerance, for_check
 
 __all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
-           "keras_to_torch", "port_checks", "torch_to_keras", "reverse_port_checks"]
+           "keras_to_torch", "port_checks", "verify_models",
+           "torch_to_keras", "reverse_port_checks"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -60,12 +61,16 @@ DEFAULT_THREADS = 1
 class _Frameworks:
     """Both frameworks and their backends, imported once."""
 
-    def __init__(self, threads: int = DEFAULT_THREADS):
+    def __init__(self, threads: int = DEFAULT_THREADS, verbose: bool = False):
         import torch  # torch before TensorFlow, as Keras' own test suite does
 
-        import keras_impl  # noqa: F401  (sets KERAS_BACKEND=tensorflow)
+        import keras_impl  # sets KERAS_BACKEND=tensorflow
+
+        keras_impl.quiet_tensorflow(verbose)  # before TF loads: its C++ start-up lines
         import keras
         import tensorflow as tf
+
+        keras_impl.quiet_tensorflow(verbose)  # after: absl's and TF's Python loggers
 
         from keras_impl import backend as kb
         from torch_impl import backend as tb
@@ -102,10 +107,10 @@ class _Frameworks:
 _FW = None
 
 
-def frameworks(threads: int = DEFAULT_THREADS) -> _Frameworks:
+def frameworks(threads: int = DEFAULT_THREADS, verbose: bool = False) -> _Frameworks:
     global _FW
     if _FW is None:
-        _FW = _Frameworks(threads)
+        _FW = _Frameworks(threads, verbose)
     else:
         _FW.set_threads(threads)
     return _FW
@@ -115,21 +120,36 @@ def frameworks(threads: int = DEFAULT_THREADS) -> _Frameworks:
 # Wiring: the built-in twins as backends, the engine, the report
 # --------------------------------------------------------------------------
 def backends(config, seed: int = 0, fault: str | None = None) -> tuple:
-    """The built-in Keras twin (seeded weights) and its PyTorch twin (with `fault` planted)."""
+    """The built-in Keras twin (seeded weights) and its PyTorch twin (with `fault`,
+    "NAME[=SIZE]" of shared/faults.py, planted: in the torch model, optimizer or
+    loss, or in the data path that feeds it)."""
+    from shared.faults import DataFaultBackend, parse_plant
+
+    spec, size = parse_plant(fault, config.model, config.task)
     fw = frameworks()
     fw.keras.utils.set_random_seed(seed)
     fw.torch.manual_seed(seed)
-    return fw.kb.from_config(config, seed=seed), fw.tb.from_config(config, fault=fault)
+    a = fw.kb.from_config(config, seed=seed)
+    b = fw.tb.from_config(config, fault=spec if spec is not None and spec.kind != "data" else None, size=size)
+    if spec is not None and spec.kind == "data":
+        b = DataFaultBackend(b, spec, size, num_classes=config.num_outputs)
+    return a, b
 
 
 def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
     """Every check for one case: its two backends through shared.engine.check_pair."""
+    import dataclasses
+
     from shared.engine import PairData
+    from shared.faults import parse_plant
     from shared.portable import file_store
 
     cfg = case.config
     t0 = time.perf_counter()
     a, b = backends(cfg, opts.seed, opts.fault)
+    spec, _ = parse_plant(opts.fault)
+    if spec is not None and spec.train:
+        opts = dataclasses.replace(opts, train_overrides=dict(spec.train))
     built = time.perf_counter() - t0
     fw = frameworks()
     store = file_store(workdir / "weights", case.slug, cfg, case.dataset.classes,
@@ -146,7 +166,7 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
     from shared.atomic import optional_atomic_dir
     from shared.console import ConsoleUI
 
-    fw = frameworks(opts.threads)
+    fw = frameworks(opts.threads, opts.verbose)
     all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
     ui = ConsoleUI(opts.quiet)
     with optional_atomic_dir(out) as work, ui:
@@ -173,7 +193,11 @@ def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
 
             atomic_write_text(work / "report.json", rpt.dumps(report))
             atomic_write_text(work / "report.md", rpt.markdown(report, all_checks))
-    rpt.console_table(all_checks, ui.out)
+    if opts.verbose:
+        rpt.console_table(all_checks, ui.out)
+    else:  # one line per pair, then every failure in full (the table: --verbose, report.md)
+        for line in rpt.pair_lines(all_checks):
+            ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
     ui.out.print(rpt.summary_line(report) + (f"; report in {out}" if out else ""))
     report["_checks"] = all_checks
     return report
@@ -222,10 +246,55 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     return compare_outputs(k_out, t_out, tol, dtype=dtype, name=name, a_channels_last=channels_last_output)
 
 
+_VERIFY_KW = ("weights", "gradients", "train_steps", "mapping", "targets")
+
+
 def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
     """compare_models, then raise ParityFailure (an AssertionError) naming every
-    output that differs, its largest difference, where, and the tolerance."""
-    return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    output that differs, its largest difference, where, and the tolerance.
+
+    With any of weights="keras"|"as-is", gradients=, train_steps=, mapping=,
+    targets=, it runs `verify_models` instead (a hand-written port: weights
+    copied by structure, pair-by-pair localisation, gradients, training), and
+    the failure also names the first differing layer and the likely trap.
+    """
+    if not any(k in kw for k in _VERIFY_KW):
+        return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    res = verify_models(keras_model, torch_model, inputs, **kw)
+    if not res.passed:
+        from shared.verify_cli import format_result
+
+        raise ParityFailure("parity failed:\n" + format_result(res))
+    return res.checks
+
+
+# --------------------------------------------------------------------------
+# Port: any Keras model -> a readable PyTorch twin (through shared/graph.py)
+# --------------------------------------------------------------------------
+def keras_to_torch(keras_model):
+    """(torch module in eval mode, its model.py source) for a functional or
+    Sequential Keras model; the module is built by executing that source."""
+    frameworks()
+    from keras_impl.graph import read_graph
+    from torch_impl.graph import build_module
+
+    return build_module(read_graph(keras_model))
+
+
+def port_checks(keras_model, inputs=None, **kw):
+    """Port `keras_model` and prove the port (shared/port.py's checks); returns
+    shared.port.PortResult (.checks, .module, .source, .graph, .info).
+
+    Args:
+        inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
+        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
+    """
+    frameworks()
+    from keras_impl.port import PortSide as KerasSide
+    from shared.port import port_checks as run
+    from torch_impl.port import PortSide as TorchSide
+
+    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -275,11 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=_nonneg_float, help="relative tolerance (times max(1, |reference|)) for every check")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder, replaced atomically (default {DEFAULT_OUT})")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export checks")
-    p.add_argument("--plant", choices=sorted(FAULTS), help="plant a known porting bug in the PyTorch twin to see what the harness reports: "
+    p.add_argument("--plant", metavar="NAME[=SIZE]", help="plant a known porting bug in the PyTorch twin (SIZE in (0, 1]: "
+                   "the fraction of the bug, default 1) to see what the harness reports: "
                    + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
                    help=f"intra-op threads of each framework (default {DEFAULT_THREADS}: fastest for these small models, and reproducible)")
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    p.add_argument("--verbose", action="store_true", help="print every check as a table, and TensorFlow's start-up log lines")
     return p
 
 
@@ -295,7 +366,7 @@ def cmd_run(argv) -> int:
     opts = Options(
         steps=args.steps, optimizers=("sgd", "adam") if args.optimizer == "both" else (args.optimizer,),
         seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, tolerance=tolerance,
-        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads,
+        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads, verbose=args.verbose,
     )
     if args.steps == 0:
         opts.optimizers = ()
@@ -369,165 +440,48 @@ def cmd_export(argv) -> int:
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------
-# Port: any Keras model -> a readable PyTorch twin, and a PyTorch module ->
-# Keras (through shared/graph.py)
-# --------------------------------------------------------------------------
-def keras_to_torch(keras_model):
-    """(torch module in eval mode, its model.py source) for a functional or
-    Sequential Keras model; the module is built by executing that source."""
-    frameworks()
-    from keras_impl.graph import read_graph
-    from torch_impl.graph import build_module
-
-    return build_module(read_graph(keras_model))
-
-
-@dataclass
-class PortResult:
-    graph: object
-    module: object
-    source: str
-    checks: list
-    info: dict
-
-
-def _port_forward(fw, model, graph, module, xs, dtype) -> list:
-    from keras_impl.graph import graph_values as keras_values
-    from shared import port_check as pc
-    from torch_impl.graph import graph_values as torch_values
-
-    tol = for_check("forward", dtype)
-    a, b = keras_values(model, graph, xs), torch_values(module, graph, xs)
-    nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
-    out = [compare_arrays(f"output {o}", a[o], b[o], tol, model=graph.name, dtype=dtype) for o in graph.outputs]
-    first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes
-
-
-def _port_gradients(fw, model, graph, module, xs, y, loss, dtype) -> list:
-    from keras_impl import port as kp
-    from shared import port_check as pc
-    from torch_impl import port as tp
-
-    ka, ga = kp.loss_and_grads(model, graph, xs, y, loss)
-    kb, gb = tp.loss_and_grads(module, graph, xs, y, loss)
-    tol = for_check("gradient", dtype)
-    rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
-    return rows + pc.gradient_checks(graph, ga, gb, tol, dtype=dtype)
-
-
-def port_checks(keras_model, inputs=None, *, seed: int = 0, batch: int = 4, dtypes=("float32", "float64")) -> PortResult:
-    """Port `keras_model` and prove the port: forward of the model and of every
-    node, loss and gradients, in each dtype. `inputs`: numpy arrays in the
-    PyTorch layout (default: seeded random ones of the model's shape)."""
-    fw = frameworks()
-    from keras_impl import port as kp
-    from keras_impl.graph import cast_model, read_graph
-    from shared import port_check as pc
-    from torch_impl.graph import build_module
-
-    t0 = time.perf_counter()
-    graph = read_graph(keras_model)
-    module, source = build_module(graph)
-    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
-    xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
-    loss = kp.infer_loss(keras_model, graph)
-    y = pc.random_targets(graph, loss, len(xs[0]), seed)
-    info["loss"] = loss
-    checks = []
-    for dtype in dtypes:
-        t0 = time.perf_counter()
-        model = keras_model if dtype == graph.tensors[graph.inputs[0]].dtype else cast_model(keras_model, dtype)
-        mod = module if model is keras_model else build_module(graph, source, dtype=fw.torch.float64 if dtype == "float64" else fw.torch.float32)[0]
-        xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        checks += _port_forward(fw, model, graph, mod, xd, dtype)
-        checks += _port_gradients(fw, model, graph, mod, xd, y, loss, dtype)
-        info["timings_s"][dtype] = time.perf_counter() - t0
-    return PortResult(graph, module, source, checks, info)
-
-
-def _port_inputs(path: str | None, graph, batch: int, seed: int) -> list:
-    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
-    order) in PyTorch's layout; without it, seeded random inputs."""
-    from shared import port_check as pc
-
-    if path is None:
-        return pc.random_inputs(graph, batch, seed)
-    p = Path(path)
-    if not p.is_file() or p.suffix not in (".npy", ".npz"):
-        raise UsageError(f"--data {path}: expected an existing .npy or .npz file of inputs in PyTorch's layout")
-    if p.suffix == ".npy":
-        arrays = [np.load(p)]
-    else:
-        with np.load(p) as z:
-            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
-    if len(arrays) != len(graph.inputs):
-        raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
-    for name, a in zip(graph.inputs, arrays):
-        want = graph.tensors[name].shape
-        if a.ndim != len(want) or any(w is not None and w != s for w, s in zip(want[1:], a.shape[1:])):
-            raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
-                             "(PyTorch layout: channels first for images)")
-    return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
-
-
 def cmd_port(argv) -> int:
-    p = _Parser(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
-                "weights.safetensors, and prove the port (forward per node, gradients, float32 and float64).")
-    p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
-    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
-    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
-    p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, help="batch of the random inputs (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS)
-    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    from shared import port as sp
+
+    p = sp.port_parser(_Parser, DEFAULT_THREADS)
     p.add_argument("--input-shape", metavar="C,H,W", type=_shape_arg,
                    help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
                         "function returning one), its input shape without the batch")
     p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
-    p.add_argument("--no-onnx", action="store_true", help="PyTorch to Keras: skip the two ONNX exports")
     args = p.parse_args(argv)
-    out = Path(args.out)
     from shared.atomic import atomic_dir, check_writable_dir
     from shared.console import ConsoleUI
 
+    out = Path(args.out)
     check_writable_dir(out)
     if args.input_shape is not None or args.torch_weights is not None:
         return cmd_port_reverse(args, out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
     from shared import report as rpt
-    from shared.atomic import atomic_write_text
+    from torch_impl.port import PortSide as TorchSide
 
-    keras_model = kp.load_model(args.model, unsafe=args.unsafe)
-    from keras_impl.graph import read_graph
-
-    xs = _port_inputs(args.data, read_graph(keras_model), args.batch_size, args.seed)
-    res = port_checks(keras_model, xs, seed=args.seed)
+    for plugin in args.plugin:
+        kp.import_plugin(plugin)
+    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
     ui = ConsoleUI(args.quiet)
     with atomic_dir(out) as work, ui:
-        atomic_write_text(work / "model.py", res.source)
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in res.module.state_dict().items()}, str(work / "weights.safetensors"))
-        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
-        data = [{"case": f"port {res.graph.name}", "model": args.model, "inputs": "--data " + args.data if args.data else
-                 f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
-        report = rpt.build_report(res.checks, environment=env, data=data,
-                                  artifacts={"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
-                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
-        atomic_write_text(work / "report.json", rpt.dumps(report))
-        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
-    if args.quiet:
-        print(rpt.summary_line(report))
-    else:
-        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
-        ui.out.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
+        work = Path(work)
+        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+                             onnx_dir=None if args.no_onnx else work)
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
+        source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
+        report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
+                                   train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
+    sp.print_summary(report, res, ui.out, out, quiet=args.quiet)
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
+# --------------------------------------------------------------------------
+# Reverse port: a PyTorch module -> a Keras functional model (issue 14)
+# --------------------------------------------------------------------------
 def _shape_arg(s: str) -> tuple:
     try:
         dims = tuple(int(a) for a in s.split(","))
@@ -552,7 +506,9 @@ def cmd_port_reverse(args, out: Path) -> int:
     from torch_impl import reverse as t
 
     module = t.load_module(args.model, args.torch_weights)
-    xs = _port_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
+    from shared import port as sp
+
+    xs = sp.load_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
     res = pr.reverse_port_checks(k, t, module, args.input_shape, xs, seed=args.seed)
     ui = ConsoleUI(args.quiet)
     with atomic_dir(out) as work, ui:
@@ -602,13 +558,79 @@ def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
     return check(k, t, torch_model, input_shape, inputs, **kw)
 
 
+# --------------------------------------------------------------------------
+# Verify: a hand-written PyTorch port against its Keras model (issue 12)
+# --------------------------------------------------------------------------
+def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "keras", gradients: bool = True,
+                  train_steps: int = 3, mapping=None, targets=None, seed: int = 0, batch: int | None = None):
+    """Every verify check of `torch_model` (an nn.Module) against `keras_model`.
+
+    Args:
+        inputs: numpy inputs in Keras' layout (NHWC for images); None: seeded random.
+        batch: rows per batch (default: all given inputs, or 4 random ones); with
+            inputs, training steps take consecutive batches of them.
+        weights: "keras" copies the Keras weights into torch_model by structure
+            (it is modified); "as-is" keeps both models' own weights.
+        mapping: a shared.verify.Mapping (or its JSON text) instead of matching.
+
+    Returns:
+        shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
+    """
+    frameworks()
+    from torch_impl.verify import TorchSide
+    from keras_impl.verify import KerasSide
+    from shared.verify import Mapping
+    from shared.verify_run import VerifyOptions, run_verify
+
+    if weights not in ("keras", "as-is"):
+        raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
+    ks = KerasSide(keras_model)
+    x = None
+    if inputs is not None:
+        perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
+        want = tuple(keras_model.inputs[0].shape[1:])
+        x = np.asarray(inputs)
+        if x.shape[1:] != want:
+            raise UsageError(f"inputs have shape {x.shape[1:]} per sample, the Keras model takes {want} (Keras' layout)")
+        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
+        x = x if perm is None else np.ascontiguousarray(np.transpose(x, perm))
+    if isinstance(mapping, str):
+        mapping = Mapping.from_json(mapping)
+    batch = batch or (len(x) if x is not None else 4)  # given inputs: all of them in one batch by default
+    opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch, seed=seed,
+                         steps=train_steps, gradients=gradients, x=x, y=targets)
+    return run_verify(ks, TorchSide(torch_model), opts)
+
+
+def cmd_verify(argv) -> int:
+    from shared import verify_cli
+
+    p = _Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
+    verify_cli.add_arguments(p, _positive_int, DEFAULT_THREADS)
+    args = p.parse_args(argv)
+    verify_cli.check_arguments(args)
+    frameworks(args.threads)
+    from torch_impl.verify import load_model as load_torch, load_state
+    from keras_impl.verify import load_model as load_keras
+
+    module = load_torch(args.torch_model)
+    if args.torch_weights:
+        load_state(module, args.torch_weights)
+    keras_model = load_keras(args.keras_model, unsafe=args.unsafe)
+    x, y = verify_cli.load_data(args, tuple(keras_model.inputs[0].shape))
+    res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=verify_cli.read_mapping(args),
+                        targets=y, seed=args.seed, batch=args.batch_size)
+    verify_cli.write_outputs(args, res)
+    return EXIT_OK if res.passed else EXIT_PARITY
+
+
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
 
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port}
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port, "verify": cmd_verify}
 
 
 def main(argv=None) -> int:

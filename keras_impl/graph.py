@@ -32,7 +32,7 @@ from keras_impl.convert import reshape as _reshape  # noqa: F401
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
-__all__ = ["read_graph", "graph_values", "input_layout", "cast_model"]
+__all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward"]
 
 # Layers whose input is an image / a signal, so the model input they read is
 # made channels first (rank-3 inputs become N,C,L only for these).
@@ -125,7 +125,7 @@ def read_graph(model) -> Graph:
         raise UsageError(f"model {model.name!r} ({type(model).__name__}) is a subclassed model: the port needs a functional graph")
     dtype = keras.backend.standardize_dtype(fn.inputs[0].dtype)
     graph = Graph(name=model.name, meta={"source": "keras", "keras_version": keras.__version__})
-    ctx = Context(graph, dtype=dtype)
+    ctx = Context(graph, dtype=dtype, variable_index={id(v): i for i, v in enumerate(model.weights)})
     walker = _Walker()
     names = {}
     for t in fn.inputs:
@@ -183,26 +183,59 @@ def graph_values(model, graph: Graph, inputs) -> dict:
             if spec is not None:
                 a = keras.ops.convert_to_numpy(y)
                 values[name] = a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm))
+    for node in graph.nodes:  # layout permutes the reader added (a channels-first output, say)
+        if node.op == "permute" and node.outputs[0] not in values and node.inputs[0] in values:
+            values[node.outputs[0]] = np.ascontiguousarray(np.transpose(values[node.inputs[0]], node.attrs["dims"]))
     return values
 
 
 def cast_model(model, dtype: str):
-    """A copy of `model` whose layers and inputs compute in `dtype`, same weights.
+    """A copy of `model` computing in `dtype` (layers, nested models and their
+    Inputs), with the same weights.
 
     Keras casts float64 input to float32 unless the layers are float64
-    (PORTING_TRAPS.md, "Numerics"); keras.ops nodes are kept as they are.
+    (PORTING_TRAPS.md, "Numerics"), and a nested model casts its inputs to its
+    own Input's dtype, so every float "dtype" in the serialised config is
+    rewritten (clone_model keeps nested Inputs float32).
     """
-
-    def clone_layer(layer):
-        if not isinstance(layer, keras.layers.Layer):
-            return layer
-        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
-
-    def new_input(t):
-        op = t._keras_history.operation
-        return keras.Input(batch_shape=t.shape, dtype=dtype, name=op.name if op is not None else None)
-
-    inputs = keras.tree.map_structure(new_input, model.input)
-    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True, input_tensors=inputs)
+    config = keras.saving.serialize_keras_object(model)
+    custom = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)}
+    with keras.saving.custom_object_scope(custom):
+        clone = keras.saving.deserialize_keras_object(_retyped(config, dtype))
     clone.set_weights(model.get_weights())
     return clone
+
+
+def _retyped(obj, dtype: str):
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k == "dtype" and isinstance(v, str) and v.startswith(("float", "bfloat")):
+                out[k] = dtype
+            elif k == "dtype" and isinstance(v, dict) and v.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+                out[k] = {**v, "config": {**v.get("config", {}), "name": dtype}}
+            else:
+                out[k] = _retyped(v, dtype)
+        return out
+    if isinstance(obj, list):
+        return [_retyped(v, dtype) for v in obj]
+    return obj
+
+
+def forward(model, graph: Graph, inputs) -> list:
+    """The model's outputs from one plain call (inference mode), neutral layout."""
+    fn = _functional_of(model)
+    xs = [keras.ops.convert_to_tensor(np.ascontiguousarray(_from_neutral(graph, n, x)), dtype=t.dtype)
+          for n, x, t in zip(graph.inputs, inputs, fn.inputs)]
+    outs = tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))
+    result = []
+    for name, y in zip(graph.outputs, outs):
+        spec = graph.tensors[name]
+        a = keras.ops.convert_to_numpy(y)
+        result.append(a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm)))
+    return result
+
+
+def _from_neutral(graph: Graph, name: str, x):
+    perm = graph.tensors[name].keras_perm
+    return x if perm is None else np.transpose(x, np.argsort(perm))

@@ -8,7 +8,7 @@ numerically stable path the seeds insist on. Twin of torch_impl/losses.py:
   regression -> MeanSquaredError                                | nn.MSELoss
 Keras reduces BCE and MSE over the last axis first, then over the batch; the
 torch side takes reduction="none" then .mean(-1), so per-sample values line up
-(PORTING_TRAPS.md, "BCE reduction", "MSE").
+(TRAPS.md, Losses, "BCE / MSE reduction").
 """
 
 from __future__ import annotations

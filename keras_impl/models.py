@@ -22,7 +22,7 @@ def build_model(config: ModelConfig, seed: int | None = None) -> keras.Sequentia
         config: the shared description.
         seed: if given, `keras.utils.set_random_seed(seed)` first, so the
             initial weights are reproducible (torch gets them by porting, never
-            by matching RNGs: PORTING_TRAPS.md, "default init").
+            by matching RNGs: TRAPS.md, Layers, "default init").
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)

@@ -78,6 +78,22 @@ def _constant(value: float):
     return lambda: tf.constant(value, dtype=tf.float64)
 
 
+def _schedule(train_config: TrainConfig, holder: list):
+    """Like `_constant`, but lr * factor from step `lr_change_step` on (0-based:
+    Keras' `iterations` counts the steps already applied)."""
+    lr = float(train_config.learning_rate)
+    if not train_config.lr_change_step:
+        return _constant(lr)
+    after = lr * float(train_config.lr_change_factor)
+    at = int(train_config.lr_change_step)
+
+    def rate():
+        it = holder[0].iterations
+        return tf.where(it >= at, tf.constant(after, tf.float64), tf.constant(lr, tf.float64))
+
+    return rate
+
+
 def _model_dtype(model: keras.Model) -> str:
     return str(model.trainable_variables[0].dtype)
 
@@ -105,7 +121,8 @@ def make_optimizer(model: keras.Model, train_config: TrainConfig) -> keras.optim
         keras.optimizers.SGD or keras.optimizers.Adam.
     """
     scalar = np.float64 if _model_dtype(model) == "float64" else float
-    lr = _constant(float(train_config.learning_rate))
+    holder = []  # the optimizer, for a schedule that reads its step counter
+    lr = _schedule(train_config, holder)
     wd = scalar(train_config.weight_decay) if train_config.weight_decay else None  # None: no decay step
     if train_config.optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=lr, momentum=scalar(train_config.momentum), weight_decay=wd)
@@ -117,6 +134,7 @@ def make_optimizer(model: keras.Model, train_config: TrainConfig) -> keras.optim
             epsilon=scalar(train_config.epsilon),
             weight_decay=wd,
         )
+    holder.append(opt)
     opt.build(model.trainable_variables)
     return opt
 

@@ -281,6 +281,7 @@ def build_model(graph: Graph, source: str | None = None, plan=None, dtype: str =
         source, plan = write_source(graph)
     model, local = _exec_build(source, dtype)
     weights = graph.state_dict()
+    position = {id(v): i for i, v in enumerate(model.weights)}
     sources = {}
     for key, layer, attr, steps in plan["weights"]:
         var = model.get_layer(layer)
@@ -289,7 +290,7 @@ def build_model(graph: Graph, source: str | None = None, plan=None, dtype: str =
         steps_t = [(k, tuple(a)) for k, a in steps]
         value = invert_transform(np.asarray(weights[key]), steps_t, tuple(var.shape))
         var.assign(value.astype(keras.backend.standardize_dtype(var.dtype)))
-        sources[key] = {"variable": var.path, "transform": steps, "source_shape": list(var.shape)}
+        sources[key] = {"variable": var.path, "index": position[id(var)], "transform": steps, "source_shape": list(var.shape)}
     graph.weight_sources = sources
     model._ktp_locals = local  # the symbolic tensors by variable name, for graph_values
     model._ktp_vars = plan["vars"]

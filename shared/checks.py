@@ -1,8 +1,19 @@
 """One comparison primitive, used by the tests, the harness and the user API.
 
 A comparison never says "OK" alone: every `Check` states what was compared
-(`check`, `a`, `b`), the largest difference, where it occurred and the
-tolerance it was held to.
+(`check`, `a`, `b`), the largest difference, where it occurred, the
+tolerance it was held to and where that tolerance came from.
+
+The rules of `compare_arrays` (each pinned by tests/test_checks.py):
+1. the shapes must be equal;
+2. a non-finite value agrees only with the identical infinity on the other
+   side (+inf with +inf, -inf with -inf); NaN never agrees, not even with NaN,
+   and a non-finite value against a finite one fails;
+3. the allowed difference is tolerance.abs + tolerance.rel * max(1, scale),
+   scale = the largest finite |b| (b is the reference);
+4. it passes when the largest |a - b| over the finite pairs is <= allowed;
+5. `where` names the index of the largest difference (or of the first
+   non-finite disagreement) and both values there.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import numpy as np
 
 from shared.tolerances import Tolerance
 
-__all__ = ["Check", "compare_arrays", "compare_named", "format_check", "ParityFailure", "assert_checks"]
+__all__ = ["Check", "compare_arrays", "compare_envelope", "compare_named", "format_check", "ParityFailure", "assert_checks"]
 
 
 @dataclass
@@ -34,9 +45,21 @@ class Check:
     dtype: str = ""
     info: bool = False  # informational rows never fail a run
     detail: dict = field(default_factory=dict)
+    # How `tolerance` was set: a named constant, a user override, or derived
+    # from each framework's own float32-vs-float64 error (shared/tolerances.py).
+    tolerance_from: str = ""
+
+    @property
+    def margin(self) -> float:
+        """max_abs_diff / tolerance: below 1 passes; inf for a zero tolerance with a difference."""
+        if self.max_abs_diff == 0:
+            return 0.0
+        return self.max_abs_diff / self.tolerance if self.tolerance > 0 else float("inf")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["margin"] = self.margin
+        return d
 
 
 def _where(index: tuple, labels=None) -> str:
@@ -76,17 +99,23 @@ def compare_arrays(
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
+    context.setdefault("tolerance_from", tolerance.derivation)
     if a.shape != b.shape:
         return Check(check, a_name, b_name, float("inf"), float("inf"), 0.0, False,
                      f"shape {a.shape} vs {b.shape}", **context)
-    scale = float(np.nanmax(np.abs(b[np.isfinite(b)]))) if np.isfinite(b).any() else 0.0
+    finite_a, finite_b = np.isfinite(a), np.isfinite(b)
+    scale = float(np.max(np.abs(b[finite_b]))) if finite_b.any() else 0.0
     allowed = tolerance.allowed(scale)
-    nonfinite = np.isfinite(a) != np.isfinite(b)
-    if nonfinite.any():
-        idx = tuple(int(i) for i in np.argwhere(nonfinite)[0])
+    # Rule 2: only identical infinities agree; NaN agrees with nothing.
+    both_inf_same = np.isinf(a) & np.isinf(b) & (a == b)
+    bad = (~finite_a | ~finite_b) & ~both_inf_same
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
         return Check(check, a_name, b_name, float("inf"), float("inf"), allowed, False,
-                     f"{_where(idx, labels)}: {a[idx]} vs {b[idx]}", **context)
-    diff = np.where(np.isfinite(a), np.abs(a - b), 0.0)
+                     f"{_where(idx, labels)}: {a[idx]} vs {b[idx]} ({int(bad.sum())} non-finite disagreement(s))",
+                     **context)
+    with np.errstate(invalid="ignore"):  # inf - inf at agreeing infinities: masked out
+        diff = np.where(finite_a & finite_b, np.abs(a - b), 0.0)
     if diff.size == 0:
         return Check(check, a_name, b_name, 0.0, 0.0, allowed, True, "empty", **context)
     flat = int(np.argmax(diff))
@@ -95,7 +124,39 @@ def compare_arrays(
     where = _where(idx, labels)
     if diff.ndim:
         where += f": {a[idx]:.9g} vs {b[idx]:.9g}"
-    return Check(check, a_name, b_name, max_abs, max_abs / max(1.0, scale), allowed, max_abs <= allowed, where, **context)
+    return Check(check, a_name, b_name, max_abs, max_abs / max(1.0, scale), allowed, bool(max_abs <= allowed), where,
+                 **context)
+
+
+def compare_envelope(check: str, a, b, allowed, note: str, *, a_name: str = "keras", b_name: str = "torch",
+                     labels: dict | None = None, **context) -> Check:
+    """compare_arrays with one allowed difference per element (a trajectory's
+    step-by-step envelope, shared.tolerances.trajectory_envelope).
+
+    The same rules (shape, non-finite values); it passes when every
+    |a[i] - b[i]| <= allowed[i]. The row reports the element with the worst
+    margin |a - b| / allowed: its difference and its allowed value; the
+    largest difference anywhere is in detail["largest |diff|"].
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), b.shape) if a.shape == b.shape else allowed
+    base = compare_arrays(check, a, b, Tolerance(rel=float("inf")), a_name=a_name, b_name=b_name, labels=labels,
+                          tolerance_from=note, **context)
+    if not base.passed or a.size == 0:  # shape or non-finite disagreement: already failed (or empty)
+        base.tolerance = 0.0 if not base.passed else base.tolerance
+        return base
+    diff = np.abs(a - b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        margins = np.where(diff == 0, 0.0, diff / allowed)
+    flat = int(np.argmax(margins))
+    idx = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    scale = max(1.0, float(np.max(np.abs(b))))
+    where = _where(idx, labels) + (f": {a[idx]:.9g} vs {b[idx]:.9g}" if diff.ndim else "")
+    detail = dict(context.pop("detail", {}) or {})
+    detail["largest |diff|"] = float(diff.max())
+    return Check(check, a_name, b_name, float(diff[idx]), float(diff[idx]) / scale, float(allowed[idx]),
+                 bool((diff <= allowed).all()), where, detail=detail, tolerance_from=note, **context)
 
 
 def compare_named(prefix: str, a: dict, b: dict, tolerance: Tolerance, **kw) -> list:
@@ -119,8 +180,14 @@ def format_check(c: Check) -> str:
     """One line: what, the two sides, largest difference, where, tolerance, verdict."""
     verdict = "info" if c.info else ("pass" if c.passed else "FAIL")
     ctx = "/".join(x for x in (c.task, c.model, c.dtype) if x)
-    return (f"{verdict:4} {ctx + ' ' if ctx else ''}{c.check}: {c.a} vs {c.b}, max |diff| {c.max_abs_diff:.3g} "
+    line = (f"{verdict:4} {ctx + ' ' if ctx else ''}{c.check}: {c.a} vs {c.b}, max |diff| {c.max_abs_diff:.3g} "
             f"at {c.where}, tolerance {c.tolerance:.3g}")
+    if c.tolerance_from:
+        line += f" ({c.tolerance_from})"
+    hint = c.detail.get("diagnosis") if isinstance(c.detail, dict) else None
+    if hint and not c.passed:
+        line += f"; likely: {hint}"
+    return line
 
 
 class ParityFailure(AssertionError):

@@ -12,6 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from shared.errors import UsageError
+
 __all__ = [
     "TASKS",
     "MODELS",
@@ -44,6 +46,9 @@ KERAS_ADAM_EPSILON = 1e-7
 @dataclass(frozen=True)
 class ModelConfig:
     """What to build. Every field is plain data, so it round-trips through JSON.
+
+    A configuration the models cannot take raises UsageError (a ValueError):
+    the command line reports it in one line with exit 2.
 
     Args:
         model: "mlp" (the seed's Dense 25 relu -> Dense 15 relu -> Dense N) or
@@ -78,33 +83,34 @@ class ModelConfig:
         object.__setattr__(self, "hidden", tuple(int(v) for v in self.hidden))
         object.__setattr__(self, "conv_channels", tuple(int(v) for v in self.conv_channels))
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}. Received: model={self.model!r}")
+            raise UsageError(f"model must be one of {MODELS}. Received: model={self.model!r}")
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}. Received: task={self.task!r}")
+            raise UsageError(f"task must be one of {TASKS}. Received: task={self.task!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}. Received: dtype={self.dtype!r}")
+            raise UsageError(f"dtype must be one of {DTYPES}. Received: dtype={self.dtype!r}")
         if self.num_outputs < 1:
-            raise ValueError(f"num_outputs must be >= 1. Received: num_outputs={self.num_outputs}")
+            raise UsageError(f"num_outputs must be >= 1. Received: num_outputs={self.num_outputs}")
         want = 1 if self.model == "mlp" else 3
         if len(self.input_shape) != want:
-            raise ValueError(
+            raise UsageError(
                 f"{self.model} takes an input_shape of {want} dimension(s). "
                 f"Received: input_shape={self.input_shape}"
             )
         if self.model == "cnn" and len(self.conv_channels) != 2:
-            raise ValueError(f"conv_channels takes 2 widths. Received: conv_channels={self.conv_channels}")
+            raise UsageError(f"conv_channels takes 2 widths. Received: conv_channels={self.conv_channels}")
         for name in ("input_shape", "hidden", "conv_channels"):
             if any(v < 1 for v in getattr(self, name)):
-                raise ValueError(f"{name} must hold positive sizes. Received: {name}={getattr(self, name)}")
+                raise UsageError(f"{name} must hold positive sizes. Received: {name}={getattr(self, name)}")
         if self.dense_units < 1:
-            raise ValueError(f"dense_units must be >= 1. Received: dense_units={self.dense_units}")
+            raise UsageError(f"dense_units must be >= 1. Received: dense_units={self.dense_units}")
         if not self.bn_epsilon > 0:
-            raise ValueError(f"bn_epsilon must be > 0. Received: bn_epsilon={self.bn_epsilon}")
+            raise UsageError(f"bn_epsilon must be > 0. Received: bn_epsilon={self.bn_epsilon}")
         if not 0 <= self.bn_momentum < 1:
-            raise ValueError(f"bn_momentum (Keras convention) must be in [0, 1). Received: bn_momentum={self.bn_momentum}")
+            raise UsageError(f"bn_momentum (Keras convention) must be in [0, 1). Received: bn_momentum={self.bn_momentum}")
         if self.model == "cnn" and min(self.pool_output_hw) < 1:
-            raise ValueError(
-                f"cnn needs images of at least 4x4 (stride-2 conv, then 2x2 pooling). Received: input_shape={self.input_shape}"
+            raise UsageError(
+                f"cnn needs images of at least 3x3 (stride-2 conv, then 2x2 pooling: --image-size 3 or more). "
+                f"Received: input_shape={self.input_shape}"
             )
 
     def replace(self, **changes) -> "ModelConfig":
@@ -149,8 +155,12 @@ class TrainConfig:
 
     Args:
         optimizer: "sgd" (with momentum) or "adam".
-        learning_rate: constant; a schedule would break the SGD-momentum
-            equivalence (see PORTING_TRAPS.md, "SGD momentum").
+        learning_rate: the rate from the first step.
+        lr_change_step: 0-based step from which the rate is
+            learning_rate * lr_change_factor (0: never changes). Both sides
+            then follow Keras' SGD momentum form, v = mu v - lr g, across the
+            change (TRAPS.md, Optimizers, "SGD momentum form").
+        lr_change_factor: the factor applied from lr_change_step on.
         momentum: SGD momentum (both frameworks' formulas agree at constant lr).
         beta_1, beta_2: Adam moment decay rates (Keras and torch defaults).
         epsilon: Adam epsilon in the *Keras* placement (added to sqrt(v));
@@ -169,6 +179,8 @@ class TrainConfig:
     beta_2: float = 0.999
     epsilon: float = KERAS_ADAM_EPSILON
     weight_decay: float = 0.0
+    lr_change_step: int = 0
+    lr_change_factor: float = 1.0
     steps: int = 50
     batch_size: int = 32
     seed: int = 0
@@ -176,8 +188,17 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam'. Received: optimizer={self.optimizer!r}")
+        if self.lr_change_step < 0 or not self.lr_change_factor > 0:
+            raise ValueError(f"lr_change_step >= 0 and lr_change_factor > 0. Received: lr_change_step="
+                             f"{self.lr_change_step}, lr_change_factor={self.lr_change_factor}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError(f"steps >= 0 and batch_size >= 1. Received: steps={self.steps}, batch_size={self.batch_size}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of 0-based `step`."""
+        if self.lr_change_step and step >= self.lr_change_step:
+            return self.learning_rate * self.lr_change_factor
+        return self.learning_rate
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -192,7 +213,7 @@ def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> t
     out = ceil(size / stride); total = max((out-1)*stride + (k-1)*d + 1 - size, 0);
     before = total // 2 and the odd extra goes after (bottom/right). torch's
     symmetric `padding=1` puts it on both sides: a one-pixel shift for k=3, s=2
-    on an even size (PORTING_TRAPS.md, 'padding="same", stride>1').
+    on an even size (TRAPS.md, Layers, '"same" padding, stride 2').
     """
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)

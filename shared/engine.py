@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared import metrics
-from shared.checks import Check, compare_arrays, compare_named
+from shared.checks import Check, compare_named
+from shared.diagnose import diagnose
+from shared.judge import Judge
 from shared.layout import nhwc_to_nchw
-from shared.tolerances import Tolerance, for_check
+from shared.tolerances import Tolerance
 
 __all__ = ["Options", "PairData", "PairResult", "NullProgress", "check_pair", "weights_check", "forward_checks",
-           "first_differing_layer", "relu_layers", "relu_straddles", "gradient_checks", "stability_checks",
-           "onnx_checks", "worst", "count_check", "DEFAULT_STEPS", "DEFAULT_BATCH_SIZE", "DEFAULT_LR",
+           "first_differing_layer", "relu_layers", "relu_straddles", "gradient_checks", "worst", "count_check", "DEFAULT_STEPS", "DEFAULT_BATCH_SIZE", "DEFAULT_LR",
            "EXTREME_LOGIT_SCALE", "MAX_GRADIENT_BATCHES"]
 
 # "A few dozen" steps: long enough for the float32 rounding to compound.
@@ -57,9 +57,11 @@ class Options:
     batch_size: int = DEFAULT_BATCH_SIZE
     tolerance: Tolerance | None = None  # --atol/--rtol override every kind
     onnx: bool = True
-    fault: str | None = None
+    fault: str | None = None  # --plant NAME[=SIZE] (shared/faults.py)
     quiet: bool = False
     threads: int = 1
+    verbose: bool = False
+    train_overrides: dict = field(default_factory=dict)  # TrainConfig changes a planted fault needs
 
 
 @dataclass
@@ -132,13 +134,13 @@ def cast_y(y: np.ndarray, dtype: str) -> np.ndarray:
 def worst(name: str, checks: list, **ctx) -> Check:
     """Fold per-tensor checks into one row: the worst (by diff / tolerance) names itself."""
 
-    def badness(c):
-        return float("inf") if not c.passed else c.max_abs_diff / max(c.tolerance, 1e-300)
-
-    w = max(checks, key=badness)
+    w = max(checks, key=lambda c: (not c.passed, c.margin))
     tensor = w.check.split(" ", 1)[-1]
+    detail = {c.check.split(" ", 1)[-1]: c.max_abs_diff for c in checks}
+    if isinstance(w.detail, dict) and w.detail.get("diagnosis") and not w.passed:
+        detail["diagnosis"] = w.detail["diagnosis"]
     return Check(name, w.a, w.b, w.max_abs_diff, w.max_rel_diff, w.tolerance, all(c.passed for c in checks),
-                 f"{tensor} {w.where}", detail={c.check.split(" ", 1)[-1]: c.max_abs_diff for c in checks}, **ctx)
+                 f"{tensor} {w.where}", detail=detail, tolerance_from=w.tolerance_from, **ctx)
 
 
 def count_check(name: str, a_vals, b_vals, item_ids, a: str, b: str, **ctx) -> Check:
@@ -172,70 +174,116 @@ def weights_check(a, b, ctx: dict, store=None) -> Check:
     b.set_weights(store(a.name, start))
     back = a.clone()
     back.set_weights(store(b.name, b.get_weights()))
-    return worst(f"weights {a.name}->{b.name}->{a.name}",
-                 compare_named("w", back.get_weights(), start, Tolerance(rel=0.0),
-                               a_name=f"{a.name}->{b.name}->{a.name}", b_name=a.name), **ctx)
+    rows = compare_named("w", back.get_weights(), start, Tolerance(rel=0.0, note="exact: the round trip is bitwise"),
+                         a_name=f"{a.name}->{b.name}->{a.name}", b_name=a.name)
+    returned = back.get_weights()
+    for c in rows:
+        tensor = c.check.split(" ", 1)[-1]
+        if not c.passed and tensor in returned and tensor in start:
+            hint = diagnose(tensor, start[tensor], returned[tensor])
+            if hint:
+                c.detail["diagnosis"] = hint
+    return worst(f"weights {a.name}->{b.name}->{a.name}", rows, **ctx)
 
 
 # ---- 2. forward --------------------------------------------------------------------
-def first_differing_layer(a, b, x: np.ndarray, tol: Tolerance, ctx: dict) -> Check | None:
-    """Walk both models layer by layer; the first layer whose output differs."""
+def first_differing_layer(a, b, x: np.ndarray, judge: Judge, ctx: dict, refs=None) -> Check | None:
+    """Walk both models layer by layer; the first layer whose output differs.
+
+    With float64 twins `refs` = (a64, b64), each layer is judged by its own
+    derived tolerance; a likely trap is named from the layer's numbers.
+    """
     la, lb = a.layer_outputs(x), b.layer_outputs(x)
+    la64 = lb64 = {}
+    if refs is not None:
+        x64 = x.astype("float64")
+        la64, lb64 = refs[0].layer_outputs(x64), refs[1].layer_outputs(x64)
     for name in la:
         if name not in lb:
             return Check("first differing layer", a.name, b.name, float("inf"), float("inf"), 0.0, False,
                          f"{name}: only in {a.name}", detail={"layer": name}, **ctx)
-        c = compare_arrays("first differing layer", la[name], lb[name], tol, **_sides(a, b), **ctx)
+        c = judge.compare("first differing layer", "forward", la[name], lb[name], la64.get(name), lb64.get(name),
+                          **_sides(a, b), **ctx)
         if not c.passed:
             c.where = f"{name} {c.where}"
             c.detail = {"layer": name}
+            hint = diagnose(name, la[name], lb[name], layer=name, first_layer=True)
+            if hint:
+                c.detail["diagnosis"] = hint
             return c
     return None
 
 
-def _loss_rows(a, b, oa: dict, ob: dict, tol, labels, rows, ctx) -> list:
+def _loss_rows(a, b, oa: dict, ob: dict, judge: Judge, labels, rows, ctx, refs=(None, None)) -> list:
+    oa64, ob64 = refs
     out = []
     for name in ("probabilities", "per-sample loss", "mean loss"):
         lab = labels if name == "probabilities" else rows
-        out.append(compare_arrays(name, oa[name], ob[name], tol, labels=lab, **_sides(a, b), **ctx))
+        c = judge.compare(name, "forward", oa[name], ob[name], None if oa64 is None else oa64[name],
+                          None if ob64 is None else ob64[name], labels=lab, **_sides(a, b), **ctx)
+        if not c.passed:
+            hint = diagnose(name, oa[name], ob[name])
+            if hint:
+                c.detail["diagnosis"] = hint
+        out.append(c)
     return out
 
 
-def forward_checks(a, b, data: PairData, tol: Tolerance, ctx: dict) -> tuple:
+def forward_checks(a, b, data: PairData, judge: Judge, ctx: dict, refs=None) -> tuple:
     """Logits, probabilities, losses, predictions and metrics on the validation split.
 
+    Args:
+        refs: (a64, b64), the float64 twins: each float32 row is then judged
+            against each side's own float32-vs-float64 error (Judge).
+
     Returns:
-        (checks, a's logits, b's logits).
+        (checks, a's logits, b's logits, float64 outputs {"logits": (a, b),
+        "loss outputs": (a, b)} or None).
     """
     xv, yv = data.valid(a.dtype)
     labels, rows = data.labels()
     la, lb = a.forward(xv), b.forward(xv)
-    c_logits = compare_arrays("logits", la, lb, tol, labels=labels, **_sides(a, b), **ctx)
     oa, ob = a.loss_outputs(la, yv), b.loss_outputs(lb, yv)
-    checks = [c_logits] + _loss_rows(a, b, oa, ob, tol, labels, rows, ctx)
+    la64 = lb64 = oa64 = ob64 = None
+    if refs is not None:
+        x64, y64 = data.valid("float64")
+        la64, lb64 = refs[0].forward(x64), refs[1].forward(x64)
+        oa64, ob64 = refs[0].loss_outputs(la64, y64), refs[1].loss_outputs(lb64, y64)
+    c_logits = judge.compare("logits", "forward", la, lb, la64, lb64, labels=labels, **_sides(a, b), **ctx)
+    checks = [c_logits] + _loss_rows(a, b, oa, ob, judge, labels, rows, ctx, (oa64, ob64))
     if not c_logits.passed:
-        layer = first_differing_layer(a, b, xv, tol, ctx)
+        layer = first_differing_layer(a, b, xv, judge, ctx, refs)
         if layer is not None:
             checks.append(layer)
+    prob_tol = checks[1].tolerance  # the probabilities row's: what a near tie is
     if data.task != "regression":
-        pa = metrics.predictions(data.task, oa["probabilities"])
-        pb = metrics.predictions(data.task, ob["probabilities"])
-        checks.append(count_check("predictions", pa, pb, rows[0], a.name, b.name, **ctx))
-    ma = metrics.metrics_for(data.task, yv, oa["probabilities"])
-    mb = metrics.metrics_for(data.task, yv, ob["probabilities"])
-    row = worst("metrics", compare_named("metric", ma, mb, tol, **_sides(a, b), **ctx), **ctx)
-    row.detail = {a.name: ma, b.name: mb}
-    return checks + [row], la, lb
+        checks.append(judge.predictions(oa["probabilities"], ob["probabilities"], prob_tol, rows[0],
+                                        **_sides(a, b), **ctx))
+    checks.append(judge.metrics(yv, oa["probabilities"], ob["probabilities"], prob_tol, **_sides(a, b), **ctx))
+    f64 = None if refs is None else {"logits": (la64, lb64), "loss outputs": (oa64, ob64)}
+    return checks, la, lb, f64
 
 
-def float64_forward_checks(a64, b64, data: PairData, tol: Tolerance, ctx: dict) -> list:
-    """The float64 repeat: logits, probabilities and losses (labels on the logits only)."""
+def float64_forward_checks(a64, b64, data: PairData, judge: Judge, ctx: dict, f64=None) -> list:
+    """The float64 repeat: logits, probabilities and losses (labels on the logits only).
+
+    Args:
+        f64: the float64 outputs forward_checks computed already (reused).
+    """
     x64, y64 = data.valid("float64")
     labels, _ = data.labels()
-    la, lb = a64.forward(x64), b64.forward(x64)
-    out = [compare_arrays("logits", la, lb, tol, labels=labels, **_sides(a64, b64), **ctx)]
-    oa, ob = a64.loss_outputs(la, y64), b64.loss_outputs(lb, y64)
-    return out + _loss_rows(a64, b64, oa, ob, tol, None, None, ctx)
+    if f64 is not None:
+        (la, lb), (oa, ob) = f64["logits"], f64["loss outputs"]
+    else:
+        la, lb = a64.forward(x64), b64.forward(x64)
+        oa, ob = a64.loss_outputs(la, y64), b64.loss_outputs(lb, y64)
+    out = [judge.compare("logits", "forward", la, lb, labels=labels, **_sides(a64, b64), **ctx)]
+    out += _loss_rows(a64, b64, oa, ob, judge, None, None, ctx)
+    if not out[0].passed:  # locate it here too: a bug below float32's rounding shows only in float64
+        layer = first_differing_layer(a64, b64, x64, judge, ctx)
+        if layer is not None:
+            out.append(layer)
+    return out
 
 
 # ---- 3. gradients ------------------------------------------------------------------
@@ -281,11 +329,12 @@ def _straddle_row(a, b, skipped: list, chosen: int, ctx: dict) -> Check:
                  info=True, detail={f"batch {i}": {k: v[0] for k, v in s.items()} for i, s in skipped}, **ctx)
 
 
-def gradient_checks(a, b, batches: list, tol, ctx: dict) -> list:
+def gradient_checks(a, b, batches: list, judge: Judge, ctx: dict, refs=None) -> list:
     """Loss and gradients on the first batch with no ReLU input on the kink.
 
     Args:
-        tol: kind -> Tolerance ("forward", "gradient").
+        refs: (a64, b64): each tensor's gradient is judged against each side's
+            own float32-vs-float64 error on the same batch (Judge).
     """
     skipped, chosen = [], 0
     for j, (xb, _) in enumerate(batches[:MAX_GRADIENT_BATCHES]):
@@ -297,72 +346,29 @@ def gradient_checks(a, b, batches: list, tol, ctx: dict) -> list:
     xb, yb = batches[chosen]
     loss_a, ga = a.loss_and_grads(xb, yb)
     loss_b, gb = b.loss_and_grads(xb, yb)
+    loss_a64 = loss_b64 = None
+    ga64 = gb64 = {}
+    if refs is not None:
+        x64, y64 = xb.astype("float64"), (yb if yb.dtype.kind in "iu" else yb.astype("float64"))
+        loss_a64, ga64 = refs[0].loss_and_grads(x64, y64)
+        loss_b64, gb64 = refs[1].loss_and_grads(x64, y64)
     out = [_straddle_row(a, b, skipped, chosen, ctx)] if skipped else []
-    out.append(compare_arrays(f"loss (training mode, batch {chosen})", loss_a, loss_b, tol("forward"),
-                              **_sides(a, b), **ctx))
-    out.append(worst(f"gradients (batch {chosen})",
-                     compare_named("grad", ga, gb, tol("gradient"), **_sides(a, b), **ctx), **ctx))
+    out.append(judge.compare(f"loss (training mode, batch {chosen})", "forward", loss_a, loss_b, loss_a64, loss_b64,
+                             **_sides(a, b), **ctx))
+    rows = []
+    for n in list(ga) + [m for m in gb if m not in ga]:
+        if n not in ga or n not in gb:
+            rows.append(Check(f"grad {n}", a.name, b.name, float("inf"), float("inf"), 0.0, False,
+                              f"only in {a.name if n in ga else b.name}", **ctx))
+            continue
+        c = judge.compare(f"grad {n}", "gradient", ga[n], gb[n], ga64.get(n), gb64.get(n), **_sides(a, b), **ctx)
+        if not c.passed:
+            hint = diagnose(n, ga[n], gb[n])
+            if hint:
+                c.detail["diagnosis"] = hint
+        rows.append(c)
+    out.append(worst(f"gradients (batch {chosen})", rows, **ctx))
     return out
-
-
-# ---- 4. stability and ONNX ---------------------------------------------------------
-def stability_checks(a, b, logits_a: np.ndarray, data: PairData, tol: Tolerance, ctx: dict) -> list:
-    """The from-logits losses at extreme logits, and the naive path's failure (info rows)."""
-    _, yv = data.valid(a.dtype)
-    _, rows = data.labels()
-    big = (logits_a.astype(np.float64) * EXTREME_LOGIT_SCALE).astype(a.dtype)
-    sa, sb = a.loss_outputs(big, yv, naive=True), b.loss_outputs(big, yv, naive=True)
-    sctx = dict(ctx, info=True)
-    c = compare_arrays(f"stability from_logits x{EXTREME_LOGIT_SCALE:g}", sa["per-sample loss"], sb["per-sample loss"],
-                       tol, **_sides(a, b), **sctx)
-    c.detail = {"finite": bool(np.isfinite(sa["per-sample loss"]).all() and np.isfinite(sb["per-sample loss"]).all())}
-    out = [c]
-    for side, s in ((a.name, sa), (b.name, sb)):
-        c = compare_arrays(f"stability naive probabilities->log x{EXTREME_LOGIT_SCALE:g}", s["naive loss"],
-                           s["per-sample loss"], tol, a_name=f"{side} naive", b_name=f"{side} from_logits",
-                           labels=rows, **sctx)
-        c.detail = {"nonfinite": int((~np.isfinite(s["naive loss"])).sum())}
-        out.append(c)
-    return out
-
-
-def onnx_checks(a, b, data: PairData, outdir, progress, name: str, ctx: dict) -> tuple:
-    """Export both, validate, run in onnxruntime, compare the four backends on every edge.
-
-    onnxruntime is a backend like the others (forward only): the four outputs
-    are compared pairwise by shared.onnx_check.edge_checks.
-
-    Returns:
-        (checks, info for the report: per side the checker's summary and the
-        exporter that ran).
-    """
-    from shared import onnx_check
-
-    xv, _ = data.valid(a.dtype)
-    outdir.mkdir(parents=True, exist_ok=True)
-    task_id = progress.task(f"{name} ONNX export", total=2)
-    exported = {}
-    for side in (a, b):
-        path, how = side.export_onnx(outdir / f"{side.name}.onnx", onnx_check.ONNX_OPSET)
-        exported[side.name] = (side.onnx_backend(path), {**onnx_check.check_model(path), **how})
-        progress.advance(task_id)
-    progress.done(task_id)
-    info = {s: i for s, (_, i) in exported.items()}
-    info.update(ort_level=str(onnx_check.ORT_LEVEL), opset=onnx_check.ONNX_OPSET)
-    runners = [a, b] + [o for o, _ in exported.values()]
-    try:
-        outputs = {r.name: r.forward(xv) for r in runners}
-    except onnx_check.OnnxModelError as exc:
-        return [Check("onnx skipped", a.name, b.name, 0.0, 0.0, 0.0, True, f"onnxruntime cannot run the exports: {exc}",
-                      info=True, **ctx)], info
-    classes = data.classes if data.task in _CLASS_TASKS else None
-    exporters = {s: i["exporter"] for s, i in info.items() if isinstance(i, dict)}
-    checks = onnx_check.edge_checks(outputs, class_names=classes, detail={"exporters": exporters}, **ctx)
-    for o, _ in exported.values():  # dynamic batch: item 0 alone gives what it gave inside the batch
-        checks.append(compare_arrays("onnx batch 1 vs full batch", o.forward(xv[:1]), outputs[o.name][:1],
-                                     for_check("onnx", a.dtype), a_name=f"{o.name} batch 1",
-                                     b_name=f"{o.name} batch {len(xv)}", **ctx))
-    return checks, info
 
 
 # ---- the whole pair ----------------------------------------------------------------
@@ -376,45 +382,53 @@ def check_pair(a, b, data: PairData, opts: Options, progress=None, *, name: str 
         opts: steps, optimizers, seed, batch size, tolerance override, onnx.
         progress: NullProgress-like; name: the pair's name in it and in the curves.
         model: the model's label in the report rows.
-        batchnorm: the model has BatchNorm before a ReLU (looser float32
-            training tolerance, shared.tolerances.TRAINING_BATCHNORM).
+        batchnorm: the model has BatchNorm before a ReLU (the named float32
+            training tolerance, used only without float64 references).
         workdir: where the ONNX files go (workdir / "onnx"); None: no export.
         store: see weights_check.
+
+    A float32 pair is also run as its float64 twins (with_dtype, weights
+    exactly widened): strict float64 rows, and the float64 references every
+    float32 row is judged against (shared.judge, README "Verdicts").
     """
+    from shared import engine_outputs as eo
     from shared import engine_train as et
 
     progress = progress or NullProgress()
     res = PairResult()
     ctx = dict(task=data.task, model=model, dtype=a.dtype)
-
-    def tol(kind, dtype=a.dtype):
-        return for_check(kind, dtype, opts.tolerance, batchnorm=batchnorm)
-
+    judge = Judge(opts.tolerance, batchnorm)
     clock = _Clock(res.timings)
     res.checks.append(weights_check(a, b, ctx, store))
     clock.lap("port")
+    refs = (a.with_dtype("float64"), b.with_dtype("float64")) if a.dtype == "float32" else None
     batches = et.make_pair_batches(data, a.dtype, opts)
-    checks, logits_a, logits_b = forward_checks(a, b, data, tol("forward"), ctx)
+    checks, logits_a, logits_b, f64 = forward_checks(a, b, data, judge, ctx, refs)
     res.checks += checks
     res.logit_diffs = np.abs(logits_a.astype(np.float64) - logits_b.astype(np.float64)).ravel()
     clock.lap("forward")
-    res.checks += gradient_checks(a, b, batches, tol, ctx)
+    res.checks += gradient_checks(a, b, batches, judge, ctx, refs)
     clock.lap("gradients")
-    res.checks += et.training_checks(a, b, batches[: opts.steps], opts, progress, name, res.curves, tol, ctx)
-    clock.lap("training")
-    if a.dtype == "float32":
-        res.checks += et.float64_checks(a, b, data, batches[: opts.steps], opts, progress, name, tol, ctx)
+    runs64 = None
+    if refs is not None:
+        rows64, runs64 = et.float64_checks(refs[0], refs[1], data, batches[: opts.steps], opts, progress, name,
+                                           judge, dict(ctx, dtype="float64"), f64)
         clock.lap("float64")
+    res.checks += et.training_checks(a, b, batches[: opts.steps], opts, progress, name, res.curves, judge, ctx,
+                                     runs64)[0]
+    clock.lap("training")
+    if refs is not None:
+        res.checks += rows64
     if data.task == "multilabel":
-        rows, res.sweep = et.sweep_checks(a, b, data, opts, progress, name, tol("forward"), ctx)
+        rows, res.sweep = et.sweep_checks(a, b, data, opts, progress, name, judge, ctx)
         res.checks += rows
         clock.lap("threshold sweep")
     if data.task != "regression":
-        res.checks += stability_checks(a, b, logits_a, data, tol("forward"), ctx)
+        res.checks += eo.stability_checks(a, b, logits_a, data, judge, ctx, refs)
     if opts.onnx and workdir is not None:
         clock.lap(None)
-        rows, res.onnx = onnx_checks(a, b, data, workdir / "onnx" / name.replace("/", "_").replace(":", "_"),
-                                     progress, name, ctx)
+        rows, res.onnx = eo.onnx_checks(a, b, data, workdir / "onnx" / name.replace("/", "_").replace(":", "_"),
+                                     progress, name, ctx, judge, None if f64 is None else f64["logits"])
         res.checks += rows
         clock.lap("onnx")
     return res

@@ -52,12 +52,19 @@ already broadcastable against the neutral tensor).
 | `reshape` | shape (without batch) | |
 | `permute` | dims (with batch, torch permute order) | |
 | `flatten` | start_dim | |
+| `repeat` | n: (N, F) -> (N, n, F) | |
+| `crop` | crops [(before, after)] per spatial axis of a channels-first tensor | |
+| `rescale` | scale, offset (scalars) | or scale, offset arrays (broadcastable) |
+| `normalize` | floor, invert: (x - mean) / max(sqrt(variance), floor) | mean, variance (broadcastable) |
 | `dropout` | p (identity in inference) | |
 | `identity` | | |
 | `slice` | index: one entry per axis from the batch on: [start, stop, step] (None = open end) or an int (picks one, the axis is dropped) | |
 | `parameter` | shape: the output's shape with a leading 1 (broadcast over the batch of input 0, the model input); a trainable array (ViT's class token and position embedding, ConvNeXt's layer scale) | weight (the source's own shape) |
 | `adaptive_avg_pool` | output_size (2-d): torch's adaptive average pooling where windows differ in size | |
 | `multi_head_attention` | embed_dim, num_heads, bias; inputs query, key, value (batch first) | q_weight, k_weight, v_weight (E, E), q_bias, k_bias, v_bias, out_weight (E, E), out_bias |
+
+Any node may carry attrs["shares"] = the name of an earlier node: a second
+call of a shared layer, which reuses that node's weights (and has none itself).
 
 New ops are fine: add a row here, a reader converter that emits them and a
 writer emitter for them (see keras_impl/convert and torch_impl/emit).
@@ -149,7 +156,7 @@ class Graph:
                 return n
         return None
 
-    def state_dict(self, attr_of=None) -> dict:
+    def state_dict(self) -> dict:
         """Every weight under `node_name.weight_name` (the torch writer's keys)."""
         return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}
 

@@ -57,7 +57,7 @@ def flatten_dense_kernel_to_weight(k: np.ndarray, hwc: tuple) -> np.ndarray:
 
     Keras flattens (H, W, C); torch flattens (C, H, W). Row r of the Keras
     kernel reads element (h, w, c); the torch column for that element sits at
-    c*H*W + h*W + w. Forgetting this costs 3.2 max diff (traps file).
+    c*H*W + h*W + w. Forgetting this costs fc1 2.54 (TRAPS.md, "Flatten -> Dense").
     """
     h, w, c = hwc
     units = k.shape[1]

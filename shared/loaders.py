@@ -55,10 +55,12 @@ _FRAME_FILE = re.compile(r"^(frame_\d+)_(rgb\.jpg|pose\.txt)$")
 BIWI_CAL = "rgb.cal"
 _RGB_SUFFIX = "rgb.jpg"
 _POSE_SUFFIX = "pose.txt"
-# fastbook ch.6: np.genfromtxt(rgb.cal, skip_footer=6) keeps the 3x3 intrinsics
-# (the 6 rows after them: distortion, 3 rotation rows, translation, image size);
+# fastbook ch.6 reads rgb.cal with np.genfromtxt(skip_footer=6): the 3x3
+# intrinsics are the first three rows (distortion, 3 rotation rows, translation
+# and image size follow). Here the first CAL_INTRINSIC_ROWS non-blank rows are
+# taken, so a file with a missing or an extra trailing row still reads right.
 # np.genfromtxt(pose.txt, skip_header=3) skips the 3 rotation rows.
-CAL_SKIP_FOOTER = 6
+CAL_INTRINSIC_ROWS = 3
 POSE_SKIP_HEADER = 3
 # load_digits pixels are integers 0..16.
 DIGITS_PIXEL_MAX = 16.0
@@ -250,9 +252,18 @@ def _read_cal(folder: Path) -> np.ndarray:
             "(3x3 intrinsics, distortion, rotation, translation, image size)",
             path=folder,
         )
-    cal = _genfromtxt(cal_file, "camera calibration", skip_footer=CAL_SKIP_FOOTER)
+    try:
+        lines = cal_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read camera calibration ({exc})", path=cal_file) from None
+    rows = [line.split() for line in lines if line.strip()][:CAL_INTRINSIC_ROWS]
+    try:
+        cal = np.array([[float(v) for v in row] for row in rows], dtype=np.float64)
+    except ValueError:
+        cal = np.empty((0,))
     if cal.shape != (3, 3) or not np.isfinite(cal).all():
-        raise DataError(f"expected a 3x3 intrinsics matrix first; got shape {cal.shape}", path=cal_file)
+        raise DataError(f"expected a 3x3 intrinsics matrix of numbers in the first {CAL_INTRINSIC_ROWS} rows; "
+                        f"got {[' '.join(r) for r in rows]}", path=cal_file)
     return cal
 
 

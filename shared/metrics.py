@@ -8,7 +8,7 @@ that computed it.
 Thresholds act on probabilities (sigmoid already applied), as fastai's
 `accuracy_multi(thresh=0.5, sigmoid=True)` does; Keras' `BinaryAccuracy`
 thresholds the raw value, which on logits is sigmoid 0.62
-(PORTING_TRAPS.md, "Numerics, determinism, metrics, export").
+(TRAPS.md, "Numerics, metrics, export").
 """
 
 from __future__ import annotations

@@ -59,11 +59,8 @@ def pair_by_name(name: str) -> Pair:
     raise KeyError(f"no built-in pair {name!r}; known: {[p.name for p in PAIRS]}")
 
 
-# Known porting bugs `--plant` puts in the built-in PyTorch twin
-# (torch_impl.backend.plant_fault), to see what the harness reports for each
-# (and for the tests that prove it names the right layer).
-FAULTS = {
-    "bn-epsilon": "torch BatchNorm eps left at torch's default 1e-5 instead of Keras' 1e-3",
-    "conv-kernel": "conv1 kernel transposed with H and W swapped (OIWH instead of OIHW)",
-    "flatten-order": "fc1 weight a plain transpose, ignoring Keras' (H,W,C) Flatten order",
-}
+# Known porting bugs `--plant` puts in the built-in PyTorch twin: the catalog
+# lives in shared/faults.py (name -> Fault); here name -> description.
+from shared.faults import FAULTS as _CATALOG  # noqa: E402
+
+FAULTS = {name: f.description for name, f in _CATALOG.items()}

@@ -15,7 +15,7 @@ import sys
 
 from shared.checks import Check
 
-__all__ = ["REPORT_VERSION", "environment", "build_report", "markdown", "console_table", "summary_line"]
+__all__ = ["REPORT_VERSION", "environment", "build_report", "markdown", "console_table", "summary_line", "pair_lines"]
 
 REPORT_VERSION = 1
 
@@ -60,11 +60,19 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-_COLUMNS = ("task", "model", "dtype", "check", "a", "b", "max |diff|", "where", "tolerance", "verdict")
+_COLUMNS = ("task", "model", "dtype", "check", "a", "b", "max |diff|", "where", "tolerance", "margin", "tolerance from",
+            "verdict")
+
+
+def _margin(c: Check) -> str:
+    return "" if c.info else f"{c.margin:.2g}"
 
 
 def _row(c: Check) -> list:
-    return [c.task, c.model, c.dtype, c.check, c.a, c.b, _fmt(c.max_abs_diff), c.where, _fmt(c.tolerance), _verdict(c)]
+    hint = c.detail.get("diagnosis") if isinstance(c.detail, dict) and not c.passed else None
+    where = c.where + (f"; likely: {hint}" if hint else "")
+    return [c.task, c.model, c.dtype, c.check, c.a, c.b, _fmt(c.max_abs_diff), where, _fmt(c.tolerance), _margin(c),
+            c.tolerance_from, _verdict(c)]
 
 
 def markdown(report: dict, checks: list) -> str:
@@ -114,6 +122,34 @@ def console_table(checks: list, console, *, only_failures: bool = False) -> None
         case = f"{c.task}/{c.model}/{c.dtype}".strip("/")
         table.add_row(case, c.check, f"{c.a} vs {c.b}", _fmt(c.max_abs_diff), _fmt(c.tolerance), _verdict(c), where, style=style)
     console.print(table)
+
+
+def pair_lines(checks: list) -> list:
+    """The default console: one line per pair (task/model), then each failure in full.
+
+    A pair's line: its verdict, how many checks, the worst margin (difference
+    / tolerance; below 1 passes) and where it occurred. Informational rows
+    never count.
+    """
+    from shared.checks import format_check
+
+    pairs: dict = {}
+    for c in checks:
+        pairs.setdefault(f"{c.task}/{c.model}".strip("/"), []).append(c)
+    lines = []
+    for pair, rows in pairs.items():
+        judged = [c for c in rows if not c.info]
+        failed = [c for c in judged if not c.passed]
+        worst = max(judged, key=lambda c: (not c.passed, c.margin), default=None)
+        verdict = "FAIL" if failed else "pass"
+        line = f"{verdict} {pair}: {len(judged)} checks"
+        if failed:
+            line += f", {len(failed)} failed"
+        if worst is not None:
+            line += f"; worst margin {worst.margin:.2g} ({worst.dtype} {worst.check} at {worst.where})"
+        lines.append(line)
+        lines += ["  " + format_check(c) for c in failed]
+    return lines
 
 
 def summary_line(report: dict) -> str:

@@ -262,3 +262,17 @@ def test_csv_usage_errors(csv_file):
         load_csv(path, "binary", valid_fraction=1.5)
     with pytest.raises(UsageError, match=r"takes exactly one target column; got \['a', 't'\]"):
         load_csv(path, "multiclass", target=["a", "t"])
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_image_size_too_small_for_the_cnn_is_bad_usage(tmp_path, pascal_dir, capsys, size):
+    """A configuration the models cannot take is bad input: exit 2, one line,
+    no traceback, nothing written (it was exit 3, "internal error")."""
+    import compare
+
+    out = tmp_path / "out"
+    rc = compare.main(["--data", str(pascal_dir), "--format", "pascal", "--image-size", str(size), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert re.match(rf"error: cnn needs images of at least 3x3 .*input_shape=\({size}, {size}, 3\)", err[0]), err[0]
+    assert not out.exists()

@@ -1,4 +1,4 @@
-"""One test per porting trap the code handles (PORTING_TRAPS.md): each breaks
+"""One test per porting trap the code handles (TRAPS.md): each breaks
 the handling on purpose, shows the difference is far outside FORWARD tolerance,
 and shows that the handled version passes. Sizes in the docstrings were
 measured on CPU (Keras 3.15, TF 2.21, torch 2.13) with the seeds used here."""
@@ -248,7 +248,9 @@ def test_batchnorm_epsilon(cnn):
     # Exactly the epsilon factor on the centred output: (y - beta) scales by sqrt((v+1e-3)/(v+1e-5)).
     beta = tensors["bn1.bias"][None, :, None, None]
     ratio = (t_out["bn1"] - beta) / (k_out["bn1"] - beta)
-    mask = np.abs(k_out["bn1"] - beta) > 1e-2
+    # Only where y - beta is well above the float32 ulp of y (|y| up to ~|beta| + 10):
+    # at |y - beta| ~ 1e-2 the float32 rounding of y alone moves the ratio by ~1e-4.
+    mask = np.abs(k_out["bn1"] - beta) > 1e-1
     np.testing.assert_allclose(ratio[mask], np.sqrt(0.011 / 0.01001), rtol=1e-4)
     print(f"BN epsilon: broken bn1 {size:.3g} (var 0.2..2), {small:.3g} (var 0.01); handled {fixed:.3g}")
 

@@ -251,3 +251,19 @@ def test_load_usage_errors(pascal_dir):
         load_csv(pascal_dir / "train.csv", "ranking")
     with pytest.raises(UsageError, match="sklearn dataset must be one of"):
         load_sklearn("iris")
+
+
+@pytest.mark.parametrize("tail", ["only intrinsics", "an extra row", "no image size"])
+def test_biwi_cal_takes_the_first_three_rows(biwi_dir, tail):
+    """rgb.cal: the intrinsics are the first three rows, whatever follows them
+    (fastbook's skip_footer=6 would read a wrong matrix, or fail, when the
+    rows after them are not exactly six)."""
+    ref = load_biwi(biwi_dir)
+    cal = biwi_dir / "01" / "rgb.cal"
+    lines = cal.read_text().splitlines()
+    cal.write_text({"only intrinsics": "\n".join(lines[:3]) + "\n",
+                    "an extra row": "\n".join(lines) + "\n1 2 3\n",
+                    "no image size": "\n".join(lines[:-1]) + "\n"}[tail])
+    ds = load_biwi(biwi_dir)
+    np.testing.assert_array_equal(ds.y_train, ref.y_train)
+    np.testing.assert_array_equal(ds.y_valid, ref.y_valid)

@@ -119,7 +119,7 @@ def test_weight_dtypes(built, pair, dtype):
 @pytest.mark.parametrize("pair, dtype", PARAMS)
 def test_activation_dtypes(built, pair, dtype):
     """float64 must survive the whole forward pass (Keras casts float64 input to
-    float32 unless every layer is float64: PORTING_TRAPS.md, Numerics)."""
+    float32 unless every layer is float64: TRAPS.md, Numerics)."""
     config, k, t = built(pair, dtype)
     x = np.zeros((2, *config.input_shape), dtype=dtype)  # (2, features) or (2, H, W, C)
     assert {str(a.dtype) for a in kmodels.layer_outputs(k, x).values()} == {dtype}
@@ -181,6 +181,6 @@ def test_config_rejects_sizes_and_bn_settings_that_would_fail_inside_a_framework
 
 def test_config_rejects_images_too_small_for_the_cnn():
     # 2x2 -> stride-2 conv 1x1 -> 2x2 pool 0x0: nothing left to flatten.
-    with pytest.raises(ValueError, match=r"at least 4x4.*input_shape=\(2, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"at least 3x3.*input_shape=\(2, 2, 3\)"):
         ModelConfig("cnn", "multilabel", (2, 2, 3), 2)
     assert ModelConfig("cnn", "multilabel", (4, 4, 3), 2).flatten_hwc == (1, 1, 16)

@@ -6,7 +6,7 @@ handling removed, the way a straightforward port would write it (must differ
 by at least BROKEN_MARGIN times the tolerance). Traps: Adam's epsilon
 placement, decoupled vs L2 weight decay (Adam and SGD), SGD momentum (equal at
 constant lr, broken by an lr change), and float64 hyperparameters rounded
-through float32 on the Keras side (PORTING_TRAPS.md, "Optimizers").
+through float32 on the Keras side (TRAPS.md, "Optimizers").
 """
 
 import torch  # noqa: F401  (torch before TensorFlow/Keras, as Keras' own tests do)
@@ -183,3 +183,30 @@ def test_float64_hyperparameters_are_not_rounded_through_float32(opt):
     stock_w = _run_keras(kmodel2, config, stock, batches)
     # Here "fixed" and "broken" are both Keras runs against the same torch run.
     _assert_fixed_and_broken(torch_w, keras_w, stock_w, dtype)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_learning_rate_change_keeps_the_twins_together(opt):
+    """TrainConfig.lr_change_step: both make_optimizer follow Keras' form across
+    the change (SGDKeras rescales its momentum buffer by l0/l1), while stock
+    torch SGD under the same change misses by far (the trap above)."""
+    dtype = "float32"
+    config, kmodel, tensors, batches = _setup(dtype)
+    lr = 0.01 if opt == "sgd" else 1e-3
+    tc = TrainConfig(optimizer=opt, learning_rate=lr, lr_change_step=STEPS // 2, lr_change_factor=0.1)
+    assert tc.lr_at(STEPS // 2 - 1) == lr and tc.lr_at(STEPS // 2) == pytest.approx(lr * 0.1)
+    keras_w = _run_keras(kmodel, config, ktrain.make_optimizer(kmodel, tc), batches)
+    fixed_w = _run_torch(config, tensors, lambda m: ttrain.make_optimizer(m, tc), batches)
+    if opt == "adam":
+        ratio, ok = _worst(keras_w, fixed_w, dtype)
+        print(f"\nadam, lr changed: {ratio:.3g} x tolerance")
+        assert ok
+        return
+
+    def torch_change(i, o):
+        for group in o.param_groups:
+            group["lr"] = tc.lr_at(i)
+
+    broken_w = _run_torch(config, tensors, lambda m: torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9), batches,
+                          torch_change)
+    _assert_fixed_and_broken(keras_w, fixed_w, broken_w, dtype)

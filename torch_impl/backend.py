@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 from shared.config import ModelConfig, TrainConfig, parameter_spec
-from shared.errors import UsageError
 from shared.onnx_backend import OnnxBackend
 from shared.portable import check_tensors
 from shared.training import TrainResult
 from torch_impl import export, losses, models, train
 
-__all__ = ["TorchBackend", "from_config", "plant_fault", "FRAMEWORK_VERSION"]
+__all__ = ["TorchBackend", "from_config", "FRAMEWORK_VERSION"]
 
 FRAMEWORK_VERSION = torch.__version__
 
@@ -51,8 +50,11 @@ class TorchBackend:
     can_train = True
 
     def __init__(self, model: nn.Module, *, task: str, name: str = "torch", weight_names=None,
-                 check_weights=None, layers=None, example: torch.Tensor | None = None, after_load=None):
+                 check_weights=None, layers=None, example: torch.Tensor | None = None, after_load=None,
+                 fault=None, fault_size: float = 1.0):
         self.model, self.task, self.name = model, task, name
+        # An optimizer or loss fault (shared/faults.py), planted by torch_impl/faults.py.
+        self.fault, self.fault_size = fault, fault_size
         self.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         state = model.state_dict()
         self.weight_names = list(weight_names) if weight_names is not None else [
@@ -107,18 +109,40 @@ class TorchBackend:
 
         return self._keeping_state(walk, training)
 
+    def _loss_fn(self):
+        if self.fault is None or self.fault.kind != "loss":
+            return None
+        from torch_impl import faults
+
+        return lambda task, logits, y: faults.mean_loss(task, logits, y, self.fault, self.fault_size)
+
     def loss_outputs(self, logits, y, naive: bool = False) -> dict:
-        return losses.loss_outputs(self.task, logits, y, naive=naive)
+        out = losses.loss_outputs(self.task, logits, y, naive=naive)
+        if self._loss_fn() is not None:
+            from torch_impl import faults
+
+            lg, yy = torch.as_tensor(np.asarray(logits)), torch.as_tensor(np.asarray(y))
+            with torch.no_grad():
+                per = faults.per_sample_loss(self.task, lg, yy, self.fault, self.fault_size)
+            out["per-sample loss"], out["mean loss"] = per.numpy(), per.mean().numpy()
+        return out
 
     def loss_and_grads(self, x, y, training: bool = True) -> tuple:
         yt = torch.as_tensor(np.asarray(y))
         if self.task != "multiclass":
             yt = yt.to(models.TORCH_DTYPES[self.dtype])
-        loss, grads = train.loss_and_raw_grads(self.model, self.task, self._x(x), yt, training)
+        loss, grads = train.loss_and_raw_grads(self.model, self.task, self._x(x), yt, training, self._loss_fn())
         return loss, {n: grads[n] for n in self.weight_names if n in grads}
 
     def train(self, batches: list, train_config: TrainConfig, on_step=None) -> TrainResult:
-        return train.train(self.model, self, train_config, batches, on_step=on_step, channels_first=True)
+        factory = None
+        if self.fault is not None and self.fault.kind == "optimizer":
+            from torch_impl import faults
+
+            def factory(model, tc):
+                return faults.make_optimizer(model, tc, self.fault, self.fault_size)
+        return train.train(self.model, self, train_config, batches, on_step=on_step, channels_first=True,
+                           optimizer_factory=factory, loss_fn=self._loss_fn())
 
     def get_weights(self) -> dict:
         state = self.model.state_dict()
@@ -162,35 +186,27 @@ class _Desc:
 
 
 # ---- the built-in ModelConfig twins -----------------------------------------------
-def plant_fault(model: nn.Module, config: ModelConfig, fault: str) -> None:
-    """Break the built-in torch twin the way a porting bug would (shared.registry.FAULTS)."""
-    from shared import layout
-
-    if fault in ("conv-kernel", "flatten-order") and config.model != "cnn":
-        raise UsageError(f"--plant {fault} needs a cnn model (conv1, fc1); {config.task}/{config.model} has none")
-    with torch.no_grad():
-        if fault == "bn-epsilon":
-            for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eps = 1e-5  # torch's default
-        elif fault == "conv-kernel":
-            w = model.conv1.weight
-            w.copy_(w.transpose(2, 3).clone())
-        elif fault == "flatten-order":
-            k = layout.flatten_dense_weight_to_kernel(model.fc1.weight.numpy(), config.flatten_hwc)
-            model.fc1.weight.copy_(torch.from_numpy(layout.dense_kernel_to_weight(k)))
-        else:
-            raise UsageError(f"unknown fault {fault!r}")
-
-
-def from_config(config: ModelConfig, fault: str | None = None, name: str = "torch") -> TorchBackend:
+def from_config(config: ModelConfig, fault=None, name: str = "torch", size: float = 1.0) -> TorchBackend:
     """The built-in torch twin of `config` as a backend (torch's own initial weights).
 
     Args:
-        fault: a shared.registry.FAULTS key to plant (re-planted on every set_weights).
+        fault: a shared.faults.Fault (or its "NAME[=SIZE]" spec) to plant with `size` (model faults are
+            re-planted on every set_weights; optimizer and loss faults act in
+            training and in the loss code; data faults are the caller's:
+            shared.faults.DataFaultBackend).
     """
+    from shared.faults import parse_plant
+    from torch_impl import faults
+
+    if isinstance(fault, str):
+        fault, size = parse_plant(fault, config.model, config.task)
     model = models.build_model(config)
-    hook = (lambda m: plant_fault(m, config, fault)) if fault else None
+    hook = None
+    if fault is not None and fault.kind == "model":
+        def hook(m):
+            faults.plant_model(m, config, fault, size)
     return TorchBackend(model, task=config.task, name=name, weight_names=list(parameter_spec(config)),
                         check_weights=lambda t, dtype: check_tensors(config.replace(dtype=dtype), t),
-                        example=export.example_input(config), after_load=hook)
+                        example=export.example_input(config), after_load=hook,
+                        fault=fault if fault is not None and fault.kind in ("optimizer", "loss") else None,
+                        fault_size=size)

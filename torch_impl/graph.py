@@ -22,6 +22,7 @@ import types
 import numpy as np
 import torch
 
+from shared.errors import UsageError
 from shared.graph import Graph, identifier
 from torch_impl.emit import emitter_for
 from torch_impl.emit.helpers import HELPERS
@@ -72,11 +73,17 @@ def write_source(graph: Graph) -> str:
     init, body, helpers = [], [], []
     for node in graph.nodes:
         target = node.attrs.get("shares", node.name)
-        emitted = emitter_for(node)(node, [names[t] for t in node.inputs], f"self.{target}", graph)
+        try:
+            emitted = emitter_for(node)(node, [names[t] for t in node.inputs], f"self.{target}", graph)
+        except NotImplementedError as e:
+            src = node.source
+            raise UsageError(f"layer {src.get('layer', node.name)!r} of class {src.get('class', '?')}: {e} "
+                             "is not supported by the port") from None
         if emitted.module is not None and "shares" not in node.attrs:
             src = node.source
             note = f"  # {src.get('class')} {src.get('layer')!r}" if src.get("layer") and src.get("layer") != node.name else ""
             init.append(f"        self.{node.name} = {emitted.module}{note}")
+            init += [f"        {line.format(module='self.' + node.name)}" for line in emitted.setup]
         for h in emitted.helpers:
             if h not in helpers:
                 helpers.append(h)

@@ -64,23 +64,24 @@ def _forward_capturing(module, xs: list) -> dict:
 
 def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
     """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
-    dtype = next(module.parameters()).dtype
-    xs = [torch.as_tensor(np.ascontiguousarray(x)).to(dtype) for x in inputs]
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]  # already in the module's dtype
     module.zero_grad(set_to_none=True)
     local = _forward_capturing(module, xs)
     names = variable_names(graph)
     out_name = graph.outputs[0]
     out = local[names[out_name]]
     logits = bool(spec["from_logits"])
-    if spec.get("keras_uses_logits"):
+    if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
         head = graph.producer(out_name)
         out, logits = local[names[head.inputs[0]]], True
     target = torch.as_tensor(np.asarray(y))
-    target = target if spec["kind"] == "sparse_ce" else target.to(dtype)
+    target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
     loss = torch_loss(spec, out, target, logits)
-    loss.backward()
-    grads = {k: p.grad.detach().numpy().copy() for k, p in module.named_parameters() if p.grad is not None}
-    missing = {k: np.zeros(tuple(p.shape)) for k, p in module.named_parameters() if p.grad is None}
+    if loss.requires_grad:
+        loss.backward()
+    trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
+    grads = {k: p.grad.detach().numpy().copy() for k, p in trainable.items() if p.grad is not None}
+    missing = {k: np.zeros(tuple(p.shape)) for k, p in trainable.items() if p.grad is None}
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), {**grads, **missing}
 
@@ -225,3 +226,99 @@ def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float,
         t = state[name] if rows is None else state[name][rows[0]:rows[1]]
         weights[key] = t.detach().numpy().copy()
     return losses, weights
+
+
+def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, train_config) -> tuple:
+    """Twin of keras_impl.port.train_steps: the Keras-equivalent optimizer
+    (torch_impl.train.make_optimizer), eval-mode layers, one batch repeated.
+    Returns (pre-update losses, final state_dict as numpy)."""
+    from torch_impl.train import make_optimizer
+
+    opt = make_optimizer(module, train_config)
+    names = variable_names(graph)
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    losses = []
+    for _ in range(train_config.steps):
+        opt.zero_grad(set_to_none=True)
+        local = _forward_capturing(module, xs)
+        out, logits = local[names[graph.outputs[0]]], bool(spec["from_logits"])
+        if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
+            out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True
+        target = torch.as_tensor(np.asarray(y))
+        target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
+        loss = torch_loss(spec, out, target, logits)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses, {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def export_onnx(module, graph: Graph, path, opset: int):
+    """The module (eval mode) to ONNX with the TorchScript exporter, dynamic batch."""
+    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+
+    opset = validate_opset(opset)
+    path = check_output_path(path)
+    dtype = next(iter(module.state_dict().values())).dtype if module.state_dict() else torch.float32
+    examples = []
+    for name in graph.inputs:
+        spec = graph.tensors[name]
+        shape = (2, *(int(s) for s in spec.shape[1:]))
+        examples.append(torch.zeros(shape, dtype=torch.int64 if "int" in spec.dtype else dtype))
+    names = list(variable_names(graph)[n] for n in graph.inputs)
+    outs = [f"output_{i}" for i in range(len(graph.outputs))]
+
+    def write(tmp: str) -> None:
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), tuple(examples), tmp, dynamo=False, opset_version=opset,
+                              input_names=names, output_names=outs,
+                              dynamic_axes={n: {0: "batch"} for n in names + outs})
+
+    return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
+
+
+class PortSide:
+    """The generated module as `shared/port.py` drives it (numpy in and out).
+    Twin of keras_impl.port.PortSide; built from the graph by executing model.py."""
+
+    name = "torch"
+
+    def __init__(self, graph: Graph, source: str | None = None, dtype: str = "float32"):
+        from torch_impl.graph import build_module
+
+        self.dtype = dtype
+        self.module, self.source = build_module(graph, source, dtype=torch.float64 if dtype == "float64" else torch.float32)
+        self._graph = graph
+
+    def with_dtype(self, dtype: str) -> "PortSide":
+        """A fresh module from the same source and graph weights, in `dtype`."""
+        return PortSide(self._graph, self.source, dtype)
+
+    def values(self, graph: Graph, xs: list) -> dict:
+        from torch_impl.graph import graph_values
+
+        return graph_values(self.module, graph, xs)
+
+    def forward(self, graph: Graph, xs: list) -> list:
+        with torch.no_grad():
+            out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
+        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
+        return loss_and_grads(self.module, graph, xs, y, loss)
+
+    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
+        return train_steps(self.module, graph, xs, y, loss, train_config)
+
+    def export_onnx(self, graph, path, opset: int):
+        return export_onnx(self.module, graph, path, opset)
+
+    def state_dict(self) -> dict:
+        """The module's state_dict as numpy (what weights.safetensors holds)."""
+        return {k: v.detach().contiguous().numpy() for k, v in self.module.state_dict().items()}
+
+    def onnx_input(self, graph: Graph, x):
+        return x
+
+    def onnx_output(self, graph: Graph, y):
+        return y

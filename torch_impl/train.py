@@ -72,6 +72,8 @@ class AdamKeras(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            if "schedule" in group:  # TrainConfig.lr_at, 0-based
+                group["lr"] = group["schedule"](group["keras_step"])
             group["keras_step"] += 1
             group["eps"] = keras_adam_eps(group["keras_epsilon"], group["betas"][1], group["keras_step"])
         return super().step(closure)
@@ -91,10 +93,29 @@ class SGDKeras(torch.optim.SGD):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, foreach=False)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = decoupled_weight_decay
+            group["keras_step"] = 0
+            group["applied_lr"] = lr
+
+    def _rescale_momentum(self, group, lr: float) -> None:
+        """Keras' v = mu v - lr g against torch's b = mu b + g, w -= lr b: equal
+        while lr is constant (v = -lr b). When lr changes from l0 to l1, the
+        Keras form is kept by scaling torch's buffer by l0 / l1 first
+        (TRAPS.md, Optimizers, "SGD momentum form")."""
+        if lr == group["applied_lr"]:
+            return
+        for p in group["params"]:
+            buf = self.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(group["applied_lr"] / lr)
+        group["applied_lr"] = lr
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            if "schedule" in group:  # TrainConfig.lr_at, 0-based
+                group["lr"] = group["schedule"](group["keras_step"])
+            group["keras_step"] += 1
+            self._rescale_momentum(group, group["lr"])
             wd, lr = group["decoupled_weight_decay"], group["lr"]
             if wd:
                 for p in group["params"]:
@@ -117,9 +138,14 @@ def make_optimizer(model: nn.Module, train_config: TrainConfig) -> torch.optim.O
     lr = float(train_config.learning_rate)
     wd = float(train_config.weight_decay)
     if train_config.optimizer == "sgd":
-        return SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
-    return AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
-                     keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+        opt = SGDKeras(model.parameters(), lr=lr, momentum=float(train_config.momentum), decoupled_weight_decay=wd)
+    else:
+        opt = AdamKeras(model.parameters(), lr=lr, betas=(float(train_config.beta_1), float(train_config.beta_2)),
+                        keras_epsilon=float(train_config.epsilon), weight_decay=wd)
+    if train_config.lr_change_step:
+        for group in opt.param_groups:
+            group["schedule"] = train_config.lr_at
+    return opt
 
 
 def to_framework(x: np.ndarray, y: np.ndarray) -> tuple:
@@ -139,7 +165,7 @@ def _cast(model_config: ModelConfig, x: torch.Tensor, y: torch.Tensor) -> tuple:
     return x.to(dtype), (y if model_config.task == "multiclass" else y.to(dtype))
 
 
-def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y) -> float:
+def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y, loss_fn=None) -> float:
     """One optimizer step on one batch; returns that batch's pre-update loss.
 
     Args:
@@ -154,14 +180,14 @@ def train_step(model: nn.Module, model_config: ModelConfig, optimizer, x, y) -> 
     if not model.training:  # .train() walks every module (24 us a call, bench)
         model.train()  # BatchNorm: batch statistics, running stats updated
     optimizer.zero_grad(set_to_none=True)
-    loss = losses.mean_loss(model_config.task, model(x), y)
+    loss = (loss_fn or losses.mean_loss)(model_config.task, model(x), y)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
 
 
 def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig, batches: list,
-          on_step=None, channels_first: bool = False) -> TrainResult:
+          on_step=None, channels_first: bool = False, optimizer_factory=None, loss_fn=None) -> TrainResult:
     """One optimizer step per batch, in the given order, in training mode.
 
     Args:
@@ -174,6 +200,8 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
         on_step: optional callback `on_step(step, loss)` after each step.
         channels_first: the batches are NCHW already (the engine's common
             layout): fed as they are, fingerprints taken in NCHW.
+        optimizer_factory, loss_fn: replace make_optimizer(model, train_config)
+            and losses.mean_loss(task, logits, y) (a planted fault, torch_impl/faults.py).
 
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
@@ -182,14 +210,14 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
         and the loop's wall time. `model_config` may be any object with
         `task` and `dtype`.
     """
-    optimizer = make_optimizer(model, train_config)
+    optimizer = (optimizer_factory or make_optimizer)(model, train_config)
     feed = to_torch_batches(batches, model_config.dtype, channels_first)  # cast_batch rule, order kept
     seen = (lambda x, y: (x.numpy(), y.numpy())) if channels_first else from_framework
     losses_out, fingerprints = [], []
     start = time.perf_counter()
     for i, (xt, yt) in enumerate(feed):
         fingerprints.append(array_fingerprint(*seen(xt, yt)))
-        loss = train_step(model, model_config, optimizer, xt, yt)
+        loss = train_step(model, model_config, optimizer, xt, yt, loss_fn)
         losses_out.append(loss)
         if on_step is not None:
             on_step(i, loss)
@@ -198,7 +226,8 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
     return TrainResult(np.asarray(losses_out), fingerprints, seconds)
 
 
-def loss_and_raw_grads(model: nn.Module, task: str, x: torch.Tensor, y: torch.Tensor, training: bool = True) -> tuple:
+def loss_and_raw_grads(model: nn.Module, task: str, x: torch.Tensor, y: torch.Tensor, training: bool = True,
+                       loss_fn=None) -> tuple:
     """Mean loss and `param.grad` of every parameter, model left unchanged.
 
     Args:
@@ -215,7 +244,7 @@ def loss_and_raw_grads(model: nn.Module, task: str, x: torch.Tensor, y: torch.Te
     saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     model.zero_grad(set_to_none=True)
     model.train(training)
-    loss = losses.mean_loss(task, model(x), y)
+    loss = (loss_fn or losses.mean_loss)(task, model(x), y)
     loss.backward()
     grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)

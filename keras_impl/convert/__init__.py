@@ -27,6 +27,12 @@ A converter receives:
   (the raw call arguments, KerasTensors included), `in_shapes`/`out_shapes`
   (Keras' own shapes).
 
+Adding a layer kind: (1) if no neutral op expresses it, a row in
+shared/graph.py's table and an emitter in torch_impl/emit (`@torch_emitter`);
+(2) a converter here, in its family's module (imported by keras_impl/graph.py);
+(3) a case in tests/test_port_layers.py's CASES (float64 within 1e-12).
+Layers of the same kind share one converter through several class names.
+
 It emits neutral nodes (shared/graph.py's op vocabulary) with `ctx.emit`,
 deciding the layout of each output: `layout="cf"` (channels first) or "as_is"
 (exactly Keras' array), or "same" (the layout of the first input). Weights are
@@ -117,9 +123,21 @@ def same_pads(size, kernel, stride, dilation=1) -> tuple:
 
 @dataclass
 class Context:
+    """The graph under construction, handed to every converter.
+
+    Args:
+        graph: nodes and tensors so far (in topological order).
+        dtype: the model's float dtype (constants are made in it).
+        current: the call being converted (its names, shapes and layer).
+        variable_index: id(keras variable) -> position in model.weights.
+    """
+
     graph: Graph
     dtype: str = "float32"
-    _taken: set = field(default_factory=set)
+    current: Call | None = None
+    variable_index: dict = field(default_factory=dict)
+    _taken: set = field(default_factory=set)  # node names handed out
+    _emitted: set = field(default_factory=set)  # node names used by emitted nodes
     _converted: dict = field(default_factory=dict)  # (tensor, perm) -> tensor in that layout
 
     # --- layouts ---
@@ -163,7 +181,7 @@ class Context:
             name = self.fresh_tensor(f"{tensor}_{suffix}")
             self.emit("permute", [tensor], name, layout=want, attrs={"dims": dims},
                       keras_shape=self.keras_shape(tensor), internal=True,
-                      node_name=identifier(name), source=self.graph.producer(tensor).source if self.graph.producer(tensor) else {})
+                      node_name=self.node_name(name), source=self.graph.producer(tensor).source if self.graph.producer(tensor) else {})
             self._converted[key] = name
         return self._converted[key]
 
@@ -243,14 +261,12 @@ class Context:
             value = np.asarray(var.numpy() if hasattr(var, "numpy") else var)
             self.graph.weight_sources[f"{node.name}.{wname}"] = {
                 "variable": getattr(var, "path", str(getattr(var, "name", wname))),
+                "index": self.variable_index.get(id(var)),  # position in model.weights (paths change in clones)
                 "transform": [[k, list(a)] for k, a in steps],
                 "source_shape": list(value.shape),
             }
             return apply_transform(value, steps)
         return np.ascontiguousarray(np.asarray(w))
-
-    current: Call | None = None
-    _emitted: set = field(default_factory=set)
 
     @staticmethod
     def source_of(call: Call) -> dict:

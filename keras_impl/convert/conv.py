@@ -60,7 +60,8 @@ def conv(ctx, layer, call):
     emit_with_activation(ctx, call, "conv", [x], activation=layer.activation, layout="cf", attrs=attrs, weights=weights)
 
 
-def _depthwise(ctx, layer, call, x, kernel_var, out, *, bias, internal, node_name=None, keras_shape=None):
+def _depthwise(layer, call, kernel_var, *, bias):
+    """attrs and weights of a depthwise conv with `kernel_var` (kh, kw, C, M)."""
     kh, kw, c, m = (int(s) for s in kernel_var.shape)
     stride, dilation = _tuple(layer.strides, 2), _tuple(layer.dilation_rate, 2)
     weights = {"weight": (kernel_var, [("transpose", (2, 3, 0, 1)), ("reshape", (c * m, 1, kh, kw))])}
@@ -78,7 +79,7 @@ def _depthwise(ctx, layer, call, x, kernel_var, out, *, bias, internal, node_nam
 def depthwise_conv(ctx, layer, call):
     _check_channels_last(layer)
     x = ctx.tensor(call.inputs[0], "cf")
-    attrs, weights = _depthwise(ctx, layer, call, x, layer.kernel, call.outputs[0], bias=layer.use_bias, internal=False)
+    attrs, weights = _depthwise(layer, call, layer.kernel, bias=layer.use_bias)
     emit_with_activation(ctx, call, "conv", [x], activation=layer.activation, layout="cf", attrs=attrs, weights=weights)
 
 
@@ -87,7 +88,7 @@ def separable_conv(ctx, layer, call):
     """Depthwise (no bias) then pointwise 1x1 with the bias: two torch convs."""
     _check_channels_last(layer)
     x = ctx.tensor(call.inputs[0], "cf")
-    attrs, weights = _depthwise(ctx, layer, call, x, layer.depthwise_kernel, None, bias=False, internal=True)
+    attrs, weights = _depthwise(layer, call, layer.depthwise_kernel, bias=False)
     kh, kw, c, m = (int(s) for s in layer.depthwise_kernel.shape)
     in_shape = call.in_shapes[0]
     mid_shape = (in_shape[0], *call.out_shapes[0][1:-1], c * m)

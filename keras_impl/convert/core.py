@@ -41,6 +41,13 @@ _FN_DEFAULTS = {
 }
 
 
+def tf_float_attr(v: float) -> float:
+    """A python float as TF uses it when it becomes a kernel attribute or goes
+    through math_ops.cast: rounded to float32 first, also in a float64 model
+    (tf.nn.leaky_relu's alpha; measured 3.5e-8 off in float64 otherwise)."""
+    return float(np.float32(v))
+
+
 def activation_attrs(ctx, layer, fn, tensor: str) -> dict | None:
     """Neutral activation attrs for a Keras activation function; None for linear."""
     name = getattr(fn, "__name__", None) or keras.activations.serialize(fn)
@@ -49,6 +56,8 @@ def activation_attrs(ctx, layer, fn, tensor: str) -> dict | None:
     if name == "linear":
         return None
     attrs = {"fn": _ACTIVATIONS[name], **_FN_DEFAULTS.get(name, {})}
+    if "negative_slope" in attrs:
+        attrs["negative_slope"] = tf_float_attr(attrs["negative_slope"])
     if attrs["fn"] in ("softmax", "log_softmax"):
         attrs["axis"] = ctx.axis(tensor, -1)
     return attrs
@@ -101,7 +110,8 @@ def relu(ctx, layer, call):
 
 @keras_converter("LeakyReLU")
 def leaky_relu(ctx, layer, call):
-    ctx.emit("activation", [call.inputs[0]], call.outputs[0], attrs={"fn": "leaky_relu", "negative_slope": float(layer.negative_slope)})
+    slope = tf_float_attr(layer.negative_slope)  # tf.nn.leaky_relu(alpha=): a float32 attribute
+    ctx.emit("activation", [call.inputs[0]], call.outputs[0], attrs={"fn": "leaky_relu", "negative_slope": slope})
 
 
 @keras_converter("ELU")
@@ -112,7 +122,7 @@ def elu(ctx, layer, call):
 @keras_converter("Softmax")
 def softmax(ctx, layer, call):
     x = call.inputs[0]
-    if len(call.args) > 1 or "mask" in call.kwargs:
+    if len(call.args) > 1 or call.kwargs.get("mask") is not None:
         raise unsupported(layer, "a mask argument")
     axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
     if len(axes) != 1:
@@ -141,10 +151,10 @@ def batch_norm(ctx, layer, call):
         if axis != 1:
             raise unsupported(layer, f"normalising axis {layer.axis} of a rank-{ctx.rank(x)} tensor")
     weights = {}
-    if layer.scale:
-        weights["weight"] = (layer.gamma, [])
-    if layer.center:
-        weights["bias"] = (layer.beta, [])
+    n = int(layer.moving_mean.shape[0])
+    if layer.scale or layer.center:  # torch's affine BatchNorm has both; the missing one is a frozen constant
+        weights["weight"] = (layer.gamma, []) if layer.scale else np.ones(n, ctx.dtype)
+        weights["bias"] = (layer.beta, []) if layer.center else np.zeros(n, ctx.dtype)
     weights["running_mean"] = (layer.moving_mean, [])
     weights["running_var"] = (layer.moving_variance, [])
     attrs = {
@@ -152,7 +162,7 @@ def batch_norm(ctx, layer, call):
         "eps": float(layer.epsilon),
         # torch: running = (1-m)*running + m*batch; Keras: moving = m*moving + (1-m)*batch.
         "momentum": float(f"{1.0 - float(layer.momentum):.12g}"),
-        "affine": bool(layer.scale and layer.center),
+        "affine": bool(layer.scale or layer.center),
         "scale": bool(layer.scale),
         "center": bool(layer.center),
     }

@@ -18,7 +18,8 @@ emits it and an emitter here:
 when the node needs none); its state_dict keys must be exactly the node's
 weight names (`weight`, `bias`, ...). `Emitted.expr` computes the node's
 output. `Emitted.helpers` names small helper classes/functions (helpers.py)
-that the generated model.py must define.
+that the generated model.py must define; `Emitted.setup` holds further
+__init__ lines (freezing a parameter, say).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Emitted:
     module: str | None
     expr: str
     helpers: tuple = ()
+    setup: tuple = ()  # further __init__ statements, "{module}" standing for self.<name>
 
 
 def torch_emitter(*ops: str):

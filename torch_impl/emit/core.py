@@ -9,8 +9,8 @@ __all__ = ["activation_expr"]
 
 _SIMPLE = {
     "relu": "F.relu({x})", "relu6": "F.relu6({x})", "sigmoid": "torch.sigmoid({x})", "tanh": "torch.tanh({x})",
-    "selu": "F.selu({x})", "silu": "F.silu({x})", "hard_sigmoid": "F.hardsigmoid({x})",
-    "hard_silu": "F.hardswish({x})", "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
+    "selu": "F.selu({x})", "silu": "F.silu({x})", "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0",
+    "hard_silu": "{x} * (F.relu6({x} + 3.0) / 6.0)", "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
     "exp": "torch.exp({x})", "mish": "F.mish({x})", "identity": "{x}", "log_sigmoid": "F.logsigmoid({x})",
     "tanh_shrink": "F.tanhshrink({x})", "hard_tanh": "F.hardtanh({x})", "neg": "-{x}", "sqrt": "torch.sqrt({x})",
     "abs": "torch.abs({x})", "square": "torch.square({x})", "log": "torch.log({x})",
@@ -25,7 +25,7 @@ def activation_expr(attrs: dict, x: str) -> tuple:
     if fn in ("softmax", "log_softmax"):
         return f"torch.{fn}({x}, dim={attrs['axis']})", ()
     if fn == "gelu":
-        return (f'F.gelu({x}, approximate="tanh")' if attrs.get("approximate") else f"F.gelu({x})"), ()
+        return f"keras_gelu({x}{', approximate=True' if attrs.get('approximate') else ''})", ("keras_gelu",)
     if fn == "leaky_relu":
         return f"F.leaky_relu({x}, negative_slope={fmt(attrs['negative_slope'])})", ()
     if fn in ("elu", "celu"):
@@ -60,7 +60,12 @@ def batch_norm(node, args, module, graph=None):
     kind = {4: "2d", 5: "3d"}.get(len(graph.tensors[node.inputs[0]].shape), "1d")
     extra = "" if a["affine"] else ", affine=False"
     ctor = f"nn.BatchNorm{kind}({a['num_features']}, eps={fmt(a['eps'])}, momentum={fmt(a['momentum'])}{extra})"
-    return Emitted(ctor, f"{module}({args[0]})")
+    setup = []
+    if a["affine"] and not a.get("scale", True):
+        setup.append("{module}.weight.requires_grad_(False)  # Keras scale=False: gamma fixed at 1")
+    if a["affine"] and not a.get("center", True):
+        setup.append("{module}.bias.requires_grad_(False)  # Keras center=False: beta fixed at 0")
+    return Emitted(ctor, f"{module}({args[0]})", setup=tuple(setup))
 
 
 @torch_emitter("layer_norm")

@@ -99,6 +99,14 @@ class Parameter(nn.Module):
     def forward(self, like):
         return self.weight.reshape(self.shape).expand(like.shape[0], *self.shape[1:])
 ''',
+    "keras_gelu": '''
+def keras_gelu(x, approximate=False):
+    """GELU as TensorFlow computes it (tf.nn.gelu): its constants pass through
+    float32, so in float64 this differs from F.gelu by ~5e-9; in float32 the two agree."""
+    if approximate:
+        return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044714998453855515 * x ** 3)))
+    return 0.5 * x * torch.erfc(-x * 0.7071067690849304)
+''',
     "keras_relu": '''
 def keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras' general ReLU (keras/src/activations/activations.py, ReLU.static_call)."""
