@@ -29,6 +29,9 @@ from keras_impl.convert import merge as _merge  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
 from keras_impl.convert import pooling as _pooling  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
+from keras_impl.convert import sequence as _sequence  # noqa: F401  (after pooling: its GlobalAveragePooling1D reads masks)
+from keras_impl.convert import attention as _attention  # noqa: F401
+from keras_impl.masks import RuntimeMasks
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
@@ -92,6 +95,8 @@ class _Walker:
                     if self.ids is not None:
                         self.ids[id(t)] = self.ids[id(it)]
                 continue
+            if all(id(t) in names for t in node.outputs):
+                continue  # already converted: a mask pulled in by an earlier layer (_pull)
             index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
             self.calls[id(op)] = index + 1
             outs = []
@@ -102,12 +107,17 @@ class _Walker:
             call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
                         [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs])
             call.shares = self.first_call.get(id(op))
+            call.names = names
             yield call, node
 
 
 def input_layout(model, tensor) -> str:
     """"cf" for image/conv inputs (rank 4-5, or rank 3 read by a conv-like layer), else "as_is"."""
     rank = len(tensor.shape)
+    hist = tensor._keras_history
+    consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
+    if consumers and all(type(c).__name__ == "TimeDistributed" for c in consumers):
+        return "as_is"  # (N, T, ...) frames: the time axis stays where it is
     if rank >= 4:
         return "cf"
     if rank == 3:
@@ -116,6 +126,82 @@ def input_layout(model, tensor) -> str:
         if any(any(k in type(c).__name__ for k in _CONV_LIKE) for c in consumers):
             return "cf"
     return "as_is"
+
+
+def _pull(ctx, walker, user, kt) -> str:
+    """Convert the node computing `kt`, a tensor the functional graph does
+    not list as any node's input (the mask MultiHeadAttention reads from its
+    query's `_keras_mask`), and its missing inputs; its tensors are internal
+    (Keras' graph walk never computes them)."""
+    names = user.names
+    if id(kt) in names:
+        return names[id(kt)]
+    hist = kt._keras_history
+    op = hist.operation
+    node = op._inbound_nodes[hist.node_index]
+    in_names = [_pull(ctx, walker, user, t) for t in node.input_tensors]
+    outs = []
+    for i, t in enumerate(node.outputs):
+        names[id(t)] = walker.name_for(op.name + (f":{i}" if i else ""), user.layer.name)
+        outs.append(names[id(t)])
+    call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
+                [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs],
+                node_name=ctx.node_name(op.name), names=names)
+    call.pull = user.pull
+    outer, ctx.current = ctx.current, call
+    try:
+        converter_for(op)(ctx, op, call)
+    finally:
+        ctx.current = outer
+    for name in outs:
+        ctx.graph.tensors[name].internal = True
+    return names[id(kt)]
+
+
+def _defer(call, node, deferred: dict) -> bool:
+    """Skip a keras.ops node computing a boolean mask that nothing may read
+    (Keras builds a mask for every masked layer output, e.g. Concatenate's);
+    a later node that does read it raises the original error."""
+    from keras_impl.convert import CONVERTERS, registry_key
+
+    key = registry_key(call.layer)
+    is_mask_op = key.startswith("ops.") and all(keras.backend.standardize_dtype(t.dtype) == "bool" for t in node.outputs)
+    used = [t for t in call.inputs if t in deferred]
+    if not is_mask_op:
+        if used:
+            raise deferred[used[0]]
+        return False
+    if not used and key in CONVERTERS:
+        return False
+    if used:
+        err = deferred[used[0]]
+    else:
+        try:
+            converter_for(call.layer)
+        except Exception as e:  # noqa: BLE001  (raised later if the mask is read)
+            err = e
+    for out in call.outputs:
+        deferred[out] = err
+    return True
+
+
+_MASK_KWARGS = ("mask", "query_mask", "value_mask", "key_mask", "attention_mask")
+
+
+def _check_masks_read(call, new_nodes) -> None:
+    """A mask Keras hands to a layer must reach one of the nodes emitted for
+    it: a converter that ignores it would port a model that silently uses the
+    padded positions (the issue with converters: "masks vanish")."""
+    from keras_impl.convert import unsupported
+    from keras_impl.convert.sequence import kwarg_input
+
+    read = {t for n in new_nodes for t in n.inputs}
+    for key in _MASK_KWARGS:
+        if key in getattr(call, "mask_unused", ()):
+            continue  # the converter says why Keras does not use it either
+        name = kwarg_input(call, key)
+        if name is not None and name not in read:
+            raise unsupported(call.layer, f"the {key}= it receives (its converter does not use masks)")
 
 
 def read_graph(model) -> Graph:
@@ -136,18 +222,35 @@ def read_graph(model) -> Graph:
         shape = tuple(t.shape) if perm is None else tuple(t.shape[i] for i in perm)
         graph.tensors[name] = TensorSpec(name, shape, keras.backend.standardize_dtype(t.dtype), perm)
         graph.inputs.append(name)
-    for call, _node in walker.walk(fn, names):
+    deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
+    runtime = RuntimeMasks()
+    for call, node in walker.walk(fn, names):
         call.node_name = ctx.node_name(call.layer.name)
         if call.shares is None:
             walker.first_call[id(call.layer)] = call.node_name
+        call.pull = lambda kt, _call=call: _pull(ctx, walker, _call, kt)
+        call.masks = runtime.before(call)
+        runtime.after(call, node, call.masks)
         ctx.current = call
+        if _defer(call, node, deferred):
+            continue
+        first_new = len(graph.nodes)
         converter_for(call.layer)(ctx, call.layer, call)
+        _check_masks_read(call, graph.nodes[first_new:])
         for out in call.outputs:
             if out not in graph.tensors:
                 raise UsageError(f"converter for layer {call.layer.name!r} ({type(call.layer).__name__}) did not produce {out!r}")
     ctx.current = None
     for t in fn.outputs:
         out = names[id(t)]
+        if out in deferred:
+            raise deferred[out]
+        mask = runtime.of(t)
+        if mask is not None:  # Keras' loss weights the items by it (keras/src/losses/loss.py, apply_mask)
+            mask_name = names.get(id(mask)) or _pull(ctx, walker, call, mask)
+            if mask_name in deferred:
+                raise deferred[mask_name]
+            graph.meta.setdefault("output_masks", {})[out] = mask_name
         if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)

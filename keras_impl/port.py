@@ -188,7 +188,10 @@ def set_weights(model, graph: Graph, tensors: dict) -> None:
     variables = _variables(model, graph)
     for k, s in graph.weight_sources.items():
         v = variables[k]
-        v.assign(invert_transform(np.asarray(tensors[k]), [(a, tuple(b)) for a, b in s["transform"]], s["source_shape"]).astype(v.dtype))
+        steps = [(a, tuple(b)) for a, b in s["transform"]]
+        # current value: a "select" step (GRU bias rows) writes one slice of it
+        v.assign(invert_transform(np.asarray(tensors[k]), steps, s["source_shape"],
+                                  current=keras.ops.convert_to_numpy(v)).astype(v.dtype))
 
 
 def train_config_from(model, optimizer: str | None, steps: int):

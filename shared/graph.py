@@ -62,6 +62,14 @@ already broadcastable against the neutral tensor).
 | `parameter` | shape: the output's shape with a leading 1 (broadcast over the batch of input 0, the model input); a trainable array (ViT's class token and position embedding, ConvNeXt's layer scale) | weight (the source's own shape) |
 | `adaptive_avg_pool` | output_size (2-d): torch's adaptive average pooling where windows differ in size | |
 | `multi_head_attention` | embed_dim, num_heads, bias; inputs query, key, value (batch first) | q_weight, k_weight, v_weight (E, E), q_bias, k_bias, v_bias, out_weight (E, E), out_bias |
+| `embedding` | num_embeddings, embedding_dim (input: integer ids of any shape) | weight (V, D) |
+| `not_equal` | const (the padding id): a boolean mask `x != const` (Keras' `mask_zero` mask is this op's node in the functional graph) | |
+| `rnn` | kind (simple/lstm/gru/gru_reset_before), input_size, hidden_size, bias, nonlinearity (simple: tanh/relu), return_sequences, return_state, go_backwards. Inputs: x (N, T, F) and optionally a boolean mask (N, T): at a masked step the state and the output are carried over from the previous step (Keras' backend rnn). Outputs: output, then the states (h; lstm: h, c) when return_state | torch nn.RNN/LSTM/GRU names: weight_ih_l0 (G*H, F), weight_hh_l0 (G*H, H), bias_ih_l0, bias_hh_l0 (torch gate order: lstm i,f,g,o; gru r,z,n); gru_reset_before: weight_ih, weight_hh (r,z,n) and one bias |
+| `flip` | axis | |
+| `logical` | fn (or/and) over two boolean tensors (masks merged by Add & co) | |
+| `masked_mean` | axis, keepdim. Inputs: x and a boolean mask over x's leading axes: mean over `axis` of the unmasked entries (Keras GlobalAveragePooling1D with a mask) | |
+| `attention` | num_heads, key_dim, value_dim, q/k/v in features, out_features (output shape), bias, scale, causal, fast (Keras' fused dot_product_attention path: masked logits set to -0.7 * float32 max; else the einsum path: masked logits -1e9 and probabilities zeroed). Inputs: query, value, key, then optional boolean masks named in attrs["masks"] (query/value/key/attention) | query.weight (H*dk, Fq), key.weight (H*dk, Fk), value.weight (H*dv, Fv), output.weight (Fo, H*dv), biases |
+| `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
 
 Any node may carry attrs["shares"] = the name of an earlier node: a second
 call of a shared layer, which reuses that node's weights (and has none itself).
@@ -227,23 +235,63 @@ def identifier(name: str, taken: set | None = None) -> str:
     return s
 
 
-# Weight transforms: a list of copy-only steps, each ("transpose", perm) or
-# ("reshape", shape). The inverse needs the source shape (kept in
-# weight_sources) to undo reshapes.
+# Weight transforms: a list of copy-only steps, each ("transpose", perm),
+# ("reshape", shape), ("blocks", (axis, *order)) (split `axis` into
+# len(order) equal blocks and put block order[i] i-th: GRU gates z,r,h -> r,z,n
+# is ("blocks", (0, 1, 0, 2))) or ("select", (axis, index)) (one slice of a
+# variable: GRU's bias row 0 -> bias_ih). The inverse needs the source shape
+# (kept in weight_sources) to undo reshapes, and, for "select", the variable's
+# current value to put the slice back into.
+
+
+def _blocks(a: np.ndarray, axis: int, order) -> np.ndarray:
+    parts = np.split(a, len(order), axis=axis)
+    return np.concatenate([parts[i] for i in order], axis=axis)
 
 
 def apply_transform(a: np.ndarray, steps) -> np.ndarray:
     for kind, arg in steps:
-        a = np.transpose(a, arg) if kind == "transpose" else np.reshape(a, arg)
+        if kind == "transpose":
+            a = np.transpose(a, arg)
+        elif kind == "reshape":
+            a = np.reshape(a, arg)
+        elif kind == "blocks":
+            a = _blocks(a, arg[0], arg[1:])
+        elif kind == "select":
+            a = np.take(a, arg[1], axis=arg[0])
+        else:
+            raise ValueError(f"unknown weight transform step {kind!r}")
     return np.ascontiguousarray(a)
 
 
-def invert_transform(a: np.ndarray, steps, source_shape) -> np.ndarray:
-    """Undo `apply_transform(x, steps)` for an x of `source_shape`."""
+def _shape_after(shape: tuple, kind: str, arg) -> tuple:
+    if kind == "transpose":
+        return tuple(shape[i] for i in arg)
+    if kind == "reshape":
+        return tuple(arg)
+    if kind == "select":
+        return tuple(s for i, s in enumerate(shape) if i != arg[0])
+    return tuple(shape)
+
+
+def invert_transform(a: np.ndarray, steps, source_shape, current=None) -> np.ndarray:
+    """Undo `apply_transform(x, steps)` for an x of `source_shape`. A
+    "select" step puts `a` back into (a copy of) `current`, the variable's
+    value now (the other slices are someone else's)."""
     shapes = [tuple(source_shape)]
     for kind, arg in steps:  # shapes before each step
-        s = shapes[-1]
-        shapes.append(tuple(s[i] for i in arg) if kind == "transpose" else tuple(arg))
+        shapes.append(_shape_after(shapes[-1], kind, arg))
     for (kind, arg), before in zip(reversed(steps), reversed(shapes[:-1])):
-        a = np.transpose(a, invert_perm(arg)) if kind == "transpose" else np.reshape(a, before)
+        if kind == "transpose":
+            a = np.transpose(a, invert_perm(arg))
+        elif kind == "reshape":
+            a = np.reshape(a, before)
+        elif kind == "blocks":
+            a = _blocks(a, arg[0], invert_perm(arg[1:]))
+        else:  # select: only as the first step, on the variable itself
+            full = np.array(current, dtype=a.dtype, copy=True)
+            index = [slice(None)] * full.ndim
+            index[arg[0]] = arg[1]
+            full[tuple(index)] = a
+            a = full
     return np.ascontiguousarray(a)

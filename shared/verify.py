@@ -392,6 +392,13 @@ def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:
             notes.append(f"{where}: the kernel's height and width are swapped: HWIO -> OIHW is K.transpose(3, 2, 0, 1)")
         elif name == "weight" and t.ndim >= 3 and np.allclose(t, np.flip(want, axis=tuple(range(2, t.ndim))), **SAME_WEIGHT):
             notes.append(f"{where}: the kernel is flipped spatially (true convolution vs cross-correlation): copy it unflipped")
+        elif pair.kind.startswith("rnn_gru") and name.startswith(("weight", "bias")) and t.shape == want.shape \
+                and np.allclose(t, _gate_blocks(want, (1, 0, 2)), **SAME_WEIGHT):
+            notes.append(f"{where}: the GRU gates are in Keras' order z,r,h; torch's nn.GRU reads r,z,n: swap the first "
+                         "two blocks of rows (and of each bias)")
+        elif pair.kind.startswith("rnn") and name.startswith("weight") and t.ndim == 2 and t.shape == want.T.shape \
+                and np.allclose(t, want.T, **SAME_WEIGHT):
+            notes.append(f"{where}: the recurrent kernel was copied without transposing: torch keeps (gates*units, inputs)")
         elif name in ("running_mean", "running_var") and np.allclose(t, 0.0 if name == "running_mean" else 1.0):
             notes.append(f"{where}: still torch's initial value: the Keras moving statistics were not copied")
         else:
@@ -399,6 +406,12 @@ def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:
             notes.append(f"{where}: differs from the Keras weight in torch layout (max |diff| {diff:.3g}): not copied, "
                          "or copied with another layout")
     return notes
+
+
+def _gate_blocks(a: np.ndarray, order) -> np.ndarray:
+    """a's rows in `order` of len(order) equal blocks (GRU gates r,z,n <-> z,r,h: (1, 0, 2) both ways)."""
+    parts = np.split(a, len(order), axis=0)
+    return np.concatenate([parts[i] for i in order], axis=0)
 
 
 _SLOPE = re.compile(r"leaky_relu\(negative_slope=([-+\d.e]+)")

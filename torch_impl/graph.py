@@ -87,8 +87,9 @@ def write_source(graph: Graph) -> str:
         for h in emitted.helpers:
             if h not in helpers:
                 helpers.append(h)
-        out = node.outputs[0]
-        body.append(f"        {names[out]} = {emitted.expr}  {_shape_comment(graph.tensors[out].shape)}")
+        targets = ", ".join(names[o] for o in node.outputs)
+        shapes = "# " + ", ".join(_shape_comment(graph.tensors[o].shape)[2:] for o in node.outputs)
+        body.append(f"        {targets} = {emitted.expr}  {shapes}")
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)
     lines = [_HEADER.format(name=graph.name, layouts=_layout_lines(graph))]

@@ -23,26 +23,47 @@ __all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "modu
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py)
 
 
-def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool) -> torch.Tensor:
-    """Mean loss, as Keras' loss with reduction "sum_over_batch_size" computes it."""
+def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool, mask=None) -> torch.Tensor:
+    """Mean loss, as Keras' loss with reduction "sum_over_batch_size" computes it.
+
+    mask: the Keras mask the output carries (a sequence output of a masked
+    model), boolean over out.shape[:-1]; Keras then weights the items by it
+    (keras/src/losses/loss.py, apply_mask): sum(loss * mask) / sum(mask).
+    """
+    items = _item_losses(spec, out, y, logits)
+    if mask is None:
+        return items.mean()
+    m = mask.to(items.dtype)
+    return (items * m).sum() / m.sum()
+
+
+def _item_losses(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool) -> torch.Tensor:
+    """Per-item losses over out.shape[:-1] (the last axis is reduced, as Keras' losses do)."""
     kind = spec["kind"]
     if kind in ("sparse_ce", "ce"):
         if not logits:
             p = out / out.sum(dim=-1, keepdim=True)  # Keras renormalises probabilities
             out = torch.log(torch.clamp(p, KERAS_EPSILON, 1 - KERAS_EPSILON))
         if kind == "sparse_ce":
-            return F.cross_entropy(out, y.long().reshape(-1))
-        return -(y * torch.log_softmax(out, dim=-1)).sum(-1).mean()
+            flat = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.long().reshape(-1), reduction="none")
+            return flat.reshape(out.shape[:-1])
+        return -(y * torch.log_softmax(out, dim=-1)).sum(-1)
     if kind == "bce":
         if logits:
-            return F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1).mean()
+            return F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1)
         p = torch.clamp(out, KERAS_EPSILON, 1 - KERAS_EPSILON)
-        return (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1).mean()
+        return (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)
     if kind == "mse":
-        return ((out - y) ** 2).mean(-1).mean()
+        return ((out - y) ** 2).mean(-1)
     if kind == "mae":
-        return (out - y).abs().mean(-1).mean()
+        return (out - y).abs().mean(-1)
     raise ValueError(f"unknown loss kind {kind!r}")
+
+
+def _output_mask(graph: Graph, local: dict, names: dict):
+    """The Keras mask of the model's first output, when it carries one (read_graph records it)."""
+    mask = graph.meta.get("output_masks", {}).get(graph.outputs[0])
+    return None if mask is None else local[names[mask]]
 
 
 def _forward_capturing(module, xs: list) -> dict:
@@ -76,7 +97,7 @@ def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict
         out, logits = local[names[head.inputs[0]]], True
     target = torch.as_tensor(np.asarray(y))
     target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
-    loss = torch_loss(spec, out, target, logits)
+    loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
     if loss.requires_grad:
         loss.backward()
     trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
@@ -246,7 +267,7 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
             out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True
         target = torch.as_tensor(np.asarray(y))
         target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
-        loss = torch_loss(spec, out, target, logits)
+        loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))

@@ -102,6 +102,9 @@ class Call:
     out_shapes: list
     node_name: str = ""  # identifier for the main node of this call
     shares: str | None = None  # node name of an earlier call of the same layer
+    names: dict | None = None  # id(KerasTensor) -> graph name, for tensors reached by attribute (masks)
+    pull: object = None  # pull(KerasTensor) -> graph name, converting a node the functional graph left out
+    masks: dict | None = None  # masks Keras hands this call at run time (keras_impl/masks.py), by argument
 
 
 def same_pads(size, kernel, stride, dilation=1) -> tuple:

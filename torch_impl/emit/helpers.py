@@ -117,3 +117,7 @@ def keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     return x - negative_slope * negative if negative is not None else x
 ''',
 }
+
+from torch_impl.emit.seq_helpers import SEQ_HELPERS  # noqa: E402
+
+HELPERS.update(SEQ_HELPERS)
