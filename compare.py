@@ -13,6 +13,7 @@ Commands:
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
   python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
+  python compare.py port TORCH_MODEL --input-shape C,H,W --out DIR   a PyTorch module -> model.keras + model_keras.py, proven
   python compare.py verify KERAS_MODEL TORCH_MODEL   check a hand-written PyTorch port of a Keras model
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
@@ -41,7 +42,8 @@ from shared.registry import FAULTS
 from shared.tolerances import Tolerance, for_check
 
 __all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
-           "keras_to_torch", "port_checks", "verify_models"]
+           "keras_to_torch", "port_checks", "verify_models",
+           "torch_to_keras", "reverse_port_checks"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -441,12 +443,19 @@ def cmd_export(argv) -> int:
 def cmd_port(argv) -> int:
     from shared import port as sp
 
-    args = sp.port_parser(_Parser, DEFAULT_THREADS).parse_args(argv)
+    p = sp.port_parser(_Parser, DEFAULT_THREADS)
+    p.add_argument("--input-shape", metavar="C,H,W", type=_shape_arg,
+                   help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
+                        "function returning one), its input shape without the batch")
+    p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
+    args = p.parse_args(argv)
     from shared.atomic import atomic_dir, check_writable_dir
     from shared.console import ConsoleUI
 
     out = Path(args.out)
     check_writable_dir(out)
+    if args.input_shape is not None or args.torch_weights is not None:
+        return cmd_port_reverse(args, out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
     from shared import report as rpt
@@ -468,6 +477,85 @@ def cmd_port(argv) -> int:
                                    train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
     sp.print_summary(report, res, ui.out, out, quiet=args.quiet)
     return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+# --------------------------------------------------------------------------
+# Reverse port: a PyTorch module -> a Keras functional model (issue 14)
+# --------------------------------------------------------------------------
+def _shape_arg(s: str) -> tuple:
+    try:
+        dims = tuple(int(a) for a in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected sizes separated by commas, e.g. 3,64,64") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"{s!r}: sizes must be positive")
+    return dims
+
+
+def cmd_port_reverse(args, out: Path) -> int:
+    """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
+    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/reverse.py)."""
+    if args.input_shape is None:
+        raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
+    fw = frameworks(args.threads)
+    from keras_impl import reverse as k
+    from shared import port_reverse as pr
+    from shared import report as rpt
+    from shared.atomic import atomic_dir, atomic_write_text
+    from shared.console import ConsoleUI
+    from torch_impl import reverse as t
+
+    module = t.load_module(args.model, args.torch_weights)
+    from shared import port as sp
+
+    xs = sp.load_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
+    res = pr.reverse_port_checks(k, t, module, args.input_shape, xs, seed=args.seed)
+    ui = ConsoleUI(args.quiet)
+    with atomic_dir(out) as work, ui:
+        work = Path(work)
+        atomic_write_text(work / "model_keras.py", res.source)
+        files = k.save(res.model, work)
+        res.checks.append(pr.plain_load_check(k, res, xs[0], work / "model.keras", work))
+        if not args.no_onnx:
+            res.checks += pr.onnx_checks(k, t, module, res, xs[0], work)
+            files.update({"onnx": ["keras.onnx", "torch.onnx"]})
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
+        data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
+                 "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
+        report = rpt.build_report(res.checks, environment=env, data=data,
+                                  artifacts={**files, "model_keras.py": "model_keras.py", "loss": res.info["loss"],
+                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
+        atomic_write_text(work / "report.json", rpt.dumps(report))
+        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+    if args.quiet:
+        print(rpt.summary_line(report))
+    else:
+        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        ui.out.print(rpt.summary_line(report) + f"; model.keras, model_keras.py, weights and report in {out}")
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
+    """(Keras model, its model_keras.py source, the graph) for an nn.Module and
+    an input shape without the batch (C, H, W); the model is built by executing
+    that source and takes Keras' layout (N, H, W, C)."""
+    frameworks()
+    from keras_impl import reverse as k
+    from shared.port_reverse import torch_to_keras as convert
+    from torch_impl import reverse as t
+
+    model, source, _plan, graph = convert(k, t, torch_model, input_shape, dtype)
+    return model, source, graph
+
+
+def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
+    """shared.port_reverse.reverse_port_checks with this project's two sides."""
+    frameworks()
+    from keras_impl import reverse as k
+    from shared.port_reverse import reverse_port_checks as check
+    from torch_impl import reverse as t
+
+    return check(k, t, torch_model, input_shape, inputs, **kw)
 
 
 # --------------------------------------------------------------------------

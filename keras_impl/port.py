@@ -21,7 +21,7 @@ import tensorflow as tf
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers"]
+__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
 _LOSS_KINDS = {
@@ -337,3 +337,30 @@ class GraphWeights:
             if variables[key].trainable and g is not None:
                 out[key] = apply_transform(keras.ops.convert_to_numpy(g), [(a, tuple(b)) for a, b in s["transform"]])
         return out
+
+
+def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float) -> tuple:
+    """Train `model` in training mode (BatchNorm on batch statistics, updating
+    its moving statistics; Dropout rates set to 0 so both sides stay
+    deterministic) with keras.optimizers.SGD; (losses, weights by state key).
+
+    batches: [(inputs, y)], inputs in the graph's neutral layout."""
+    for layer in _iter_layers(model):
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    from keras_impl.train import _constant
+
+    trainable = model.trainable_variables
+    # float64 hyperparameters reach float64 variables without a float32 detour
+    # (keras_impl/train.py, make_optimizer: 0.01 would become 0.009999999776).
+    scalar = np.float64 if str(trainable[0].dtype) == "float64" else float
+    opt = keras.optimizers.SGD(learning_rate=_constant(float(lr)), momentum=scalar(momentum))
+    losses = []
+    for inputs, y in batches:
+        xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
+        with tf.GradientTape() as tape:
+            out = model(xs if len(xs) > 1 else xs[0], training=True)
+            value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
+        opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
+        losses.append(float(keras.ops.convert_to_numpy(value)))
+    return losses, get_weights(model, graph)

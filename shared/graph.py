@@ -1,9 +1,9 @@
 """A framework-free model graph: the meeting point of every port.
 
 A reader turns a framework's model into a `Graph` (keras_impl/graph.py reads
-Keras; a torch.fx reader can fill the same structure); a writer turns a
-`Graph` into source code and a module (torch_impl/graph.py writes PyTorch; a
-Keras writer can read the same structure). The graph holds plain data only:
+Keras; torch_impl/read.py reads a PyTorch module through torch.fx); a writer
+turns a `Graph` into source code and a module (torch_impl/graph.py writes
+PyTorch; keras_impl/write.py writes a Keras functional model). The graph holds plain data only:
 names, shapes, attributes, numpy weights. Nothing from TensorFlow, Keras or
 torch lives in it, so it prints, diffs and serialises to JSON (weights aside,
 as numpy / safetensors).
@@ -65,6 +65,10 @@ already broadcastable against the neutral tensor).
 | `normalize` | floor, invert: (x - mean) / max(sqrt(variance), floor) | mean, variance (broadcastable) |
 | `dropout` | p (identity in inference) | |
 | `identity` | | |
+| `slice` | index: one entry per axis from the batch on: [start, stop, step] (None = open end) or an int (picks one, the axis is dropped) | |
+| `parameter` | shape: the output's shape with a leading 1 (broadcast over the batch of input 0, the model input); a trainable array (ViT's class token and position embedding, ConvNeXt's layer scale) | weight (the source's own shape) |
+| `adaptive_avg_pool` | output_size (2-d): torch's adaptive average pooling where windows differ in size | |
+| `multi_head_attention` | embed_dim, num_heads, bias; inputs query, key, value (batch first) | q_weight, k_weight, v_weight (E, E), q_bias, k_bias, v_bias, out_weight (E, E), out_bias |
 | `embedding` | num_embeddings, embedding_dim (input: integer ids of any shape) | weight (V, D) |
 | `not_equal` | const (the padding id): a boolean mask `x != const` (Keras' `mask_zero` mask is this op's node in the functional graph) | |
 | `rnn` | kind (simple/lstm/gru/gru_reset_before), input_size, hidden_size, bias, nonlinearity (simple: tanh/relu), return_sequences, return_state, go_backwards. Inputs: x (N, T, F) and optionally a boolean mask (N, T): at a masked step the state and the output are carried over from the previous step (Keras' backend rnn). Outputs: output, then the states (h; lstm: h, c) when return_state | torch nn.RNN/LSTM/GRU names: weight_ih_l0 (G*H, F), weight_hh_l0 (G*H, H), bias_ih_l0, bias_hh_l0 (torch gate order: lstm i,f,g,o; gru r,z,n); gru_reset_before: weight_ih, weight_hh (r,z,n) and one bias |

@@ -64,8 +64,10 @@ def random_targets(graph: Graph, loss: dict, batch: int, seed: int = 0) -> np.nd
     return rng.standard_normal(shape)
 
 
-def node_checks(graph: Graph, a: dict, b: dict, tol: Tolerance, *, dtype: str, a_name="keras", b_name="torch") -> list:
-    """One Check per mirrored tensor of the graph, in graph order (missing on a side: a failure)."""
+def node_checks(graph: Graph, a: dict, b: dict, tol, *, dtype: str, a_name="keras", b_name="torch") -> list:
+    """One Check per mirrored tensor of the graph, in graph order (missing on a side: a failure).
+
+    tol: a Tolerance, or a function tensor name -> Tolerance."""
     order = [t for t in graph.inputs] + [o for n in graph.nodes for o in n.outputs]
     out = []
     for name in order:
@@ -77,7 +79,7 @@ def node_checks(graph: Graph, a: dict, b: dict, tol: Tolerance, *, dtype: str, a
             out.append(Check(f"node {name}", a_name, b_name, float("inf"), float("inf"), 0.0, False,
                              f"not computed by {missing}", model=graph.name, dtype=dtype))
             continue
-        out.append(compare_arrays(f"node {name}", a[name], b[name], tol, a_name=a_name, b_name=b_name,
+        out.append(compare_arrays(f"node {name}", a[name], b[name], tol(name) if callable(tol) else tol, a_name=a_name, b_name=b_name,
                                   model=graph.name, dtype=dtype))
     return out
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from shared.graph import Graph
 from torch_impl.graph import variable_names
 
-__all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON"]
+__all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py)
 
@@ -105,6 +105,148 @@ def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict
     missing = {k: np.zeros(tuple(p.shape)) for k, p in trainable.items() if p.grad is None}
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), {**grads, **missing}
+
+
+# --------------------------------------------------------------------------
+# The reverse port (PyTorch -> Keras): the user's own module is the reference.
+# --------------------------------------------------------------------------
+def load_module(spec: str, weights: str | None = None):
+    """An nn.Module (eval mode) from `path/file.py:NAME` or `package.module:NAME`.
+
+    NAME is an nn.Module class with a no-argument constructor or a function
+    returning a module; `weights`: a state_dict saved with torch.save
+    (.pt/.pth, loaded with weights_only=True) or a .safetensors file."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from shared.errors import UsageError
+
+    target, _, name = spec.rpartition(":")
+    if not target or not name:
+        raise UsageError(f"{spec}: expected path/file.py:NAME or package.module:NAME")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"{spec}: no such file {target}")
+        mspec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules.setdefault(path.stem, module)
+        mspec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise UsageError(f"{spec}: {target} has no class or function {name!r}")
+    try:
+        model = factory()
+    except TypeError as e:
+        raise UsageError(f"{spec}: {name}() needs arguments ({e}); give a class with a no-argument constructor "
+                         "or a function returning the module") from None
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec}: {name}() returned {type(model).__name__}, expected a torch.nn.Module")
+    if weights is not None:
+        _load_weights(model, weights)
+    return model.eval()
+
+
+def _load_weights(model, path: str) -> None:
+    from pathlib import Path
+
+    from shared.errors import UsageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--torch-weights {path}: no such file")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(p))
+        else:
+            sd = torch.load(str(p), map_location="cpu", weights_only=True)
+            sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+        model.load_state_dict(sd, strict=True)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise UsageError(f"--torch-weights {path}: {str(e).splitlines()[0]}") from None
+
+
+def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
+    """(mean loss, {graph weight key: gradient}) of the user's module in eval mode.
+
+    The twin of keras_impl.port.loss_and_grads for the reverse port: the traced
+    module runs with gradients, parameters are matched to graph keys through
+    torch_impl.read.params_by_key (slices of a parameter, e.g. a part of
+    in_proj_weight, keep their rows)."""
+    import torch.fx as fx
+
+    from torch_impl.read import params_by_key, trace
+
+    gm = trace(module)
+    dtype = next(module.parameters()).dtype
+    x = torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype)
+    values = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            values[n.name] = super().run_node(n)
+            return values[n.name]
+
+    module.zero_grad(set_to_none=True)
+    Recorder(gm).run(x)
+    out_name = graph.outputs[0]
+    out, logits = values[out_name], bool(spec["from_logits"])
+    if spec.get("keras_uses_logits"):
+        out, logits = values[graph.producer(out_name).inputs[0]], True
+    target = torch.as_tensor(np.asarray(y))
+    target = target if spec["kind"] == "sparse_ce" else target.to(dtype)
+    loss = torch_loss(spec, out, target, logits)
+    loss.backward()
+    params = dict(module.named_parameters())
+    grads = {}
+    for key, src in params_by_key(graph).items():
+        name, rows = (src, None) if isinstance(src, str) else (src[0], src[1:])
+        if name not in params:
+            continue  # a buffer (running statistics): no gradient
+        g = params[name].grad
+        g = torch.zeros_like(params[name]) if g is None else g
+        grads[key] = (g if rows is None else g[rows[0]:rows[1]]).detach().numpy().copy()
+    module.zero_grad(set_to_none=True)
+    return float(loss.detach()), grads
+
+
+def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float, momentum: float) -> tuple:
+    """Train the user's module (a copy is the caller's business) in training
+    mode with torch.optim.SGD, dropout and stochastic depth off (eval) so the
+    two sides stay deterministic; (losses, weights by graph key)."""
+    from torch_impl.read import params_by_key
+
+    module.train()
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) or type(m).__name__ == "StochasticDepth":
+            m.eval()
+    dtype = next(module.parameters()).dtype
+    opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for inputs, y in batches:
+        opt.zero_grad(set_to_none=True)
+        out = module(torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype))
+        target = torch.as_tensor(np.asarray(y))
+        loss = torch_loss(spec, out, target if spec["kind"] == "sparse_ce" else target.to(dtype), bool(spec["from_logits"]))
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    module.eval()
+    state = module.state_dict()
+    weights = {}
+    for key, src in params_by_key(graph).items():
+        name, rows = (src, None) if isinstance(src, str) else (src[0], src[1:])
+        t = state[name] if rows is None else state[name][rows[0]:rows[1]]
+        weights[key] = t.detach().numpy().copy()
+    return losses, weights
 
 
 def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, train_config) -> tuple:

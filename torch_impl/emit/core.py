@@ -155,3 +155,15 @@ def layer_norm_axes(node, args, module, graph=None):
 def embedding(node, args, module, graph=None):
     a = node.attrs
     return Emitted(f"nn.Embedding({a['num_embeddings']}, {a['embedding_dim']})", f"{module}({args[0]}.long())")
+@torch_emitter("multi_head_attention")
+def multi_head_attention(node, args, module, graph=None):
+    a = node.attrs
+    bias = "" if a["bias"] else ", bias=False"
+    return Emitted(f"MultiHeadAttention({a['embed_dim']}, {a['num_heads']}{bias})", f"{module}({', '.join(args)})",
+                   ("MultiHeadAttention",))
+
+
+@torch_emitter("parameter")
+def parameter(node, args, module, graph=None):
+    wshape = tuple(node.weights["weight"].shape)
+    return Emitted(f"Parameter({fmt(wshape)}, {fmt(tuple(node.attrs['shape']))})", f"{module}({args[0]})", ("Parameter",))

@@ -104,6 +104,42 @@ class Normalize(nn.Module):
         std = torch.clamp(torch.sqrt(self.variance), min=self.floor)
         return self.mean + x * std if self.invert else (x - self.mean) / std
 ''',
+    "MultiHeadAttention": '''
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query/key/value projections (batch first)."""
+
+    def __init__(self, embed_dim, num_heads, bias=True):
+        super().__init__()
+        self.num_heads = num_heads
+        for part in "qkv":
+            self.register_parameter(f"{part}_weight", nn.Parameter(torch.zeros(embed_dim, embed_dim)))
+            self.register_parameter(f"{part}_bias", nn.Parameter(torch.zeros(embed_dim)) if bias else None)
+        self.out_weight = nn.Parameter(torch.zeros(embed_dim, embed_dim))
+        self.out_bias = nn.Parameter(torch.zeros(embed_dim))
+
+    def forward(self, q, k, v):
+        n, lq, e = q.shape
+        h = self.num_heads
+
+        def heads(x, w, b):
+            return F.linear(x, w, b).reshape(n, x.shape[1], h, e // h).transpose(1, 2)
+
+        att = F.scaled_dot_product_attention(heads(q, self.q_weight, self.q_bias), heads(k, self.k_weight, self.k_bias),
+                                             heads(v, self.v_weight, self.v_bias))
+        return F.linear(att.transpose(1, 2).reshape(n, lq, e), self.out_weight, self.out_bias)
+''',
+    "Parameter": '''
+class Parameter(nn.Module):
+    """A trainable array, broadcast over the batch of `like`."""
+
+    def __init__(self, weight_shape, shape):
+        super().__init__()
+        self.shape = shape
+        self.weight = nn.Parameter(torch.zeros(weight_shape))
+
+    def forward(self, like):
+        return self.weight.reshape(self.shape).expand(like.shape[0], *self.shape[1:])
+''',
     "keras_gelu": '''
 def keras_gelu(x, approximate=False):
     """GELU as TensorFlow computes it (tf.nn.gelu): its constants pass through

@@ -47,3 +47,8 @@ def global_pool(node, args, module, graph=None):
     fn = "mean" if node.op == "global_avg_pool" else "amax"
     keep = ", keepdim=True" if node.attrs["keepdim"] else ""
     return Emitted(None, f"{args[0]}.{fn}(dim={fmt(tuple(node.attrs['axes']))}{keep})")
+
+
+@torch_emitter("adaptive_avg_pool")
+def adaptive_avg_pool(node, args, module, graph=None):
+    return Emitted(None, f"F.adaptive_avg_pool2d({args[0]}, {fmt(tuple(node.attrs['output_size']))})")

@@ -60,3 +60,15 @@ def upsample(node, args, module, graph=None):
     if a["mode"] == "bilinear":  # TF's own float32 arithmetic (helpers.py)
         return Emitted(None, f"resize_bilinear({args[0]}, {fmt(tuple(a['scale']))})", ("resize_bilinear",))
     return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))})")
+@torch_emitter("slice")
+def slice_(node, args, module, graph=None):
+    parts = []
+    for ix in node.attrs["index"]:
+        if isinstance(ix, int):
+            parts.append(str(ix))
+        else:
+            start, stop, step = ix
+            parts.append(f"{'' if start is None else start}:{'' if stop is None else stop}" + (f":{step}" if step not in (None, 1) else ""))
+    while parts and parts[-1] == ":":
+        parts.pop()
+    return Emitted(None, f"{args[0]}[{', '.join(parts)}]")
