@@ -12,6 +12,9 @@ Commands:
   python compare.py data ...      show what a loader reads from a dataset
   python compare.py export ...    write both ONNX exports and the portable weights
   python compare.py bench ...     speed and memory of both implementations
+  python compare.py port MODEL --out DIR   any Keras model -> readable PyTorch model.py + weights, proven
+  python compare.py port TORCH_MODEL --input-shape C,H,W --out DIR   a PyTorch module -> model.keras + model_keras.py, proven
+  python compare.py verify KERAS_MODEL TORCH_MODEL   check a hand-written PyTorch port of a Keras model
 
 Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
 input (one line on stderr, no traceback); 3 an internal error (a bug in this
@@ -38,7 +41,9 @@ from shared.errors import ParityError, UsageError
 from shared.registry import FAULTS
 from shared.tolerances import Tolerance, for_check
 
-__all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case"]
+__all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
+           "keras_to_torch", "port_checks", "verify_models",
+           "torch_to_keras", "reverse_port_checks"]
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
@@ -241,10 +246,55 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
     return compare_outputs(k_out, t_out, tol, dtype=dtype, name=name, a_channels_last=channels_last_output)
 
 
+_VERIFY_KW = ("weights", "gradients", "train_steps", "mapping", "targets")
+
+
 def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
     """compare_models, then raise ParityFailure (an AssertionError) naming every
-    output that differs, its largest difference, where, and the tolerance."""
-    return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    output that differs, its largest difference, where, and the tolerance.
+
+    With any of weights="keras"|"as-is", gradients=, train_steps=, mapping=,
+    targets=, it runs `verify_models` instead (a hand-written port: weights
+    copied by structure, pair-by-pair localisation, gradients, training), and
+    the failure also names the first differing layer and the likely trap.
+    """
+    if not any(k in kw for k in _VERIFY_KW):
+        return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
+    res = verify_models(keras_model, torch_model, inputs, **kw)
+    if not res.passed:
+        from shared.verify_cli import format_result
+
+        raise ParityFailure("parity failed:\n" + format_result(res))
+    return res.checks
+
+
+# --------------------------------------------------------------------------
+# Port: any Keras model -> a readable PyTorch twin (through shared/graph.py)
+# --------------------------------------------------------------------------
+def keras_to_torch(keras_model):
+    """(torch module in eval mode, its model.py source) for a functional or
+    Sequential Keras model; the module is built by executing that source."""
+    frameworks()
+    from keras_impl.graph import read_graph
+    from torch_impl.graph import build_module
+
+    return build_module(read_graph(keras_model))
+
+
+def port_checks(keras_model, inputs=None, **kw):
+    """Port `keras_model` and prove the port (shared/port.py's checks); returns
+    shared.port.PortResult (.checks, .module, .source, .graph, .info).
+
+    Args:
+        inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
+        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
+    """
+    frameworks()
+    from keras_impl.port import PortSide as KerasSide
+    from shared.port import port_checks as run
+    from torch_impl.port import PortSide as TorchSide
+
+    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -390,13 +440,197 @@ def cmd_export(argv) -> int:
     return EXIT_OK
 
 
+def cmd_port(argv) -> int:
+    from shared import port as sp
+
+    p = sp.port_parser(_Parser, DEFAULT_THREADS)
+    p.add_argument("--input-shape", metavar="C,H,W", type=_shape_arg,
+                   help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
+                        "function returning one), its input shape without the batch")
+    p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
+    args = p.parse_args(argv)
+    from shared.atomic import atomic_dir, check_writable_dir
+    from shared.console import ConsoleUI
+
+    out = Path(args.out)
+    check_writable_dir(out)
+    if args.input_shape is not None or args.torch_weights is not None:
+        return cmd_port_reverse(args, out)
+    fw = frameworks(args.threads)
+    from keras_impl import port as kp
+    from shared import report as rpt
+    from torch_impl.port import PortSide as TorchSide
+
+    for plugin in args.plugin:
+        kp.import_plugin(plugin)
+    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
+    ui = ConsoleUI(args.quiet)
+    with atomic_dir(out) as work, ui:
+        work = Path(work)
+        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+                             onnx_dir=None if args.no_onnx else work)
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
+        source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
+        report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
+                                   train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
+    sp.print_summary(report, res, ui.out, out, quiet=args.quiet)
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+# --------------------------------------------------------------------------
+# Reverse port: a PyTorch module -> a Keras functional model (issue 14)
+# --------------------------------------------------------------------------
+def _shape_arg(s: str) -> tuple:
+    try:
+        dims = tuple(int(a) for a in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected sizes separated by commas, e.g. 3,64,64") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"{s!r}: sizes must be positive")
+    return dims
+
+
+def cmd_port_reverse(args, out: Path) -> int:
+    """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
+    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/reverse.py)."""
+    if args.input_shape is None:
+        raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
+    fw = frameworks(args.threads)
+    from keras_impl import reverse as k
+    from shared import port_reverse as pr
+    from shared import report as rpt
+    from shared.atomic import atomic_dir, atomic_write_text
+    from shared.console import ConsoleUI
+    from torch_impl import reverse as t
+
+    module = t.load_module(args.model, args.torch_weights)
+    from shared import port as sp
+
+    xs = sp.load_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
+    res = pr.reverse_port_checks(k, t, module, args.input_shape, xs, seed=args.seed)
+    ui = ConsoleUI(args.quiet)
+    with atomic_dir(out) as work, ui:
+        work = Path(work)
+        atomic_write_text(work / "model_keras.py", res.source)
+        files = k.save(res.model, work)
+        res.checks.append(pr.plain_load_check(k, res, xs[0], work / "model.keras", work))
+        if not args.no_onnx:
+            res.checks += pr.onnx_checks(k, t, module, res, xs[0], work)
+            files.update({"onnx": ["keras.onnx", "torch.onnx"]})
+        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
+        data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
+                 "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
+        report = rpt.build_report(res.checks, environment=env, data=data,
+                                  artifacts={**files, "model_keras.py": "model_keras.py", "loss": res.info["loss"],
+                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
+        atomic_write_text(work / "report.json", rpt.dumps(report))
+        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+    if args.quiet:
+        print(rpt.summary_line(report))
+    else:
+        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        ui.out.print(rpt.summary_line(report) + f"; model.keras, model_keras.py, weights and report in {out}")
+    return EXIT_OK if report["passed"] else EXIT_PARITY
+
+
+def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
+    """(Keras model, its model_keras.py source, the graph) for an nn.Module and
+    an input shape without the batch (C, H, W); the model is built by executing
+    that source and takes Keras' layout (N, H, W, C)."""
+    frameworks()
+    from keras_impl import reverse as k
+    from shared.port_reverse import torch_to_keras as convert
+    from torch_impl import reverse as t
+
+    model, source, _plan, graph = convert(k, t, torch_model, input_shape, dtype)
+    return model, source, graph
+
+
+def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
+    """shared.port_reverse.reverse_port_checks with this project's two sides."""
+    frameworks()
+    from keras_impl import reverse as k
+    from shared.port_reverse import reverse_port_checks as check
+    from torch_impl import reverse as t
+
+    return check(k, t, torch_model, input_shape, inputs, **kw)
+
+
+# --------------------------------------------------------------------------
+# Verify: a hand-written PyTorch port against its Keras model (issue 12)
+# --------------------------------------------------------------------------
+def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "keras", gradients: bool = True,
+                  train_steps: int = 3, mapping=None, targets=None, seed: int = 0, batch: int | None = None):
+    """Every verify check of `torch_model` (an nn.Module) against `keras_model`.
+
+    Args:
+        inputs: numpy inputs in Keras' layout (NHWC for images); None: seeded random.
+        batch: rows per batch (default: all given inputs, or 4 random ones); with
+            inputs, training steps take consecutive batches of them.
+        weights: "keras" copies the Keras weights into torch_model by structure
+            (it is modified); "as-is" keeps both models' own weights.
+        mapping: a shared.verify.Mapping (or its JSON text) instead of matching.
+
+    Returns:
+        shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
+    """
+    frameworks()
+    from torch_impl.verify import TorchSide
+    from keras_impl.verify import KerasSide
+    from shared.verify import Mapping
+    from shared.verify_run import VerifyOptions, run_verify
+
+    if weights not in ("keras", "as-is"):
+        raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
+    ks = KerasSide(keras_model)
+    x = None
+    if inputs is not None:
+        perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
+        want = tuple(keras_model.inputs[0].shape[1:])
+        x = np.asarray(inputs)
+        if x.shape[1:] != want:
+            raise UsageError(f"inputs have shape {x.shape[1:]} per sample, the Keras model takes {want} (Keras' layout)")
+        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
+        x = x if perm is None else np.ascontiguousarray(np.transpose(x, perm))
+    if isinstance(mapping, str):
+        mapping = Mapping.from_json(mapping)
+    batch = batch or (len(x) if x is not None else 4)  # given inputs: all of them in one batch by default
+    opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch, seed=seed,
+                         steps=train_steps, gradients=gradients, x=x, y=targets)
+    return run_verify(ks, TorchSide(torch_model), opts)
+
+
+def cmd_verify(argv) -> int:
+    from shared import verify_cli
+
+    p = _Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
+    verify_cli.add_arguments(p, _positive_int, DEFAULT_THREADS)
+    args = p.parse_args(argv)
+    verify_cli.check_arguments(args)
+    frameworks(args.threads)
+    from torch_impl.verify import load_model as load_torch, load_state
+    from keras_impl.verify import load_model as load_keras
+
+    module = load_torch(args.torch_model)
+    if args.torch_weights:
+        load_state(module, args.torch_weights)
+    keras_model = load_keras(args.keras_model, unsafe=args.unsafe)
+    x, y = verify_cli.load_data(args, tuple(keras_model.inputs[0].shape))
+    res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=verify_cli.read_mapping(args),
+                        targets=y, seed=args.seed, batch=args.batch_size)
+    verify_cli.write_outputs(args, res)
+    return EXIT_OK if res.passed else EXIT_PARITY
+
+
 def cmd_bench(argv) -> int:
     from shared.bench import main as bench_main
 
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench}
+COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port, "verify": cmd_verify}
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ The framework parts run one after the other (never two at once: they would
 share the cores). Each returns, per repeat, the figures listed in
 keras_impl/bench.py; this module takes medians and spread over the repeats,
 forms the ratios (PyTorch/Keras, onnxruntime/native, project/plain), prints
-rich tables and writes `bench.json` and `bench.txt` into `--out`
+rich tables (shared/bench_render.py) and writes `bench.json` and `bench.txt` into `--out`
 (default reports/bench) with shared.atomic.
 
 The helpers at the top (`DEFAULTS`, `bench_inputs`, `per_call`,
@@ -55,7 +55,6 @@ __all__ = [
     "summarize",
     "harness_env",
     "harness_cost",
-    "render",
     "main",
 ]
 
@@ -310,167 +309,9 @@ def _jsonable(o):
 # ==========================================================================
 # Statistics (pure, tested with synthetic numbers)
 # ==========================================================================
-def stats(values) -> dict | None:
-    """Median and spread of the positive finite values: {median, min, max, q1, q3, n}; None if none."""
-    v = np.asarray([x for x in (values or []) if x is not None and np.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return None
-    q1, med, q3 = np.percentile(v, [25, 50, 75])
-    return {"median": float(med), "min": float(v.min()), "max": float(v.max()), "q1": float(q1), "q3": float(q3),
-            "n": int(v.size)}
+from shared.bench_stats import bare_estimate, ratio, stats, summarize  # noqa: E402,F401  (re-exported)
 
 
-def _median(x) -> float | None:
-    if x is None:
-        return None
-    if isinstance(x, dict):
-        return x.get("median")
-    if isinstance(x, (list, tuple, np.ndarray)):
-        s = stats(x)
-        return s["median"] if s else None
-    return float(x)
-
-
-def ratio(a, b) -> float | None:
-    """median(a) / median(b); a and b are stats dicts, lists of values or numbers. None when undefined."""
-    ma, mb = _median(a), _median(b)
-    if ma is None or mb is None or mb == 0:
-        return None
-    return ma / mb
-
-
-def _inv(values) -> list:
-    """Seconds per call -> calls per second (speed), per value."""
-    return [1.0 / v for v in (values or []) if v]
-
-
-def _ratios(train: dict, lat: dict, thr: dict, fw: dict) -> tuple:
-    """(ratios between paths and frameworks, project/plain per framework), as speeds."""
-    lat_speed = {n: None if s is None else 1e3 / s["median"] for n, s in lat.items()}
-
-    def speed_ratio(a, b):  # latency as speed: > 1 means a is faster
-        return None if lat_speed.get(a) is None or lat_speed.get(b) is None else lat_speed[a] / lat_speed[b]
-
-    ratios = {
-        "train torch/keras (project paths)": ratio(train["torch_project"], train["keras_project"]),
-        "train torch/keras (plain paths)": ratio(train["torch_plain"], train["keras_plain"]),
-        "train keras XLA/default": ratio(train["keras_compiled"], train["keras_project"]),
-        "train torch.compile/eager": ratio(train["torch_compiled"], train["torch_project"]),
-        "b1 speed torch/keras": speed_ratio("torch_project", "keras_project"),
-        "b256 throughput torch/keras": ratio(thr["torch_project"], thr["keras_project"]),
-        "b1 speed ort/native keras": speed_ratio("ort_keras", "keras_project"),
-        "b1 speed ort/native torch": speed_ratio("ort_torch", "torch_project"),
-        "b256 throughput ort/native keras": ratio(thr["ort_keras"], thr["keras_project"]),
-        "b256 throughput ort/native torch": ratio(thr["ort_torch"], thr["torch_project"]),
-    }
-    # Project / plain, as speeds: 1.00 = the same; below 0.90 misses the 10% target.
-    pvp = {}
-    for name in fw:
-        pvp[f"{name} train"] = ratio(train[f"{name}_project"], train[f"{name}_plain"])
-        pvp[f"{name} b1"] = speed_ratio(f"{name}_project", f"{name}_plain")
-        pvp[f"{name} b256"] = ratio(thr[f"{name}_project"], thr[f"{name}_plain"])
-    return ratios, pvp
-
-
-def summarize(parts: dict, settings: dict) -> dict:
-    """Medians, spread and ratios of one pair from its three parts' raw results.
-
-    Args:
-        parts: {"keras": ..., "torch": ..., "ort": ...} as the parts return them
-            (a part that failed is {"error": "..."}).
-        settings: the run's settings (harness_steps / harness_optimizers for the
-            bare-pass estimate).
-
-    Returns:
-        {"train_samples_per_s", "latency_b1_ms", "throughput_b256_samples_per_s",
-        "ratios", "project_vs_plain", "peak_rss_mib", "import_s", "first_step_s",
-        "bare_s", "export_s", "build_model_s"} with stats dicts (median, min, max,
-        q1, q3, n) where there are repeats.
-    """
-    k, t, o = (parts.get(n) or {} for n in ("keras", "torch", "ort"))
-    fw = {"keras": k, "torch": t}
-
-    def g(d, *path):
-        for p in path:
-            if not isinstance(d, dict) or p not in d:
-                return None
-            d = d[p]
-        return d
-
-    train, lat, thr, first = {}, {}, {}, {}
-    for name, d in fw.items():
-        for kind in ("project", "plain", "compiled"):
-            train[f"{name}_{kind}"] = stats(g(d, "train", kind, "samples_per_s"))
-            first[f"{name}_{kind}"] = g(d, "train", kind, "first_step_s")
-        for kind in ("project", "plain"):
-            lat[f"{name}_{kind}"] = stats([s * 1e3 for s in (g(d, "infer", kind, "latency_b1_s") or [])])
-            thr[f"{name}_{kind}"] = stats(g(d, "infer", kind, "throughput_samples_per_s"))
-    for side in ("keras", "torch"):
-        lat[f"ort_{side}"] = stats([s * 1e3 for s in (g(o, side, "latency_b1_s") or [])])
-        thr[f"ort_{side}"] = stats(g(o, side, "throughput_samples_per_s"))
-    ratios, pvp = _ratios(train, lat, thr, fw)
-
-    bare = {}
-    for name, d in fw.items():
-        for key in ("forward_valid_s", "forward_valid_f64_s", "backward_s"):
-            bare[f"{name} {key}"] = stats(g(d, "bare", key))
-        st = train[f"{name}_project"]
-        bs = g(d, "batch_size")
-        bare[f"{name} train_step_s"] = None if not st or not bs else {"median": bs / st["median"]}
-    return {
-        "train_samples_per_s": train,
-        "first_step_s": first,
-        "latency_b1_ms": lat,
-        "throughput_b256_samples_per_s": thr,
-        "ratios": ratios,
-        "project_vs_plain": pvp,
-        "peak_rss_mib": {n: g(parts.get(n), "peak_rss_mib") for n in ("keras", "torch", "ort")},
-        "rss_after_import_mib": {n: g(parts.get(n), "rss_after_import_mib") for n in ("keras", "torch", "ort")},
-        "import_s": {n: g(parts.get(n), "import_s") for n in ("keras", "torch", "ort")},
-        "bare_s": bare,
-        "export_s": {n: {"first": g(d, "export", "first_s"), "again": g(d, "export", "again_s")} for n, d in fw.items()},
-        "build_model_s": {n: stats(g(d, "build_model_s")) for n, d in fw.items()},
-        "errors": {n: p["error"] for n, p in parts.items() if isinstance(p, dict) and p.get("error")},
-    }
-
-
-def bare_estimate(pairs: dict, settings: dict) -> dict:
-    """The bare compute one default `python compare.py` run needs, from the per-pair bare passes.
-
-    Per pair and framework: the float32 forward on the validation split twice
-    (the forward checks and the ONNX four-way), the float64 forward once, one
-    forward+backward (the gradient check) and harness_optimizers x
-    harness_steps training steps (priced at the SGD step; Adam's is a little
-    dearer).
-    """
-    n_steps = int(settings["harness_steps"]) * int(settings["harness_optimizers"])
-    per = {}
-    for pair, s in pairs.items():
-        b = s["summary"]["bare_s"]
-        tot = {}
-        for fw in ("keras", "torch"):
-            m = lambda key: (b.get(f"{fw} {key}") or {}).get("median")  # noqa: E731
-            parts = [m("forward_valid_s"), m("forward_valid_s"), m("forward_valid_f64_s"), m("backward_s")]
-            step = m("train_step_s")
-            if None in parts or step is None:
-                tot[fw] = None
-                continue
-            tot[fw] = {"forward": 2 * parts[0] + parts[2], "gradients": parts[3], "training": n_steps * step}
-        per[pair] = tot
-    total = {"forward": 0.0, "gradients": 0.0, "training": 0.0}
-    for tot in per.values():
-        for fw_tot in tot.values():
-            for k, v in (fw_tot or {}).items():
-                total[k] += v
-    total["all"] = sum(total.values())
-    return {"per_pair": per, "total_s": total,
-            "formula": f"per pair and framework: 2 x forward(valid, f32) + forward(valid, f64) + forward+backward(batch) "
-                       f"+ {n_steps} x train step (SGD, steady state)"}
-
-
-# ==========================================================================
-# Running the parts
-# ==========================================================================
 def _run(cmd: list, timeout: float, env: dict | None = None) -> dict:
     """Run a child to the end: its wall time, exit status, output tail and peak RSS.
 
@@ -620,209 +461,6 @@ def _harness_split(runs: list, probe: dict, bare: dict | None) -> dict:
             }
     return res
 
-
-# ==========================================================================
-# Output
-# ==========================================================================
-def _fmt(s, digits: int = 3, unit: str = "") -> str:
-    """"median [min..max]" (rich markup escaped), or "-"."""
-    from rich.markup import escape
-
-    return escape(_fmt_plain(s, digits, unit))
-
-
-def _fmt_plain(s, digits: int = 3, unit: str = "") -> str:
-    if s is None:
-        return "-"
-    if isinstance(s, dict):
-        m = s.get("median")
-        if m is None:
-            return "-"
-        if "min" in s and s.get("n", 1) > 1:
-            return f"{_num(m, digits)}{unit} [{_num(s['min'], digits)}..{_num(s['max'], digits)}]"
-        return f"{_num(m, digits)}{unit}"
-    return f"{_num(s, digits)}{unit}"
-
-
-def _num(v: float, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.{digits}g}"
-
-
-def _x(r) -> str:
-    return "-" if r is None else f"{r:.2f}x"
-
-
-def _render_header(result: dict, console) -> None:
-    """The machine, the threads and the settings."""
-    s = result["settings"]
-    m = result["machine"]
-    console.print(f"[bold]compare.py bench[/bold]: {m['cpu']}, {m['usable_cores']} usable cores "
-                  f"(cpu_count {m['cpu_count']}), {m['memory_gib']} GiB; load average at start "
-                  f"{m['load_average_at_start']}")
-    th = result.get("threads", {})
-    console.print(f"threads: torch intra-op {th.get('torch_intra_op')}, inter-op {th.get('torch_inter_op')}; "
-                  f"TF intra-op {th.get('tf_intra_op')}, inter-op {th.get('tf_inter_op')}; onnxruntime "
-                  f"{th.get('ort')}")
-    console.print(f"medians \\[min..max] over {s['repeats']} repeats; training: batch {s['batch_size']}, "
-                  f"{s['steps']} timed steps after {s['warmup']} warm-up, SGD(momentum {s['momentum']}); "
-                  f"inference: batch 1 ({s['latency_calls']} calls per repeat), batch {s['infer_batch']} "
-                  f"({s['throughput_batches']} batches per repeat); onnxruntime {ORT_BENCH_LEVEL}")
-
-
-def _render_training(result: dict, console) -> None:
-    """Training throughput, project and plain paths."""
-    from rich.table import Table
-
-    pairs = result["pairs"]
-    t = Table(title="Training throughput, samples/s (higher is better)")
-    for col in ("pair", "Keras project\n(tf.function step)", "Keras plain\n(compile+fit)", "PyTorch project\n(eager)",
-                "PyTorch plain\n(nn.Sequential loop)", "PyTorch/Keras\nproject", "PyTorch/Keras\nplain"):
-        t.add_column(col, justify="right" if col != "pair" else "left")
-    for name, p in pairs.items():
-        sm = p["summary"]
-        tr, r = sm["train_samples_per_s"], sm["ratios"]
-        t.add_row(name, _fmt(tr["keras_project"]), _fmt(tr["keras_plain"]), _fmt(tr["torch_project"]),
-                  _fmt(tr["torch_plain"]), _x(r["train torch/keras (project paths)"]), _x(r["train torch/keras (plain paths)"]))
-    console.print(t)
-
-
-def _render_compiled(result: dict, console) -> None:
-    """XLA and torch.compile, when measured."""
-    from rich.table import Table
-
-    s, pairs = result["settings"], result["pairs"]
-    if not s.get("compiled"):
-        return
-    t = Table(title="Compiled training (not the default paths): samples/s, and the first step (trace + compile)")
-    for col in ("pair", "Keras XLA\n(jit_compile=True)", "XLA/default", "Keras first step s\ndefault / XLA",
-                "torch.compile", "compile/eager", "torch first step s\neager / compiled"):
-        t.add_column(col, justify="right" if col != "pair" else "left")
-    for name, p in pairs.items():
-        sm = p["summary"]
-        tr, r, f = sm["train_samples_per_s"], sm["ratios"], sm["first_step_s"]
-        t.add_row(name, _fmt(tr["keras_compiled"]), _x(r["train keras XLA/default"]),
-                  f"{_num(f.get('keras_project'))} / {_num(f.get('keras_compiled'))}",
-                  _fmt(tr["torch_compiled"]), _x(r["train torch.compile/eager"]),
-                  f"{_num(f.get('torch_project'))} / {_num(f.get('torch_compiled'))}")
-    console.print(t)
-
-
-def _render_inference(result: dict, console) -> None:
-    """Batch-1 latency and batch-256 throughput, frameworks and onnxruntime."""
-    from rich.table import Table
-
-    s, pairs = result["settings"], result["pairs"]
-    for key, title, unit, better in (
-        ("latency_b1_ms", "Inference latency at batch 1, ms per call (lower is better)", "", "b1 speed"),
-        ("throughput_b256_samples_per_s", f"Inference throughput at batch {s['infer_batch']}, samples/s (higher is better)", "", "b256 throughput"),
-    ):
-        t = Table(title=title)
-        for col in ("pair", "Keras", "PyTorch", "ORT(keras.onnx)", "ORT(torch.onnx)", "PyTorch/Keras",
-                    "ORT/Keras", "ORT/PyTorch"):
-            t.add_column(col, justify="right" if col != "pair" else "left")
-        for name, p in pairs.items():
-            sm = p["summary"]
-            v, r = sm[key], sm["ratios"]
-            t.add_row(name, _fmt(v["keras_project"]), _fmt(v["torch_project"]), _fmt(v["ort_keras"]),
-                      _fmt(v["ort_torch"]), _x(r[f"{better} torch/keras"]), _x(r[f"{better} ort/native keras"]),
-                      _x(r[f"{better} ort/native torch"]))
-        console.print(t)
-    console.print("  (ratios are speeds: >1 means the first named is faster; latency ratios are inverted latencies)")
-
-
-def _render_project_vs_plain(result: dict, console) -> None:
-    """Each twin against the same model written plainly."""
-    from rich.table import Table
-
-    s, pairs = result["settings"], result["pairs"]
-    t = Table(title="Project vs plain (speed ratio project/plain; target >= 0.90)")
-    for col in ("pair", "Keras train", "Keras b1", f"Keras b{s['infer_batch']}", "PyTorch train", "PyTorch b1",
-                f"PyTorch b{s['infer_batch']}"):
-        t.add_column(col, justify="right" if col != "pair" else "left")
-    for name, p in pairs.items():
-        v = p["summary"]["project_vs_plain"]
-
-        def cell(k):
-            r = v.get(k)
-            if r is None:
-                return "-"
-            return f"[red]{r:.2f}[/red]" if r < 0.9 else f"{r:.2f}"
-
-        t.add_row(name, cell("keras train"), cell("keras b1"), cell("keras b256"), cell("torch train"),
-                  cell("torch b1"), cell("torch b256"))
-    console.print(t)
-
-
-def _render_parts(result: dict, console) -> None:
-    """Per part: import time, peak RSS, bare passes, export."""
-    from rich.table import Table
-
-    pairs = result["pairs"]
-    t = Table(title="Per part: import time, peak RSS, bare passes, export")
-    for col in ("pair", "import s\nKeras / torch / ORT", "peak RSS MiB\nKeras / torch / ORT",
-                "fwd valid ms\nKeras / torch", "fwd+bwd ms\nKeras / torch", "build model ms\nKeras / torch",
-                "ONNX export s\nKeras / torch"):
-        t.add_column(col, justify="right" if col != "pair" else "left")
-    for name, p in pairs.items():
-        sm = p["summary"]
-        imp, rss, b, ex, bm = sm["import_s"], sm["peak_rss_mib"], sm["bare_s"], sm["export_s"], sm["build_model_s"]
-        ms = lambda st: None if not st else st["median"] * 1e3  # noqa: E731
-        t.add_row(name, " / ".join(_num(imp.get(n)) for n in ("keras", "torch", "ort")),
-                  " / ".join(_num(rss.get(n)) for n in ("keras", "torch", "ort")),
-                  f"{_num(ms(b.get('keras forward_valid_s')))} / {_num(ms(b.get('torch forward_valid_s')))}",
-                  f"{_num(ms(b.get('keras backward_s')))} / {_num(ms(b.get('torch backward_s')))}",
-                  f"{_num(ms(bm.get('keras')))} / {_num(ms(bm.get('torch')))}",
-                  f"{_num(ex['keras']['again'])} / {_num(ex['torch']['again'])}")
-    console.print(t)
-
-
-def _render_harness(result: dict, console) -> None:
-    """The harness' own cost."""
-    from rich.table import Table
-
-    h = result.get("harness")
-    if not h:
-        return
-    if h.get("split_s"):
-        env = " ".join(f"{k}={v}" for k, v in (h["runs"][0].get("env") or {}).items()) or "default threads"
-        t = Table(title=f"Harness cost: default `python compare.py` ({env}), wall {_fmt(h['wall_s'])} s "
-                        f"(target < 60 s on this machine: {'met' if h['wall_s']['median'] < 60 else 'NOT met'})")
-        t.add_column("part")
-        t.add_column("seconds", justify="right")
-        t.add_column("share", justify="right")
-        for k, v in h["split_s"].items():
-            t.add_row(k, _num(v), "-" if v is None else f"{100 * v / h['wall_s']['median']:.0f}%")
-        console.print(t)
-        if h.get("overhead"):
-            b = h["bare_s"]
-            console.print(f"bare compute the run compares: {_num(b['all'])} s (forward {_num(b['forward'])}, "
-                          f"gradients {_num(b['gradients'])}, training steps {_num(b['training'])}); overhead: "
-                          + ", ".join(f"{k} {_x(v)}" for k, v in h["overhead"].items()))
-    else:
-        console.print(f"[red]harness run failed[/red]: {[r.get('error') for r in h['runs']]}\n{h['runs'][0].get('tail', '')[-600:]}")
-
-
-def render(result: dict, console) -> None:
-    """Print the bench as rich tables on `console`."""
-    for part in (_render_header, _render_training, _render_compiled, _render_inference, _render_project_vs_plain,
-                 _render_parts, _render_harness):
-        part(result, console)
-    for name, p in result["pairs"].items():
-        for part, err in p["summary"]["errors"].items():
-            console.print(f"[red]{name} {part} failed[/red]: {err}")
-
-
 def _parser() -> argparse.ArgumentParser:
     from shared.registry import PAIRS
 
@@ -914,6 +552,8 @@ def main(argv=None) -> int:
             result["harness"] = harness_cost(settings, work, bare)
             failed |= not result["harness"].get("split_s")
     result["bench_wall_s"] = time.perf_counter() - t_start
+    from shared.bench_render import render
+
     render(result, console)
     out = Path(args.out)
     atomic_write_text(out / "bench.json", json.dumps(result, indent=1, default=_jsonable))

@@ -1,0 +1,244 @@
+"""Sequences: Embedding, the padding mask, SimpleRNN / LSTM / GRU,
+Bidirectional, and mask-aware pooling.
+
+Masks are plain tensors here. Keras 3 builds `mask_zero`'s mask as an
+`ops.NotEqual(ids, 0)` node of the functional graph and hands it to every
+layer whose `call` takes `mask=` as a keyword argument (Layer.__call__,
+keras/src/layers/layer.py, "Populate mask argument(s)"); the reader sees it as
+one more input of that call. So the mask becomes a `not_equal` node and a
+boolean tensor, and each mask-consuming node takes it as an extra input.
+(keras_impl/graph.py refuses a call whose mask no emitted node reads, so a
+mask never vanishes silently.)
+
+RNN semantics, from keras/src/backend/tensorflow/rnn.py (`rnn`, the masked
+while loop): at a masked step the new state and the new output are replaced
+by the previous ones (`tf.where(mask_t, new, previous)`; the output before
+step 0 is zeros; `zero_output_for_mask` is False for LSTM/GRU/SimpleRNN);
+`go_backwards` reverses the inputs and the mask and returns the outputs in
+that reversed order. Bidirectional (keras/src/layers/rnn/bidirectional.py)
+runs a forward copy and a `go_backwards=True` copy with the same mask, flips
+the backward sequence back when `return_sequences`, then merges.
+
+Weights go to torch's fused-module names and gate orders (PORTING_TRAPS.md,
+LSTM / GRU rows): LSTM gates i,f,c,o are torch's i,f,g,o (transpose only);
+GRU z,r,h become torch's r,z,n ("blocks" step); GRU `reset_after=True` has a
+(2, 3H) bias: row 0 -> bias_ih, row 1 -> bias_hh. LSTM and SimpleRNN have one
+bias; torch's second bias is held at zero and frozen (a trainable copy would
+take the same gradient and move the effective bias twice as fast).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_impl.convert import keras_converter, unsupported
+from shared.graph import TensorSpec
+
+__all__ = ["kwarg_input", "add_output", "emit_rnn"]
+
+_GRU_ORDER = (1, 0, 2)  # Keras z,r,h -> torch r,z,n
+
+
+def kwarg_input(call, key: str):
+    """The graph tensor passed as keyword `key` (a mask), or None.
+
+    A mask Keras does not record in the functional node (MultiHeadAttention
+    reads its inputs' masks itself; Layer.__call__ fills `query_mask` & co.
+    only when it runs) is the one keras_impl/masks.py says the call receives
+    at run time (`call.masks`); it is converted on demand when the read graph
+    lacks it.
+    """
+    target = call.kwargs.get(key)
+    if target is None and call.masks:
+        target = call.masks.get(key)
+        if isinstance(target, keras.KerasTensor) and id(target) in (call.names or {}):
+            return call.names[id(target)]
+        if isinstance(target, keras.KerasTensor):
+            if call.pull is None:
+                raise unsupported(call.layer, f"the {key} its input carries (not a tensor of the read graph)")
+            return call.pull(target)
+    if target is None or not isinstance(target, keras.KerasTensor):
+        return None
+    flat = [t for t in keras.tree.flatten((call.args, call.kwargs)) if isinstance(t, keras.KerasTensor)]
+    for t, name in zip(flat, call.inputs):
+        if t is target:
+            return name
+    raise unsupported(call.layer, f"the tensor passed as {key}= (not found among the call's inputs)")
+
+
+def add_output(ctx, node, name: str, keras_shape, *, dtype=None, internal=False) -> None:
+    """A further output of `node` (states of an RNN), Keras' layout."""
+    ctx.graph.tensors[name] = TensorSpec(name, tuple(keras_shape), dtype or ctx.dtype, None, internal)
+    node.outputs.append(name)
+
+
+@keras_converter("Embedding")
+def embedding(ctx, layer, call):
+    # mask_zero needs no branch here: Keras builds the mask as an
+    # ops.NotEqual node, converted on its own (`not_equal` below)
+    if getattr(layer, "quantization_mode", None):
+        raise unsupported(layer, f"quantization_mode {layer.quantization_mode!r}")
+    if getattr(layer, "lora_enabled", False):
+        raise unsupported(layer, "LoRA")
+    ids = ctx.tensor(call.inputs[0], "as_is")
+    if ids in ctx.graph.inputs:  # random test inputs: ids in [0, input_dim) of every table they feed
+        highs = ctx.graph.meta.setdefault("input_high", {})
+        highs[ids] = min(highs.get(ids, int(layer.input_dim)), int(layer.input_dim))
+    attrs = {"num_embeddings": int(layer.input_dim), "embedding_dim": int(layer.output_dim)}
+    ctx.emit("embedding", [ids], call.outputs[0], layout="as_is", attrs=attrs,
+             weights={"weight": (layer.embeddings, [])})
+
+
+@keras_converter("ops.NotEqual")
+def not_equal(ctx, layer, call):
+    args = list(call.args)
+    if len(args) != 2 or isinstance(args[1], keras.KerasTensor) or np.ndim(args[1]) != 0:
+        raise unsupported(layer, "not_equal other than against a scalar")
+    x = ctx.tensor(call.inputs[0], "as_is")
+    ctx.emit("not_equal", [x], call.outputs[0], layout="as_is", attrs={"const": float(args[1])})
+    ctx.graph.tensors[call.outputs[0]].dtype = "bool"
+
+
+def _check_cell(layer, cell, kind: str) -> None:
+    act = getattr(cell.activation, "__name__", str(cell.activation))
+    if kind == "simple":
+        if act not in ("tanh", "relu"):
+            raise unsupported(layer, f"SimpleRNN activation {act!r} (torch's nn.RNN has tanh and relu)")
+        return
+    rec = getattr(cell.recurrent_activation, "__name__", str(cell.recurrent_activation))
+    if act != "tanh" or rec != "sigmoid":
+        raise unsupported(layer, f"activation {act!r} / recurrent_activation {rec!r} (supported: tanh / sigmoid)")
+
+
+def _rnn_kind(layer) -> str:
+    name = type(layer).__name__
+    if name == "LSTM":
+        return "lstm"
+    if name == "GRU":
+        return "gru" if layer.cell.reset_after else "gru_reset_before"
+    if name == "SimpleRNN":
+        return "simple"
+    raise unsupported(layer, "a recurrent layer other than SimpleRNN, LSTM and GRU")
+
+
+def _rnn_weights(layer, kind: str, hidden: int) -> dict:
+    cell = layer.cell
+    t = [("transpose", (1, 0))]
+    reorder = [("blocks", (0, *_GRU_ORDER))] if kind.startswith("gru") else []
+    if kind == "gru_reset_before":
+        w = {"weight_ih": (cell.kernel, t + reorder), "weight_hh": (cell.recurrent_kernel, t + reorder)}
+        if cell.use_bias:
+            w["bias"] = (cell.bias, reorder)
+        return w
+    w = {"weight_ih_l0": (cell.kernel, t + reorder), "weight_hh_l0": (cell.recurrent_kernel, t + reorder)}
+    if cell.use_bias:
+        if kind == "gru":
+            w["bias_ih_l0"] = (cell.bias, [("select", (0, 0))] + reorder)
+            w["bias_hh_l0"] = (cell.bias, [("select", (0, 1))] + reorder)
+        else:  # one Keras bias: torch's recurrent bias stays zero (frozen in model.py)
+            w["bias_ih_l0"] = (cell.bias, [])
+            w["bias_hh_l0"] = np.zeros(int(cell.bias.shape[0]))
+    return w
+
+
+def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, node_name=None, internal=False):
+    """One `rnn` node for a SimpleRNN/LSTM/GRU layer: outputs[0] the output,
+    outputs[1:] its states when return_state."""
+    kind = _rnn_kind(layer)
+    cell = layer.cell
+    _check_cell(layer, cell, kind)
+    if getattr(layer, "stateful", False):
+        raise unsupported(layer, "stateful=True")
+    hidden = int(cell.units)
+    attrs = {
+        "kind": kind, "input_size": int(cell.kernel.shape[0]), "hidden_size": hidden, "bias": bool(cell.use_bias),
+        "return_sequences": bool(layer.return_sequences), "return_state": bool(layer.return_state),
+        "go_backwards": bool(layer.go_backwards), "masked": mask is not None,
+        # Bidirectional forces it to return_sequences: masked steps output zeros
+        "zero_output_for_mask": bool(getattr(layer, "zero_output_for_mask", False)) and mask is not None,
+    }
+    if kind == "simple":
+        attrs["nonlinearity"] = cell.activation.__name__
+    inputs = [x] + ([mask] if mask is not None else [])
+    node = ctx.emit("rnn", inputs, outputs[0], layout="as_is", attrs=attrs, weights=_rnn_weights(layer, kind, hidden),
+                    keras_shape=keras_shapes[0], node_name=node_name, internal=internal)
+    for name, shape in zip(outputs[1:], keras_shapes[1:]):
+        add_output(ctx, node, name, shape)  # states are always the layer's own outputs
+    return node
+
+
+@keras_converter("SimpleRNN", "LSTM", "GRU")
+def recurrent(ctx, layer, call):
+    if kwarg_input(call, "initial_state") is not None or len(call.args) > 1:
+        raise unsupported(layer, "an initial_state argument")
+    x = ctx.tensor(call.inputs[0], "as_is")
+    emit_rnn(ctx, layer, x, kwarg_input(call, "mask"), list(call.outputs), list(call.out_shapes))
+
+
+_MERGE = {"concat": "concat", "sum": "add", "mul": "mul", "ave": "mean"}
+
+
+@keras_converter("Bidirectional")
+def bidirectional(ctx, layer, call):
+    if kwarg_input(call, "initial_state") is not None or len(call.args) > 1:
+        raise unsupported(layer, "an initial_state argument")
+    if call.shares:
+        raise unsupported(layer, "a second call of the same Bidirectional layer")
+    fwd, bwd = layer.forward_layer, layer.backward_layer
+    if not bwd.go_backwards or fwd.go_backwards:
+        raise unsupported(layer, "a forward layer with go_backwards=True")
+    x = ctx.tensor(call.inputs[0], "as_is")
+    mask = kwarg_input(call, "mask")
+    n_states = {"lstm": 2}.get(_rnn_kind(fwd), 1) if layer.return_state else 0
+    n_out = 1 if layer.merge_mode else 2
+    state_names = list(call.outputs[n_out:])
+    state_shapes = list(call.out_shapes[n_out:])
+    seq = bool(layer.return_sequences)
+    half = tuple(call.out_shapes[0][:-1]) + (int(fwd.cell.units),)
+    base = call.node_name
+    if n_out == 2:  # merge_mode=None: the two halves are the layer's outputs
+        names = {"forward": call.outputs[0], "backward": ctx.fresh_tensor(f"{call.outputs[1]}_reversed") if seq else call.outputs[1]}
+    else:
+        names = {d: ctx.fresh_tensor(f"{call.outputs[0]}_{d}") for d in ("forward", "backward")}
+    halves = []
+    for direction, sub, states, shapes in (("forward", fwd, state_names[:n_states], state_shapes[:n_states]),
+                                           ("backward", bwd, state_names[n_states:], state_shapes[n_states:])):
+        out = names[direction]
+        emit_rnn(ctx, sub, x, mask, [out] + states, [half] + shapes, node_name=ctx.node_name(f"{base}_{direction}"),
+                 internal=out not in call.outputs)
+        if direction == "backward" and seq:  # back to forward time order (Bidirectional.call: ops.flip)
+            flipped = call.outputs[1] if n_out == 2 else ctx.fresh_tensor(f"{call.outputs[0]}_backward_flipped")
+            ctx.emit("flip", [out], flipped, layout="as_is", attrs={"axis": 1}, keras_shape=half,
+                     internal=n_out == 1, node_name=ctx.node_name(f"{base}_flip"))
+            out = flipped
+        halves.append(out)
+    if n_out == 1:
+        op = _MERGE[layer.merge_mode]
+        attrs = {"axis": len(half) - 1} if op == "concat" else {}
+        ctx.emit(op, halves, call.outputs[0], layout="as_is", attrs=attrs, keras_shape=call.out_shapes[0])
+
+
+@keras_converter("GlobalAveragePooling1D")
+def global_avg_pool_1d(ctx, layer, call):
+    mask = kwarg_input(call, "mask")
+    if mask is None:
+        from keras_impl.convert.pooling import _global
+
+        return _global(ctx, layer, call, "global_avg_pool")
+    if layer.data_format != "channels_last":
+        raise unsupported(layer, "data_format='channels_first' with a mask")
+    # GlobalAveragePooling1D.call: where(mask, x, 0) summed over steps / count of unmasked steps
+    x = ctx.tensor(call.inputs[0], "as_is")
+    ctx.emit("masked_mean", [x, mask], call.outputs[0], layout="as_is", attrs={"axis": 1, "keepdim": bool(layer.keepdims)})
+
+
+@keras_converter("ops.LogicalOr", "ops.LogicalAnd")
+def logical(ctx, layer, call):
+    # masks merged by Add & co (keras/src/layers/merging/base_merge.py, compute_mask: OR)
+    if len(call.inputs) != 2:
+        raise unsupported(layer, "a logical op of a tensor and a constant")
+    fn = "or" if type(layer).__name__ == "LogicalOr" else "and"
+    a, b = (ctx.tensor(t, "as_is") for t in call.inputs)
+    ctx.emit("logical", [a, b], call.outputs[0], layout="as_is", attrs={"fn": fn})
+    ctx.graph.tensors[call.outputs[0]].dtype = "bool"

@@ -1,0 +1,352 @@
+"""Keras model -> framework-free Graph (shared/graph.py), and the per-node values.
+
+`read_graph(model)` walks the functional graph's nodes (`model._nodes_by_depth`,
+keras.src.ops.node.Node), not `model.layers`: keras.ops operations such as
+`x + 3.0` are nodes there (PORTING_TRAPS.md, "keras.ops nodes"). Nested
+Functional / Sequential models are recursed into (their inner tensors join the
+outer graph; the nested model's output is its last inner layer's tensor). Each
+call is handed to its registered converter (keras_impl/convert).
+
+`graph_values(model, graph, inputs)` runs the same walk eagerly in inference
+mode and returns every mirrored tensor's value under its graph name, in the
+graph's neutral layout (keras_perm applied), for the per-node check.
+
+Tensor names: a layer's output keeps the layer's name; a second output gets
+`name:1`, a later call of a shared layer `name@1`; clashes with an outer
+model's names get the nested model's name as prefix (`inner/dense`).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import tree
+
+from keras_impl.convert import Call, Context, converter_for
+from keras_impl.convert import core as _core  # noqa: F401  (registers converters)
+from keras_impl.convert import applications as _applications  # noqa: F401
+from keras_impl.convert import conv as _conv  # noqa: F401
+from keras_impl.convert import embedding as _embedding  # noqa: F401
+from keras_impl.convert import merge as _merge  # noqa: F401
+from keras_impl.convert import normalization as _normalization  # noqa: F401
+from keras_impl.convert import ops as _ops  # noqa: F401
+from keras_impl.convert import pooling as _pooling  # noqa: F401
+from keras_impl.convert import reshape as _reshape  # noqa: F401
+from keras_impl.convert import sequence as _sequence  # noqa: F401  (after pooling: its GlobalAveragePooling1D reads masks)
+from keras_impl.convert import attention as _attention  # noqa: F401
+from keras_impl.masks import RuntimeMasks
+from shared.errors import UsageError
+from shared.graph import Graph, TensorSpec, channels_first_perm
+
+__all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward"]
+
+# Layers whose input is an image / a signal, so the model input they read is
+# made channels first (rank-3 inputs become N,C,L only for these).
+_CONV_LIKE = ("Conv", "Pool", "ZeroPadding", "Cropping", "UpSampling", "SeparableConv", "DepthwiseConv")
+
+
+def _functional_of(op):
+    """The Functional behind a nested model, or None for a plain layer."""
+    if isinstance(op, keras.Sequential):
+        if op._functional is None:
+            raise UsageError(f"nested Sequential {op.name!r} is not built with an Input; cannot read its graph")
+        return op._functional
+    if isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth"):
+        return op
+    return None
+
+
+def _ordered_nodes(fn):
+    for depth in sorted(fn._nodes_by_depth, reverse=True):
+        for node in fn._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+class _Walker:
+    """Yields (Call, node) in topological order over nested models, naming tensors."""
+
+    def __init__(self, ids: dict | None = None):
+        self.ids = ids  # id(KerasTensor) -> value, when running eagerly
+        self.used = set()
+        self.calls = {}
+        self.first_call = {}  # id(layer) -> node name of its first call
+
+    def name_for(self, base: str, prefix: str) -> str:
+        name = base if base not in self.used else f"{prefix}/{base}"
+        i = 1
+        while name in self.used:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+    def walk(self, fn, names: dict, prefix: str = ""):
+        """names: id(KerasTensor) -> graph name, prefilled for fn.inputs."""
+        for node in _ordered_nodes(fn):
+            op = node.operation
+            inner = _functional_of(op)
+            in_names = [names[id(t)] for t in node.input_tensors]
+            if inner is not None:
+                sub = {id(t): n for t, n in zip(inner.inputs, in_names)}
+                if self.ids is not None:
+                    for it, t in zip(inner.inputs, node.input_tensors):
+                        self.ids[id(it)] = self.ids[id(t)]
+                yield from self.walk(inner, sub, prefix=op.name)
+                for t, it in zip(node.outputs, inner.outputs):
+                    names[id(t)] = sub[id(it)]
+                    if self.ids is not None:
+                        self.ids[id(t)] = self.ids[id(it)]
+                continue
+            if all(id(t) in names for t in node.outputs):
+                continue  # already converted: a mask pulled in by an earlier layer (_pull)
+            index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
+            self.calls[id(op)] = index + 1
+            outs = []
+            for i, t in enumerate(node.outputs):
+                base = op.name + (f"@{index}" if index else "") + (f":{i}" if i else "")
+                names[id(t)] = self.name_for(base, prefix or fn.name)
+                outs.append(names[id(t)])
+            call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
+                        [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs])
+            call.shares = self.first_call.get(id(op))
+            call.names = names
+            yield call, node
+
+
+def input_layout(model, tensor) -> str:
+    """"cf" for image/conv inputs (rank 4-5, or rank 3 read by a conv-like layer), else "as_is"."""
+    rank = len(tensor.shape)
+    hist = tensor._keras_history
+    consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
+    if consumers and all(type(c).__name__ == "TimeDistributed" for c in consumers):
+        return "as_is"  # (N, T, ...) frames: the time axis stays where it is
+    if rank >= 4:
+        return "cf"
+    if rank == 3:
+        hist = tensor._keras_history
+        consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
+        if any(any(k in type(c).__name__ for k in _CONV_LIKE) for c in consumers):
+            return "cf"
+    return "as_is"
+
+
+def _pull(ctx, walker, user, kt) -> str:
+    """Convert the node computing `kt`, a tensor the functional graph does
+    not list as any node's input (the mask MultiHeadAttention reads from its
+    query's `_keras_mask`), and its missing inputs; its tensors are internal
+    (Keras' graph walk never computes them)."""
+    names = user.names
+    if id(kt) in names:
+        return names[id(kt)]
+    hist = kt._keras_history
+    op = hist.operation
+    node = op._inbound_nodes[hist.node_index]
+    in_names = [_pull(ctx, walker, user, t) for t in node.input_tensors]
+    outs = []
+    for i, t in enumerate(node.outputs):
+        names[id(t)] = walker.name_for(op.name + (f":{i}" if i else ""), user.layer.name)
+        outs.append(names[id(t)])
+    call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
+                [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs],
+                node_name=ctx.node_name(op.name), names=names)
+    call.pull = user.pull
+    outer, ctx.current = ctx.current, call
+    try:
+        converter_for(op)(ctx, op, call)
+    finally:
+        ctx.current = outer
+    for name in outs:
+        ctx.graph.tensors[name].internal = True
+    return names[id(kt)]
+
+
+def _defer(call, node, deferred: dict) -> bool:
+    """Skip a keras.ops node computing a boolean mask that nothing may read
+    (Keras builds a mask for every masked layer output, e.g. Concatenate's);
+    a later node that does read it raises the original error."""
+    from keras_impl.convert import CONVERTERS, registry_key
+
+    key = registry_key(call.layer)
+    is_mask_op = key.startswith("ops.") and all(keras.backend.standardize_dtype(t.dtype) == "bool" for t in node.outputs)
+    used = [t for t in call.inputs if t in deferred]
+    if not is_mask_op:
+        if used:
+            raise deferred[used[0]]
+        return False
+    if not used and key in CONVERTERS:
+        return False
+    if used:
+        err = deferred[used[0]]
+    else:
+        try:
+            converter_for(call.layer)
+        except Exception as e:  # noqa: BLE001  (raised later if the mask is read)
+            err = e
+    for out in call.outputs:
+        deferred[out] = err
+    return True
+
+
+_MASK_KWARGS = ("mask", "query_mask", "value_mask", "key_mask", "attention_mask")
+
+
+def _check_masks_read(call, new_nodes) -> None:
+    """A mask Keras hands to a layer must reach one of the nodes emitted for
+    it: a converter that ignores it would port a model that silently uses the
+    padded positions (the issue with converters: "masks vanish")."""
+    from keras_impl.convert import unsupported
+    from keras_impl.convert.sequence import kwarg_input
+
+    read = {t for n in new_nodes for t in n.inputs}
+    for key in _MASK_KWARGS:
+        if key in getattr(call, "mask_unused", ()):
+            continue  # the converter says why Keras does not use it either
+        name = kwarg_input(call, key)
+        if name is not None and name not in read:
+            raise unsupported(call.layer, f"the {key}= it receives (its converter does not use masks)")
+
+
+def read_graph(model) -> Graph:
+    """Read a Keras model (Functional or Sequential, built) into a neutral Graph."""
+    fn = _functional_of(model)
+    if fn is None:
+        raise UsageError(f"model {model.name!r} ({type(model).__name__}) is a subclassed model: the port needs a functional graph")
+    dtype = keras.backend.standardize_dtype(fn.inputs[0].dtype)
+    graph = Graph(name=model.name, meta={"source": "keras", "keras_version": keras.__version__})
+    ctx = Context(graph, dtype=dtype, variable_index={id(v): i for i, v in enumerate(model.weights)})
+    walker = _Walker()
+    names = {}
+    for t in fn.inputs:
+        name = walker.name_for(t._keras_history.operation.name if t._keras_history.operation else t.name, model.name)
+        names[id(t)] = name
+        layout = input_layout(model, t)
+        perm = channels_first_perm(len(t.shape)) if layout == "cf" else None
+        shape = tuple(t.shape) if perm is None else tuple(t.shape[i] for i in perm)
+        graph.tensors[name] = TensorSpec(name, shape, keras.backend.standardize_dtype(t.dtype), perm)
+        graph.inputs.append(name)
+    deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
+    runtime = RuntimeMasks()
+    for call, node in walker.walk(fn, names):
+        call.node_name = ctx.node_name(call.layer.name)
+        if call.shares is None:
+            walker.first_call[id(call.layer)] = call.node_name
+        call.pull = lambda kt, _call=call: _pull(ctx, walker, _call, kt)
+        call.masks = runtime.before(call)
+        runtime.after(call, node, call.masks)
+        ctx.current = call
+        if _defer(call, node, deferred):
+            continue
+        first_new = len(graph.nodes)
+        converter_for(call.layer)(ctx, call.layer, call)
+        _check_masks_read(call, graph.nodes[first_new:])
+        for out in call.outputs:
+            if out not in graph.tensors:
+                raise UsageError(f"converter for layer {call.layer.name!r} ({type(call.layer).__name__}) did not produce {out!r}")
+    ctx.current = None
+    for t in fn.outputs:
+        out = names[id(t)]
+        if out in deferred:
+            raise deferred[out]
+        mask = runtime.of(t)
+        if mask is not None:  # Keras' loss weights the items by it (keras/src/losses/loss.py, apply_mask)
+            mask_name = names.get(id(mask)) or _pull(ctx, walker, call, mask)
+            if mask_name in deferred:
+                raise deferred[mask_name]
+            graph.meta.setdefault("output_masks", {})[out] = mask_name
+        if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
+            out = ctx.tensor(out, "cf")
+        graph.outputs.append(out)
+    return graph
+
+
+def graph_values(model, graph: Graph, inputs) -> dict:
+    """Every mirrored tensor's value (inference mode), neutral layout, by graph name.
+
+    Args:
+        inputs: list of numpy arrays in the graph's (neutral) input layout.
+    """
+    fn = _functional_of(model)
+    values = {}
+    ids = {}
+    for t, name, x in zip(fn.inputs, graph.inputs, inputs):
+        perm = graph.tensors[name].keras_perm
+        arr = x if perm is None else np.transpose(x, np.argsort(perm))
+        ids[id(t)] = keras.ops.convert_to_tensor(np.ascontiguousarray(arr), dtype=t.dtype)
+        values[name] = x
+    walker = _Walker(ids)
+    walker.used.update(graph.inputs)
+    names = {id(t): name for t, name in zip(fn.inputs, graph.inputs)}
+    for call, node in walker.walk(fn, names):
+        op = call.layer
+        args, kwargs = node.arguments.fill_in(ids)
+        if isinstance(op, keras.layers.Layer) and op._call_has_training_arg:
+            kwargs = {**kwargs, "training": False}
+        outs = tree.flatten(op(*args, **kwargs))
+        for t, y, name in zip(node.outputs, outs, call.outputs):
+            ids[id(t)] = y
+            spec = graph.tensors.get(name)
+            if spec is not None:
+                a = keras.ops.convert_to_numpy(y)
+                values[name] = a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm))
+    for node in graph.nodes:  # layout permutes the reader added (a channels-first output, say)
+        if node.op == "permute" and node.outputs[0] not in values and node.inputs[0] in values:
+            values[node.outputs[0]] = np.ascontiguousarray(np.transpose(values[node.inputs[0]], node.attrs["dims"]))
+    return values
+
+
+def cast_model(model, dtype: str):
+    """A copy of `model` computing in `dtype` (layers, nested models and their
+    Inputs), with the same weights.
+
+    Keras casts float64 input to float32 unless the layers are float64
+    (PORTING_TRAPS.md, "Numerics"), and a nested model casts its inputs to its
+    own Input's dtype, so every float "dtype" in the serialised config is
+    rewritten (clone_model keeps nested Inputs float32).
+    """
+    config = keras.saving.serialize_keras_object(model)
+    # Custom classes only: a scope entry named like a built-in would capture
+    # other configs of that name (layers.Concatenate would deserialise the
+    # keras.ops.concatenate node as a float32 layer).
+    builtin = ("keras.src.layers.", "keras.src.ops.", "keras.src.models.")
+    custom = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)
+              if not type(layer).__module__.startswith(builtin)}
+    with keras.saving.custom_object_scope(custom):
+        clone = keras.saving.deserialize_keras_object(_retyped(config, dtype))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _retyped(obj, dtype: str):
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k == "dtype" and isinstance(v, str) and v.startswith(("float", "bfloat")):
+                out[k] = dtype
+            elif k == "dtype" and isinstance(v, dict) and v.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+                out[k] = {**v, "config": {**v.get("config", {}), "name": dtype}}
+            else:
+                out[k] = _retyped(v, dtype)
+        return out
+    if isinstance(obj, list):
+        return [_retyped(v, dtype) for v in obj]
+    return obj
+
+
+def forward(model, graph: Graph, inputs) -> list:
+    """The model's outputs from one plain call (inference mode), neutral layout."""
+    fn = _functional_of(model)
+    xs = [keras.ops.convert_to_tensor(np.ascontiguousarray(_from_neutral(graph, n, x)), dtype=t.dtype)
+          for n, x, t in zip(graph.inputs, inputs, fn.inputs)]
+    outs = tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))
+    result = []
+    for name, y in zip(graph.outputs, outs):
+        spec = graph.tensors[name]
+        a = keras.ops.convert_to_numpy(y)
+        result.append(a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm)))
+    return result
+
+
+def _from_neutral(graph: Graph, name: str, x):
+    perm = graph.tensors[name].keras_perm
+    return x if perm is None else np.transpose(x, np.argsort(perm))

@@ -1,0 +1,366 @@
+"""Keras side of `compare.py port`: load a model, its loss, its gradients.
+
+Loading keeps Keras' safe_mode: a Lambda layer carrying code is refused
+(UsageError, exit 2) unless `unsafe=True`, for saved files (Keras raises on
+deserialisation) and for models built by a user function alike. Everything
+crosses to the caller as numpy in the graph's neutral layout, weights and
+gradients under the graph's state_dict keys (shared/graph.py weight_sources).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from shared.errors import UsageError
+from shared.graph import Graph, apply_transform, invert_transform
+
+__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps"]
+
+# Keras loss names (and class names) -> the project's loss spec kinds.
+_LOSS_KINDS = {
+    "sparse_categorical_crossentropy": "sparse_ce", "SparseCategoricalCrossentropy": "sparse_ce",
+    "categorical_crossentropy": "ce", "CategoricalCrossentropy": "ce",
+    "binary_crossentropy": "bce", "BinaryCrossentropy": "bce",
+    "mean_squared_error": "mse", "mse": "mse", "MeanSquaredError": "mse",
+    "mean_absolute_error": "mae", "mae": "mae", "MeanAbsoluteError": "mae",
+}
+
+
+def _iter_layers(model):
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        yield layer
+
+
+def lambda_layers(model) -> list:
+    return [layer.name for layer in _iter_layers(model) if isinstance(layer, keras.layers.Lambda)]
+
+
+def import_plugin(target: str):
+    """Import a module by dotted name or .py path (converters and custom layers
+    register themselves on import: `--plugin`)."""
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"{target}: no such file")
+        if str(path.resolve()) in _PLUGINS:
+            return _PLUGINS[str(path.resolve())]
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules.setdefault(path.stem, module)
+        module_spec.loader.exec_module(module)
+        _PLUGINS[str(path.resolve())] = module
+        return module
+    try:
+        return importlib.import_module(target)
+    except ImportError as e:
+        raise UsageError(f"{target}: cannot import module ({e})") from None
+
+
+_PLUGINS: dict = {}  # resolved .py path -> module, so a file imported twice registers once
+
+
+def _load_callable(spec: str):
+    target, _, fn_name = spec.rpartition(":")
+    module = import_plugin(target)
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise UsageError(f"{spec}: {target} has no function {fn_name!r}")
+    return fn
+
+
+def load_model(spec: str, unsafe: bool = False):
+    """A Keras model from a .keras / .h5 file or `module:function` / `file.py:function`."""
+    path = Path(spec)
+    if spec.endswith((".keras", ".h5", ".hdf5")):
+        if not path.is_file():
+            raise UsageError(f"{spec}: no such model file")
+        try:
+            model = keras.saving.load_model(str(path), safe_mode=not unsafe, compile=True)
+        except ValueError as e:
+            if "safe_mode" in str(e) or "lambda" in str(e).lower():
+                raise UsageError(f"{spec}: the model has a Lambda layer carrying code; Keras' safe_mode refuses to "
+                                 "load it. Pass --unsafe if you trust this file") from None
+            raise UsageError(f"{spec}: cannot load the model: {str(e).splitlines()[0]}") from None
+    elif ":" in spec:
+        model = _load_callable(spec)()
+        if not isinstance(model, keras.Model):
+            raise UsageError(f"{spec}: returned {type(model).__name__}, expected a keras.Model")
+    else:
+        raise UsageError(f"{spec}: expected a .keras or .h5 file, or package.module:function / path/file.py:function")
+    lambdas = lambda_layers(model)
+    if lambdas and not unsafe:
+        raise UsageError(f"{spec}: Lambda layer(s) {lambdas} carry code; refused as Keras' safe_mode would. "
+                         "Pass --unsafe if you trust it")
+    return model
+
+
+def infer_loss(model, graph: Graph) -> dict:
+    """{"kind": sparse_ce|ce|bce|mse|mae, "from_logits": bool, "source": str}.
+
+    The compiled loss when there is one; else from the head: softmax ->
+    sparse categorical cross-entropy, sigmoid -> binary cross-entropy,
+    linear with several outputs -> sparse CE from logits, linear single -> MSE.
+    """
+    loss = getattr(model, "loss", None)
+    if loss is not None and not isinstance(loss, (list, dict)):
+        names = [loss] if isinstance(loss, str) else [getattr(loss, "__name__", ""), type(loss).__name__, getattr(loss, "name", "")]
+        name = next((n for n in names if n in _LOSS_KINDS), names[0] or names[1])
+        kind = _LOSS_KINDS.get(name)
+        if kind is None:
+            raise UsageError(f"compiled loss {name!r} is not supported by the port; known: {sorted(set(_LOSS_KINDS))}")
+        return {"kind": kind, "from_logits": bool(getattr(loss, "from_logits", False)), "source": f"compiled {name}"}
+    head = graph.producer(graph.outputs[0])
+    fn = head.attrs.get("fn") if head is not None and head.op == "activation" else None
+    width = graph.tensors[graph.outputs[0]].shape[-1]
+    if fn == "softmax" and len(graph.tensors[graph.outputs[0]].shape) == 2:
+        return {"kind": "sparse_ce", "from_logits": False, "source": "inferred: softmax head"}
+    if fn == "sigmoid":
+        return {"kind": "bce", "from_logits": False, "source": "inferred: sigmoid head"}
+    if len(graph.tensors[graph.outputs[0]].shape) != 2:
+        return {"kind": "mse", "from_logits": False, "source": "inferred: not a (batch, outputs) head"}
+    if width and width > 1:
+        return {"kind": "sparse_ce", "from_logits": True, "source": "inferred: linear head, several outputs"}
+    return {"kind": "mse", "from_logits": False, "source": "inferred: linear head"}
+
+
+def _keras_loss(spec: dict, dtype: str):
+    """The Keras loss object; `dtype` given, since a Loss computes in floatx
+    (float32) by default, whatever the model's dtype (traps file)."""
+    kind, logits = spec["kind"], spec["from_logits"]
+    return {
+        "sparse_ce": lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=logits, dtype=dtype),
+        "ce": lambda: keras.losses.CategoricalCrossentropy(from_logits=logits, dtype=dtype),
+        "bce": lambda: keras.losses.BinaryCrossentropy(from_logits=logits, dtype=dtype),
+        "mse": lambda: keras.losses.MeanSquaredError(dtype=dtype),
+        "mae": lambda: keras.losses.MeanAbsoluteError(dtype=dtype),
+    }[kind]()
+
+
+def _to_keras_layout(graph: Graph, name: str, x: np.ndarray) -> np.ndarray:
+    perm = graph.tensors[name].keras_perm
+    return x if perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
+
+
+def _variables(model, graph: Graph) -> dict:
+    """state key -> the Keras variable (by position in model.weights: a cast
+    copy of the model has the same order but other paths)."""
+    weights = model.weights
+    return {k: weights[s["index"]] for k, s in graph.weight_sources.items()}
+
+
+def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict) -> tuple:
+    """(mean loss, {state key: gradient, neutral layout}) in inference mode."""
+    xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
+    variables = _variables(model, graph)
+    wanted = {k: s for k, s in graph.weight_sources.items() if variables[k].trainable}
+    with tf.GradientTape() as tape:
+        out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]  # the loss reads the first output
+        # Keras' TF losses take the logits behind a softmax/sigmoid output when
+        # it carries them (backend/tensorflow/nn.py, _get_logits); the torch
+        # side must then do the same.
+        loss["keras_uses_logits"] = hasattr(out, "_keras_logits") and loss["kind"] in ("sparse_ce", "ce", "bce")
+        value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(_to_keras_layout(graph, graph.outputs[0], y) if loss["kind"] not in ("sparse_ce",) else y, out)
+    keys = list(wanted)
+    grads = dict(zip(keys, tape.gradient(value, [variables[k] for k in keys])))
+    out = {}
+    for key, s in wanted.items():
+        g = grads[key]
+        g = np.zeros(s["source_shape"]) if g is None else keras.ops.convert_to_numpy(g)
+        out[key] = apply_transform(g, [(k, tuple(a)) for k, a in s["transform"]])
+    return float(keras.ops.convert_to_numpy(value)), out
+
+
+def get_weights(model, graph: Graph) -> dict:
+    """Every mapped weight, neutral layout, by state key."""
+    variables = _variables(model, graph)
+    return {k: apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
+            for k, s in graph.weight_sources.items()}
+
+
+def set_weights(model, graph: Graph, tensors: dict) -> None:
+    variables = _variables(model, graph)
+    for k, s in graph.weight_sources.items():
+        v = variables[k]
+        steps = [(a, tuple(b)) for a, b in s["transform"]]
+        # current value: a "select" step (GRU bias rows) writes one slice of it
+        v.assign(invert_transform(np.asarray(tensors[k]), steps, s["source_shape"],
+                                  current=keras.ops.convert_to_numpy(v)).astype(v.dtype))
+
+
+def train_config_from(model, optimizer: str | None, steps: int):
+    """The compiled optimizer as a TrainConfig (SGD or Adam, constant lr), or
+    `optimizer` ("sgd"/"adam", TrainConfig's defaults) when given or when the
+    model is not compiled."""
+    from shared.config import TrainConfig
+
+    opt = getattr(model, "optimizer", None)
+    if optimizer is not None or opt is None:
+        return TrainConfig(optimizer=optimizer or "sgd", steps=steps), f"--optimizer {optimizer or 'sgd'} (defaults)"
+    lr = opt.learning_rate
+    if not isinstance(lr, (float, int)) and not hasattr(lr, "numpy"):
+        raise UsageError(f"compiled optimizer {type(opt).__name__} has a learning-rate schedule; pass --optimizer sgd|adam")
+    lr = float(keras.ops.convert_to_numpy(lr))
+    wd = float(opt.weight_decay or 0.0)
+    if isinstance(opt, keras.optimizers.SGD) and not opt.nesterov:
+        return TrainConfig("sgd", lr, momentum=float(opt.momentum), weight_decay=wd, steps=steps), "compiled SGD"
+    if type(opt) is keras.optimizers.Adam and not opt.amsgrad:
+        cfg = TrainConfig("adam", lr, beta_1=float(opt.beta_1), beta_2=float(opt.beta_2), epsilon=float(opt.epsilon),
+                          weight_decay=wd, steps=steps)
+        return cfg, "compiled Adam"
+    raise UsageError(f"compiled optimizer {type(opt).__name__} is not supported by the port's training check; "
+                     "pass --optimizer sgd|adam")
+
+
+def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, train_config) -> tuple:
+    """`train_config.steps` optimizer steps on one batch, inference-mode layers
+    (no dropout masks, BatchNorm on its moving statistics: deterministic on both
+    sides). Trains `model` in place. Returns (pre-update losses, final weights by state key)."""
+    from keras_impl.train import make_optimizer
+
+    opt = make_optimizer(model, train_config)
+    trainable = list(model.trainable_variables)
+    xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
+    target = y if loss["kind"] == "sparse_ce" else _to_keras_layout(graph, graph.outputs[0], y)
+    losses = []
+    for _ in range(train_config.steps):
+        with tf.GradientTape() as tape:
+            out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]
+            value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(target, out)
+        grads = tape.gradient(value, trainable)
+        opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
+        losses.append(float(keras.ops.convert_to_numpy(value)))
+    return losses, get_weights(model, graph)
+
+
+def export_onnx(model, graph: Graph, path, opset: int) -> Path:
+    """The model (inference mode, Keras' layout) to ONNX with tf2onnx, dynamic batch."""
+    import onnx
+
+    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+
+    opset = validate_opset(opset)
+    path = check_output_path(path)
+    fn_inputs = model.inputs
+    signature = [keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=n) for n, t in zip(graph.inputs, fn_inputs)]
+
+    def write(tmp: str) -> None:
+        model.export(tmp, format="onnx", opset_version=opset, input_signature=signature, verbose=False)
+        onnx.checker.check_model(onnx.load(tmp))
+
+    return atomic_export(path, write, framework="keras", model_name=model.name, loggers=("tf2onnx", "tensorflow", "absl"))
+
+
+class PortSide:
+    """The Keras model as `shared/port.py` drives it (numpy in and out, the
+    graph's neutral layout). Twin of torch_impl.port.PortSide."""
+
+    name = "keras"
+
+    def __init__(self, model):
+        self.model = model
+
+    @property
+    def dtype(self) -> str:
+        return keras.backend.standardize_dtype(self.model.inputs[0].dtype)
+
+    def graph(self) -> Graph:
+        from keras_impl.graph import read_graph
+
+        return read_graph(self.model)
+
+    def with_dtype(self, dtype: str) -> "PortSide":
+        """A copy computing in `dtype` (also for the same dtype: a fresh model to train)."""
+        from keras_impl.graph import cast_model
+
+        return PortSide(cast_model(self.model, dtype))
+
+    def values(self, graph: Graph, xs: list) -> dict:
+        from keras_impl.graph import graph_values
+
+        return graph_values(self.model, graph, xs)
+
+    def forward(self, graph: Graph, xs: list) -> list:
+        from keras_impl.graph import forward
+
+        return forward(self.model, graph, xs)
+
+    def infer_loss(self, graph: Graph) -> dict:
+        return infer_loss(self.model, graph)
+
+    def train_config(self, optimizer: str | None, steps: int):
+        return train_config_from(self.model, optimizer, steps)
+
+    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
+        return loss_and_grads(self.model, graph, xs, y, loss)
+
+    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
+        return train_steps(self.model, graph, xs, y, loss, train_config)
+
+    def export_onnx(self, graph, path, opset: int):
+        return export_onnx(self.model, graph, path, opset)
+
+    def onnx_input(self, graph: Graph, x):
+        return _to_keras_layout(graph, graph.inputs[0], x)
+
+    def onnx_output(self, graph: Graph, y):
+        perm = graph.tensors[graph.outputs[0]].keras_perm
+        return y if perm is None else np.ascontiguousarray(np.transpose(y, perm))
+
+
+class GraphWeights:
+    """The weight map of a ported model, in the form keras_impl.backend.KerasBackend
+    takes (`weights=`): portable names and layout = the graph's state keys and
+    torch layout, through graph.weight_sources (so the engine can drive a port)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+
+    def to_portable(self, model) -> dict:
+        return get_weights(model, self.graph)
+
+    def from_portable(self, model, tensors: dict) -> None:
+        set_weights(model, self.graph, tensors)
+
+    def grads_to_portable(self, model, grads: list) -> dict:
+        by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads)}
+        variables = _variables(model, self.graph)
+        out = {}
+        for key, s in self.graph.weight_sources.items():
+            g = by_variable.get(id(variables[key]))
+            if variables[key].trainable and g is not None:
+                out[key] = apply_transform(keras.ops.convert_to_numpy(g), [(a, tuple(b)) for a, b in s["transform"]])
+        return out
+
+
+def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float) -> tuple:
+    """Train `model` in training mode (BatchNorm on batch statistics, updating
+    its moving statistics; Dropout rates set to 0 so both sides stay
+    deterministic) with keras.optimizers.SGD; (losses, weights by state key).
+
+    batches: [(inputs, y)], inputs in the graph's neutral layout."""
+    for layer in _iter_layers(model):
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    from keras_impl.train import _constant
+
+    trainable = model.trainable_variables
+    # float64 hyperparameters reach float64 variables without a float32 detour
+    # (keras_impl/train.py, make_optimizer: 0.01 would become 0.009999999776).
+    scalar = np.float64 if str(trainable[0].dtype) == "float64" else float
+    opt = keras.optimizers.SGD(learning_rate=_constant(float(lr)), momentum=scalar(momentum))
+    losses = []
+    for inputs, y in batches:
+        xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
+        with tf.GradientTape() as tape:
+            out = model(xs if len(xs) > 1 else xs[0], training=True)
+            value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
+        opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
+        losses.append(float(keras.ops.convert_to_numpy(value)))
+    return losses, get_weights(model, graph)

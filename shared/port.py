@@ -1,0 +1,237 @@
+"""`compare.py port`, framework-free: prove a port and write its folder.
+
+It receives two sides, `keras_impl.port.PortSide` (the Keras model) and a
+factory for `torch_impl.port.PortSide` (the generated module), and moves numpy
+between them, as shared/engine.py does with backends. The checks, in order,
+for each dtype (float32, float64):
+
+1. forward: every Keras layer output against the module's tensor of the same
+   name (first differing node named), and the outputs of one plain call;
+2. the loss (compiled, else inferred from the head) and every parameter's
+   gradient, layers in inference mode;
+3. a few optimizer steps from the same start (the compiled SGD/Adam, or
+   --optimizer): per-step losses and every final weight;
+
+then both ONNX exports, compared four ways (Keras, torch, onnxruntime on each).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared import port_check as pc
+from shared.checks import Check, compare_arrays, compare_named
+from shared.errors import UsageError
+from shared.tolerances import for_check
+
+__all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "train_info", "port_parser", "print_summary",
+           "PORT_TRAIN_STEPS"]
+
+# `compare.py port` trains this many steps on its one batch: enough for the
+# optimizers' states (momentum, Adam moments) to come into play.
+PORT_TRAIN_STEPS = 5
+
+
+@dataclass
+class PortResult:
+    graph: object
+    torch_side: object  # torch_impl.port.PortSide (float32): .module, .source
+    checks: list
+    info: dict
+
+    @property
+    def module(self):
+        return self.torch_side.module
+
+    @property
+    def source(self) -> str:
+        return self.torch_side.source
+
+
+def _forward(graph, k, t, xs, dtype) -> tuple:
+    tol = for_check("forward", dtype)
+    a, b = k.values(graph, xs), t.values(graph, xs)
+    nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
+    # one plain call of each model too: the node walk bypasses nested models' own __call__
+    out = [compare_arrays(f"output {o}", ka, tb, tol, model=graph.name, dtype=dtype)
+           for o, ka, tb in zip(graph.outputs, k.forward(graph, xs), t.forward(graph, xs))]
+    first = pc.first_differing(graph, nodes)
+    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a
+
+
+def _gradients(graph, k, t, xs, y, loss, dtype, straddles) -> list:
+    ka, ga = k.loss_and_grads(graph, xs, y, loss)
+    kb, gb = t.loss_and_grads(graph, xs, y, loss)
+    rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
+    rows += pc.gradient_checks(graph, ga, gb, for_check("gradient", dtype), dtype=dtype)
+    return pc.excuse_kinks(rows, straddles, graph, dtype)
+
+
+def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
+    ka, wa = k.with_dtype(dtype).train_steps(graph, xs, y, loss, train_config)  # fresh copies:
+    kb, wb = t.with_dtype(dtype).train_steps(graph, xs, y, loss, train_config)  # the given models stay untrained
+    tol = for_check("training", dtype, batchnorm=bool(straddles))
+    ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
+    rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
+                           np.array(ka), np.array(kb), tol, **ctx)]
+    return rows + compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
+
+
+def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int) -> list:
+    from shared import onnx_check
+
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: the four-way check takes one input and one output",
+                      model=graph.name, info=True)]
+    k.export_onnx(graph, outdir / "keras.onnx", opset)
+    t.export_onnx(graph, outdir / "torch.onnx", opset)
+    x = xs[0]
+    outputs = {
+        "keras": k.forward(graph, xs)[0],
+        "torch": t.forward(graph, xs)[0],
+        "onnx(keras)": k.onnx_output(graph, onnx_check.run_onnx(outdir / "keras.onnx", k.onnx_input(graph, x))),
+        "onnx(torch)": t.onnx_output(graph, onnx_check.run_onnx(outdir / "torch.onnx", t.onnx_input(graph, x))),
+    }
+    out = graph.tensors[graph.outputs[0]]
+    task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
+    return onnx_check.four_way_checks(outputs, task=task, dtype="float32", model=graph.name)
+
+
+def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, batch: int = pc.DEFAULT_BATCH,
+                dtypes=("float32", "float64"), train_config=None, onnx_dir=None, opset: int | None = None) -> PortResult:
+    """Port and prove. `torch_side_factory(graph)` builds the float32 torch side.
+
+    Args:
+        inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
+        train_config: shared.config.TrainConfig for the training check (None: none).
+        onnx_dir: where both ONNX files go (None: no ONNX check).
+    """
+    t0 = time.perf_counter()
+    graph = keras_side.graph()
+    torch_side = torch_side_factory(graph)
+    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
+    xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
+    loss = keras_side.infer_loss(graph)
+    y = pc.random_targets(graph, loss, len(xs[0]), seed)
+    info["loss"] = loss
+    checks, keras_values = [], {}
+    for dtype in dtypes:
+        t0 = time.perf_counter()
+        k = keras_side if dtype == keras_side.dtype else keras_side.with_dtype(dtype)
+        t = torch_side if dtype == torch_side.dtype else torch_side.with_dtype(dtype)
+        xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
+        forward, straddles, keras_values[dtype] = _forward(graph, k, t, xd, dtype)
+        checks += forward + _gradients(graph, k, t, xd, y, loss, dtype, straddles)
+        if train_config is not None and train_config.steps and graph.weight_sources:
+            checks += _training(graph, k, t, xd, y, loss, train_config, dtype, straddles)
+        info["timings_s"][dtype] = time.perf_counter() - t0
+    if "float32" in keras_values and "float64" in keras_values:  # deep nets: float32 rounding vs a bug
+        checks = pc.excuse_float32_drift(checks, keras_values["float32"], keras_values["float64"], graph)
+    keras_values.clear()
+    if onnx_dir is not None:
+        from shared.onnx_check import ONNX_OPSET
+
+        t0 = time.perf_counter()
+        checks += _onnx(graph, keras_side, torch_side, xs, loss, Path(onnx_dir), opset or ONNX_OPSET)
+        info["timings_s"]["onnx"] = time.perf_counter() - t0
+    return PortResult(graph, torch_side, checks, info)
+
+
+def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
+    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
+    order) in PyTorch's layout; without it, seeded random inputs."""
+    if path is None:
+        return pc.random_inputs(graph, batch, seed)
+    p = Path(path)
+    if not p.is_file() or p.suffix not in (".npy", ".npz"):
+        raise UsageError(f"--data {path}: expected an existing .npy or .npz file of inputs in PyTorch's layout")
+    if p.suffix == ".npy":
+        arrays = [np.load(p)]
+    else:
+        with np.load(p) as z:
+            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
+    if len(arrays) != len(graph.inputs):
+        raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
+    for name, a in zip(graph.inputs, arrays):
+        want = graph.tensors[name].shape
+        if a.ndim != len(want) or any(w is not None and w != s for w, s in zip(want[1:], a.shape[1:])):
+            raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
+                             "(PyTorch layout: channels first for images)")
+    return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
+
+
+def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec: str, input_source: str,
+                   train_info: dict | None, onnx: bool) -> dict:
+    """model.py, weights.safetensors (the module's state_dict), report.json and
+    report.md into `work` (the caller's atomic folder). Returns the report."""
+    from safetensors.numpy import save_file
+
+    from shared import report as rpt
+    from shared.atomic import atomic_write_text
+
+    atomic_write_text(work / "model.py", res.source)
+    save_file(res.torch_side.state_dict(), str(work / "weights.safetensors"))
+    data = [{"case": f"port {res.graph.name}", "model": model_spec, "input_source": input_source, **res.info["layouts"]}]
+    artifacts = {"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
+                 "optimizer": train_info, "onnx": ["keras.onnx", "torch.onnx"] if onnx else [],
+                 "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]}
+    report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
+    atomic_write_text(work / "report.json", rpt.dumps(report))
+    atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
+    return report
+
+
+def train_info(train_config, source: str) -> dict:
+    return {"source": source, **asdict(train_config)}
+
+
+def port_parser(parser_class, default_threads: int):
+    """The `compare.py port` argument parser (parser_class: compare.py's, which exits 2 on errors)."""
+    import argparse
+
+    def positive(v: str) -> int:
+        n = int(v)
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+        return n
+
+    def steps(v: str) -> int:
+        n = int(v)
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+        return n
+
+    p = parser_class(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
+                     "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
+                     "(float32 and float64) and both ONNX exports.")
+    p.add_argument("model", metavar="MODEL", help="a .keras or .h5 file, or package.module:function / path/file.py:function returning a Keras model")
+    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers carrying code (Keras' safe_mode off): only for models you trust")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): your custom layers and their @keras_converter functions")
+    p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
+    p.add_argument("--batch-size", type=positive, default=pc.DEFAULT_BATCH, help=f"batch of the random inputs (default {pc.DEFAULT_BATCH})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=steps, default=PORT_TRAIN_STEPS, help=f"training steps on the batch (default {PORT_TRAIN_STEPS}; 0 skips)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="train with this optimizer (Keras defaults) instead of the compiled one")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
+    p.add_argument("--threads", type=positive, default=default_threads)
+    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    return p
+
+
+def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -> None:
+    """One row per dtype and kind of check, the failing rows, the verdict."""
+    from shared import report as rpt
+
+    if quiet:
+        print(rpt.summary_line(report))
+        return
+    rpt.console_table(pc.summary_rows(res.checks), console)
+    if not report["passed"]:  # then every failing row, the first differing node among them
+        rpt.console_table(res.checks, console, only_failures=True)
+    console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")

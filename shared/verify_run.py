@@ -1,0 +1,325 @@
+"""`compare.py verify`: run every check of a hand-written port against its Keras model.
+
+Framework-free: it drives a Keras side (keras_impl/verify.py) and a torch side
+(torch_impl/verify.py) through numpy, channels first. The order:
+
+1. trace the torch model on one input, list the Keras layers, match them
+   (shared/verify.py) or check a given mapping; copy the Keras weights into
+   the torch model through the mapping (`--weights keras`) or leave both as
+   they are (`--weights as-is`);
+2. eval-mode sanity: dropout called with training=True in eval mode, and two
+   eval forward passes that differ, are failures of their own;
+3. forward in float64 (pair by pair, then the output: rounding is ~1e-15
+   there, so a bug whose effect is 1e-5 of the output misses the tolerance by
+   seven orders of magnitude) and in float32 (the output; pairs as
+   information rows, float32 rounding being ~1e-7);
+4. gradients of the compiled loss on one batch, inference mode, per pair and
+   parameter, float64 and float32;
+5. training: N steps from the same start on the same batches with the compile
+   config's loss and optimizer carried to torch, dropout switched off on both
+   sides (the report says so), float64 and float32: per-step losses, final
+   weights, BatchNorm moving mean and variance.
+
+BatchNorm moving variance. Stock torch BatchNorm stores the *unbiased* batch
+variance in running_var, Keras the biased one: even a port with momentum =
+1 - keras_momentum and the same epsilon drifts by n/(n-1) on every update
+(n = values per channel in the batch). Inference after training then differs
+between the frameworks, so this is reported as a failure (not a warning),
+with the trap named and the fix: update running_var with the biased variance
+(torch_impl/models.py `BatchNorm2dKeras` does it), or accept the drift
+knowingly. The float32 training check uses TRAINING_BATCHNORM where the model
+has BatchNorm (ReLU-kink events, shared/tolerances.py); the float64 one stays
+strict, and it is the one that catches such a drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.checks import Check, compare_arrays
+from shared.tolerances import for_check
+from shared.verify import (Mapping, attribute_notes, check_mapping, functional_notes, localise, match, weight_notes,
+                           weights_to_torch)
+
+__all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
+
+DTYPES = ("float64", "float32")
+# The BatchNorm diagnosis reads ratios of one float64 update (rounding ~1e-15):
+# "equal to n/(n-1)" within 1e-6 (the factor itself is 1 + 1/(n-1), >= 1e-5 away
+# from 1 for n up to 1e5), "moved at all" above 1e-9.
+RATIO_RTOL = 1e-6
+MOVED = 1e-9
+
+
+@dataclass
+class VerifyOptions:
+    weights: str = "keras"  # "keras": copy Keras' weights by structure; "as-is": keep both
+    mapping: Mapping | None = None
+    batch: int = 4
+    seed: int = 0
+    steps: int = 3
+    gradients: bool = True
+    x: np.ndarray | None = None  # channels-first inputs; None: seeded random of the model's input shape
+    y: np.ndarray | None = None
+
+
+@dataclass
+class VerifyResult:
+    checks: list
+    mapping: Mapping
+    localisation: dict | None
+    diagnoses: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed or c.info for c in self.checks)
+
+    def report(self) -> dict:
+        import json
+
+        return {"passed": self.passed, "localisation": self.localisation, "diagnoses": self.diagnoses,
+                "notes": self.notes, "config": self.config, "mapping": json.loads(self.mapping.to_json()),
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def make_targets(rng, out_shape: tuple, loss: dict, batch: int) -> np.ndarray:
+    """Seeded targets of the loss' form: class indices, one-hot rows, 0/1 labels or floats."""
+    c = int(out_shape[-1])
+    if loss["kind"] == "sparse_ce":
+        return rng.integers(0, c, batch).astype(np.int64)
+    if loss["kind"] == "ce":
+        return np.eye(c)[rng.integers(0, c, batch)]
+    if loss["kind"] == "bce":
+        return rng.integers(0, 2, (batch, c)).astype(np.float64)
+    return rng.standard_normal((batch, c))
+
+
+def _to_torch(kweights: dict, mapping: Mapping) -> dict:
+    return {p.torch: {n: weights_to_torch(p, n, a) for n, a in kweights[p.keras].items()} for p in mapping.pairs}
+
+
+def _check_targets(y: np.ndarray, n: int, loss: dict, out_shape: tuple) -> None:
+    """Targets of the loss' form: class indices for sparse CE, else one column per output."""
+    from shared.errors import UsageError
+
+    width = int(out_shape[-1])
+    if loss["kind"] == "sparse_ce":
+        ok = y.shape in ((n,), (n, 1)) and y.size and np.all(np.mod(y, 1) == 0) and 0 <= y.min() and y.max() < width
+        if not ok:
+            raise UsageError(f"targets have shape {y.shape} ({y.dtype}); the Keras loss {loss['class']} on a {width}-wide "
+                             f"output takes class indices 0..{width - 1}, shape ({n},)")
+    elif y.shape != (n, width):
+        raise UsageError(f"targets have shape {y.shape}; the Keras loss {loss['class']} on a {width}-wide output takes {(n, width)}")
+
+
+def _data(ks, loss, opts, rng) -> tuple:
+    full, dtype, high = ks.input_spec()
+    shape = full[1:]
+    if opts.x is not None:
+        x = np.asarray(opts.x)
+        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
+        y = opts.y if opts.y is not None else make_targets(rng, ks.output_shape(), loss, len(x))
+        _check_targets(np.asarray(y), len(x), loss, ks.output_shape())
+        y = np.asarray(y).reshape(-1) if loss["kind"] == "sparse_ce" else np.asarray(y)
+        n = min(opts.batch, len(x))
+        starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
+        return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
+    if "int" in dtype:
+        draw = lambda: rng.integers(0, high or 2, (opts.batch, *shape)).astype(np.int64)  # noqa: E731
+    else:
+        draw = lambda: rng.standard_normal((opts.batch, *shape))  # noqa: E731
+    make = lambda: (draw(), make_targets(rng, ks.output_shape(), loss, opts.batch))  # noqa: E731
+    x, y = make()
+    return x, y, [make() for _ in range(opts.steps)]
+
+
+def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
+    """Every check of the port; raises MatchError (exit 2) when the models cannot be matched."""
+    rng = np.random.default_rng(opts.seed)
+    loss, optimizer = ks.loss_spec(), ks.optimizer_spec()
+    x, y, batches = _data(ks, loss, opts, rng)
+    krecs, trecs = ks.records(), ts.trace(x)
+    if opts.mapping is not None:
+        check_mapping(opts.mapping, krecs, trecs)
+        mapping = opts.mapping
+    else:
+        mapping = match(krecs, trecs, strict_bias=opts.weights == "keras")
+    kw0 = ks.weights()
+    if opts.weights == "keras":
+        ts.set_weights(_to_torch(kw0, mapping))
+    notes = [n for n in (loss.get("note"), optimizer.get("note")) if n]
+    notes += [f"{p.keras} <-> {p.torch}: {p.note}" for p in mapping.pairs if p.note]
+    kby, tby = {k.name: k for k in krecs}, {t.path: t for t in trecs}
+    diagnoses = [n for p in mapping.pairs for n in attribute_notes(kby[p.keras], tby[p.torch])]
+    if opts.weights == "as-is":
+        tw0 = ts.weights()
+        diagnoses += [n for p in mapping.pairs for n in weight_notes(p, kw0[p.keras], tw0[p.torch])]
+    checks = _eval_sanity(ts, x, diagnoses)
+    sides = {d: (ks.with_dtype(d), ts.with_dtype(d)) for d in DTYPES}
+    exact = ks.exact_float64()
+    if exact:
+        notes.append(f"float64 Keras copy: {exact} computed exactly (TF's leaky_relu / gelu kernels keep a float32 "
+                     "constant even in float64); the float32 checks use Keras as it is")
+    pair_pass = {}
+    for d in DTYPES:
+        checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None)
+    pairs = [(p.keras, kby[p.keras].layer, p.torch) for p in mapping.pairs] + [("model output", "", "output")]
+    where = localise(ks.layer_order(), pairs, pair_pass)
+    if where is not None:
+        _describe_gap(where, ks, ts, kby, {p.keras: tby[p.torch] for p in mapping.pairs})
+        diagnoses += [d for d in where["diagnoses"] if d not in diagnoses]
+    if opts.gradients:
+        for d in DTYPES:
+            checks += _gradients(sides[d], mapping, x, y, loss, d)
+    bn = any(k.kind == "batch_norm" for k in krecs)
+    if opts.steps:
+        dropped = ks.dropout_layers()
+        notes.append(f"training checks ran with dropout switched off on both sides (Keras {dropped or 'none'}: rate 0; "
+                     "torch: every dropout function made the identity)")
+        for d in DTYPES:
+            checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn)
+        diagnoses += _bn_variance_diagnosis(sides["float64"], mapping, kby, tby, batches, loss, optimizer, checks)
+    diagnoses += [f"{c.check}: {c.detail['trap']}" for c in checks if c.detail.get("trap")]
+    config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
+              "weights": opts.weights, "batch": int(len(x)), "steps": opts.steps, "seed": opts.seed}
+    return VerifyResult(checks, mapping, where, diagnoses, notes, config)
+
+
+def _describe_gap(where: dict, ks, ts, kby: dict, ts_records: dict) -> None:
+    """Add what each side computes between the last agreeing pair and the first differing one."""
+    desc = ks.describe()
+    last = kby.get(where["last_agreeing"]) if where["last_agreeing"] else None
+    keras_ops = [f"{last.name}'s activation: {last.attrs['activation']}"] if last and last.attrs.get("activation") else []
+    keras_ops += [f"{n}: {desc[n]}" for n in where["between"] if n in desc]
+    torch_ops = ts.ops_after.get(where["last_torch_module"] or "", [])
+    where["keras_ops"], where["torch_ops"] = keras_ops, torch_ops
+    first = kby.get(where["first_differing"])
+    where["diagnoses"] = (attribute_notes(first, ts_records[first.name]) if first else []) + functional_notes(keras_ops, torch_ops)
+    if keras_ops or torch_ops:
+        where["text"] += (f". Keras computes: {'; '.join(keras_ops) or 'nothing'}. torch ran: "
+                          f"{'; '.join(torch_ops) or 'nothing'}")
+
+
+def _known_trap(name: str, a, b, **context) -> str | None:
+    """shared/diagnose.py's verdict on a failing comparison (None where that module is absent)."""
+    try:
+        from shared.diagnose import diagnose
+    except ImportError:
+        return None
+    return diagnose(name, a, b, **context)
+
+
+def _eval_sanity(ts, x, diagnoses) -> list:
+    checks = []
+    if ts.dropout_calls:
+        diagnoses.append(f"dropout is on in eval mode: {ts.dropout_calls[0]}. F.dropout's `training` defaults to True: "
+                         "pass training=self.training, or use an nn.Dropout module")
+        checks.append(Check("torch dropout in eval mode", "keras", "torch", float("inf"), float("inf"), 0.0, False,
+                            "; ".join(ts.dropout_calls), dtype=ts.dtype))
+    a, b = ts.forward(x), ts.forward(x)
+    c = compare_arrays("torch eval forward twice (deterministic)", a, b, for_check("forward", ts.dtype), a_name="torch",
+                       b_name="torch", dtype=ts.dtype)
+    if not c.passed:
+        diagnoses.append("the torch model gives different outputs for the same input in eval mode: something random "
+                         "(dropout, noise) is still on")
+    return checks + [c]
+
+
+def _forward(sides, mapping, x, dtype, pair_pass) -> list:
+    ks, ts = sides
+    tol = for_check("forward", dtype)
+    kv = ks.pair_outputs(x)
+    tv = ts.pair_outputs(x, [p.torch for p in mapping.pairs])
+    checks = []
+    for p in mapping.pairs:
+        if p.keras not in kv or p.torch not in tv:
+            continue
+        k_out, t_out = kv[p.keras], tv[p.torch]
+        if p.kind.startswith("rnn") and k_out.ndim == 2 and t_out.ndim == 3:
+            t_out = t_out[:, -1]  # Keras without return_sequences: the last step
+        c = compare_arrays(f"output of {p.keras} <-> torch '{p.torch}'", k_out, t_out, tol,
+                           dtype=dtype, info=dtype == "float32")
+        checks.append(c)
+        if pair_pass is not None:
+            if not c.passed and all(pair_pass.values()):  # the first differing pair
+                c.detail["trap"] = _known_trap(f"{p.keras} output", k_out, t_out, layer=p.keras)
+            pair_pass[p.keras] = c.passed
+    out = compare_arrays("model output", ks.forward(x), ts.forward(x), tol, dtype=dtype)
+    if pair_pass is not None:
+        pair_pass["model output"] = out.passed
+    return checks + [out]
+
+
+def _gradients(sides, mapping, x, y, loss, dtype) -> list:
+    ks, ts = sides
+    tol = for_check("gradient", dtype)
+    kl, kg = ks.loss_and_grads(x, y, loss)
+    tl, tg = ts.loss_and_grads(x, y, loss)
+    checks = [compare_arrays("loss (one batch, inference mode)", kl, tl, for_check("forward", dtype), dtype=dtype)]
+    for p in mapping.pairs:
+        for name, g in kg.get(p.keras, {}).items():
+            checks.append(compare_arrays(f"gradient {p.keras}.{name} <-> torch '{p.torch}.{name}'",
+                                         weights_to_torch(p, name, g), tg[p.torch].get(name, np.full(g.shape, np.nan)), tol, dtype=dtype))
+    return checks
+
+
+def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
+    ks, ts = sides
+    tol = for_check("training", dtype, batchnorm=bn)
+    kl, kw = ks.train(batches, loss, optimizer)
+    tl, tw = ts.train(batches, loss, optimizer)
+    ctx = {"dtype": dtype}
+    checks = [compare_arrays(f"training loss per step ({len(batches)} steps, {optimizer['class']})", kl, tl, tol, **ctx)]
+    for p in mapping.pairs:
+        for name, a in kw[p.keras].items():
+            c = compare_arrays(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", weights_to_torch(p, name, a),
+                               tw[p.torch][name], tol, detail={"pair": p.keras, "name": name}, **ctx)
+            if not c.passed and dtype == "float64":
+                c.detail["trap"] = _known_trap(f"{p.keras}.{name}", weights_to_torch(p, name, a), tw[p.torch][name])
+            checks.append(c)
+    return checks
+
+
+def _bn_variance_diagnosis(sides, mapping, kby, tby, batches, loss, optimizer, checks) -> list:
+    """Name the BatchNorm statistics convention behind a failing float64 moving-statistics check."""
+    failing = {c.detail.get("pair") for c in checks if c.dtype == "float64" and not c.passed
+               and c.detail.get("name", "").startswith("running")}
+    if not failing:
+        return []
+    ks, ts = sides
+    k0, t0 = ks.weights(), ts.weights()
+    _, k1 = ks.train(batches[:1], loss, optimizer)
+    _, t1 = ts.train(batches[:1], loss, optimizer)
+    out = []
+    for p in mapping.pairs:
+        if p.keras not in failing or kby[p.keras].kind != "batch_norm":
+            continue
+        k, t = kby[p.keras], tby[p.torch]
+        n = int(len(batches[0][0]) * np.prod(t.in_shape[2:]))
+        mk, tm = k.attrs["momentum"], t.attrs.get("momentum") or 0.0  # both in torch's meaning
+        kb, tb = k0[p.keras], t0[p.torch]
+        if not all(np.allclose(kb[s], tb[s]) for s in ("running_mean", "running_var")):
+            continue  # different starting statistics: the ratios below mean nothing
+        dk = k1[p.keras]["running_mean"] - kb["running_mean"]
+        dt = t1[p.torch]["running_mean"] - tb["running_mean"]
+        ok = np.abs(dk) > MOVED
+        if tm and ok.any() and not np.isclose(tm, mk, rtol=1e-9):
+            r = float(np.median(dt[ok] / dk[ok]))
+            if np.isclose(r, tm / mk, rtol=RATIO_RTOL):
+                out.append(f"{p.keras}: BatchNorm momentum convention: torch '{p.torch}' momentum={tm:.6g} moves the statistics "
+                           f"{r:.4g}x as fast as Keras (Keras momentum {1 - mk:.6g} is torch momentum {mk:.6g})")
+            continue
+        # batch variance each side put into running_var: (new - (1-m)*old) / m
+        bk = (k1[p.keras]["running_var"] - (1 - mk) * kb["running_var"]) / mk
+        bt = (t1[p.torch]["running_var"] - (1 - mk) * tb["running_var"]) / mk
+        r = float(np.median(bt / bk))
+        if np.isclose(r, n / (n - 1), rtol=RATIO_RTOL):
+            out.append(f"{p.keras}: torch '{p.torch}' stores the unbiased batch variance in running_var, Keras the biased "
+                       f"one: each update differs by n/(n-1) = {n}/{n - 1} (n = values per channel in a batch). Fix: update "
+                       "running_var with the biased variance (torch_impl/models.py BatchNorm2dKeras), momentum = 1 - Keras momentum")
+    return out
+

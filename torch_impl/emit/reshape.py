@@ -1,0 +1,74 @@
+"""Layout ops: reshape, permute, flatten, repeat, pad, crop, upsample."""
+
+from __future__ import annotations
+
+from torch_impl.emit import Emitted, fmt, torch_emitter
+
+__all__ = []
+
+
+@torch_emitter("reshape")
+def reshape(node, args, module, graph=None):
+    shape = ", ".join(str(int(s)) for s in node.attrs["shape"])
+    return Emitted(None, f"{args[0]}.reshape({args[0]}.shape[0], {shape})")
+
+
+def _is_reshape(dims, shape) -> bool:
+    """A permute that moves only size-1 axes keeps the element order: a reshape."""
+    moved = [d for d in dims if shape[d] != 1]  # the batch axis (None) counts as large
+    return moved == sorted(moved)
+
+
+@torch_emitter("permute")
+def permute(node, args, module, graph=None):
+    dims = tuple(node.attrs["dims"])
+    if graph is not None and _is_reshape(dims, graph.tensors[node.inputs[0]].shape):
+        # (N, 1, 1, C) -> (N, C, 1, 1) after a squeeze-excite Reshape: a permute
+        # there yields a channels_last-strided tensor that makes the following
+        # convs and products switch memory format (EfficientNet ran 2x slower).
+        out = graph.tensors[node.outputs[0]].shape
+        return Emitted(None, f"{args[0]}.reshape({args[0]}.shape[0], {', '.join(str(int(s)) for s in out[1:])})")
+    return Emitted(None, f"{args[0]}.permute{fmt(dims)}")
+
+
+@torch_emitter("flatten")
+def flatten(node, args, module, graph=None):
+    return Emitted(None, f"torch.flatten({args[0]}, {node.attrs['start_dim']})")
+
+
+@torch_emitter("repeat")
+def repeat(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}.unsqueeze(1).expand(-1, {node.attrs['n']}, -1)")
+
+
+@torch_emitter("pad")
+def pad(node, args, module, graph=None):
+    value = node.attrs.get("value", 0.0)
+    extra = "" if value == 0 else f", value={fmt(float(value))}"
+    return Emitted(None, f"F.pad({args[0]}, {fmt(tuple(node.attrs['pads']))}{extra})")
+
+
+@torch_emitter("crop")
+def crop(node, args, module, graph=None):
+    slices = [":", ":"] + [f"{b}:{-a if a else ''}" for b, a in node.attrs["crops"]]
+    return Emitted(None, f"{args[0]}[{', '.join(slices)}]")
+
+
+@torch_emitter("upsample")
+def upsample(node, args, module, graph=None):
+    a = node.attrs
+    if a["mode"] == "bilinear":  # TF's own float32 arithmetic (helpers.py)
+        return Emitted(None, f"resize_bilinear({args[0]}, {fmt(tuple(a['scale']))})", ("resize_bilinear",))
+    return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))})")
+@torch_emitter("slice")
+def slice_(node, args, module, graph=None):
+    parts = []
+    for ix in node.attrs["index"]:
+        if isinstance(ix, int):
+            parts.append(str(ix))
+        else:
+            start, stop, step = ix
+            parts.append(f"{'' if start is None else start}:{'' if stop is None else stop}" + (f":{step}" if step not in (None, 1) else ""))
+    while parts and parts[-1] == ":":
+        parts.pop()
+    return Emitted(None, f"{args[0]}[{', '.join(parts)}]")

@@ -1,0 +1,85 @@
+"""Sequence ops: embedding, not_equal (the padding mask), rnn, flip,
+masked_mean, attention, merge_time / split_time.
+
+Recurrent layers become torch's fused nn.RNN / nn.LSTM / nn.GRU subclasses
+(KerasSimpleRNN, KerasLSTM, KerasGRU in seq_helpers.py) carrying Keras' flags;
+GRU(reset_after=False) has no torch counterpart and gets its own cell
+(KerasGRUResetBefore, whose docstring in model.py says why).
+"""
+
+from __future__ import annotations
+
+from torch_impl.emit import Emitted, fmt, torch_emitter
+
+__all__ = []
+
+_RNN_CLASS = {"simple": "KerasSimpleRNN", "lstm": "KerasLSTM", "gru": "KerasGRU", "gru_reset_before": "KerasGRUResetBefore"}
+
+
+@torch_emitter("embedding")
+def embedding(node, args, module, graph=None):
+    a = node.attrs
+    return Emitted(f"nn.Embedding({a['num_embeddings']}, {a['embedding_dim']})", f"{module}({args[0]})")
+
+
+@torch_emitter("not_equal")
+def not_equal(node, args, module, graph=None):
+    c = node.attrs["const"]
+    return Emitted(None, f"{args[0]} != {fmt(int(c) if float(c).is_integer() else c)}")
+
+
+@torch_emitter("rnn")
+def rnn(node, args, module, graph=None):
+    a = node.attrs
+    cls = _RNN_CLASS[a["kind"]]
+    extra = "" if a["bias"] else ", bias=False"
+    if a["kind"] == "simple" and a.get("nonlinearity", "tanh") != "tanh":
+        extra += f", nonlinearity={a['nonlinearity']!r}"
+    flags = ", ".join(f"{k}={a[k]}" for k in ("return_sequences", "return_state", "go_backwards"))
+    if a.get("zero_output_for_mask"):
+        flags += ", zero_output_for_mask=True"
+    ctor = f"{cls}({a['input_size']}, {a['hidden_size']}{extra}, {flags})"
+    call = f"{module}({args[0]}, mask={args[1]})" if len(args) > 1 else f"{module}({args[0]})"
+    return Emitted(ctor, call, ("KerasRecurrence", cls))
+
+
+@torch_emitter("flip")
+def flip(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}.flip({node.attrs['axis']})")
+
+
+@torch_emitter("masked_mean")
+def masked_mean(node, args, module, graph=None):
+    x, mask = args
+    ax, keep = node.attrs["axis"], ", keepdim=True" if node.attrs["keepdim"] else ""
+    m = f"{mask}.unsqueeze(-1).to({x}.dtype)"
+    return Emitted(None, f"({x} * {m}).sum({ax}{keep}) / {m}.sum({ax}{keep})")
+
+
+@torch_emitter("attention")
+def attention(node, args, module, graph=None):
+    a = node.attrs
+    ctor = (f"KerasMultiHeadAttention({a['num_heads']}, key_dim={a['key_dim']}, value_dim={a['value_dim']}, "
+            f"query_in={a['query_in']}, key_in={a['key_in']}, value_in={a['value_in']}, out_features={a['output_out']}"
+            + ("" if a["bias"] else ", bias=False") + f", scale={fmt(a['scale'])}" + ("" if a["fast"] else ", fast=False") + ")")
+    n_in = 3 if a["has_key"] else 2
+    call = list(args[:n_in])
+    call += [f"{role}_mask={m}" for role, m in zip(a["masks"], args[n_in:])]
+    if a["causal"]:
+        call.append("causal=True")
+    return Emitted(ctor, f"{module}({', '.join(call)})", ("KerasMultiHeadAttention",))
+
+
+@torch_emitter("merge_time")
+def merge_time(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}.flatten(0, 1)")
+
+
+@torch_emitter("split_time")
+def split_time(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}.unflatten(0, (-1, {node.attrs['steps']}))")
+
+
+@torch_emitter("logical")
+def logical(node, args, module, graph=None):
+    return Emitted(None, f" {'|' if node.attrs['fn'] == 'or' else '&'} ".join(args))

@@ -1,0 +1,345 @@
+"""PyTorch side of `compare.py port`: the ported module's loss and gradients.
+
+The twin of keras_impl/port.py. Losses mirror Keras' TF backend formulas
+(keras/src/backend/tensorflow/nn.py): on probabilities they clip to
+[epsilon, 1 - epsilon] with epsilon = 1e-7 (keras.backend.epsilon()); when
+Keras found the logits behind a softmax/sigmoid head (`_keras_logits`, its
+`_get_logits`), the loss here is taken from the same pre-activation tensor.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared.graph import Graph
+from torch_impl.graph import variable_names
+
+__all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
+
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py)
+
+
+def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool, mask=None) -> torch.Tensor:
+    """Mean loss, as Keras' loss with reduction "sum_over_batch_size" computes it.
+
+    mask: the Keras mask the output carries (a sequence output of a masked
+    model), boolean over out.shape[:-1]; Keras then weights the items by it
+    (keras/src/losses/loss.py, apply_mask): sum(loss * mask) / sum(mask).
+    """
+    items = _item_losses(spec, out, y, logits)
+    if mask is None:
+        return items.mean()
+    m = mask.to(items.dtype)
+    return (items * m).sum() / m.sum()
+
+
+def _item_losses(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool) -> torch.Tensor:
+    """Per-item losses over out.shape[:-1] (the last axis is reduced, as Keras' losses do)."""
+    kind = spec["kind"]
+    if kind in ("sparse_ce", "ce"):
+        if not logits:
+            p = out / out.sum(dim=-1, keepdim=True)  # Keras renormalises probabilities
+            out = torch.log(torch.clamp(p, KERAS_EPSILON, 1 - KERAS_EPSILON))
+        if kind == "sparse_ce":
+            flat = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.long().reshape(-1), reduction="none")
+            return flat.reshape(out.shape[:-1])
+        return -(y * torch.log_softmax(out, dim=-1)).sum(-1)
+    if kind == "bce":
+        if logits:
+            return F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1)
+        p = torch.clamp(out, KERAS_EPSILON, 1 - KERAS_EPSILON)
+        return (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)
+    if kind == "mse":
+        return ((out - y) ** 2).mean(-1)
+    if kind == "mae":
+        return (out - y).abs().mean(-1)
+    raise ValueError(f"unknown loss kind {kind!r}")
+
+
+def _output_mask(graph: Graph, local: dict, names: dict):
+    """The Keras mask of the model's first output, when it carries one (read_graph records it)."""
+    mask = graph.meta.get("output_masks", {}).get(graph.outputs[0])
+    return None if mask is None else local[names[mask]]
+
+
+def _forward_capturing(module, xs: list) -> dict:
+    code = type(module).forward.__code__
+    captured = {}
+
+    def profiler(frame, event, arg):
+        if event == "return" and frame.f_code is code:
+            captured.update(frame.f_locals)
+
+    old = sys.getprofile()
+    sys.setprofile(profiler)
+    try:
+        module(*xs)
+    finally:
+        sys.setprofile(old)
+    return captured
+
+
+def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
+    """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]  # already in the module's dtype
+    module.zero_grad(set_to_none=True)
+    local = _forward_capturing(module, xs)
+    names = variable_names(graph)
+    out_name = graph.outputs[0]
+    out = local[names[out_name]]
+    logits = bool(spec["from_logits"])
+    if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
+        head = graph.producer(out_name)
+        out, logits = local[names[head.inputs[0]]], True
+    target = torch.as_tensor(np.asarray(y))
+    target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
+    loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
+    if loss.requires_grad:
+        loss.backward()
+    trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
+    grads = {k: p.grad.detach().numpy().copy() for k, p in trainable.items() if p.grad is not None}
+    missing = {k: np.zeros(tuple(p.shape)) for k, p in trainable.items() if p.grad is None}
+    module.zero_grad(set_to_none=True)
+    return float(loss.detach()), {**grads, **missing}
+
+
+# --------------------------------------------------------------------------
+# The reverse port (PyTorch -> Keras): the user's own module is the reference.
+# --------------------------------------------------------------------------
+def load_module(spec: str, weights: str | None = None):
+    """An nn.Module (eval mode) from `path/file.py:NAME` or `package.module:NAME`.
+
+    NAME is an nn.Module class with a no-argument constructor or a function
+    returning a module; `weights`: a state_dict saved with torch.save
+    (.pt/.pth, loaded with weights_only=True) or a .safetensors file."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from shared.errors import UsageError
+
+    target, _, name = spec.rpartition(":")
+    if not target or not name:
+        raise UsageError(f"{spec}: expected path/file.py:NAME or package.module:NAME")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"{spec}: no such file {target}")
+        mspec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules.setdefault(path.stem, module)
+        mspec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise UsageError(f"{spec}: {target} has no class or function {name!r}")
+    try:
+        model = factory()
+    except TypeError as e:
+        raise UsageError(f"{spec}: {name}() needs arguments ({e}); give a class with a no-argument constructor "
+                         "or a function returning the module") from None
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec}: {name}() returned {type(model).__name__}, expected a torch.nn.Module")
+    if weights is not None:
+        _load_weights(model, weights)
+    return model.eval()
+
+
+def _load_weights(model, path: str) -> None:
+    from pathlib import Path
+
+    from shared.errors import UsageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--torch-weights {path}: no such file")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(p))
+        else:
+            sd = torch.load(str(p), map_location="cpu", weights_only=True)
+            sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+        model.load_state_dict(sd, strict=True)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise UsageError(f"--torch-weights {path}: {str(e).splitlines()[0]}") from None
+
+
+def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
+    """(mean loss, {graph weight key: gradient}) of the user's module in eval mode.
+
+    The twin of keras_impl.port.loss_and_grads for the reverse port: the traced
+    module runs with gradients, parameters are matched to graph keys through
+    torch_impl.read.params_by_key (slices of a parameter, e.g. a part of
+    in_proj_weight, keep their rows)."""
+    import torch.fx as fx
+
+    from torch_impl.read import params_by_key, trace
+
+    gm = trace(module)
+    dtype = next(module.parameters()).dtype
+    x = torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype)
+    values = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            values[n.name] = super().run_node(n)
+            return values[n.name]
+
+    module.zero_grad(set_to_none=True)
+    Recorder(gm).run(x)
+    out_name = graph.outputs[0]
+    out, logits = values[out_name], bool(spec["from_logits"])
+    if spec.get("keras_uses_logits"):
+        out, logits = values[graph.producer(out_name).inputs[0]], True
+    target = torch.as_tensor(np.asarray(y))
+    target = target if spec["kind"] == "sparse_ce" else target.to(dtype)
+    loss = torch_loss(spec, out, target, logits)
+    loss.backward()
+    params = dict(module.named_parameters())
+    grads = {}
+    for key, src in params_by_key(graph).items():
+        name, rows = (src, None) if isinstance(src, str) else (src[0], src[1:])
+        if name not in params:
+            continue  # a buffer (running statistics): no gradient
+        g = params[name].grad
+        g = torch.zeros_like(params[name]) if g is None else g
+        grads[key] = (g if rows is None else g[rows[0]:rows[1]]).detach().numpy().copy()
+    module.zero_grad(set_to_none=True)
+    return float(loss.detach()), grads
+
+
+def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float, momentum: float) -> tuple:
+    """Train the user's module (a copy is the caller's business) in training
+    mode with torch.optim.SGD, dropout and stochastic depth off (eval) so the
+    two sides stay deterministic; (losses, weights by graph key)."""
+    from torch_impl.read import params_by_key
+
+    module.train()
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) or type(m).__name__ == "StochasticDepth":
+            m.eval()
+    dtype = next(module.parameters()).dtype
+    opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for inputs, y in batches:
+        opt.zero_grad(set_to_none=True)
+        out = module(torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype))
+        target = torch.as_tensor(np.asarray(y))
+        loss = torch_loss(spec, out, target if spec["kind"] == "sparse_ce" else target.to(dtype), bool(spec["from_logits"]))
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    module.eval()
+    state = module.state_dict()
+    weights = {}
+    for key, src in params_by_key(graph).items():
+        name, rows = (src, None) if isinstance(src, str) else (src[0], src[1:])
+        t = state[name] if rows is None else state[name][rows[0]:rows[1]]
+        weights[key] = t.detach().numpy().copy()
+    return losses, weights
+
+
+def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, train_config) -> tuple:
+    """Twin of keras_impl.port.train_steps: the Keras-equivalent optimizer
+    (torch_impl.train.make_optimizer), eval-mode layers, one batch repeated.
+    Returns (pre-update losses, final state_dict as numpy)."""
+    from torch_impl.train import make_optimizer
+
+    opt = make_optimizer(module, train_config)
+    names = variable_names(graph)
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    losses = []
+    for _ in range(train_config.steps):
+        opt.zero_grad(set_to_none=True)
+        local = _forward_capturing(module, xs)
+        out, logits = local[names[graph.outputs[0]]], bool(spec["from_logits"])
+        if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
+            out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True
+        target = torch.as_tensor(np.asarray(y))
+        target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
+        loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses, {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def export_onnx(module, graph: Graph, path, opset: int):
+    """The module (eval mode) to ONNX with the TorchScript exporter, dynamic batch."""
+    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+
+    opset = validate_opset(opset)
+    path = check_output_path(path)
+    dtype = next(iter(module.state_dict().values())).dtype if module.state_dict() else torch.float32
+    examples = []
+    for name in graph.inputs:
+        spec = graph.tensors[name]
+        shape = (2, *(int(s) for s in spec.shape[1:]))
+        examples.append(torch.zeros(shape, dtype=torch.int64 if "int" in spec.dtype else dtype))
+    names = list(variable_names(graph)[n] for n in graph.inputs)
+    outs = [f"output_{i}" for i in range(len(graph.outputs))]
+
+    def write(tmp: str) -> None:
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), tuple(examples), tmp, dynamo=False, opset_version=opset,
+                              input_names=names, output_names=outs,
+                              dynamic_axes={n: {0: "batch"} for n in names + outs})
+
+    return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
+
+
+class PortSide:
+    """The generated module as `shared/port.py` drives it (numpy in and out).
+    Twin of keras_impl.port.PortSide; built from the graph by executing model.py."""
+
+    name = "torch"
+
+    def __init__(self, graph: Graph, source: str | None = None, dtype: str = "float32"):
+        from torch_impl.graph import build_module
+
+        self.dtype = dtype
+        self.module, self.source = build_module(graph, source, dtype=torch.float64 if dtype == "float64" else torch.float32)
+        self._graph = graph
+
+    def with_dtype(self, dtype: str) -> "PortSide":
+        """A fresh module from the same source and graph weights, in `dtype`."""
+        return PortSide(self._graph, self.source, dtype)
+
+    def values(self, graph: Graph, xs: list) -> dict:
+        from torch_impl.graph import graph_values
+
+        return graph_values(self.module, graph, xs)
+
+    def forward(self, graph: Graph, xs: list) -> list:
+        with torch.no_grad():
+            out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
+        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
+        return loss_and_grads(self.module, graph, xs, y, loss)
+
+    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
+        return train_steps(self.module, graph, xs, y, loss, train_config)
+
+    def export_onnx(self, graph, path, opset: int):
+        return export_onnx(self.module, graph, path, opset)
+
+    def state_dict(self) -> dict:
+        """The module's state_dict as numpy (what weights.safetensors holds)."""
+        return {k: v.detach().contiguous().numpy() for k, v in self.module.state_dict().items()}
+
+    def onnx_input(self, graph: Graph, x):
+        return x
+
+    def onnx_output(self, graph: Graph, y):
+        return y

@@ -1,0 +1,285 @@
+"""PyTorch module -> framework-free Graph (shared/graph.py), and the per-node values.
+
+The reverse of keras_impl/graph.py: `read_graph(module, input_shape)` traces
+the module with torch.fx (symbolic_trace, stack traces recorded), runs the
+traced graph once on an example input to learn every node's concrete value
+(shapes, and the integers of `x.size()` arithmetic such as ShuffleNet's
+channel shuffle), and hands each node to its registered reader
+(torch_impl/read_ops.py): `call_module` nodes by module class
+(`nn.Conv2d`), `call_function` / `call_method` nodes by the function's name
+(`add`, `flatten`, `view`), `get_attr` parameters (ViT's class token,
+ConvNeXt's layer scale) folded into the op that uses them.
+
+Nodes whose value is not a tensor (sizes, `//`, `torch._assert`) produce no
+neutral node: their concrete values are read where a reader needs them, and
+dimension 0 is the batch everywhere. Tensor names are the fx node names
+(`layer1_0_conv1`, `add_3`): the module path with dots as underscores, so
+the Keras layers the writer names after them read like the torch source.
+
+`graph_values(module, graph, inputs)` runs the traced module (fx Interpreter)
+and returns every mirrored tensor by its graph name (the twin of
+keras_impl.write.graph_values). `params_by_key(graph)` maps each graph weight
+key to the torch parameter it came from (a name, or [name, start, stop] for a
+row slice such as a part of MultiheadAttention's in_proj_weight).
+
+An fx node the registry lacks raises UnsupportedOpError (exit 2) naming the
+op and the line of the user's source it came from.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from shared.errors import UsageError
+from shared.graph import Graph, Node, TensorSpec
+
+__all__ = ["read_graph", "graph_values", "trace", "UnsupportedOpError", "torch_reader", "READERS", "params_by_key"]
+
+READERS: dict = {}
+EXAMPLE_BATCH = 2  # the example input's batch: dimension 0 of every tensor
+
+
+class UnsupportedOpError(UsageError):
+    """A torch op (module class, function or method) the port cannot read."""
+
+
+def torch_reader(*keys: str):
+    """Register `fn(ctx, node)` for module class names, function or method names."""
+
+    def register(fn):
+        for k in keys:
+            READERS[k] = fn
+        return fn
+
+    return register
+
+
+def op_key(node: fx.Node, modules: dict) -> str:
+    if node.op == "call_module":
+        return type(modules[node.target]).__name__
+    if node.op == "call_method":
+        return f"method.{node.target}"
+    return f"function.{getattr(node.target, '__name__', str(node.target))}"
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
+
+
+def source_line(node: fx.Node) -> str:
+    """"file.py:LINE in fn: code" of the innermost user frame that made `node`."""
+    frames = _FRAME.findall(node.stack_trace or "")
+    for path, line, fn, code in reversed(frames):
+        if "/torch/" not in path:
+            return f"{path}:{line} in {fn}: {code.strip()}"
+    if frames:
+        path, line, fn, code = frames[-1]
+        return f"{path}:{line} in {fn}: {code.strip()}"
+    return "(no source line recorded)"
+
+
+def trace(module) -> fx.GraphModule:
+    """symbolic_trace with stack traces; a failure is a UsageError naming why."""
+    tracer = fx.Tracer()
+    tracer.record_stack_traces = True
+    try:
+        g = tracer.trace(module)
+    except Exception as e:  # data-dependent control flow and friends
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"torch.fx cannot trace {type(module).__name__}: {first}") from None
+    return fx.GraphModule(tracer.root, g, type(module).__name__)
+
+
+def _run(gm: fx.GraphModule, x: torch.Tensor) -> dict:
+    """fx node -> concrete value of one forward pass (no grad)."""
+    values = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            v = super().run_node(n)
+            # a copy: in-place ops later in the graph (ReLU(inplace=True) after `out += identity`) change v
+            values[n] = v.clone() if isinstance(v, torch.Tensor) else v
+            return v
+
+    with torch.no_grad():
+        Recorder(gm).run(x)
+    return values
+
+
+class ReadContext:
+    """What a reader sees: the fx node's arguments, their values and the graph."""
+
+    def __init__(self, gm: fx.GraphModule, graph: Graph, values: dict):
+        self.gm, self.graph, self.values = gm, graph, values
+        self.modules = dict(gm.named_modules())
+        self.tensor_of: dict = {}  # fx node -> graph tensor name
+        self.tuples: dict = {}  # fx node of a tuple value -> its tensors' names
+        self.param_nodes: dict = {}  # get_attr target -> graph tensor of its `parameter` node
+        self.node = None
+        self._taken: set = set()
+
+    # --- reading arguments ---
+    def arg(self, i: int, name: str | None = None, default=None):
+        n = self.node
+        if name is not None and name in n.kwargs:
+            return n.kwargs[name]
+        return n.args[i] if i < len(n.args) else default
+
+    def value(self, a):
+        """The concrete value of an argument (fx node or literal)."""
+        if isinstance(a, fx.Node):
+            return self.values[a]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.value(v) for v in a)
+        return a
+
+    def tensor(self, a) -> str:
+        """The graph tensor of an fx argument (a get_attr parameter becomes a `parameter` node)."""
+        if isinstance(a, fx.Node) and a in self.tensor_of:
+            return self.tensor_of[a]
+        if isinstance(a, fx.Node) and a.op == "get_attr":
+            return self.parameter(a)
+        raise self.unsupported(f"argument {a!r} is not a tensor the port has read")
+
+    def is_tensor(self, a) -> bool:
+        return isinstance(a, fx.Node) and (a in self.tensor_of or (a.op == "get_attr" and isinstance(self.values.get(a), torch.Tensor)))
+
+    def shape(self, a) -> tuple:
+        return tuple(self.graph.tensors[self.tensor(a)].shape) if not isinstance(a, fx.Node) or a in self.tensor_of else tuple(self.values[a].shape)
+
+    def out_shape(self) -> tuple:
+        v = self.values[self.node]
+        return (None, *v.shape[1:])
+
+    def module(self):
+        return self.modules[self.node.target]
+
+    def rank(self, a) -> int:
+        return len(self.shape(a))
+
+    def dim(self, d: int, a=None) -> int:
+        r = self.rank(a if a is not None else self.node.args[0])
+        return int(d) % r
+
+    # --- emitting ---
+    def emit(self, op: str, inputs: list, *, attrs=None, weights=None, params=None, shape=None, out=None, internal=False):
+        """Add a neutral node; returns its output tensor name (default: the fx node's name)."""
+        n = self.node
+        out = out or n.name
+        name = self._node_name(out)
+        spec_shape = tuple(shape) if shape is not None else self.out_shape()
+        dtype = str(self.values[n].dtype).replace("torch.", "") if isinstance(self.values.get(n), torch.Tensor) else "float32"
+        self.graph.tensors[out] = TensorSpec(out, spec_shape, dtype, None, internal)
+        source = {"framework": "torch", "layer": n.target if n.op == "call_module" else n.name,
+                  "class": op_key(n, self.modules), "where": source_line(n)}
+        if params:
+            source["params"] = params
+        node = Node(name, op, list(inputs), [out], dict(attrs or {}), {}, source)
+        for k, v in (weights or {}).items():
+            node.weights[k] = np.ascontiguousarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+        self.graph.nodes.append(node)
+        if out == n.name:
+            self.tensor_of[n] = out
+        return out
+
+    def alias(self, a) -> None:
+        """The fx node's value IS its argument's tensor (contiguous, eval-mode dropout...)."""
+        self.tensor_of[self.node] = self.tensor(a)
+
+    def parameter(self, a: fx.Node) -> str:
+        """A get_attr tensor as a trainable `parameter` node broadcast over the batch."""
+        if a.target in self.param_nodes:
+            return self.param_nodes[a.target]
+        value = self.values[a]
+        shape = tuple(value.shape)
+        rank = max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
+        full = (1,) * (rank - len(shape)) + shape
+        saved, self.node = self.node, a
+        out = self.emit("parameter", [self.graph.inputs[0]], attrs={"shape": list(full)}, weights={"weight": value},
+                        params={"weight": a.target}, shape=(None, *full[1:]), internal=True)
+        self.node = saved
+        self.param_nodes[a.target] = out
+        return out
+
+    def module_params(self, prefix: str, names) -> dict:
+        """{weight name: torch parameter/buffer path} for a module's state."""
+        return {k: f"{prefix}.{k}" for k in names}
+
+    def _node_name(self, base: str) -> str:
+        from shared.graph import identifier
+
+        return identifier(base, self._taken)
+
+    def unsupported(self, what: str) -> UnsupportedOpError:
+        n = self.node
+        return UnsupportedOpError(f"{op_key(n, self.modules)} (fx node {n.name!r}) at {source_line(n)}: {what}")
+
+
+def _is_static(v) -> bool:
+    """Values that make no neutral node: sizes, ints, bools, None, tuples of those."""
+    if isinstance(v, (int, float, bool, torch.Size, type(None), str)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_is_static(a) for a in v)
+    return False
+
+
+def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
+    """Read an nn.Module (eval mode) into a neutral Graph; input_shape without the batch (C,H,W)."""
+    from torch_impl import read_ops, read_tensor_ops  # noqa: F401  (register readers)
+
+    module.eval()
+    gm = trace(module)
+    dtype = next((p.dtype for p in module.parameters()), torch.float32)
+    x = torch.randn(EXAMPLE_BATCH, *input_shape, dtype=dtype)
+    try:
+        values = _run(gm, x)
+    except Exception as e:
+        raise UsageError(f"{type(module).__name__} does not run on an input of shape (N, {', '.join(map(str, input_shape))}): "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    graph = Graph(name=name or type(module).__name__, meta={"source": "torch", "torch_version": torch.__version__})
+    ctx = ReadContext(gm, graph, values)
+    for n in gm.graph.nodes:
+        ctx.node = n
+        if n.op == "placeholder":
+            if graph.inputs:
+                raise UsageError(f"{type(module).__name__}.forward takes several inputs; the port reads one image input")
+            graph.tensors[n.name] = TensorSpec(n.name, (None, *input_shape), str(dtype).replace("torch.", ""))
+            graph.inputs.append(n.name)
+            ctx.tensor_of[n] = n.name
+        elif n.op == "output":
+            outs = n.args[0] if isinstance(n.args[0], (list, tuple)) else [n.args[0]]
+            graph.outputs = [ctx.tensor(o) for o in outs]
+        elif n.op == "get_attr" or _is_static(values[n]):
+            continue
+        else:
+            key = op_key(n, ctx.modules)
+            if key not in READERS:
+                raise ctx.unsupported("not supported by the port (register a reader with "
+                                      f"@torch_reader({key!r}), see torch_impl/read_ops.py)")
+            READERS[key](ctx, n)
+            if n not in ctx.tensor_of and isinstance(values[n], torch.Tensor):
+                raise ctx.unsupported("its reader produced no tensor")
+    return graph
+
+
+def params_by_key(graph: Graph) -> dict:
+    """Graph weight key (`node.weight`) -> torch parameter path (or [path, start, stop])."""
+    return {f"{n.name}.{k}": p for n in graph.nodes for k, p in n.source.get("params", {}).items()}
+
+
+def graph_values(module, graph: Graph, inputs) -> dict:
+    """Every tensor of one forward pass of `module` (numpy, by graph name)."""
+    gm = trace(module)
+    x = torch.as_tensor(np.ascontiguousarray(inputs[0]))
+    values = _run(gm, x)
+    by_name = {n.name: v for n, v in values.items()}
+    out = {graph.inputs[0]: np.asarray(inputs[0])}
+    for name, spec in graph.tensors.items():
+        v = by_name.get(name)
+        if isinstance(v, torch.Tensor) and name not in out:
+            out[name] = v.detach().numpy()
+    return out

@@ -1,0 +1,418 @@
+"""PyTorch side of `compare.py verify`: the user's hand-written module, traced.
+
+Twin of keras_impl/verify.py. `TorchSide.trace` runs one forward pass in eval
+mode with forward hooks on every module and a TorchFunctionMode that sees
+every torch function call, and returns the modules that own parameters in the
+order they first ran, with their traced input/output shapes (TorchRecord of
+shared/verify.py). The function mode records two things hooks cannot see:
+
+- the chain of reshapes/permutes that made a Linear's input out of a feature
+  map (`x.view(x.size(0), -1)`, `torch.flatten(x, 1)`, `nn.Flatten`,
+  `x.permute(0, 2, 3, 1).reshape(...)`, ...). The chain is replayed on an
+  index tensor of the feature map's shape, which gives the exact column order
+  the Linear reads (shared/verify.py turns it into the weight permutation);
+- dropout called with training=True while the model is in eval mode (the
+  classic `F.dropout(x, 0.5)`, whose `training` defaults to True).
+
+For the training checks the same mode turns every dropout function into the
+identity (nn.Dropout and F.dropout alike), as Keras' Dropout layers get
+rate 0 on the other side.
+
+Losses and optimizers follow the Keras compile config (keras_impl/verify.py
+`loss_spec` / `optimizer_spec`): the Keras loss formulas and reductions, and
+torch_impl/train.py's AdamKeras / SGDKeras (Keras' epsilon placement and
+decoupled weight decay).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from shared.errors import UsageError
+from shared.verify import TorchRecord
+from torch_impl.train import AdamKeras, SGDKeras
+
+__all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
+
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py): the loss clip
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Functions that only move elements: a Linear's input is traced back through them.
+MOVEMENT = {"flatten", "view", "reshape", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "t",
+            "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten"}
+DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
+# Tensor-level functions worth showing among the functional ops between two modules
+# (everything in torch.nn.functional is shown too).
+SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
+                                    "add", "mul", "sub", "div", "clamp", "exp", "sqrt", "pow", "__add__", "__mul__",
+                                    "__sub__", "__truediv__", "__pow__", "__radd__", "__rmul__"}
+
+
+def _describe(func, args, kwargs) -> str:
+    """`leaky_relu(negative_slope=0.01)`: a call with its non-tensor arguments, defaults included where known."""
+    import inspect
+
+    name = getattr(func, "__name__", str(func))
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound.apply_defaults()
+        items = [f"{k}={v!r}" for k, v in bound.arguments.items()
+                 if not isinstance(v, torch.Tensor) and k not in ("inplace", "input", "self") and v is not None]
+    except (TypeError, ValueError):
+        items = [repr(a) for a in args[1:] if not isinstance(a, torch.Tensor)] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(items)})"
+
+
+def load_model(spec: str) -> nn.Module:
+    """`path/file.py:NAME` or `package.module:NAME`; NAME an nn.Module class with a
+    no-argument constructor, or a function returning a module."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not name:
+        raise UsageError(f"{spec}: expected path/file.py:NAME or package.module:NAME")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"{spec}: no such file {target}")
+        module_spec = importlib.util.spec_from_file_location(f"verify_user_{path.stem}", path)
+        mod = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = mod
+        module_spec.loader.exec_module(mod)
+    else:
+        try:
+            mod = importlib.import_module(target)
+        except ImportError as e:
+            raise UsageError(f"{spec}: cannot import {target!r} ({e})") from None
+    obj = getattr(mod, name, None)
+    if obj is None or not callable(obj):
+        raise UsageError(f"{spec}: {target} has no class or function {name!r}")
+    try:
+        module = obj()
+    except TypeError as e:
+        raise UsageError(f"{spec}: {name}() needs arguments ({e}); give a class with a no-argument constructor "
+                         "or a function returning the module") from None
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"{spec}: {name}() returned {type(module).__name__}, expected a torch.nn.Module")
+    return module
+
+
+_RNN_KINDS = {nn.LSTM: "rnn_lstm", nn.GRU: "rnn_gru", nn.RNN: "rnn_simple"}
+
+
+def _kind(m: nn.Module) -> str:
+    if isinstance(m, nn.Linear):
+        return "linear"
+    if type(m) in _RNN_KINDS:
+        return _RNN_KINDS[type(m)]
+    if isinstance(m, nn.Embedding):
+        return "embedding"
+    if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
+        d = len(m.kernel_size)
+        return f"{'depthwise' if m.groups > 1 and m.groups == m.in_channels else 'conv'}{d}d"
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return "batch_norm"
+    if isinstance(m, nn.LayerNorm):
+        return "layer_norm"
+    return f"other ({type(m).__name__})"
+
+
+def _attrs(m: nn.Module) -> dict:
+    a = {}
+    for key in ("stride", "dilation", "groups", "eps", "momentum", "batch_first", "num_layers", "bidirectional"):
+        if hasattr(m, key):
+            v = getattr(m, key)
+            a[key] = list(v) if isinstance(v, tuple) else v
+    if isinstance(m, nn.modules.conv._ConvNd):
+        a["padding"] = m.padding if isinstance(m.padding, str) else list(m.padding)
+        a["padding_mode"] = m.padding_mode
+    if type(m) in _RNN_KINDS and getattr(m, "bias_hh_l0", None) is not None:
+        a["bias_hh_trainable"] = bool(m.bias_hh_l0.requires_grad)
+    return a
+
+
+def _own_tensors(m: nn.Module) -> dict:
+    t = {n: p for n, p in m.named_parameters(recurse=False)}
+    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+        t.update(running_mean=m.running_mean, running_var=m.running_var)
+    return t
+
+
+class _Mode(TorchFunctionMode):
+    """Sees every torch function call of a forward pass (see the module docstring)."""
+
+    def __init__(self, record: bool = False, no_dropout: bool = False):
+        super().__init__()
+        self.record, self.no_dropout = record, no_dropout
+        self.prov, self.keep, self.dropouts = {}, [], []
+        self.last_module = None
+        self.eval_mode = False
+        self.inside = 0  # > 0 while a module that owns parameters runs (its internals are its own)
+        self.ops = {}  # last module that owns parameters ("" before the first) -> functional calls after it
+        self.last_param_module = ""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in DROPOUTS and args:
+            if self.no_dropout:
+                return args[0]
+            training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
+            p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+            if self.record and self.eval_mode and training and p > 0:
+                self.dropouts.append(f"{name}(p={p}, training=True) after module '{self.last_module}'")
+        if self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
+            self.ops.setdefault(self.last_param_module, []).append(_describe(func, args, kwargs))
+        out = func(*args, **kwargs)
+        if self.record and name in MOVEMENT and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            self.keep.append(out)
+            self.prov[id(out)] = (args[0], func, args[1:], kwargs)
+        return out
+
+
+class TorchSide:
+    """The user's torch module behind numpy (inputs channels first).
+
+    Args:
+        module: the user's module (never modified except by set_weights;
+            training runs on a copy).
+        dtype: "float32" or "float64" (the module is converted to it).
+    """
+
+    name = "torch"
+
+    def __init__(self, module: nn.Module, dtype: str = "float32"):
+        self.module = module.to(DTYPES[dtype])
+        self.dtype = dtype
+        self.dropout_calls: list = []
+        self.ops_after: dict = {}  # from trace: module path ("" = the input) -> functional calls after it
+
+    def with_dtype(self, dtype: str) -> "TorchSide":
+        return self if dtype == self.dtype else TorchSide(copy.deepcopy(self.module), dtype)
+
+    def _x(self, x) -> torch.Tensor:
+        x = np.asarray(x)
+        return torch.as_tensor(np.ascontiguousarray(x, dtype=np.int64 if x.dtype.kind in "iu" else self.dtype))
+
+    def _param_modules(self) -> dict:
+        return {p: m for p, m in self.module.named_modules() if _own_tensors(m)}
+
+    def trace(self, x: np.ndarray) -> list:
+        """TorchRecords of the modules owning parameters, in first-call order (eval mode)."""
+        mods = self._param_modules()
+        seen, inputs, handles = {}, {}, []
+        mode = _Mode(record=True)
+        mode.eval_mode = True
+
+        def pre(path):
+            def hook(m, args):
+                mode.inside += path in mods
+                if path in mods and path not in seen and args and isinstance(args[0], torch.Tensor):
+                    inputs[path] = args[0]
+            return hook
+
+        def post(path):
+            def hook(m, args, out):
+                mode.last_module = path
+                if path in mods:
+                    mode.inside -= 1
+                    mode.last_param_module = path
+                    rec = seen.get(path)
+                    if rec is None:
+                        seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
+                                                 {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
+                                                 tuple(args[0].shape) if args else (), tuple(_first(out).shape))
+                    else:
+                        rec.calls += 1
+            return hook
+
+        for path, m in self.module.named_modules():
+            if path:
+                handles += [m.register_forward_pre_hook(pre(path)), m.register_forward_hook(post(path))]
+        was = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad(), mode:
+                self.module(self._x(x))
+        finally:
+            for h in handles:
+                h.remove()
+            self.module.train(was)
+        never = [p for p in mods if p not in seen]
+        if never:
+            raise UsageError(f"torch module '{never[0]}' ({type(mods[never[0]]).__name__}) owns parameters but never ran "
+                             "in forward(); remove it or map the model by hand (--mapping)")
+        for path, rec in seen.items():
+            if rec.kind == "linear" and path in inputs:
+                rec.flatten = _flatten_chain(mode.prov, inputs[path])
+        self.dropout_calls = list(dict.fromkeys(mode.dropouts))
+        self.ops_after = mode.ops
+        return list(seen.values())
+
+    def weights(self) -> dict:
+        return {p: {n: t.detach().cpu().numpy().copy() for n, t in _own_tensors(m).items()}
+                for p, m in self._param_modules().items()}
+
+    def set_weights(self, tensors: dict) -> None:
+        mods = self._param_modules()
+        with torch.no_grad():
+            for path, ws in tensors.items():
+                own = _own_tensors(mods[path])
+                for name, a in ws.items():
+                    if name in own:
+                        own[name].copy_(torch.as_tensor(np.asarray(a)).to(own[name].dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        was = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                return self.module(self._x(x)).detach().cpu().numpy()
+        finally:
+            self.module.train(was)
+
+    def pair_outputs(self, x: np.ndarray, paths: list) -> dict:
+        """{path: output of its first call} in eval mode."""
+        mods = dict(self.module.named_modules())
+        out, handles = {}, []
+
+        def keep(path):
+            def hook(m, args, y):
+                y = y[0] if isinstance(y, tuple) else y  # nn.LSTM: (output, (h, c))
+                if path not in out:
+                    out[path] = y.detach().cpu().numpy().copy()
+            return hook  # returns None: the output is left as it is
+
+        for p in paths:
+            handles.append(mods[p].register_forward_hook(keep(p)))
+        try:
+            self.forward(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return out
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict) -> tuple:
+        """(mean loss, {path: {name: gradient}}) in eval mode, model unchanged."""
+        model = copy.deepcopy(self.module).eval()
+        loss = torch_loss(spec, model(self._x(x)), _target(y, spec, self.dtype))
+        loss.backward()
+        grads = {p: {n: (t.grad.detach().numpy().copy() if t.grad is not None else np.zeros(tuple(t.shape)))
+                     for n, t in m.named_parameters(recurse=False)}
+                 for p, m in model.named_modules() if list(m.parameters(recurse=False))}
+        return float(loss.detach()), grads
+
+    def train(self, batches: list, loss: dict, optimizer: dict) -> tuple:
+        """One step per batch on a copy, training mode, every dropout off.
+
+        Returns:
+            (pre-update losses, {path: {name: array}} after the last step).
+        """
+        side = TorchSide(copy.deepcopy(self.module), self.dtype)
+        model = side.module.train()
+        opt = make_optimizer(model, optimizer)
+        losses = []
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            with _Mode(no_dropout=True):
+                value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype))
+            value.backward()
+            opt.step()
+            losses.append(float(value.detach()))
+        return losses, side.weights()
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _flatten_chain(prov: dict, t: torch.Tensor) -> dict | None:
+    """Replay the reshapes/permutes that made `t` from a feature map on an index tensor."""
+    ops = []
+    while id(t) in prov:
+        src, func, args, kwargs = prov[id(t)]
+        ops.append((func, args, kwargs))
+        t = src
+    if t.dim() < 3 or not ops:
+        return None
+    per = int(np.prod(t.shape[1:]))
+    idx = torch.arange(per).reshape(1, *t.shape[1:]).expand(*t.shape).contiguous()
+    for func, args, kwargs in reversed(ops):
+        idx = func(idx, *args, **kwargs)
+    if idx.dim() != 2 or idx.shape[1] != per:
+        return None
+    return {"source_shape": [int(s) for s in t.shape[1:]], "index": idx[0].tolist()}
+
+
+def make_optimizer(model: nn.Module, spec: dict) -> torch.optim.Optimizer:
+    """The torch optimizer with Keras' semantics for a Keras optimizer spec."""
+    lr, wd = spec["learning_rate"], spec["weight_decay"]
+    if spec["class"] == "SGD":
+        return SGDKeras(model.parameters(), lr=lr, momentum=spec["momentum"], decoupled_weight_decay=wd)
+    return AdamKeras(model.parameters(), lr=lr, betas=(spec["beta_1"], spec["beta_2"]),
+                     keras_epsilon=spec["epsilon"], weight_decay=wd)
+
+
+def _target(y, spec: dict, dtype: str) -> torch.Tensor:
+    y = np.asarray(y)
+    return torch.as_tensor(y.astype(np.int64) if spec["kind"] == "sparse_ce" else y.astype(dtype))
+
+
+def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Keras' loss for `spec` (keras/src/losses/losses.py): per-sample mean over the
+    last axis, label smoothing as Keras applies it, then the reduction
+    ("sum", or "sum_over_batch_size" / "mean": sum / batch without sample weights)."""
+    kind, logits, ls = spec["kind"], spec["from_logits"], spec.get("label_smoothing", 0.0)
+    if kind in ("sparse_ce", "ce"):
+        if logits:
+            logp = torch.log_softmax(out, dim=-1)
+        else:  # Keras renormalises, then clips at epsilon
+            logp = torch.log(torch.clamp(out / out.sum(-1, keepdim=True), KERAS_EPSILON, 1 - KERAS_EPSILON))
+        if kind == "sparse_ce":
+            per = -logp.gather(-1, y.reshape(-1, 1)).squeeze(-1)
+        else:
+            y = y * (1 - ls) + ls / out.shape[-1] if ls else y
+            per = -(y * logp).sum(-1)
+    elif kind == "bce":
+        y = y * (1 - ls) + 0.5 * ls if ls else y
+        if logits:
+            per = F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1)
+        else:
+            p = torch.clamp(out, KERAS_EPSILON, 1 - KERAS_EPSILON)
+            per = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)
+    elif kind == "mse":
+        per = ((out - y.reshape(out.shape)) ** 2).mean(-1)
+    elif kind == "mae":
+        per = (out - y.reshape(out.shape)).abs().mean(-1)
+    else:
+        raise UsageError(f"loss kind {kind!r} is not supported by verify")
+    return per.sum() if spec["reduction"] == "sum" else per.sum() / per.shape[0]
+
+
+def load_state(module: nn.Module, path: str) -> None:
+    """Load a state_dict file (.pt/.pth via torch.load(weights_only=True), or .safetensors) strictly."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{path}: no such weights file")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(p))
+    else:
+        try:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle errors of every kind: a bad file
+            raise UsageError(f"{path}: not a torch state_dict ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path}: holds a {type(state).__name__}, expected a state_dict")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise UsageError(f"{path}: does not fit the torch model: {' '.join(str(e).split())[:300]}") from None
