@@ -6,6 +6,8 @@ steps). Framework-free: backends are trained through shared.backend.Backend.
 
 from __future__ import annotations
 
+import numpy as np
+
 from shared import metrics
 from shared.batches import batch_fingerprints, batch_plan, cast_batches, make_batches
 from shared.checks import Check
@@ -69,6 +71,32 @@ def _weights_rows(ta, tb, start: dict, ref, judge, sides: dict, ctx: dict, steps
     return rows
 
 
+def _diverged_together(la, lb):
+    """The first step at which both loss curves are non-finite, when they turn
+    non-finite at the same step (None otherwise, or if neither does)."""
+    la, lb = np.asarray(la, np.float64), np.asarray(lb, np.float64)
+    bad_a, bad_b = ~np.isfinite(la), ~np.isfinite(lb)
+    if not bad_a.any() or not bad_b.any():
+        return None
+    ka, kb = int(np.argmax(bad_a)), int(np.argmax(bad_b))
+    return ka if ka == kb else None
+
+
+def _diverged_rows(opt, k, la, lb, ref, judge, sides, ctx) -> list:
+    """Both twins diverged at step k+1 (e.g. SGD at the default rate on targets
+    of 1e4): the curves are compared up to it; the final weights are not
+    comparable (NaN agrees with nothing) and get an information row instead."""
+    labels = {0: [f"step {i + 1}" for i in range(k)]}
+    r64 = (np.asarray(ref[0][0])[:k], np.asarray(ref[0][1])[:k]) if ref else (None, None)
+    curve = judge.trajectory(f"training loss curve ({opt})", np.asarray(la)[:k], np.asarray(lb)[:k], *r64,
+                             labels=labels, **sides, **ctx)
+    curve.where += f"; steps 1-{k} compared, both diverged at step {k + 1}"
+    info = Check(f"trained weights ({opt})", sides["a_name"], sides["b_name"], 0.0, 0.0, 0.0, True,
+                 f"not compared: both losses non-finite from step {k + 1} on ({la[k]} vs {lb[k]}): the learning "
+                 f"rate diverges on this data, in both frameworks alike", info=True, **ctx)
+    return [curve, info]
+
+
 def training_checks(a, b, batches: list, opts, progress, name: str, curves: dict | None, judge, ctx: dict,
                     refs: dict | None = None) -> tuple:
     """Train clones of a and b from their (equal) weights on `batches` with each optimizer; compare.
@@ -107,12 +135,16 @@ def training_checks(a, b, batches: list, opts, progress, name: str, curves: dict
                                       "(labels, channel order, resizing, normalisation) before the models"}
         fp.detail.update({"batches": len(expected), "first": expected[:3]})
         out.append(fp)
-        out.append(judge.trajectory(f"training loss curve ({opt})", ra.losses, rb.losses,
-                                    *(ref[0] if ref else (None, None)),
-                                    labels={0: [f"step {i + 1}" for i in range(len(batches))]}, **sides, **ctx))
-        out.append(worst(f"trained weights ({opt})",
-                         _weights_rows(ta, tb, start, ref[1] if ref else None, judge, sides, ctx, len(batches)),
-                         **ctx))
+        k = _diverged_together(ra.losses, rb.losses)
+        if k is not None:  # both blew up at the same step: the run's learning rate, not a port
+            out += _diverged_rows(opt, k, ra.losses, rb.losses, ref, judge, sides, ctx)
+        else:
+            out.append(judge.trajectory(f"training loss curve ({opt})", ra.losses, rb.losses,
+                                        *(ref[0] if ref else (None, None)),
+                                        labels={0: [f"step {i + 1}" for i in range(len(batches))]}, **sides, **ctx))
+            out.append(worst(f"trained weights ({opt})",
+                             _weights_rows(ta, tb, start, ref[1] if ref else None, judge, sides, ctx, len(batches)),
+                             **ctx))
         if curves is not None:
             curves[f"{name} {opt}"] = {a.name: ra.losses, b.name: rb.losses}
     return out, runs

@@ -175,3 +175,17 @@ def test_forward_only_backends_refuse_the_rest(tmp_path, bad):
     assert o.can_train is False
     with pytest.raises(NotImplementedError, match="forward-only"):
         getattr(o, bad)(np.zeros((1, 5)), None) if bad == "layer_outputs" else o.train([], None)
+
+
+def test_training_that_diverges_in_both_frameworks_alike_is_not_a_parity_failure():
+    from shared.engine_train import _diverged_rows, _diverged_together
+    from shared.judge import Judge
+
+    la = [1.0, 10.0, float("inf"), float("nan")]
+    assert _diverged_together(la, [1.0, 10.0, float("inf"), float("nan")]) == 2
+    assert _diverged_together(la, [1.0, 10.0, 100.0, float("nan")]) is None  # one side first: a real difference
+    assert _diverged_together([1.0, 2.0], [1.0, 2.0]) is None
+    rows = _diverged_rows("sgd", 2, la, [1.0, 10.0, float("inf"), float("nan")], None, Judge(),
+                          {"a_name": "keras", "b_name": "torch"}, {"task": "regression", "model": "mlp", "dtype": "float32"})
+    assert rows[0].passed and "both diverged at step 3" in rows[0].where and not rows[0].info
+    assert rows[1].info and rows[1].passed and "not compared" in rows[1].where
