@@ -1,5 +1,5 @@
 """Core ops: linear, activation, batch_norm, layer_norm, dropout, identity,
-rescale, normalize, scale, prelu, group_norm, layer_norm_axes, embedding."""
+rescale, normalize, scale, prelu, group_norm, layer_norm_axes."""
 
 from __future__ import annotations
 
@@ -149,9 +149,3 @@ def layer_norm_axes(node, args, module, graph=None):
     ctor = (f"LayerNormAxes(dims={fmt(tuple(a['axes']))}, shape={fmt(tuple(a['shape']))}, eps={fmt(a['eps'])}, "
             f"scale={a['scale']}, center={a['center']})")
     return Emitted(ctor, f"{module}({args[0]})", ("LayerNormAxes",))
-
-
-@torch_emitter("embedding")
-def embedding(node, args, module, graph=None):
-    a = node.attrs
-    return Emitted(f"nn.Embedding({a['num_embeddings']}, {a['embedding_dim']})", f"{module}({args[0]}.long())")
