@@ -26,7 +26,6 @@ from keras_impl.convert import Call, Context, converter_for
 from keras_impl.convert import core as _core  # noqa: F401  (registers converters)
 from keras_impl.convert import applications as _applications  # noqa: F401
 from keras_impl.convert import conv as _conv  # noqa: F401
-from keras_impl.convert import embedding as _embedding  # noqa: F401
 from keras_impl.convert import merge as _merge  # noqa: F401
 from keras_impl.convert import normalization as _normalization  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401

@@ -52,7 +52,6 @@ already broadcastable against the neutral tensor).
 | `group_norm` | num_groups, num_channels, eps, scale, center (channels on axis 1) | weight?, bias? |
 | `layer_norm_axes` | axes (neutral, without batch), shape (of the weights), eps, scale, center: layer norm over any axes | weight?, bias? (broadcastable, batch excluded) |
 | `prelu` | per_channel (True: one slope per axis-1 channel, nn.PReLU), shape | weight ((C,) if per_channel, else broadcastable) |
-| `embedding` | num_embeddings, embedding_dim (integer ids in, vectors appended as the last axis) | weight (num, dim) |
 | `scale` | (x * weight: a learned per-channel scale, Keras LayerScale) | weight (broadcastable) |
 | `mean` | n-ary elementwise average of inputs | |
 | `concat` | axis | |

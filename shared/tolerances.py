@@ -98,11 +98,13 @@ ONNX = {
 # block 3b, FORWARD allows 1.9e-6), so a float32 node row that misses FORWARD
 # is informational when (a) the float64 row of the same node passed (the port
 # is exact there) and (b) the two frameworks differ by at most this factor
-# times Keras' own float32 error at that node, |keras32 - keras64|: two
-# float32 computations each that far from the exact value can differ by twice
-# that. A porting bug fails (a); a float32-only bug (a float32 constant where
-# Keras has float64) fails (b) by orders of magnitude.
-FLOAT32_DRIFT_FACTOR = 2.0
+# times Keras' own float32 error at that node, |keras32 - keras64|. Two
+# float32 computations each that far from the exact value differ by up to
+# twice that; 4 because torch's and oneDNN's summation orders are not equally
+# accurate (ConvNeXtTiny's 2x2 stride-2 downsampling conv, 1536-term sums,
+# missed 2x). A porting bug fails (a); a float32-only bug (a constant rounded
+# where Keras keeps it) misses (b) by orders of magnitude.
+FLOAT32_DRIFT_FACTOR = 4.0
 
 _BY_KIND = {"forward": FORWARD, "gradient": GRADIENT, "training": TRAINING, "onnx": ONNX}
 

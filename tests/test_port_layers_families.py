@@ -1,7 +1,8 @@
 """The layers beyond the core set, each in a tiny model, ported and proven
 (every node in float32 and float64, float64 within 1e-12 relative, gradients):
 Conv1D, Conv1D/2D/3DTranspose (TF output sizes), UpSampling 1-3D (nearest,
-bilinear), LayerNormalization over any axes, GroupNormalization, Embedding,
+bilinear), LayerNormalization over any axes, GroupNormalization, Embedding
+(helper seq's converter, masks included),
 and the custom layers of keras.applications (LayerScale, CustomScaleLayer,
 StochasticDepth)."""
 
@@ -70,16 +71,6 @@ def test_embedding_draws_ids_inside_the_table():
     assert "embedding" in ops_of(r) and "nn.Embedding(7, 4)" in r.source
 
 
-def test_embedding_mask_zero_is_refused():
-    from keras_impl.convert import UnsupportedLayerError
-    from keras_impl.graph import read_graph
-
-    x = keras.Input((5,), dtype="int32")
-    model = keras.Model(x, L.Embedding(7, 4, mask_zero=True)(x))
-    with pytest.raises(UnsupportedLayerError, match="mask_zero"):
-        read_graph(model)
-
-
 def test_upsampling_bicubic_is_refused():
     """TF's bicubic kernel (a = -0.5) is not torch's (a = -0.75)."""
     from keras_impl.convert import UnsupportedLayerError
@@ -102,7 +93,7 @@ def test_layernorm_axes_weight_broadcasts_in_neutral_layout():
 
 def test_float32_drift_is_excused_only_where_float64_is_exact_and_within_keras_own_error():
     """Deep nets: a float32 node row past FORWARD is rounding when float64
-    agrees there and the gap is within 2x Keras' own float32 error; a gap 10x
+    agrees there and the gap is within 4x Keras' own float32 error; a gap 10x
     that, or a float64 failure at the node, stays a failure."""
     from shared.checks import compare_arrays
     from shared.graph import Graph

@@ -1,5 +1,5 @@
 """Core ops: linear, activation, batch_norm, layer_norm, dropout, identity,
-rescale, normalize, scale, prelu, group_norm, layer_norm_axes, embedding."""
+rescale, normalize, scale, prelu, group_norm, layer_norm_axes."""
 
 from __future__ import annotations
 
@@ -150,11 +150,6 @@ def layer_norm_axes(node, args, module, graph=None):
             f"scale={a['scale']}, center={a['center']})")
     return Emitted(ctor, f"{module}({args[0]})", ("LayerNormAxes",))
 
-
-@torch_emitter("embedding")
-def embedding(node, args, module, graph=None):
-    a = node.attrs
-    return Emitted(f"nn.Embedding({a['num_embeddings']}, {a['embedding_dim']})", f"{module}({args[0]}.long())")
 @torch_emitter("multi_head_attention")
 def multi_head_attention(node, args, module, graph=None):
     a = node.attrs
