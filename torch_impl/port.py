@@ -116,38 +116,9 @@ def load_module(spec: str, weights: str | None = None):
     NAME is an nn.Module class with a no-argument constructor or a function
     returning a module; `weights`: a state_dict saved with torch.save
     (.pt/.pth, loaded with weights_only=True) or a .safetensors file."""
-    import importlib
-    import importlib.util
-    from pathlib import Path
+    from shared.spec import build_from_spec
 
-    from shared.errors import UsageError
-
-    target, _, name = spec.rpartition(":")
-    if not target or not name:
-        raise UsageError(f"{spec}: expected path/file.py:NAME or package.module:NAME")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise UsageError(f"{spec}: no such file {target}")
-        mspec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(mspec)
-        sys.modules.setdefault(path.stem, module)
-        mspec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise UsageError(f"{spec}: {target} has no class or function {name!r}")
-    try:
-        model = factory()
-    except TypeError as e:
-        raise UsageError(f"{spec}: {name}() needs arguments ({e}); give a class with a no-argument constructor "
-                         "or a function returning the module") from None
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"{spec}: {name}() returned {type(model).__name__}, expected a torch.nn.Module")
+    model = build_from_spec(spec, torch.nn.Module, "a torch.nn.Module")
     if weights is not None:
         _load_weights(model, weights)
     return model.eval()

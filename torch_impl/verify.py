@@ -27,9 +27,6 @@ decoupled weight decay).
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +36,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from shared.errors import UsageError
+from shared.spec import build_from_spec
 from shared.verify import TorchRecord
 from torch_impl.train import AdamKeras, SGDKeras
 
@@ -75,33 +73,7 @@ def _describe(func, args, kwargs) -> str:
 def load_model(spec: str) -> nn.Module:
     """`path/file.py:NAME` or `package.module:NAME`; NAME an nn.Module class with a
     no-argument constructor, or a function returning a module."""
-    target, sep, name = spec.rpartition(":")
-    if not sep or not name:
-        raise UsageError(f"{spec}: expected path/file.py:NAME or package.module:NAME")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise UsageError(f"{spec}: no such file {target}")
-        module_spec = importlib.util.spec_from_file_location(f"verify_user_{path.stem}", path)
-        mod = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_spec.name] = mod
-        module_spec.loader.exec_module(mod)
-    else:
-        try:
-            mod = importlib.import_module(target)
-        except ImportError as e:
-            raise UsageError(f"{spec}: cannot import {target!r} ({e})") from None
-    obj = getattr(mod, name, None)
-    if obj is None or not callable(obj):
-        raise UsageError(f"{spec}: {target} has no class or function {name!r}")
-    try:
-        module = obj()
-    except TypeError as e:
-        raise UsageError(f"{spec}: {name}() needs arguments ({e}); give a class with a no-argument constructor "
-                         "or a function returning the module") from None
-    if not isinstance(module, nn.Module):
-        raise UsageError(f"{spec}: {name}() returned {type(module).__name__}, expected a torch.nn.Module")
-    return module
+    return build_from_spec(spec, nn.Module, "a torch.nn.Module")
 
 
 _RNN_KINDS = {nn.LSTM: "rnn_lstm", nn.GRU: "rnn_gru", nn.RNN: "rnn_simple"}
