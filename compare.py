@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import argtypes
 from shared.cases import Case, builtin_cases, data_record, user_case
 from shared.checks import ParityFailure, assert_checks
 from shared.config import DTYPES, MODELS, TASKS
@@ -307,20 +308,6 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _nonneg_float(s: str) -> float:
-    v = float(s)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="compare.py",
@@ -334,20 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="check a model on your own data instead of the built-in sets")
     p.add_argument("--format", choices=("pascal", "biwi", "csv"), help="layout of --data: fastai PASCAL (train.csv + train/), BIWI (person folders), or a tabular CSV")
     p.add_argument("--target", action="append", metavar="COLUMN", help="target column of a CSV (repeat for several; default: the last column)")
-    p.add_argument("--image-size", type=_positive_int, default=32, help="images are resized to this square size (default 32)")
+    p.add_argument("--image-size", type=argtypes.positive_int, default=32, help="images are resized to this square size (default 32)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of both models (float32 also repeats the forward check in float64)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per optimizer (default {DEFAULT_STEPS}; 0 skips training)")
-    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, help=f"batch size (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=DEFAULT_BATCH_SIZE, help=f"batch size (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--optimizer", choices=("sgd", "adam", "both"), default="both", help="optimizer(s) to train with (default both)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order (default 0)")
-    p.add_argument("--atol", type=_nonneg_float, help="absolute tolerance for every check (overrides the named defaults)")
-    p.add_argument("--rtol", type=_nonneg_float, help="relative tolerance (times max(1, |reference|)) for every check")
+    p.add_argument("--atol", type=argtypes.nonneg_float, help="absolute tolerance for every check (overrides the named defaults)")
+    p.add_argument("--rtol", type=argtypes.nonneg_float, help="relative tolerance (times max(1, |reference|)) for every check")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder, replaced atomically (default {DEFAULT_OUT})")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export checks")
     p.add_argument("--plant", metavar="NAME[=SIZE]", help="plant a known porting bug in the PyTorch twin (SIZE in (0, 1]: "
                    "the fraction of the bug, default 1) to see what the harness reports: "
                    + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+    p.add_argument("--threads", type=argtypes.positive_int, default=DEFAULT_THREADS,
                    help=f"intra-op threads of each framework (default {DEFAULT_THREADS}: fastest for these small models, and reproducible)")
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
     p.add_argument("--verbose", action="store_true", help="print every check as a table, and TensorFlow's start-up log lines")
@@ -386,9 +373,9 @@ def cmd_data(argv) -> int:
     p.add_argument("--format", choices=("pascal", "biwi", "csv"))
     p.add_argument("--task", choices=TASKS, help="task of a CSV")
     p.add_argument("--target", action="append", metavar="COLUMN")
-    p.add_argument("--image-size", type=_positive_int, default=32)
+    p.add_argument("--image-size", type=argtypes.positive_int, default=32)
     p.add_argument("--items", metavar="FILE.csv", help="write every item with its split and target")
-    p.add_argument("--show", type=_positive_int, metavar="N", help="save a grid of N validation images with their labels (needs --png)")
+    p.add_argument("--show", type=argtypes.positive_int, metavar="N", help="save a grid of N validation images with their labels (needs --png)")
     p.add_argument("--png", metavar="FILE", help="where --show writes its grid")
     args = p.parse_args(argv)
     from shared import show
@@ -444,7 +431,7 @@ def cmd_port(argv) -> int:
     from shared import port as sp
 
     p = sp.port_parser(_Parser, DEFAULT_THREADS)
-    p.add_argument("--input-shape", metavar="C,H,W", type=_shape_arg,
+    p.add_argument("--input-shape", metavar="C,H,W", type=argtypes.shape,
                    help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
                         "function returning one), its input shape without the batch")
     p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
@@ -482,16 +469,6 @@ def cmd_port(argv) -> int:
 # --------------------------------------------------------------------------
 # Reverse port: a PyTorch module -> a Keras functional model (issue 14)
 # --------------------------------------------------------------------------
-def _shape_arg(s: str) -> tuple:
-    try:
-        dims = tuple(int(a) for a in s.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r}: expected sizes separated by commas, e.g. 3,64,64") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise argparse.ArgumentTypeError(f"{s!r}: sizes must be positive")
-    return dims
-
-
 def cmd_port_reverse(args, out: Path) -> int:
     """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
     (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/reverse.py)."""
@@ -606,7 +583,7 @@ def cmd_verify(argv) -> int:
     from shared import verify_cli
 
     p = _Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
-    verify_cli.add_arguments(p, _positive_int, DEFAULT_THREADS)
+    verify_cli.add_arguments(p, argtypes.positive_int, DEFAULT_THREADS)
     args = p.parse_args(argv)
     verify_cli.check_arguments(args)
     frameworks(args.threads)

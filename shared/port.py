@@ -191,19 +191,7 @@ def train_info(train_config, source: str) -> dict:
 
 def port_parser(parser_class, default_threads: int):
     """The `compare.py port` argument parser (parser_class: compare.py's, which exits 2 on errors)."""
-    import argparse
-
-    def positive(v: str) -> int:
-        n = int(v)
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-        return n
-
-    def steps(v: str) -> int:
-        n = int(v)
-        if n < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-        return n
+    from shared.argtypes import nonneg_int, positive_int
 
     p = parser_class(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
                      "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
@@ -214,12 +202,12 @@ def port_parser(parser_class, default_threads: int):
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
                    help="import this first (repeatable): your custom layers and their @keras_converter functions")
     p.add_argument("--data", metavar="FILE", help="inputs as .npy/.npz in PyTorch's layout (default: seeded random inputs of the model's shape)")
-    p.add_argument("--batch-size", type=positive, default=pc.DEFAULT_BATCH, help=f"batch of the random inputs (default {pc.DEFAULT_BATCH})")
+    p.add_argument("--batch-size", type=positive_int, default=pc.DEFAULT_BATCH, help=f"batch of the random inputs (default {pc.DEFAULT_BATCH})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=steps, default=PORT_TRAIN_STEPS, help=f"training steps on the batch (default {PORT_TRAIN_STEPS}; 0 skips)")
+    p.add_argument("--steps", type=nonneg_int, default=PORT_TRAIN_STEPS, help=f"training steps on the batch (default {PORT_TRAIN_STEPS}; 0 skips)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="train with this optimizer (Keras defaults) instead of the compiled one")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
-    p.add_argument("--threads", type=positive, default=default_threads)
+    p.add_argument("--threads", type=positive_int, default=default_threads)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
     return p
 
