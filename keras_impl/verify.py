@@ -222,13 +222,14 @@ class KerasSide:
         return self._to_neutral(self.graph.outputs[0], out)
 
     def pair_outputs(self, x: np.ndarray) -> dict:
-        """{node: output} for every record (pre-activation where the layer fuses one)."""
+        """{node: output} for every record (pre-activation where the layer fuses one), and
+        {node@layer: output of the Keras layer the node belongs to}."""
         fn = _functional_of(self.model)
         ids = {id(fn.inputs[0]): tf.constant(self._to_keras(self.graph.inputs[0], x))}
         walker = _Walker(ids)
         walker.used.update(self.graph.inputs)
         names = {id(fn.inputs[0]): self.graph.inputs[0]}
-        outs, pre = {}, {}
+        outs, pre, layer_out = {}, {}, {}
         for call, node in walker.walk(fn, names):
             op = call.layer
             args, kwargs = node.arguments.fill_in(ids)
@@ -238,6 +239,7 @@ class KerasSide:
             for t, y in zip(node.outputs, ys):
                 ids[id(t)] = y
             outs[call.outputs[0]] = ys[0]
+            layer_out.setdefault(op.name, (call.outputs[0], ys[0]))
             act = getattr(op, "activation", None)
             if act is not None and act is not keras.activations.linear and call.outputs[0] + "_preact" in self.graph.tensors:
                 op.activation = keras.activations.linear
@@ -251,6 +253,8 @@ class KerasSide:
             v = outs.get(t, pre.get(t))
             if r.compare and v is not None:
                 values[r.name] = self._to_neutral(t, v)
+            if r.layer in layer_out:  # the whole layer's output (a Bidirectional's merged one)
+                values[f"{r.name}@layer"] = self._to_neutral(*layer_out[r.layer])
         return values
 
     def _loss(self, spec: dict):

@@ -99,7 +99,12 @@ class TorchRecord:
     flatten: {"source_shape": [C, *spatial], "index": [...]} when its input
     came from a feature map through reshapes/permutes (index[j] = the
     position, in the source's channels-first per-sample order, of input j);
-    calls: how often it ran in one forward pass.
+    calls: how often it ran in one forward pass; module: the real module
+    when this record is one part of a module that does the work of several
+    Keras layers (an nn.LSTM with num_layers=2 or bidirectional=True: path
+    `lstm[l1_reverse]`); whole_output: this part's output is the whole
+    module's (its last part), compared with the output of the Keras layer
+    the part is matched to.
     """
 
     path: str
@@ -111,6 +116,8 @@ class TorchRecord:
     out_shape: tuple = ()
     flatten: dict | None = None
     calls: int = 1
+    module: str = ""
+    whole_output: bool = False
 
 
 @dataclass

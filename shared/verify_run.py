@@ -165,8 +165,10 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         notes.append(f"float64 Keras copy: {exact} computed exactly (TF's leaky_relu / gelu kernels keep a float32 "
                      "constant even in float64); the float32 checks use Keras as it is")
     pair_pass = {}
+    whole = {p.torch: f"output of {kby[p.keras].layer} <-> torch '{tby[p.torch].module}' (whole module)"
+             for p in mapping.pairs if tby[p.torch].whole_output}
     for d in DTYPES:
-        checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None)
+        checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None, whole)
     pairs = [(p.keras, kby[p.keras].layer, p.torch) for p in mapping.pairs] + [("model output", "", "output")]
     where = localise(ks.layer_order(), pairs, pair_pass)
     if where is not None:
@@ -229,19 +231,29 @@ def _eval_sanity(ts, x, diagnoses) -> list:
     return checks + [c]
 
 
-def _forward(sides, mapping, x, dtype, pair_pass) -> list:
+def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
+    """Per-pair outputs and the model output; whole: {torch record path: check
+    name} for the parts whose output is their whole split module's
+    (TorchRecord.whole_output), compared with the Keras layer's output."""
+    whole = whole or {}
     ks, ts = sides
     tol = for_check("forward", dtype)
     kv = ks.pair_outputs(x)
     tv = ts.pair_outputs(x, [p.torch for p in mapping.pairs])
     checks = []
     for p in mapping.pairs:
-        if p.keras not in kv or p.torch not in tv:
+        if p.torch in tv and p.torch in whole:  # a split module's output: the Keras layer's (if the shapes can agree)
+            k_out = kv.get(f"{p.keras}@layer")
+            if k_out is None or k_out.shape[-1] != tv[p.torch].shape[-1]:
+                continue  # e.g. Bidirectional merge_mode="sum": torch adds the halves after the module
+        elif p.keras not in kv or p.torch not in tv:
             continue
-        k_out, t_out = kv[p.keras], tv[p.torch]
+        else:
+            k_out = kv[p.keras]
+        t_out = tv[p.torch]
         if p.kind.startswith("rnn") and k_out.ndim == 2 and t_out.ndim == 3:
-            t_out = t_out[:, -1]  # Keras without return_sequences: the last step
-        c = compare_arrays(f"output of {p.keras} <-> torch '{p.torch}'", k_out, t_out, tol,
+            t_out = _final_state(k_out, t_out, tv.get(f"{p.torch}@h_n"))
+        c = compare_arrays(whole.get(p.torch, f"output of {p.keras} <-> torch '{p.torch}'"), k_out, t_out, tol,
                            dtype=dtype, info=dtype == "float32")
         checks.append(c)
         if pair_pass is not None:
@@ -252,6 +264,19 @@ def _forward(sides, mapping, x, dtype, pair_pass) -> list:
     if pair_pass is not None:
         pair_pass["model output"] = out.passed
     return checks + [out]
+
+
+def _final_state(k_out: np.ndarray, t_out: np.ndarray, h_n) -> np.ndarray:
+    """The torch counterpart of a Keras RNN without return_sequences: the final
+    hidden state (h_n: the last valid step of a packed sequence; for a
+    bidirectional module the last layer's two directions, forward first, as
+    Keras' Bidirectional concatenates them); the last step where h_n is unknown."""
+    if h_n is None:
+        return t_out[:, -1]
+    hidden = h_n.shape[-1]
+    if k_out.shape[-1] == 2 * hidden and h_n.shape[0] >= 2:
+        return np.concatenate([h_n[-2], h_n[-1]], axis=-1)
+    return h_n[-1]
 
 
 def _gradients(sides, mapping, x, y, loss, dtype) -> list:

@@ -85,3 +85,71 @@ def test_gru_weights_in_keras_gate_order_fail_and_are_located():
     assert not res.passed
     assert res.localisation is not None and "gru" in str(res.localisation)
     assert any("Keras' order z,r,h" in n for n in res.diagnoses), res.diagnoses
+
+
+# ---- one torch module doing the work of several Keras layers: nn.LSTM/nn.GRU with
+# num_layers=2 and bidirectional=True against two Keras Bidirectional layers
+
+
+def _keras_bidirectional(cell: str):
+    import keras
+    from keras import layers as L
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((7,), dtype="int32")
+    x = L.Embedding(13, 5, name="emb")(ids)
+    x = L.Bidirectional(getattr(L, cell)(6, return_sequences=True), name="bi1")(x)
+    x = L.Bidirectional(getattr(L, cell)(6), name="bi2")(x)
+    model = keras.Model(ids, L.Dense(3, name="head")(x))
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+class StackedBidirectional(nn.Module):
+    """The usual port: one fused module for both Keras layers, the final states of the last layer as features."""
+
+    last_step_bug = False
+
+    def __init__(self, cell: str):
+        super().__init__()
+        self.emb = nn.Embedding(13, 5)
+        self.rnn = getattr(nn, cell)(5, 6, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(12, 3)
+        if cell == "LSTM":  # Keras' LSTM has one bias
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias_hh"):
+                    p.requires_grad_(False)
+
+    def forward(self, ids):
+        out, h = self.rnn(self.emb(ids))
+        if self.last_step_bug:  # the classic: the backward half's last step is its first, not its final state
+            return self.fc(out[:, -1])
+        h = h[0] if isinstance(h, tuple) else h
+        return self.fc(torch.cat([h[-2], h[-1]], dim=-1))
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_stacked_bidirectional_module_matches_two_keras_bidirectional_layers(cell):
+    res = compare.verify_models(_keras_bidirectional(cell), StackedBidirectional(cell), IDS)
+    pairs = [(p.keras, p.torch) for p in res.mapping.pairs]
+    assert pairs[1:5] == [("bi1_forward", "rnn[l0]"), ("bi1_backward", "rnn[l0_reverse]"),
+                          ("bi2_forward", "rnn[l1]"), ("bi2_backward", "rnn[l1_reverse]")], pairs
+    failed = [f"{c.check} [{c.dtype}] {c.max_abs_diff:.3g}" for c in res.checks if not (c.passed or c.info)]
+    assert not failed, failed
+    whole = [c for c in res.checks if c.dtype == "float64" and "(whole module)" in c.check]
+    assert len(whole) == 1 and "bi2" in whole[0].check and whole[0].max_rel_diff <= 1e-12
+    f64 = [c for c in res.checks if c.dtype == "float64" and not c.info]
+    assert max(c.max_rel_diff for c in f64) <= 1e-12
+    trained = [c for c in f64 if "l1_reverse" in c.check and "after training" in c.check]
+    assert len(trained) >= 3  # every part's weights are trained and compared
+
+
+def test_last_step_of_a_bidirectional_output_is_caught_after_the_module():
+    port = StackedBidirectional("LSTM")
+    port.last_step_bug = True
+    res = compare.verify_models(_keras_bidirectional("LSTM"), port, IDS)
+    assert not res.passed
+    out = next(c for c in res.checks if c.check == "model output" and c.dtype == "float64")
+    assert not out.passed and out.max_abs_diff > 1e-4
+    assert res.localisation["first_differing"] == "head", res.localisation
+    assert res.localisation["last_agreeing"] == "bi2_backward"

@@ -117,6 +117,66 @@ def _own_tensors(m: nn.Module) -> dict:
     return t
 
 
+_RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _parts(path: str, m: nn.Module) -> list:
+    """The records a module owning parameters stands for, in the order it computes them:
+    [(record path, {Keras-side name: (owner module, tensor name, rows or None)})].
+
+    One record per module, except where one torch module does the work of
+    several Keras layers: an nn.LSTM/GRU/RNN with num_layers > 1 or
+    bidirectional=True is one record per layer and direction, in torch's
+    order (`lstm[l0]`, `lstm[l0_reverse]`, `lstm[l1]`, ...; Keras'
+    Bidirectional reads as its forward then its backward layer, a stack of
+    RNN layers as num_layers), each under the single-layer names
+    (`weight_ih_l0`, ...) of the neutral graph."""
+    if type(m) in _RNN_KINDS and (m.num_layers > 1 or m.bidirectional):
+        out = []
+        for layer in range(m.num_layers):
+            for sfx in ("", "_reverse") if m.bidirectional else ("",):
+                names = {f"{w}_l0": (m, f"{w}_l{layer}{sfx}", None) for w in _RNN_WEIGHTS
+                         if getattr(m, f"{w}_l{layer}{sfx}", None) is not None}
+                out.append((f"{path}[l{layer}{sfx}]", names))
+        return out
+    return [(path, {n: (m, n, None) for n in _own_tensors(m)})]
+
+
+def _views(model: nn.Module) -> dict:
+    """{record path: {name: (owner, tensor name, rows)}} for every module owning parameters."""
+    return {rp: names for path, m in model.named_modules() if _own_tensors(m) for rp, names in _parts(path, m)}
+
+
+def _tensor(view) -> torch.Tensor:
+    owner, name, rows = view
+    t = getattr(owner, name)
+    return t if rows is None else t[rows[0]:rows[1]]
+
+
+def _tensor_owner_attr(view):
+    return getattr(view[0], view[1])
+
+
+def _grad(view):
+    owner, name, rows = view
+    g = getattr(owner, name).grad
+    return None if g is None else (g if rows is None else g[rows[0]:rows[1]])
+
+
+def _split_record(rec: TorchRecord, m: nn.Module) -> list:
+    """rec as the records of _parts: a split module's parts share its attributes and
+    call count; only the last one's output is the module's (whole_output)."""
+    parts = _parts(rec.path, m)
+    if len(parts) == 1:
+        return [rec]
+    out = []
+    for i, (rp, names) in enumerate(parts):
+        shapes = {n: tuple(_tensor(v).shape) for n, v in names.items()}
+        out.append(TorchRecord(rp, rec.cls, rec.kind, shapes, dict(rec.attrs), rec.in_shape, rec.out_shape,
+                               calls=rec.calls, module=rec.path, whole_output=i == len(parts) - 1))
+    return out
+
+
 class _Mode(TorchFunctionMode):
     """Sees every torch function call of a forward pass (see the module docstring)."""
 
@@ -226,20 +286,22 @@ class TorchSide:
                 rec.flatten = _flatten_chain(mode.prov, inputs[path])
         self.dropout_calls = list(dict.fromkeys(mode.dropouts))
         self.ops_after = mode.ops
-        return list(seen.values())
+        return [part for path, rec in seen.items() for part in _split_record(rec, mods[path])]
 
     def weights(self) -> dict:
-        return {p: {n: t.detach().cpu().numpy().copy() for n, t in _own_tensors(m).items()}
-                for p, m in self._param_modules().items()}
+        """{record path: {name: array}} (split modules by part, see _parts)."""
+        return {rp: {n: _tensor(v).detach().cpu().numpy().copy() for n, v in names.items()}
+                for rp, names in _views(self.module).items()}
 
     def set_weights(self, tensors: dict) -> None:
-        mods = self._param_modules()
+        views = _views(self.module)
         with torch.no_grad():
             for path, ws in tensors.items():
-                own = _own_tensors(mods[path])
+                own = views[path]
                 for name, a in ws.items():
                     if name in own:
-                        own[name].copy_(torch.as_tensor(np.asarray(a)).to(own[name].dtype))
+                        t = _tensor(own[name])
+                        t.copy_(torch.as_tensor(np.asarray(a)).to(t.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         was = self.module.training
@@ -251,19 +313,29 @@ class TorchSide:
             self.module.train(was)
 
     def pair_outputs(self, x: np.ndarray, paths: list) -> dict:
-        """{path: output of its first call} in eval mode."""
+        """{path: output of its first call} in eval mode; for recurrent modules also
+        {path@h_n: final hidden states (layers*directions, batch, hidden)}."""
         mods = dict(self.module.named_modules())
         out, handles = {}, []
 
         def keep(path):
             def hook(m, args, y):
-                y = y[0] if isinstance(y, tuple) else y  # nn.LSTM: (output, (h, c))
-                if path not in out:
-                    out[path] = y.detach().cpu().numpy().copy()
+                if path in out:
+                    return
+                if type(m) in _RNN_KINDS:  # (output, h_n) or (output, (h_n, c_n)): the final states too
+                    h = y[1][0] if isinstance(y[1], tuple) else y[1]
+                    out[f"{path}@h_n"] = h.detach().cpu().numpy().copy()
+                y = y[0] if isinstance(y, tuple) else y
+                out[path] = y.detach().cpu().numpy().copy()
             return hook  # returns None: the output is left as it is
 
         for p in paths:
-            handles.append(mods[p].register_forward_hook(keep(p)))
+            if p in mods:
+                handles.append(mods[p].register_forward_hook(keep(p)))
+                continue
+            module = p.rsplit("[", 1)[0]  # a part of a split module: its last part carries the module's output
+            if module in mods and _parts(module, mods[module])[-1][0] == p:
+                handles.append(mods[module].register_forward_hook(keep(p)))
         try:
             self.forward(x)
         finally:
@@ -276,9 +348,13 @@ class TorchSide:
         model = copy.deepcopy(self.module).eval()
         loss = torch_loss(spec, model(self._x(x)), _target(y, spec, self.dtype))
         loss.backward()
-        grads = {p: {n: (t.grad.detach().numpy().copy() if t.grad is not None else np.zeros(tuple(t.shape)))
-                     for n, t in m.named_parameters(recurse=False)}
-                 for p, m in model.named_modules() if list(m.parameters(recurse=False))}
+        grads = {}
+        for rp, names in _views(model).items():
+            for n, v in names.items():
+                if isinstance(_tensor_owner_attr(v), nn.Parameter):
+                    g = _grad(v)
+                    grads.setdefault(rp, {})[n] = (g.detach().numpy().copy() if g is not None
+                                                   else np.zeros(tuple(_tensor(v).shape)))
         return float(loss.detach()), grads
 
     def train(self, batches: list, loss: dict, optimizer: dict) -> tuple:
