@@ -29,6 +29,10 @@ from shared.verify import KerasRecord
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
 PARAM_OPS = ("conv", "linear", "batch_norm", "layer_norm", "rnn", "embedding")
+# A MultiHeadAttention node (keras_impl/convert/attention.py) is four linear records,
+# `<node>[query]`, `[key]`, `[value]`, `[output]`, in the order Keras computes them.
+ATTENTION_ROLES = ("query", "key", "value", "output")
+_ATTENTION_ATTRS = ("num_heads", "key_dim", "value_dim", "scale", "causal", "masks")
 
 # Keras loss names (compile(loss="...")) -> loss classes (keras/src/losses/losses.py).
 _LOSS_CLASSES = {
@@ -127,6 +131,9 @@ class KerasSide:
         g = self.graph
         out = []
         for n in g.nodes:
+            if n.op == "attention":
+                out += _attention_records(n)
+                continue
             if n.op not in PARAM_OPS or not n.weights:
                 continue
             attrs = {k: v for k, v in n.attrs.items()}
@@ -215,7 +222,7 @@ class KerasSide:
             if n.op in PARAM_OPS:
                 for name, a in n.weights.items():
                     out.setdefault(n.name, {}).setdefault(name, np.asarray(a, dtype=self.dtype))
-        return out
+        return _by_record(out, self.graph)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
@@ -240,6 +247,9 @@ class KerasSide:
                 ids[id(t)] = y
             outs[call.outputs[0]] = ys[0]
             layer_out.setdefault(op.name, (call.outputs[0], ys[0]))
+            if type(op).__name__ == "MultiHeadAttention":
+                for role, y in _projections(op, args, kwargs).items():
+                    outs[f"{call.outputs[0]}[{role}]"] = y
             act = getattr(op, "activation", None)
             if act is not None and act is not keras.activations.linear and call.outputs[0] + "_preact" in self.graph.tensors:
                 op.activation = keras.activations.linear
@@ -249,8 +259,9 @@ class KerasSide:
                     op.activation = act
         values = {}
         for r in self.records():
-            t = self.graph.node(r.name).outputs[0]
-            v = outs.get(t, pre.get(t))
+            role = r.attrs.get("role")
+            t = self.graph.node(r.name.rsplit("[", 1)[0] if role else r.name).outputs[0]
+            v = outs.get(f"{t}[{role}]" if role and role != "output" else t, pre.get(t))
             if r.compare and v is not None:
                 values[r.name] = self._to_neutral(t, v)
             if r.layer in layer_out:  # the whole layer's output (a Bidirectional's merged one)
@@ -282,7 +293,7 @@ class KerasSide:
         for ((node, name), (v, steps)), g in zip(vs.items(), grads):
             g = np.zeros(v.shape, self.dtype) if g is None else keras.ops.convert_to_numpy(g)
             result.setdefault(node, {})[name] = apply_transform(g, steps)
-        return float(keras.ops.convert_to_numpy(loss)), result
+        return float(keras.ops.convert_to_numpy(loss)), _by_record(result, self.graph)
 
     def train(self, batches: list, loss: dict, optimizer: dict) -> tuple:
         """One optimizer step per (x, y) batch on a copy, dropout switched off.
@@ -325,6 +336,14 @@ _exact_gelu.__name__ = "gelu"  # the graph reader knows activations by name
 # exact to float32, so they only matter for the float64 copy, whose purpose is to
 # put rounding out of the way: there they are computed exactly.
 _EXACT_FLOAT64 = {"leaky_relu": _exact_leaky_relu(0.2), "gelu": _exact_gelu}
+# MultiHeadAttention scales by the Python float 1/sqrt(key_dim), which both of its
+# paths tf.cast to the compute dtype (backend/tensorflow/nn.py
+# _dot_product_attention_xla: tf.cast(scale, logits.dtype); the einsum path:
+# ops.cast(self._inverse_sqrt_key_dim, query.dtype)); tf.cast converts a Python
+# float to a float32 tensor first. Measured with TF 2.21, key_dim=3: the float64
+# scale is 1/sqrt(3) - 1.04e-8 and dot_product_attention is 2.8e-9 relative off the
+# exact softmax attention (1.2e-16 with a float64 scalar). Exact for key_dim a power
+# of 4 (0.5, 0.25, ...); the float64 copy gets the scale as a float64 scalar.
 
 
 def _copy(model, dtype: str):
@@ -339,6 +358,11 @@ def _copy(model, dtype: str):
             if type(layer).__name__ == "LeakyReLU":
                 fn = _exact_leaky_relu(float(layer.negative_slope))
                 layer.call = lambda x, fn=fn: fn(x)
+                patched.append(layer.name)
+                continue
+            if type(layer).__name__ == "MultiHeadAttention":
+                # a float64 scalar stays float64 through tf.cast (see _EXACT_FLOAT64)
+                layer._inverse_sqrt_key_dim = np.float64(1.0) / np.sqrt(np.float64(layer._key_dim))
                 patched.append(layer.name)
                 continue
             act = getattr(layer, "activation", None)
@@ -418,6 +442,46 @@ def _short(v) -> str:
 
 def _target(y: np.ndarray, spec: dict, dtype: str) -> np.ndarray:
     return np.asarray(y, dtype=np.int64) if spec["kind"] == "sparse_ce" else np.asarray(y, dtype=dtype)
+
+
+def _attention_records(n) -> list:
+    """A MultiHeadAttention node as its four projections (ATTENTION_ROLES), each a linear record."""
+    base = {k: n.attrs[k] for k in _ATTENTION_ATTRS if k in n.attrs}
+    out = []
+    for role in ATTENTION_ROLES:
+        ws = {w.split(".", 1)[1]: tuple(v.shape) for w, v in n.weights.items() if w.startswith(f"{role}.")}
+        out.append(KerasRecord(f"{n.name}[{role}]", n.source.get("layer", n.name), n.source.get("class", "?"), "linear",
+                               ws, {**base, "role": role}))
+    return out
+
+
+def _projections(op, args, kwargs) -> dict:
+    """{role: (B, T, heads*dim)}: a MultiHeadAttention's query/key/value projections
+    (its EinsumDense sublayers on the call's inputs), the torch Linear outputs."""
+    query = args[0] if args else kwargs["query"]
+    value = args[1] if len(args) > 1 else kwargs["value"]
+    key = args[2] if len(args) > 2 else kwargs.get("key")
+    key = value if key is None else key
+    out = {}
+    for role, dense, x in (("query", op._query_dense, query), ("key", op._key_dense, key), ("value", op._value_dense, value)):
+        y = dense(x)
+        out[role] = keras.ops.reshape(y, (*y.shape[:-2], y.shape[-2] * y.shape[-1]))
+    return out
+
+
+def _by_record(by_node: dict, graph) -> dict:
+    """{node: {name: a}} with a MultiHeadAttention node's `query.weight`, ... regrouped
+    as its records': {`node[query]`: {"weight": a, ...}, ...}."""
+    attention = {n.name for n in graph.nodes if n.op == "attention"}
+    out = {}
+    for node, ws in by_node.items():
+        if node not in attention:
+            out[node] = ws
+            continue
+        for name, a in ws.items():
+            role, w = name.split(".", 1)
+            out.setdefault(f"{node}[{role}]", {})[w] = a
+    return out
 
 
 def _split(flat: dict) -> dict:

@@ -176,10 +176,24 @@ def why_not(k: KerasRecord, t: TorchRecord, *, strict_bias: bool = True) -> str 
             return f"Keras {k.cls} has no {what.split(' ', 1)[1]}, {tname} has one"
     for w, shape in k.weights.items():
         if w in t.params and tuple(t.params[w]) != tuple(shape):
-            return f"Keras {k.cls} {w} is {tuple(shape)} in torch layout, {tname} has {tuple(t.params[w])}"
+            return (f"Keras {k.cls} {w} is {tuple(shape)} in torch layout, {tname} has {tuple(t.params[w])}"
+                    + _packed_attention(k, t))
     if t.calls > 1:
         return f"{tname} runs {t.calls} times in one forward pass; map a shared module by hand (--mapping)"
     return None
+
+
+def _packed_attention(k: KerasRecord, t: TorchRecord) -> str:
+    """Why nn.MultiheadAttention cannot be this Keras MultiHeadAttention ("" where it is not that pair)."""
+    a = k.attrs
+    if t.cls != "MultiheadAttention" or "num_heads" not in a:
+        return ""
+    h, dk, dv = a["num_heads"], a["key_dim"], a["value_dim"]
+    return (f": nn.MultiheadAttention projects to embed_dim = {t.attrs.get('embed_dim')} per role, Keras' "
+            f"num_heads*key_dim = {h}*{dk} = {h * dk}" + (f", num_heads*value_dim = {h}*{dv} = {h * dv}" if dv != dk else "")
+            + ". nn.MultiheadAttention needs num_heads*key_dim == num_heads*value_dim == embed_dim; write the port "
+            "with four nn.Linear projections (query, key, value, output) and F.scaled_dot_product_attention "
+            f"(scale=1/sqrt({dk}))")
 
 
 def _transform(k: KerasRecord, t: TorchRecord) -> tuple:
@@ -354,6 +368,13 @@ def attribute_notes(k: KerasRecord, t: TorchRecord) -> list:
             notes.append(f"{k.name}: Keras LSTM has one bias, torch '{t.path}' trains two (bias_ih_l0 + bias_hh_l0, "
                          "each with the same gradient): the bias learns twice as fast. Fix: zero bias_hh_l0 and "
                          "bias_hh_l0.requires_grad_(False)")
+    if "num_heads" in ka and k.attrs.get("role") == "query":
+        if "num_heads" in ta and ta["num_heads"] != ka["num_heads"]:
+            notes.append(f"{k.layer}: Keras MultiHeadAttention has num_heads={ka['num_heads']} (key_dim={ka['key_dim']}), "
+                         f"torch '{t.module or t.path}' num_heads={ta['num_heads']}")
+        if ta.get("batch_first") is False:
+            notes.append(f"{k.layer}: torch '{t.module or t.path}' has batch_first=False (it reads (time, batch, "
+                         "features)); Keras sequences are (batch, time, features): pass batch_first=True")
     if k.kind == "layer_norm" and "eps" in ta and not np.isclose(ka.get("eps", 0.0), ta["eps"], rtol=1e-9, atol=0.0):
         notes.append(f"{k.name}: LayerNorm epsilon differs: Keras {ka['eps']:.10g}, torch '{t.path}' {ta['eps']:.10g} "
                      f"(torch's default is 1e-5, Keras' 1e-3): pass eps={ka['eps']:.10g}")

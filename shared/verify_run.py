@@ -162,8 +162,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     sides = {d: (ks.with_dtype(d), ts.with_dtype(d)) for d in DTYPES}
     exact = ks.exact_float64()
     if exact:
-        notes.append(f"float64 Keras copy: {exact} computed exactly (TF's leaky_relu / gelu kernels keep a float32 "
-                     "constant even in float64); the float32 checks use Keras as it is")
+        notes.append(f"float64 Keras copy: {exact} computed exactly (TF's leaky_relu / gelu kernels and "
+                     "MultiHeadAttention's 1/sqrt(key_dim) scale keep a float32 constant even in float64); "
+                     "the float32 checks use Keras as it is")
     pair_pass = {}
     whole = {p.torch: f"output of {kby[p.keras].layer} <-> torch '{tby[p.torch].module}' (whole module)"
              for p in mapping.pairs if tby[p.torch].whole_output}

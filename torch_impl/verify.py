@@ -98,7 +98,8 @@ def _kind(m: nn.Module) -> str:
 
 def _attrs(m: nn.Module) -> dict:
     a = {}
-    for key in ("stride", "dilation", "groups", "eps", "momentum", "batch_first", "num_layers", "bidirectional"):
+    for key in ("stride", "dilation", "groups", "eps", "momentum", "batch_first", "num_layers", "bidirectional",
+                "num_heads", "embed_dim"):
         if hasattr(m, key):
             v = getattr(m, key)
             a[key] = list(v) if isinstance(v, tuple) else v
@@ -118,6 +119,35 @@ def _own_tensors(m: nn.Module) -> dict:
 
 
 _RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_ROLES = ("query", "key", "value")
+
+
+def _attention_parts(path: str, m: nn.MultiheadAttention) -> list:
+    """nn.MultiheadAttention as Keras' four projections (query, key, value, output).
+
+    F.multi_head_attention_forward reads in_proj_weight (3E, E) as the query,
+    key and value rows [0:E], [E:2E], [2E:3E] (q/k/v_proj_weight where kdim or
+    vdim differ from embed_dim), in_proj_bias likewise, and out_proj's weight
+    and bias directly: out_proj's forward never runs, so it is the owner of
+    the output part, not a record of its own (_absorbed)."""
+    e = m.embed_dim
+    out = []
+    for i, role in enumerate(_ROLES):
+        rows = (i * e, (i + 1) * e)
+        names = ({"weight": (m, "in_proj_weight", rows)} if m._qkv_same_embed_dim
+                 else {"weight": (m, f"{role[0]}_proj_weight", None)})
+        if m.in_proj_bias is not None:
+            names["bias"] = (m, "in_proj_bias", rows)
+        out.append((f"{path}[{role}]", names))
+    names = {n: (m.out_proj, n, None) for n in ("weight", "bias") if getattr(m.out_proj, n, None) is not None}
+    out.append((f"{path}[output]", names))
+    return out
+
+
+def _absorbed(model: nn.Module) -> set:
+    """Paths of modules whose parameters are a part of another module's records
+    (an nn.MultiheadAttention's out_proj)."""
+    return {f"{p}.out_proj" if p else "out_proj" for p, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
 
 
 def _parts(path: str, m: nn.Module) -> list:
@@ -130,7 +160,10 @@ def _parts(path: str, m: nn.Module) -> list:
     order (`lstm[l0]`, `lstm[l0_reverse]`, `lstm[l1]`, ...; Keras'
     Bidirectional reads as its forward then its backward layer, a stack of
     RNN layers as num_layers), each under the single-layer names
-    (`weight_ih_l0`, ...) of the neutral graph."""
+    (`weight_ih_l0`, ...) of the neutral graph; an nn.MultiheadAttention is
+    Keras' four projections (_attention_parts)."""
+    if isinstance(m, nn.MultiheadAttention):
+        return _attention_parts(path, m)
     if type(m) in _RNN_KINDS and (m.num_layers > 1 or m.bidirectional):
         out = []
         for layer in range(m.num_layers):
@@ -144,7 +177,9 @@ def _parts(path: str, m: nn.Module) -> list:
 
 def _views(model: nn.Module) -> dict:
     """{record path: {name: (owner, tensor name, rows)}} for every module owning parameters."""
-    return {rp: names for path, m in model.named_modules() if _own_tensors(m) for rp, names in _parts(path, m)}
+    skip = _absorbed(model)
+    return {rp: names for path, m in model.named_modules() if _own_tensors(m) and path not in skip
+            for rp, names in _parts(path, m)}
 
 
 def _tensor(view) -> torch.Tensor:
@@ -165,14 +200,16 @@ def _grad(view):
 
 def _split_record(rec: TorchRecord, m: nn.Module) -> list:
     """rec as the records of _parts: a split module's parts share its attributes and
-    call count; only the last one's output is the module's (whole_output)."""
+    call count; only the last one's output is the module's (whole_output). The
+    parts of an nn.MultiheadAttention are linear projections."""
     parts = _parts(rec.path, m)
-    if len(parts) == 1:
+    if len(parts) == 1 and not isinstance(m, nn.MultiheadAttention):
         return [rec]
+    kind = "linear" if isinstance(m, nn.MultiheadAttention) else rec.kind
     out = []
     for i, (rp, names) in enumerate(parts):
         shapes = {n: tuple(_tensor(v).shape) for n, v in names.items()}
-        out.append(TorchRecord(rp, rec.cls, rec.kind, shapes, dict(rec.attrs), rec.in_shape, rec.out_shape,
+        out.append(TorchRecord(rp, rec.cls, kind, shapes, dict(rec.attrs), rec.in_shape, rec.out_shape,
                                calls=rec.calls, module=rec.path, whole_output=i == len(parts) - 1))
     return out
 
@@ -234,7 +271,12 @@ class TorchSide:
         return torch.as_tensor(np.ascontiguousarray(x, dtype=np.int64 if x.dtype.kind in "iu" else self.dtype))
 
     def _param_modules(self) -> dict:
-        return {p: m for p, m in self.module.named_modules() if _own_tensors(m)}
+        skip = _absorbed(self.module)
+        for p, m in self.module.named_modules():
+            if isinstance(m, nn.MultiheadAttention) and (m.bias_k is not None or m.add_zero_attn):
+                raise UsageError(f"torch module '{p}' (MultiheadAttention) has add_bias_kv / add_zero_attn, which Keras' "
+                                 "MultiHeadAttention does not have")
+        return {p: m for p, m in self.module.named_modules() if _own_tensors(m) and p not in skip}
 
     def trace(self, x: np.ndarray) -> list:
         """TorchRecords of the modules owning parameters, in first-call order (eval mode)."""

@@ -1,0 +1,27 @@
+"""A one-block Transformer encoder in Keras that the verify tests port by hand
+(torch_attention_ports.py): MultiHeadAttention self-attention -> Add ->
+LayerNormalization -> Dense FFN -> Add -> LayerNormalization ->
+GlobalAveragePooling1D -> Dense, trained with Adam."""
+
+import keras
+import numpy as np
+
+STEPS, DIM, HEADS, KEY_DIM, FFN, CLASSES = 5, 8, 2, 4, 16, 3
+
+
+def build(key_dim: int = KEY_DIM, causal: bool = False):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((STEPS, DIM), name="x")
+    a = keras.layers.MultiHeadAttention(HEADS, key_dim, name="mha")(x, x, use_causal_mask=causal)
+    y = keras.layers.LayerNormalization(name="ln1")(keras.layers.Add(name="res1")([x, a]))
+    f = keras.layers.Dense(FFN, activation="relu", name="ffn1")(y)
+    f = keras.layers.Dense(DIM, name="ffn2")(f)
+    y = keras.layers.LayerNormalization(name="ln2")(keras.layers.Add(name="res2")([y, f]))
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    model = keras.Model(x, keras.layers.Dense(CLASSES, name="head")(y), name="encoder")
+    rng = np.random.default_rng(3)
+    for v in model.weights:  # Keras starts biases and betas at 0, gammas at 1: a swapped bias would go unseen
+        if v.name in ("bias", "beta", "gamma"):
+            v.assign((1.0 if v.name == "gamma" else 0.0) + rng.normal(0, 0.2, v.shape))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.Adam(0.01))
+    return model

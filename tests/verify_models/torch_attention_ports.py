@@ -1,0 +1,75 @@
+"""Hand-written PyTorch ports of keras_attention.build: explicit projections
+(four nn.Linear, F.scaled_dot_product_attention or a hand-written softmax) and
+nn.MultiheadAttention; `bug` plants one classic mistake."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KERAS_LN_EPS = 1e-3  # keras LayerNormalization(epsilon=1e-3); torch's nn.LayerNorm default is 1e-5
+
+
+class Encoder(nn.Module):
+    """The layers after the attention, shared by both ports."""
+
+    def __init__(self, d=8, ffn=16, classes=3, ln_eps=KERAS_LN_EPS):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d, eps=ln_eps)
+        self.ffn1 = nn.Linear(d, ffn)
+        self.ffn2 = nn.Linear(ffn, d)
+        self.ln2 = nn.LayerNorm(d, eps=ln_eps)
+        self.head = nn.Linear(d, classes)
+
+    def block(self, x, a):  # (B, T, D), attention output (B, T, D) -> logits (B, classes)
+        y = self.ln1(x + a)
+        y = self.ln2(y + self.ffn2(F.relu(self.ffn1(y))))
+        return self.head(y.mean(dim=1))
+
+
+class ExplicitPort(Encoder):
+    """bug: None, "scale" (1/sqrt(D)), "head_order" (view (B,T,key_dim,H)), "no_causal", "ln_eps" (torch's 1e-5)."""
+
+    def __init__(self, d=8, heads=2, key_dim=4, causal=False, softmax=False, bug=None):
+        super().__init__(d, ln_eps=1e-5 if bug == "ln_eps" else KERAS_LN_EPS)
+        self.heads, self.key_dim, self.causal, self.softmax, self.bug = heads, key_dim, causal, softmax, bug
+        self.q = nn.Linear(d, heads * key_dim)
+        self.k = nn.Linear(d, heads * key_dim)
+        self.v = nn.Linear(d, heads * key_dim)
+        self.o = nn.Linear(heads * key_dim, d)
+
+    def split(self, y):  # (B, T, H*dk) -> (B, H, T, dk)
+        b, t, _ = y.shape
+        if self.bug == "head_order":
+            return y.view(b, t, self.key_dim, self.heads).permute(0, 3, 1, 2)
+        return y.view(b, t, self.heads, self.key_dim).transpose(1, 2)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scale = 1 / math.sqrt(d if self.bug == "scale" else self.key_dim)
+        causal = self.causal and self.bug != "no_causal"
+        if self.softmax:
+            scores = q @ k.transpose(-2, -1) * scale
+            if causal:
+                scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+            a = torch.softmax(scores, dim=-1) @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+        return self.block(x, self.o(a.transpose(1, 2).reshape(b, t, -1)))
+
+
+class PackedPort(Encoder):
+    """nn.MultiheadAttention: packed in_proj_weight (3E, E), out_proj read by F.multi_head_attention_forward."""
+
+    def __init__(self, d=8, heads=2, causal=False, bug=None):
+        super().__init__(d, ln_eps=1e-5 if bug == "ln_eps" else KERAS_LN_EPS)
+        self.causal = causal and bug != "no_causal"
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+
+    def forward(self, x):
+        t = x.shape[1]
+        mask = torch.ones(t, t, dtype=torch.bool).triu(1) if self.causal else None  # True: not allowed
+        a, _ = self.attn(x, x, x, attn_mask=mask, need_weights=False, is_causal=self.causal)
+        return self.block(x, a)
