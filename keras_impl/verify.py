@@ -25,14 +25,11 @@ from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
 from shared.errors import UsageError
 from shared.verify import KerasRecord
+from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, projections as _projections
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
 PARAM_OPS = ("conv", "linear", "batch_norm", "layer_norm", "rnn", "embedding")
-# A MultiHeadAttention node (keras_impl/convert/attention.py) is four linear records,
-# `<node>[query]`, `[key]`, `[value]`, `[output]`, in the order Keras computes them.
-ATTENTION_ROLES = ("query", "key", "value", "output")
-_ATTENTION_ATTRS = ("num_heads", "key_dim", "value_dim", "scale", "causal", "masks")
 
 # Keras loss names (compile(loss="...")) -> loss classes (keras/src/losses/losses.py).
 _LOSS_CLASSES = {
@@ -432,6 +429,8 @@ def _render(node) -> str:
     name = attrs.pop("fn") if node.op == "activation" else node.op
     if node.op in ("conv", "linear", "batch_norm", "layer_norm"):
         attrs = {k: v for k, v in attrs.items() if k in ("stride", "padding", "dilation", "groups", "eps")}
+    if node.op == "attention":
+        attrs = {k: v for k, v in attrs.items() if k in ATTENTION_ATTRS}
     return f"{name}({', '.join(f'{k}={_short(v)}' for k, v in attrs.items())})"
 
 
@@ -442,46 +441,6 @@ def _short(v) -> str:
 
 def _target(y: np.ndarray, spec: dict, dtype: str) -> np.ndarray:
     return np.asarray(y, dtype=np.int64) if spec["kind"] == "sparse_ce" else np.asarray(y, dtype=dtype)
-
-
-def _attention_records(n) -> list:
-    """A MultiHeadAttention node as its four projections (ATTENTION_ROLES), each a linear record."""
-    base = {k: n.attrs[k] for k in _ATTENTION_ATTRS if k in n.attrs}
-    out = []
-    for role in ATTENTION_ROLES:
-        ws = {w.split(".", 1)[1]: tuple(v.shape) for w, v in n.weights.items() if w.startswith(f"{role}.")}
-        out.append(KerasRecord(f"{n.name}[{role}]", n.source.get("layer", n.name), n.source.get("class", "?"), "linear",
-                               ws, {**base, "role": role}))
-    return out
-
-
-def _projections(op, args, kwargs) -> dict:
-    """{role: (B, T, heads*dim)}: a MultiHeadAttention's query/key/value projections
-    (its EinsumDense sublayers on the call's inputs), the torch Linear outputs."""
-    query = args[0] if args else kwargs["query"]
-    value = args[1] if len(args) > 1 else kwargs["value"]
-    key = args[2] if len(args) > 2 else kwargs.get("key")
-    key = value if key is None else key
-    out = {}
-    for role, dense, x in (("query", op._query_dense, query), ("key", op._key_dense, key), ("value", op._value_dense, value)):
-        y = dense(x)
-        out[role] = keras.ops.reshape(y, (*y.shape[:-2], y.shape[-2] * y.shape[-1]))
-    return out
-
-
-def _by_record(by_node: dict, graph) -> dict:
-    """{node: {name: a}} with a MultiHeadAttention node's `query.weight`, ... regrouped
-    as its records': {`node[query]`: {"weight": a, ...}, ...}."""
-    attention = {n.name for n in graph.nodes if n.op == "attention"}
-    out = {}
-    for node, ws in by_node.items():
-        if node not in attention:
-            out[node] = ws
-            continue
-        for name, a in ws.items():
-            role, w = name.split(".", 1)
-            out.setdefault(f"{node}[{role}]", {})[w] = a
-    return out
 
 
 def _split(flat: dict) -> dict:

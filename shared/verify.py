@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from shared.errors import UsageError
+from shared.verify_attention import attention_notes, packed_attention
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
            "weights_to_torch", "localise", "attribute_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
@@ -177,23 +178,10 @@ def why_not(k: KerasRecord, t: TorchRecord, *, strict_bias: bool = True) -> str 
     for w, shape in k.weights.items():
         if w in t.params and tuple(t.params[w]) != tuple(shape):
             return (f"Keras {k.cls} {w} is {tuple(shape)} in torch layout, {tname} has {tuple(t.params[w])}"
-                    + _packed_attention(k, t))
+                    + packed_attention(k, t))
     if t.calls > 1:
         return f"{tname} runs {t.calls} times in one forward pass; map a shared module by hand (--mapping)"
     return None
-
-
-def _packed_attention(k: KerasRecord, t: TorchRecord) -> str:
-    """Why nn.MultiheadAttention cannot be this Keras MultiHeadAttention ("" where it is not that pair)."""
-    a = k.attrs
-    if t.cls != "MultiheadAttention" or "num_heads" not in a:
-        return ""
-    h, dk, dv = a["num_heads"], a["key_dim"], a["value_dim"]
-    return (f": nn.MultiheadAttention projects to embed_dim = {t.attrs.get('embed_dim')} per role, Keras' "
-            f"num_heads*key_dim = {h}*{dk} = {h * dk}" + (f", num_heads*value_dim = {h}*{dv} = {h * dv}" if dv != dk else "")
-            + ". nn.MultiheadAttention needs num_heads*key_dim == num_heads*value_dim == embed_dim; write the port "
-            "with four nn.Linear projections (query, key, value, output) and F.scaled_dot_product_attention "
-            f"(scale=1/sqrt({dk}))")
 
 
 def _transform(k: KerasRecord, t: TorchRecord) -> tuple:
@@ -460,6 +448,7 @@ def functional_notes(keras_ops: list, torch_ops: list) -> list:
     if kg and tg and (kg[0] == "True") != (tg[0].strip("'") == "tanh"):
         notes.append(f"gelu: Keras approximate={kg[0]}, torch approximate={tg[0]}: use approximate="
                      f"{chr(39) + 'tanh' + chr(39) if kg[0] == 'True' else chr(39) + 'none' + chr(39)}")
+    notes += attention_notes(k, t)
     if "count_include_pad=False" in k and re.search(r"avg_pool\(.*padding=\[\((?!0, 0)", k) and "avg_pool" in t \
             and "count_include_pad=False" not in t and re.search(r"avg_pool\dd\([^)]*padding=[1-9]", t):
         notes.append("AveragePooling 'same': Keras pads asymmetrically (the odd cell after) and does not count the padded "

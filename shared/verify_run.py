@@ -51,6 +51,18 @@ DTYPES = ("float64", "float32")
 # from 1 for n up to 1e5), "moved at all" above 1e-9.
 RATIO_RTOL = 1e-6
 MOVED = 1e-9
+# Weights whose gradient is zero in exact arithmetic: an attention key projection's
+# bias adds q.b_key to every score of a softmax row, which the softmax ignores.
+# Their computed gradient is rounding noise (measured on the tests' encoder, key_dim=4:
+# 7.9e-9 in float32, 1.4e-17 in float64, against 0.19 for the value bias), which
+# Adam divides by sqrt(v) + epsilon (1e-7): each framework moves the bias by its own
+# noise, ~0.07 * learning rate per float32 step (1.4e-4 apart after 3 steps at lr=0.01,
+# TRAINING allows 1e-4). The float32 comparison after training is information; the
+# float64 one (1.1e-13 apart) and the gradient checks stay strict.
+ZERO_GRADIENT = {("key", "bias")}
+ZERO_GRADIENT_NOTE = ("{w}: its gradient is zero in exact arithmetic (the softmax ignores q.b_key, the same for a whole "
+                      "row of scores), so float32 training moves it by rounding noise that Adam divides by sqrt(v) + "
+                      "epsilon: compared as information in float32, strictly in float64")
 
 
 @dataclass
@@ -183,8 +195,10 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         dropped = ks.dropout_layers()
         notes.append(f"training checks ran with dropout switched off on both sides (Keras {dropped or 'none'}: rate 0; "
                      "torch: every dropout function made the identity)")
+        noise = {(p.keras, w) for p in mapping.pairs for role, w in ZERO_GRADIENT if kby[p.keras].attrs.get("role") == role}
+        notes += [ZERO_GRADIENT_NOTE.format(w=f"{k}.{w}") for k, w in sorted(noise)]
         for d in DTYPES:
-            checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn)
+            checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn, noise)
         diagnoses += _bn_variance_diagnosis(sides["float64"], mapping, kby, tby, batches, loss, optimizer, checks)
     diagnoses += [f"{c.check}: {c.detail['trap']}" for c in checks if c.detail.get("trap")]
     config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
@@ -198,9 +212,11 @@ def _describe_gap(where: dict, ks, ts, kby: dict, ts_records: dict) -> None:
     last = kby.get(where["last_agreeing"]) if where["last_agreeing"] else None
     keras_ops = [f"{last.name}'s activation: {last.attrs['activation']}"] if last and last.attrs.get("activation") else []
     keras_ops += [f"{n}: {desc[n]}" for n in where["between"] if n in desc]
+    first = kby.get(where["first_differing"])
+    if first is not None and first.attrs.get("role") == "output" and first.layer in desc:
+        keras_ops.append(f"{first.layer}: {desc[first.layer]}")  # the attention itself, before its output projection
     torch_ops = ts.ops_after.get(where["last_torch_module"] or "", [])
     where["keras_ops"], where["torch_ops"] = keras_ops, torch_ops
-    first = kby.get(where["first_differing"])
     where["diagnoses"] = (attribute_notes(first, ts_records[first.name]) if first else []) + functional_notes(keras_ops, torch_ops)
     if keras_ops or torch_ops:
         where["text"] += (f". Keras computes: {'; '.join(keras_ops) or 'nothing'}. torch ran: "
@@ -293,7 +309,8 @@ def _gradients(sides, mapping, x, y, loss, dtype) -> list:
     return checks
 
 
-def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
+def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozenset()) -> list:
+    """noise: (Keras record, weight name) compared as information in float32 (ZERO_GRADIENT)."""
     ks, ts = sides
     tol = for_check("training", dtype, batchnorm=bn)
     kl, kw = ks.train(batches, loss, optimizer)
@@ -302,8 +319,9 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
     checks = [compare_arrays(f"training loss per step ({len(batches)} steps, {optimizer['class']})", kl, tl, tol, **ctx)]
     for p in mapping.pairs:
         for name, a in kw[p.keras].items():
+            info = dtype == "float32" and (p.keras, name) in noise
             c = compare_arrays(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", weights_to_torch(p, name, a),
-                               tw[p.torch][name], tol, detail={"pair": p.keras, "name": name}, **ctx)
+                               tw[p.torch][name], tol, detail={"pair": p.keras, "name": name}, info=info, **ctx)
             if not c.passed and dtype == "float64":
                 c.detail["trap"] = _known_trap(f"{p.keras}.{name}", weights_to_torch(p, name, a), tw[p.torch][name])
             checks.append(c)

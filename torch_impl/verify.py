@@ -39,6 +39,7 @@ from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
 from torch_impl.train import AdamKeras, SGDKeras
+from torch_impl.verify_attention import absorbed as _absorbed, attention_parts as _attention_parts, call_hook
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
@@ -52,7 +53,10 @@ DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "d
 # (everything in torch.nn.functional is shown too).
 SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
                                     "add", "mul", "sub", "div", "clamp", "exp", "sqrt", "pow", "__add__", "__mul__",
-                                    "__sub__", "__truediv__", "__pow__", "__radd__", "__rmul__"}
+                                    "__sub__", "__truediv__", "__pow__", "__radd__", "__rmul__", "matmul",
+                                    "__matmul__", "masked_fill", "triu", "tril", "where"}
+# Tensor arguments shown by their shape in those descriptions (whether a mask was passed at all).
+SHOWN_TENSORS = {"attn_mask", "key_padding_mask", "mask"}
 
 
 def _describe(func, args, kwargs) -> str:
@@ -65,8 +69,11 @@ def _describe(func, args, kwargs) -> str:
         bound.apply_defaults()
         items = [f"{k}={v!r}" for k, v in bound.arguments.items()
                  if not isinstance(v, torch.Tensor) and k not in ("inplace", "input", "self") and v is not None]
+        items += [f"{k}=<{tuple(v.shape)}>" for k, v in bound.arguments.items() if k in SHOWN_TENSORS and isinstance(v, torch.Tensor)]
     except (TypeError, ValueError):
-        items = [repr(a) for a in args[1:] if not isinstance(a, torch.Tensor)] + [f"{k}={v!r}" for k, v in kwargs.items()]
+        items = [repr(a) for a in args[1:] if not isinstance(a, torch.Tensor)]
+        items += [f"{k}=<{tuple(v.shape)}>" if isinstance(v, torch.Tensor) else f"{k}={v!r}" for k, v in kwargs.items()
+                  if not isinstance(v, torch.Tensor) or k in SHOWN_TENSORS]
     return f"{name}({', '.join(items)})"
 
 
@@ -119,36 +126,6 @@ def _own_tensors(m: nn.Module) -> dict:
 
 
 _RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-_ROLES = ("query", "key", "value")
-
-
-def _attention_parts(path: str, m: nn.MultiheadAttention) -> list:
-    """nn.MultiheadAttention as Keras' four projections (query, key, value, output).
-
-    F.multi_head_attention_forward reads in_proj_weight (3E, E) as the query,
-    key and value rows [0:E], [E:2E], [2E:3E] (q/k/v_proj_weight where kdim or
-    vdim differ from embed_dim), in_proj_bias likewise, and out_proj's weight
-    and bias directly: out_proj's forward never runs, so it is the owner of
-    the output part, not a record of its own (_absorbed)."""
-    e = m.embed_dim
-    out = []
-    for i, role in enumerate(_ROLES):
-        rows = (i * e, (i + 1) * e)
-        names = ({"weight": (m, "in_proj_weight", rows)} if m._qkv_same_embed_dim
-                 else {"weight": (m, f"{role[0]}_proj_weight", None)})
-        if m.in_proj_bias is not None:
-            names["bias"] = (m, "in_proj_bias", rows)
-        out.append((f"{path}[{role}]", names))
-    names = {n: (m.out_proj, n, None) for n in ("weight", "bias") if getattr(m.out_proj, n, None) is not None}
-    out.append((f"{path}[output]", names))
-    return out
-
-
-def _absorbed(model: nn.Module) -> set:
-    """Paths of modules whose parameters are a part of another module's records
-    (an nn.MultiheadAttention's out_proj)."""
-    return {f"{p}.out_proj" if p else "out_proj" for p, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
-
 
 def _parts(path: str, m: nn.Module) -> list:
     """The records a module owning parameters stands for, in the order it computes them:
@@ -308,6 +285,8 @@ class TorchSide:
             return hook
 
         for path, m in self.module.named_modules():
+            if isinstance(m, nn.MultiheadAttention):  # before pre(): it runs while the caller's ops are shown
+                handles.append(m.register_forward_pre_hook(call_hook(mode, _describe), with_kwargs=True))
             if path:
                 handles += [m.register_forward_pre_hook(pre(path)), m.register_forward_hook(post(path))]
         was = self.module.training

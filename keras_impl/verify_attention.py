@@ -1,0 +1,62 @@
+"""MultiHeadAttention in `compare.py verify` (Keras side; twin of torch_impl/verify_attention.py).
+
+The neutral graph has one `attention` node per MultiHeadAttention
+(keras_impl/convert/attention.py) holding four projections' weights
+(`query.weight`, ...). verify lists it as four linear records, `<node>[query]`,
+`[key]`, `[value]`, `[output]`, which an explicit torch port's four nn.Linear
+match by kind and shape; per-record outputs are the EinsumDense projections
+(flattened over heads) and the layer's output.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from shared.verify import KerasRecord
+
+__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "projections"]
+
+# A MultiHeadAttention node (keras_impl/convert/attention.py) is four linear records,
+# `<node>[query]`, `[key]`, `[value]`, `[output]`, in the order Keras computes them.
+ATTENTION_ROLES = ("query", "key", "value", "output")
+ATTENTION_ATTRS = ("num_heads", "key_dim", "value_dim", "scale", "causal", "masks")
+
+
+def attention_records(n) -> list:
+    """A MultiHeadAttention node as its four projections (ATTENTION_ROLES), each a linear record."""
+    base = {k: n.attrs[k] for k in ATTENTION_ATTRS if k in n.attrs}
+    out = []
+    for role in ATTENTION_ROLES:
+        ws = {w.split(".", 1)[1]: tuple(v.shape) for w, v in n.weights.items() if w.startswith(f"{role}.")}
+        out.append(KerasRecord(f"{n.name}[{role}]", n.source.get("layer", n.name), n.source.get("class", "?"), "linear",
+                               ws, {**base, "role": role}))
+    return out
+
+
+def projections(op, args, kwargs) -> dict:
+    """{role: (B, T, heads*dim)}: a MultiHeadAttention's query/key/value projections
+    (its EinsumDense sublayers on the call's inputs), the torch Linear outputs."""
+    query = args[0] if args else kwargs["query"]
+    value = args[1] if len(args) > 1 else kwargs["value"]
+    key = args[2] if len(args) > 2 else kwargs.get("key")
+    key = value if key is None else key
+    out = {}
+    for role, dense, x in (("query", op._query_dense, query), ("key", op._key_dense, key), ("value", op._value_dense, value)):
+        y = dense(x)
+        out[role] = keras.ops.reshape(y, (*y.shape[:-2], y.shape[-2] * y.shape[-1]))
+    return out
+
+
+def by_record(by_node: dict, graph) -> dict:
+    """{node: {name: a}} with a MultiHeadAttention node's `query.weight`, ... regrouped
+    as its records': {`node[query]`: {"weight": a, ...}, ...}."""
+    attention = {n.name for n in graph.nodes if n.op == "attention"}
+    out = {}
+    for node, ws in by_node.items():
+        if node not in attention:
+            out[node] = ws
+            continue
+        for name, a in ws.items():
+            role, w = name.split(".", 1)
+            out.setdefault(f"{node}[{role}]", {})[w] = a
+    return out

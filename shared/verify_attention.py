@@ -1,0 +1,74 @@
+"""Attention in `compare.py verify`: the framework-free messages.
+
+Keras' MultiHeadAttention is four linear records (keras_impl/verify_attention.py);
+a torch port is four nn.Linear or one nn.MultiheadAttention split the same way
+(torch_impl/verify_attention.py). Here: why an nn.MultiheadAttention cannot take
+a Keras layer whose num_heads*key_dim is not the model width (`packed_attention`),
+and the classic attention bugs read from the ops between the value projection
+and the output projection (`attention_notes`): the scale, the causal mask, the
+order of the head split.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+__all__ = ["attention_notes", "packed_attention"]
+
+# A scale in the torch ops "is" Keras' 1/sqrt(key_dim) within float32 rounding of a
+# printed constant (Keras keeps it as float32: keras_impl/convert/attention.py).
+SCALE_RTOL = 1e-6
+
+
+def packed_attention(k, t) -> str:
+    """Why nn.MultiheadAttention cannot be this Keras MultiHeadAttention ("" where it is not that pair)."""
+    a = k.attrs
+    if t.cls != "MultiheadAttention" or "num_heads" not in a:
+        return ""
+    h, dk, dv = a["num_heads"], a["key_dim"], a["value_dim"]
+    return (f": nn.MultiheadAttention projects to embed_dim = {t.attrs.get('embed_dim')} per role, Keras' "
+            f"num_heads*key_dim = {h}*{dk} = {h * dk}" + (f", num_heads*value_dim = {h}*{dv} = {h * dv}" if dv != dk else "")
+            + ". nn.MultiheadAttention needs num_heads*key_dim == num_heads*value_dim == embed_dim; write the port "
+            "with four nn.Linear projections (query, key, value, output) and F.scaled_dot_product_attention "
+            f"(scale=1/sqrt({dk}))")
+
+
+_ATTENTION = re.compile(r"attention\(num_heads=(\d+), key_dim=(\d+), value_dim=\d+, scale=([-+\d.e]+), causal=(\w+)")
+_NUMBER = r"(-?[\d.]+(?:e[-+]?\d+)?)"
+_SCALES = re.compile(rf"(?:scaled_dot_product_attention\([^)]*scale=|\b__mul__\(|\bmul\(|__rmul__\(){_NUMBER}")
+_DIVISORS = re.compile(rf"(?:__truediv__\(|\bdiv\(){_NUMBER}")
+_SPLITS = re.compile(r"\b(?:view|reshape)\((\d+), (\d+), (\d+), (\d+)\)")
+_CAUSAL = ("is_causal=True", "masked_fill", "attn_mask=<", "triu", "tril", "where(")
+
+
+def attention_notes(k: str, t: str) -> list:
+    """Keras MultiHeadAttention (its describe text) against the torch ops around it:
+    the scale 1/sqrt(key_dim), the causal mask, the (heads, key_dim) split."""
+    m = _ATTENTION.search(k)
+    if not m:
+        return []
+    heads, key_dim, scale, causal = int(m[1]), int(m[2]), float(m[3]), m[4] == "True"
+    notes = []
+    scales = [float(v) for v in _SCALES.findall(t)] + [1 / float(v) for v in _DIVISORS.findall(t) if float(v)]
+    if scales and not any(np.isclose(c, scale, rtol=SCALE_RTOL) for c in scales):
+        c = scales[0]
+        notes.append(f"attention scale: Keras multiplies the scores by 1/sqrt(key_dim) = 1/sqrt({key_dim}) = {scale:.6g}, "
+                     f"torch by {c:.6g} = 1/sqrt({1 / c ** 2:.4g}): Keras' key_dim is the size of one head, "
+                     f"not the model width: scale=1/sqrt({key_dim})")
+    masked = any(w in t for w in _CAUSAL)
+    if causal and not masked:
+        notes.append("causal mask: Keras calls MultiHeadAttention with use_causal_mask=True (step t attends to steps <= t), "
+                     "torch applies no mask: pass is_causal=True to F.scaled_dot_product_attention (nn.MultiheadAttention: "
+                     "attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1), is_causal=True), or "
+                     "scores.masked_fill(that mask, float('-inf')) before the softmax")
+    elif not causal and "is_causal=True" in t:
+        notes.append("causal mask: torch passes is_causal=True, Keras' MultiHeadAttention has no use_causal_mask")
+    for split in _SPLITS.findall(t):
+        if key_dim != heads and (int(split[2]), int(split[3])) == (key_dim, heads):
+            notes.append(f"attention heads: torch splits the projection as view(B, T, {key_dim}, {heads}) = (B, T, key_dim, "
+                         f"heads); Keras' EinsumDense kernel is (features, heads, key_dim): view(B, T, {heads}, {key_dim}), "
+                         "then transpose(1, 2)")
+            break
+    return notes

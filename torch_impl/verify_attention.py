@@ -1,0 +1,64 @@
+"""nn.MultiheadAttention in `compare.py verify` (torch side; twin of keras_impl/verify_attention.py).
+
+Keras' MultiHeadAttention is four linear records (query, key, value, output:
+keras_impl/verify_attention.py). An explicit port (four nn.Linear) matches them
+as it is; an nn.MultiheadAttention is split into the same four parts
+(torch_impl/verify.py `_parts`): rows of its packed in_proj_weight / in_proj_bias
+and its out_proj, whose forward never runs (F.multi_head_attention_forward reads
+its weight), so out_proj is no record of its own (`absorbed`).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["ROLES", "absorbed", "attention_parts", "call_hook"]
+
+ROLES = ("query", "key", "value")
+
+
+def attention_parts(path: str, m: nn.MultiheadAttention) -> list:
+    """nn.MultiheadAttention as Keras' four projections (query, key, value, output).
+
+    F.multi_head_attention_forward reads in_proj_weight (3E, E) as the query,
+    key and value rows [0:E], [E:2E], [2E:3E] (q/k/v_proj_weight where kdim or
+    vdim differ from embed_dim), in_proj_bias likewise, and out_proj's weight
+    and bias directly: out_proj's forward never runs, so it is the owner of
+    the output part, not a record of its own (absorbed)."""
+    e = m.embed_dim
+    out = []
+    for i, role in enumerate(ROLES):
+        rows = (i * e, (i + 1) * e)
+        names = ({"weight": (m, "in_proj_weight", rows)} if m._qkv_same_embed_dim
+                 else {"weight": (m, f"{role[0]}_proj_weight", None)})
+        if m.in_proj_bias is not None:
+            names["bias"] = (m, "in_proj_bias", rows)
+        out.append((f"{path}[{role}]", names))
+    names = {n: (m.out_proj, n, None) for n in ("weight", "bias") if getattr(m.out_proj, n, None) is not None}
+    out.append((f"{path}[output]", names))
+    return out
+
+
+def absorbed(model: nn.Module) -> set:
+    """Paths of modules whose parameters are a part of another module's records
+    (an nn.MultiheadAttention's out_proj)."""
+    return {f"{p}.out_proj" if p else "out_proj" for p, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+
+
+def _call(key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True, is_causal=False):
+    """The arguments of an nn.MultiheadAttention call, as _describe shows them."""
+
+
+_call.__name__ = "MultiheadAttention"
+
+
+def call_hook(mode, describe):
+    """A forward pre-hook (with_kwargs) that shows an nn.MultiheadAttention call's masks
+    and flags among the functional ops of the trace (its internals are hidden)."""
+    def hook(m, args, kwargs):
+        if not mode.inside:
+            names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
+            call = {**dict(zip(names, args)), **kwargs}
+            mode.ops.setdefault(mode.last_param_module, []).append(
+                describe(_call, (), {k: v for k, v in call.items() if k not in names[:3]}))
+    return hook
