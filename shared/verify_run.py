@@ -195,7 +195,8 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         dropped = ks.dropout_layers()
         notes.append(f"training checks ran with dropout switched off on both sides (Keras {dropped or 'none'}: rate 0; "
                      "torch: every dropout function made the identity)")
-        noise = {(p.keras, w) for p in mapping.pairs for role, w in ZERO_GRADIENT if kby[p.keras].attrs.get("role") == role}
+        noise = {(p.keras, w) for p in mapping.pairs for role, w in ZERO_GRADIENT
+                 if kby[p.keras].attrs.get("role") == role and optimizer["class"] in ("Adam", "AdamW")}
         notes += [ZERO_GRADIENT_NOTE.format(w=f"{k}.{w}") for k, w in sorted(noise)]
         for d in DTYPES:
             checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn, noise)

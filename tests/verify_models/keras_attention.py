@@ -25,3 +25,37 @@ def build(key_dim: int = KEY_DIM, causal: bool = False):
             v.assign((1.0 if v.name == "gamma" else 0.0) + rng.normal(0, 0.2, v.shape))
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.Adam(0.01))
     return model
+
+
+VOCAB = 11
+
+
+def build_masked(causal: bool = False):
+    """The same block on token ids: Embedding(mask_zero=True), so Keras' attention
+    masks padded keys (and padded queries: those rows are fully masked, uniform in
+    Keras) and GlobalAveragePooling1D averages the kept steps only."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((STEPS,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(VOCAB, DIM, mask_zero=True, name="emb")(ids)
+    a = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")(x, x, use_causal_mask=causal)
+    y = keras.layers.LayerNormalization(name="ln1")(keras.layers.Add(name="res1")([x, a]))
+    f = keras.layers.Dense(FFN, activation="relu", name="ffn1")(y)
+    f = keras.layers.Dense(DIM, name="ffn2")(f)
+    y = keras.layers.LayerNormalization(name="ln2")(keras.layers.Add(name="res2")([y, f]))
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    model = keras.Model(ids, keras.layers.Dense(CLASSES, name="head")(y), name="masked_encoder")
+    rng = np.random.default_rng(3)
+    for v in model.weights:
+        if v.name in ("bias", "beta", "gamma"):
+            v.assign((1.0 if v.name == "gamma" else 0.0) + rng.normal(0, 0.2, v.shape))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.SGD(0.1))
+    return model
+
+
+def padded_ids(batch: int = 4, seed: int = 0):
+    """Right-padded ids (0 = padding), every row at least one token: no fully masked key row."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, VOCAB, (batch, STEPS))
+    lengths = np.resize([STEPS, 2, 4, 1], batch)
+    ids[np.arange(STEPS)[None, :] >= lengths[:, None]] = 0
+    return ids.astype(np.int32)

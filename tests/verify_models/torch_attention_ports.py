@@ -73,3 +73,49 @@ class PackedPort(Encoder):
         mask = torch.ones(t, t, dtype=torch.bool).triu(1) if self.causal else None  # True: not allowed
         a, _ = self.attn(x, x, x, attn_mask=mask, need_weights=False, is_causal=self.causal)
         return self.block(x, a)
+
+
+KERAS_MASKED_LOGIT = -0.7 * 3.38953e38  # keras/src/backend/tensorflow/nn.py _get_large_negative (float32 max * -0.7)
+
+
+class MaskedEncoder(Encoder):
+    """Ports of keras_attention.build_masked: Embedding(padding 0) -> attention -> ... -> masked mean.
+
+    packed=True: nn.MultiheadAttention(key_padding_mask=ids == 0), the usual port (padded
+    query rows then attend to the real tokens, where Keras' fully masked rows are
+    uniform; the pooling drops those rows either way). packed=False: explicit
+    projections with Keras' own mask (query AND key masks, masked logits set to
+    KERAS_MASKED_LOGIT), equal to Keras at every step."""
+
+    def __init__(self, vocab=11, d=8, heads=2, key_dim=4, causal=False, packed=False):
+        super().__init__(d)
+        self.heads, self.key_dim, self.causal, self.packed = heads, key_dim, causal, packed
+        self.emb = nn.Embedding(vocab, d)
+        if packed:
+            self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        else:
+            self.q, self.k = nn.Linear(d, heads * key_dim), nn.Linear(d, heads * key_dim)
+            self.v, self.o = nn.Linear(d, heads * key_dim), nn.Linear(heads * key_dim, d)
+
+    def attend(self, x, keep):  # keep: (B, T) bool, True for real tokens
+        b, t, _ = x.shape
+        future = torch.ones(t, t, dtype=torch.bool).triu(1)
+        if self.packed:
+            a, _ = self.attn(x, x, x, key_padding_mask=~keep, need_weights=False,
+                             attn_mask=future if self.causal else None, is_causal=self.causal)
+            return a
+        split = lambda y: y.view(b, t, self.heads, self.key_dim).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        allowed = keep[:, None, :, None] & keep[:, None, None, :]  # Keras: query mask AND key mask
+        if self.causal:
+            allowed = allowed & ~future
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(self.key_dim)).masked_fill(~allowed, KERAS_MASKED_LOGIT)
+        return self.o((torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, -1))
+
+    def forward(self, ids):
+        keep = ids != 0
+        x = self.emb(ids)
+        y = self.ln1(x + self.attend(x, keep))
+        y = self.ln2(y + self.ffn2(F.relu(self.ffn1(y))))
+        w = keep.unsqueeze(-1).to(y.dtype)
+        return self.head((y * w).sum(1) / w.sum(1))
