@@ -1,0 +1,175 @@
+"""`compare.py verify` on hand-written attention ports (issue 13).
+
+A one-block Transformer encoder in Keras (tests/verify_models/keras_attention.py)
+against its torch ports (tests/verify_models/torch_attention_ports.py): four
+nn.Linear with F.scaled_dot_product_attention or a hand-written softmax, and
+nn.MultiheadAttention, whose packed in_proj_weight and out_proj are split into
+Keras' four projections. Correct ports pass (forward, gradients, training,
+float64 within 1e-12); planted bugs are located at the attention and named.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # torch before TensorFlow
+pytest.importorskip("tensorflow")
+
+import compare  # noqa: E402
+from shared.errors import UsageError  # noqa: E402
+from shared.verify import MatchError  # noqa: E402
+from tests.verify_models import keras_attention as KA  # noqa: E402
+from tests.verify_models import torch_attention_ports as TP  # noqa: E402
+
+STEPS = 2
+FLOAT64 = 1e-12  # the float64 target of the verify checks (shared/tolerances.py FORWARD/GRADIENT)
+TARGETS = np.array([0, 1, 2, 1])
+
+
+def failing(res):
+    return [c for c in res.checks if not c.passed and not c.info]
+
+
+def worst64(res) -> float:
+    """The largest relative difference of the float64 checks (the trained key bias aside, see shared/verify_run.py)."""
+    return max(c.max_rel_diff for c in res.checks if c.dtype == "float64" and not c.info and "after training" not in c.check)
+
+
+def port_for(kind: str, causal: bool = False, bug=None, key_dim: int = KA.KEY_DIM):
+    if kind == "packed":
+        return TP.PackedPort(causal=causal, bug=bug)
+    return TP.ExplicitPort(key_dim=key_dim, causal=causal, softmax=kind == "softmax", bug=bug)
+
+
+@pytest.mark.parametrize("kind,causal", [("sdpa", False), ("packed", False), ("softmax", True), ("packed", True)])
+def test_correct_attention_ports_verify(kind, causal):
+    res = compare.verify_models(KA.build(causal=causal), port_for(kind, causal), train_steps=STEPS)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    assert res.localisation is None
+    a = "attn" if kind == "packed" else None
+    want = [f"{a}[{r}]" for r in ("query", "key", "value", "output")] if a else ["q", "k", "v", "o"]
+    assert [p.torch for p in res.mapping.pairs] == want + ["ln1", "ffn1", "ffn2", "ln2", "head"]
+    assert [p.keras for p in res.mapping.pairs][:4] == ["mha[query]", "mha[key]", "mha[value]", "mha[output]"]
+    assert all(p.kind == "linear" for p in res.mapping.pairs[:4])
+    kinds = {c.check.split(" ")[0] for c in res.checks if c.dtype == "float64"}
+    assert {"output", "model", "gradient", "training"} <= kinds
+    if a:  # the whole module's output against the Keras layer's; out_proj is no record of its own
+        whole = [c for c in res.checks if c.dtype == "float64" and "(whole module)" in c.check]
+        assert len(whole) == 1 and whole[0].passed and "output of mha" in whole[0].check
+        assert not any("out_proj" in p.torch for p in res.mapping.pairs)
+        trained = [c for c in res.checks if c.dtype == "float64" and "after training <-> torch 'attn[key].weight'" in c.check]
+        assert trained and trained[0].passed  # the in_proj_weight rows are trained and compared
+    assert worst64(res) <= FLOAT64, worst64(res)
+    print(f"{kind} causal={causal}: float64 worst {worst64(res):.2g}, {len(res.checks)} checks")
+
+
+# bug, Keras causal, port, first differing pair, what the diagnosis says
+BUGS = [
+    ("scale", False, "sdpa", "mha[output]", "1/sqrt(key_dim) = 1/sqrt(4) = 0.5, torch by 0.353553 = 1/sqrt(8)"),
+    ("head_order", False, "softmax", "mha[output]", "view(B, T, 4, 2) = (B, T, key_dim, heads)"),
+    ("no_causal", True, "sdpa", "mha[output]", "use_causal_mask=True"),
+    ("no_causal", True, "packed", "mha[output]", "use_causal_mask=True"),
+    ("ln_eps", False, "packed", "ln1", "LayerNorm epsilon differs: Keras 0.001, torch 'ln1' 1e-05"),
+]
+
+
+@pytest.mark.parametrize("bug,causal,kind,first,diagnosis", BUGS, ids=[f"{b[0]}-{b[2]}" for b in BUGS])
+def test_planted_attention_bugs_are_caught_and_located(bug, causal, kind, first, diagnosis):
+    res = compare.verify_models(KA.build(causal=causal), port_for(kind, causal, bug), train_steps=0, gradients=False)
+    assert not res.passed
+    loc = res.localisation
+    assert loc["first_differing"] == first, loc
+    if first == "mha[output]" and kind != "packed":
+        assert loc["last_agreeing"] == "mha[value]", loc  # the projections agree: the bug is in the attention
+        assert "attention(num_heads=2, key_dim=4" in loc["text"], loc["text"]
+    pair = next(c for c in failing(res) if c.dtype == "float64" and c.check.startswith("output of "))
+    assert pair.check.startswith(f"output of {first if kind != 'packed' else first.split('[')[0] + ' '}"), pair.check
+    assert pair.max_abs_diff > 1e6 * pair.tolerance, pair
+    assert any(diagnosis in d for d in res.diagnoses), res.diagnoses
+
+
+def test_key_dim_other_than_width_over_heads_explicit_port_passes():
+    """key_dim=3 with D=8, 2 heads: no nn.MultiheadAttention can do it; four Linear (8 -> 6, 6 -> 8) can.
+    1/sqrt(3) is not a float32 number: the float64 Keras copy scales exactly (keras_impl/verify.py)."""
+    res = compare.verify_models(KA.build(key_dim=3), port_for("sdpa", key_dim=3), train_steps=STEPS)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    assert res.mapping.pairs[0].keras == "mha[query]" and worst64(res) <= FLOAT64
+    assert any("['mha'] computed exactly" in n for n in res.notes), res.notes
+
+
+def test_keras_float64_attention_scale_is_a_float32_constant():
+    """The false alarm the exact float64 copy removes: Keras as it is, cast to float64, scales by
+    float32(1/sqrt(3)) and is ~1e-9 relative off a correct port, 1000x the float64 tolerance."""
+    from keras_impl.graph import cast_model
+    from keras_impl.verify import KerasSide
+
+    x = np.random.default_rng(0).standard_normal((4, KA.STEPS, KA.DIM))
+    model = KA.build(key_dim=3)
+    exact = KerasSide(model).with_dtype("float64").forward(x)
+    as_is = KerasSide(cast_model(model, "float64")).forward(x)
+    rel = float(np.max(np.abs(as_is - exact)) / np.max(np.abs(exact)))
+    assert 1e3 * FLOAT64 < rel < 1e-6, rel
+    print(f"float64 Keras with its float32 scale: {rel:.2g} relative off the exact one")
+
+
+def test_nn_multihead_attention_cannot_take_key_dim_other_than_width_over_heads():
+    with pytest.raises(MatchError) as e:
+        compare.verify_models(KA.build(key_dim=3), TP.PackedPort(), train_steps=0, gradients=False)
+    msg = str(e.value)
+    assert msg.startswith("mha[query]: Keras MultiHeadAttention weight is (6, 8)"), msg
+    assert "num_heads*key_dim = 2*3 = 6" in msg and "embed_dim = 8" in msg and "four nn.Linear" in msg, msg
+
+
+def test_num_heads_mismatch_is_named():
+    port = TP.PackedPort()
+    port.attn = torch.nn.MultiheadAttention(KA.DIM, 4, batch_first=True)  # same shapes, other heads
+    res = compare.verify_models(KA.build(), port, train_steps=0, gradients=False)
+    assert not res.passed and res.localisation["first_differing"] == "mha[output]"
+    assert any("num_heads=2 (key_dim=4), torch 'attn' num_heads=4" in d for d in res.diagnoses), res.diagnoses
+
+
+def test_add_bias_kv_is_refused():
+    port = TP.PackedPort()
+    port.attn = torch.nn.MultiheadAttention(KA.DIM, 2, batch_first=True, add_bias_kv=True)
+    with pytest.raises(UsageError, match="add_bias_kv"):
+        compare.verify_models(KA.build(), port, train_steps=0, gradients=False)
+
+
+def test_masked_port_with_keras_mask_semantics_passes_everywhere():
+    """Keras' mask on padded tokens (query AND key masks, fully masked rows uniform)
+    written out in torch: every pair agrees at every step."""
+    res = compare.verify_models(KA.build_masked(), TP.MaskedEncoder(), KA.padded_ids(), targets=TARGETS, train_steps=STEPS)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    assert "masks=['query', 'value']" in KA_describe(res)
+    assert worst64(res) <= FLOAT64
+
+
+def KA_describe(res) -> str:
+    from keras_impl.verify import KerasSide
+
+    return KerasSide(KA.build_masked()).describe()["mha"]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
+    """nn.MultiheadAttention(key_padding_mask=ids == 0) (+ is_causal): model output,
+    loss, gradients and training agree; the attention output agrees at every real
+    token (at padded query rows Keras' fully masked rows are uniform, torch attends
+    to the real tokens: the masked pooling drops both)."""
+    from keras_impl.verify import KerasSide
+    from torch_impl.verify import TorchSide
+
+    ids = KA.padded_ids()
+    port = TP.MaskedEncoder(causal=causal, packed=True)
+    model = KA.build_masked(causal)
+    res = compare.verify_models(model, port, ids, targets=TARGETS, train_steps=STEPS)
+    per_pair = [c for c in failing(res) if c.check.startswith("output of ")]
+    assert not [c for c in failing(res) if c not in per_pair], failing(res)
+    assert worst64(res) <= FLOAT64 or per_pair
+    keep = ids != 0
+    k64 = KerasSide(model).with_dtype("float64").pair_outputs(ids)["mha[output]@layer"]
+    t64 = TorchSide(port).with_dtype("float64").pair_outputs(ids, ["attn[output]"])["attn[output]"]
+    diff = np.abs(k64 - t64)
+    assert diff[keep].max() <= FLOAT64 * max(1.0, np.abs(k64).max()), diff[keep].max()
+    assert diff[~keep].max() > 1e-3  # the padded rows do differ: a masked comparison is needed there
