@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from shared.errors import UsageError
-from shared.verify_attention import attention_notes, packed_attention
+from shared.verify_attention import attention_notes, by_role, packed_attention
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
            "weights_to_torch", "localise", "attribute_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
@@ -228,7 +228,10 @@ def match(keras: list, torch: list, *, strict_bias: bool = True) -> Mapping:
             raise MatchError(f"{k.name}: Keras {k.cls} has no torch module left to take its weights "
                              f"(Keras has {len(keras)} parametrized layers, torch {len(torch)} modules with parameters)")
         why = why_not(k, remaining[0], strict_bias=strict_bias)
-        if why is None:
+        named = by_role(k, remaining, lambda u: why_not(k, u, strict_bias=strict_bias) is None)
+        if named is not None:  # an attention projection run out of Keras' order (k before q): taken by its name
+            t = named
+        elif why is None:
             t = remaining[0]
         else:
             fits = [u for u in remaining[1:] if why_not(k, u, strict_bias=strict_bias) is None]

@@ -1,4 +1,4 @@
-"""Attention in `compare.py verify`: the framework-free messages.
+"""Attention in `compare.py verify`: the framework-free part.
 
 Keras' MultiHeadAttention is four linear records (keras_impl/verify_attention.py);
 a torch port is four nn.Linear or one nn.MultiheadAttention split the same way
@@ -6,7 +6,8 @@ a torch port is four nn.Linear or one nn.MultiheadAttention split the same way
 a Keras layer whose num_heads*key_dim is not the model width (`packed_attention`),
 and the classic attention bugs read from the ops between the value projection
 and the output projection (`attention_notes`): the scale, the causal mask, the
-order of the head split.
+order of the head split. And the projections' names (`by_role`): a port that
+computes k before q is matched by its modules' names, not by call order.
 """
 
 from __future__ import annotations
@@ -15,11 +16,38 @@ import re
 
 import numpy as np
 
-__all__ = ["attention_notes", "packed_attention"]
+__all__ = ["attention_notes", "by_role", "packed_attention", "role_of"]
 
 # A scale in the torch ops "is" Keras' 1/sqrt(key_dim) within float32 rounding of a
 # printed constant (Keras keeps it as float32: keras_impl/convert/attention.py).
 SCALE_RTOL = 1e-6
+
+# Words of a torch module's name that say which projection it is (q_proj, to_k, w_v, out_proj, ...).
+_ROLE_WORDS = {"query": {"q", "query", "queries", "wq"}, "key": {"k", "key", "keys", "wk"},
+               "value": {"v", "value", "values", "wv"}, "output": {"o", "out", "output", "wo"}}
+
+
+def role_of(path: str) -> str | None:
+    """The attention projection a torch record's path names: `attn[key]` (a split
+    nn.MultiheadAttention), `k_proj`, `to_q`, `w_v`, `out_proj`, ...; None when it names none."""
+    if path.endswith("]"):
+        role = path.rsplit("[", 1)[1][:-1]
+        return role if role in _ROLE_WORDS else None
+    words = set(re.split(r"[^a-z]+", path.rsplit(".", 1)[-1].lower())) - {""}
+    roles = [r for r, w in _ROLE_WORDS.items() if words & w]
+    return roles[0] if len(roles) == 1 else None
+
+
+def by_role(k, remaining: list, fits) -> object | None:
+    """For a Keras attention record (attrs["role"]) whose next torch record in call order
+    is named as another projection: the one remaining record named as this role that
+    fits (None otherwise: the order decides). A port may compute k before q; all four
+    projections often have the same shape, so order alone would swap them silently."""
+    role = k.attrs.get("role")
+    if role is None or not remaining or role_of(remaining[0].path) in (role, None):
+        return None
+    named = [u for u in remaining if role_of(u.path) == role and fits(u)]
+    return named[0] if len(named) == 1 else None
 
 
 def packed_attention(k, t) -> str:

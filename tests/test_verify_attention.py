@@ -64,6 +64,16 @@ def test_correct_attention_ports_verify(kind, causal):
     print(f"{kind} causal={causal}: float64 worst {worst64(res):.2g}, {len(res.checks)} checks")
 
 
+def test_projections_called_out_of_order_are_matched_by_name():
+    """v(x), k(x), q(x): four (8, 8) Linear in call order would take Keras' query weights into v."""
+    port = port_for("sdpa")
+    port.key_first = True
+    res = compare.verify_models(KA.build(), port, train_steps=0)
+    assert [(p.keras, p.torch) for p in res.mapping.pairs[:4]] == [
+        ("mha[query]", "q"), ("mha[key]", "k"), ("mha[value]", "v"), ("mha[output]", "o")]
+    assert res.passed, [c.check for c in failing(res)]
+
+
 # bug, Keras causal, port, first differing pair, what the diagnosis says
 BUGS = [
     ("scale", False, "sdpa", "mha[output]", "1/sqrt(key_dim) = 1/sqrt(4) = 0.5, torch by 0.353553 = 1/sqrt(8)"),

@@ -29,11 +29,12 @@ class Encoder(nn.Module):
 
 
 class ExplicitPort(Encoder):
-    """bug: None, "scale" (1/sqrt(D)), "head_order" (view (B,T,key_dim,H)), "no_causal", "ln_eps" (torch's 1e-5)."""
+    """key_first: value, key, query projections called in that order. bug: None, "scale" (1/sqrt(D)), "head_order" (view (B,T,key_dim,H)), "no_causal", "ln_eps" (torch's 1e-5)."""
 
     def __init__(self, d=8, heads=2, key_dim=4, causal=False, softmax=False, bug=None):
         super().__init__(d, ln_eps=1e-5 if bug == "ln_eps" else KERAS_LN_EPS)
         self.heads, self.key_dim, self.causal, self.softmax, self.bug = heads, key_dim, causal, softmax, bug
+        self.key_first = False
         self.q = nn.Linear(d, heads * key_dim)
         self.k = nn.Linear(d, heads * key_dim)
         self.v = nn.Linear(d, heads * key_dim)
@@ -47,7 +48,10 @@ class ExplicitPort(Encoder):
 
     def forward(self, x):
         b, t, d = x.shape
-        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        if self.key_first:  # the same computation, the projections called in another order
+            v, k, q = self.split(self.v(x)), self.split(self.k(x)), self.split(self.q(x))
+        else:
+            q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
         scale = 1 / math.sqrt(d if self.bug == "scale" else self.key_dim)
         causal = self.causal and self.bug != "no_causal"
         if self.softmax:
