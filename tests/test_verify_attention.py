@@ -74,6 +74,19 @@ def test_projections_called_out_of_order_are_matched_by_name():
     assert res.passed, [c.check for c in failing(res)]
 
 
+@pytest.mark.parametrize("which", ["transformer_encoder_layer", "kdim_vdim"])
+def test_other_nn_multihead_attention_ports_verify(which):
+    """nn.TransformerEncoderLayer (its self_attn, norm1, linear1, linear2, norm2 in Keras' order)
+    and an nn.MultiheadAttention with kdim/vdim (separate q/k/v_proj_weight)."""
+    model, port = (KA.build(), TP.LayerPort()) if which != "kdim_vdim" else (KA.build_cross(), TP.CrossPort())
+    res = compare.verify_models(model, port, train_steps=STEPS)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    attn = "block.self_attn" if which != "kdim_vdim" else "attn"
+    assert [p.torch for p in res.mapping.pairs if p.keras.startswith("mha")] == [
+        f"{attn}[{r}]" for r in ("query", "key", "value", "output")]
+    assert worst64(res) <= FLOAT64
+
+
 # bug, Keras causal, port, first differing pair, what the diagnosis says
 BUGS = [
     ("scale", False, "sdpa", "mha[output]", "1/sqrt(key_dim) = 1/sqrt(4) = 0.5, torch by 0.353553 = 1/sqrt(8)"),

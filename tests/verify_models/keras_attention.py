@@ -59,3 +59,20 @@ def padded_ids(batch: int = 4, seed: int = 0):
     lengths = np.resize([STEPS, 2, 4, 1], batch)
     ids[np.arange(STEPS)[None, :] >= lengths[:, None]] = 0
     return ids.astype(np.int32)
+
+
+def build_cross():
+    """Attention from the sequence to a narrower memory of it (Dense(6)): key and value
+    projections read 6 features, the query 8 (nn.MultiheadAttention's kdim/vdim)."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((STEPS, DIM), name="x")
+    memory = keras.layers.Dense(6, name="memory")(x)
+    a = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name="mha")(x, memory)
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(a)
+    model = keras.Model(x, keras.layers.Dense(CLASSES, name="head")(y), name="cross")
+    rng = np.random.default_rng(3)
+    for v in model.weights:
+        if v.name == "bias":
+            v.assign(rng.normal(0, 0.2, v.shape))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.SGD(0.1))
+    return model

@@ -123,3 +123,31 @@ class MaskedEncoder(Encoder):
         y = self.ln2(y + self.ffn2(F.relu(self.ffn1(y))))
         w = keep.unsqueeze(-1).to(y.dtype)
         return self.head((y * w).sum(1) / w.sum(1))
+
+
+class LayerPort(nn.Module):
+    """keras_attention.build as torch's own nn.TransformerEncoderLayer (post-norm, ReLU, no dropout)."""
+
+    def __init__(self, d=8, heads=2, ffn=16, classes=3):
+        super().__init__()
+        self.block = nn.TransformerEncoderLayer(d, heads, dim_feedforward=ffn, dropout=0.0, batch_first=True,
+                                                layer_norm_eps=KERAS_LN_EPS)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x):
+        return self.head(self.block(x).mean(dim=1))
+
+
+class CrossPort(nn.Module):
+    """keras_attention.build_cross: nn.MultiheadAttention with kdim = vdim = 6 (q/k/v_proj_weight, no in_proj_weight)."""
+
+    def __init__(self, d=8, memory=6, heads=2, classes=3):
+        super().__init__()
+        self.memory = nn.Linear(d, memory)
+        self.attn = nn.MultiheadAttention(d, heads, kdim=memory, vdim=memory, batch_first=True)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, x):
+        m = self.memory(x)
+        a, _ = self.attn(x, m, m, need_weights=False)
+        return self.head(a.mean(dim=1))
