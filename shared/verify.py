@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from shared.errors import UsageError
-from shared.verify_attention import attention_notes, by_role, packed_attention
+from shared.verify_attention import attention_notes, by_role, other_role, packed_attention
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
            "weights_to_torch", "localise", "attribute_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
@@ -234,7 +234,7 @@ def match(keras: list, torch: list, *, strict_bias: bool = True) -> Mapping:
         elif why is None:
             t = remaining[0]
         else:
-            fits = [u for u in remaining[1:] if why_not(k, u, strict_bias=strict_bias) is None]
+            fits = [u for u in remaining[1:] if why_not(k, u, strict_bias=strict_bias) is None and not other_role(k, u)]
             if len(fits) > 1:
                 raise MatchError(f"{k.name}: {why}; {len(fits)} later torch modules would fit "
                                  f"({', '.join(repr(u.path) for u in fits[:4])}): ambiguous, map it by hand with --mapping")

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-__all__ = ["attention_notes", "by_role", "packed_attention", "role_of"]
+__all__ = ["attention_notes", "by_role", "other_role", "packed_attention", "role_of"]
 
 # A scale in the torch ops "is" Keras' 1/sqrt(key_dim) within float32 rounding of a
 # printed constant (Keras keeps it as float32: keras_impl/convert/attention.py).
@@ -38,13 +38,20 @@ def role_of(path: str) -> str | None:
     return roles[0] if len(roles) == 1 else None
 
 
+def other_role(k, t) -> bool:
+    """Keras attention record k and torch record t name different projections (query vs k_proj)."""
+    role, named = k.attrs.get("role"), role_of(t.path)
+    return role is not None and named is not None and named != role
+
+
 def by_role(k, remaining: list, fits) -> object | None:
     """For a Keras attention record (attrs["role"]) whose next torch record in call order
-    is named as another projection: the one remaining record named as this role that
-    fits (None otherwise: the order decides). A port may compute k before q; all four
-    projections often have the same shape, so order alone would swap them silently."""
+    is named as another projection or does not fit: the one remaining record named as
+    this role that fits (None otherwise: the order decides). A port may compute k
+    before q; all four projections often have the same shape, so order alone would
+    swap them silently."""
     role = k.attrs.get("role")
-    if role is None or not remaining or role_of(remaining[0].path) in (role, None):
+    if role is None or not remaining or role_of(remaining[0].path) in (role, None) and fits(remaining[0]):
         return None
     named = [u for u in remaining if role_of(u.path) == role and fits(u)]
     return named[0] if len(named) == 1 else None
