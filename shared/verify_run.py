@@ -216,7 +216,10 @@ def _describe_gap(where: dict, ks, ts, kby: dict, ts_records: dict) -> None:
     first = kby.get(where["first_differing"])
     if first is not None and first.attrs.get("role") == "output" and first.layer in desc:
         keras_ops.append(f"{first.layer}: {desc[first.layer]}")  # the attention itself, before its output projection
-    torch_ops = ts.ops_after.get(where["last_torch_module"] or "", [])
+    last_t = ts_records.get(where["last_agreeing"]) if where["last_agreeing"] else None
+    # ops are recorded after modules; a split module's parts have none between them
+    after = "" if last_t is None else (last_t.module if last_t.whole_output else None) if last_t.module else last_t.path
+    torch_ops = ts.ops_after.get(after, []) if after is not None else []
     where["keras_ops"], where["torch_ops"] = keras_ops, torch_ops
     where["diagnoses"] = (attribute_notes(first, ts_records[first.name]) if first else []) + functional_notes(keras_ops, torch_ops)
     if keras_ops or torch_ops:

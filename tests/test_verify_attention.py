@@ -106,6 +106,9 @@ def test_planted_attention_bugs_are_caught_and_located(bug, causal, kind, first,
     if first == "mha[output]" and kind != "packed":
         assert loc["last_agreeing"] == "mha[value]", loc  # the projections agree: the bug is in the attention
         assert "attention(num_heads=2, key_dim=4" in loc["text"], loc["text"]
+    if first == "ln1":  # after the whole nn.MultiheadAttention: the residual add on both sides
+        assert loc["last_agreeing"] == "mha[output]" and loc["between"] == ["res1"], loc
+        assert "torch ran: add()" in loc["text"], loc["text"]
     pair = next(c for c in failing(res) if c.dtype == "float64" and c.check.startswith("output of "))
     assert pair.check.startswith(f"output of {first if kind != 'packed' else first.split('[')[0] + ' '}"), pair.check
     assert pair.max_abs_diff > 1e6 * pair.tolerance, pair
