@@ -239,8 +239,10 @@ def _known_trap(name: str, a, b, **context) -> str | None:
 def _eval_sanity(ts, x, diagnoses) -> list:
     checks = []
     if ts.dropout_calls:
-        diagnoses.append(f"dropout is on in eval mode: {ts.dropout_calls[0]}. F.dropout's `training` defaults to True: "
-                         "pass training=self.training, or use an nn.Dropout module")
+        first = ts.dropout_calls[0]
+        fix = "" if "dropout_p" in first else (". F.dropout's `training` defaults to True: pass training=self.training, "
+                                               "or use an nn.Dropout module")
+        diagnoses.append(f"dropout is on in eval mode: {first}{fix}")
         checks.append(Check("torch dropout in eval mode", "keras", "torch", float("inf"), float("inf"), 0.0, False,
                             "; ".join(ts.dropout_calls), dtype=ts.dtype))
     a, b = ts.forward(x), ts.forward(x)

@@ -87,6 +87,26 @@ def test_other_nn_multihead_attention_ports_verify(which):
     assert worst64(res) <= FLOAT64
 
 
+@pytest.mark.parametrize("kind", ["sdpa", "packed"])
+def test_attention_dropout_is_switched_off_for_training(kind):
+    """Keras MultiHeadAttention(dropout=0.1) (its einsum path): dropout off on both sides for
+    the training checks, including F.scaled_dot_product_attention's dropout_p and
+    nn.MultiheadAttention's dropout, which no F.dropout call shows."""
+    port = TP.PackedPort(dropout=0.1) if kind == "packed" else port_for(kind)
+    port.dropout = 0.1
+    res = compare.verify_models(KA.build(dropout=0.1), port, train_steps=STEPS)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    assert worst64(res) <= FLOAT64 and any("dropout switched off" in n for n in res.notes)
+
+
+def test_scaled_dot_product_attention_dropout_in_eval_mode_is_caught():
+    port = port_for("sdpa", bug="eval_dropout")
+    port.dropout = 0.1
+    res = compare.verify_models(KA.build(dropout=0.1), port, train_steps=0, gradients=False)
+    assert not res.passed
+    assert any("scaled_dot_product_attention(dropout_p=0.1)" in d and "self.training" in d for d in res.diagnoses), res.diagnoses
+
+
 # bug, Keras causal, port, first differing pair, what the diagnosis says
 BUGS = [
     ("scale", False, "sdpa", "mha[output]", "1/sqrt(key_dim) = 1/sqrt(4) = 0.5, torch by 0.353553 = 1/sqrt(8)"),

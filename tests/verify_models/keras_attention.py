@@ -9,10 +9,10 @@ import numpy as np
 STEPS, DIM, HEADS, KEY_DIM, FFN, CLASSES = 5, 8, 2, 4, 16, 3
 
 
-def build(key_dim: int = KEY_DIM, causal: bool = False):
+def build(key_dim: int = KEY_DIM, causal: bool = False, dropout: float = 0.0):
     keras.utils.set_random_seed(0)
     x = keras.Input((STEPS, DIM), name="x")
-    a = keras.layers.MultiHeadAttention(HEADS, key_dim, name="mha")(x, x, use_causal_mask=causal)
+    a = keras.layers.MultiHeadAttention(HEADS, key_dim, dropout=dropout, name="mha")(x, x, use_causal_mask=causal)
     y = keras.layers.LayerNormalization(name="ln1")(keras.layers.Add(name="res1")([x, a]))
     f = keras.layers.Dense(FFN, activation="relu", name="ffn1")(y)
     f = keras.layers.Dense(DIM, name="ffn2")(f)

@@ -29,12 +29,14 @@ class Encoder(nn.Module):
 
 
 class ExplicitPort(Encoder):
-    """key_first: value, key, query projections called in that order. bug: None, "scale" (1/sqrt(D)), "head_order" (view (B,T,key_dim,H)), "no_causal", "ln_eps" (torch's 1e-5)."""
+    """key_first: value, key, query projections called in that order. bug: None, "scale" (1/sqrt(D)), "head_order" (view (B,T,key_dim,H)), "no_causal", "ln_eps" (torch's 1e-5),
+    "eval_dropout" (dropout_p passed in eval mode too)."""
 
     def __init__(self, d=8, heads=2, key_dim=4, causal=False, softmax=False, bug=None):
         super().__init__(d, ln_eps=1e-5 if bug == "ln_eps" else KERAS_LN_EPS)
         self.heads, self.key_dim, self.causal, self.softmax, self.bug = heads, key_dim, causal, softmax, bug
         self.key_first = False
+        self.dropout = 0.0  # on the attention probabilities, as Keras' MultiHeadAttention(dropout=...)
         self.q = nn.Linear(d, heads * key_dim)
         self.k = nn.Linear(d, heads * key_dim)
         self.v = nn.Linear(d, heads * key_dim)
@@ -60,17 +62,18 @@ class ExplicitPort(Encoder):
                 scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
             a = torch.softmax(scores, dim=-1) @ v
         else:
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+            p = self.dropout if self.training or self.bug == "eval_dropout" else 0.0
+            a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal, scale=scale)
         return self.block(x, self.o(a.transpose(1, 2).reshape(b, t, -1)))
 
 
 class PackedPort(Encoder):
     """nn.MultiheadAttention: packed in_proj_weight (3E, E), out_proj read by F.multi_head_attention_forward."""
 
-    def __init__(self, d=8, heads=2, causal=False, bug=None):
+    def __init__(self, d=8, heads=2, causal=False, bug=None, dropout=0.0):
         super().__init__(d, ln_eps=1e-5 if bug == "ln_eps" else KERAS_LN_EPS)
         self.causal = causal and bug != "no_causal"
-        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True, dropout=dropout)
 
     def forward(self, x):
         t = x.shape[1]
