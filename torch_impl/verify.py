@@ -214,8 +214,8 @@ class _Mode(TorchFunctionMode):
             return (args, {**kwargs, "training": False}) if self.no_dropout else (args, kwargs)
         p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
         if p and self.no_dropout:
-            return args[:4], {**kwargs, "dropout_p": 0.0, **({"is_causal": args[5]} if len(args) > 5 else {}),
-                              **({"scale": args[6]} if len(args) > 6 else {})}
+            rest = dict(zip(("is_causal", "scale", "enable_gqa"), args[5:]))
+            return args[:4], {**kwargs, **rest, "dropout_p": 0.0}
         if p and self.record and self.eval_mode:
             self.dropouts.append(f"{name}(dropout_p={p}) after module '{self.last_module}': dropout_p applies in eval mode "
                                  "too (pass dropout_p=p if self.training else 0.0)")
