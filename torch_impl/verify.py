@@ -39,7 +39,7 @@ from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
 from torch_impl.train import AdamKeras, SGDKeras
-from torch_impl.verify_attention import absorbed as _absorbed, attention_parts as _attention_parts, call_hook
+from torch_impl.verify_attention import absorbed as _absorbed, attention_dropout, attention_parts as _attention_parts, call_hook
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
@@ -49,7 +49,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MOVEMENT = {"flatten", "view", "reshape", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "t",
             "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten"}
 DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
-ATTENTION_DROPOUTS = {"scaled_dot_product_attention", "multi_head_attention_forward"}  # see _Mode._attention_dropout
+ATTENTION_DROPOUTS = {"scaled_dot_product_attention", "multi_head_attention_forward"}  # see attention_dropout
 # Tensor-level functions worth showing among the functional ops between two modules
 # (everything in torch.nn.functional is shown too).
 SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
@@ -205,22 +205,6 @@ class _Mode(TorchFunctionMode):
         self.ops = {}  # last module that owns parameters ("" before the first) -> functional calls after it
         self.last_param_module = ""
 
-    def _attention_dropout(self, name, args, kwargs) -> tuple:
-        """Dropout inside an attention kernel: F.scaled_dot_product_attention's dropout_p
-        applies whatever the mode (a port must pass 0.0 in eval: recorded like F.dropout
-        with training=True); F.multi_head_attention_forward drops only with training=True.
-        With no_dropout both are switched off."""
-        if name == "multi_head_attention_forward":
-            return (args, {**kwargs, "training": False}) if self.no_dropout else (args, kwargs)
-        p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
-        if p and self.no_dropout:
-            rest = dict(zip(("is_causal", "scale", "enable_gqa"), args[5:]))
-            return args[:4], {**kwargs, **rest, "dropout_p": 0.0}
-        if p and self.record and self.eval_mode:
-            self.dropouts.append(f"{name}(dropout_p={p}) after module '{self.last_module}': dropout_p applies in eval mode "
-                                 "too (pass dropout_p=p if self.training else 0.0)")
-        return args, kwargs
-
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
@@ -232,7 +216,7 @@ class _Mode(TorchFunctionMode):
             if self.record and self.eval_mode and training and p > 0:
                 self.dropouts.append(f"{name}(p={p}, training=True) after module '{self.last_module}'")
         if name in ATTENTION_DROPOUTS:
-            args, kwargs = self._attention_dropout(name, args, kwargs)
+            args, kwargs = attention_dropout(self, name, args, kwargs)
         if self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
             self.ops.setdefault(self.last_param_module, []).append(_describe(func, args, kwargs))
         out = func(*args, **kwargs)

@@ -5,14 +5,16 @@ keras_impl/verify_attention.py). An explicit port (four nn.Linear) matches them
 as it is; an nn.MultiheadAttention is split into the same four parts
 (torch_impl/verify.py `_parts`): rows of its packed in_proj_weight / in_proj_bias
 and its out_proj, whose forward never runs (F.multi_head_attention_forward reads
-its weight), so out_proj is no record of its own (`absorbed`).
+its weight), so out_proj is no record of its own (`absorbed`). Its calls'
+masks and flags are shown among the traced ops (`call_hook`), and dropout inside
+the attention kernels is switched off for training (`attention_dropout`).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["ROLES", "absorbed", "attention_parts", "call_hook"]
+__all__ = ["ROLES", "absorbed", "attention_dropout", "attention_parts", "call_hook"]
 
 ROLES = ("query", "key", "value")
 
@@ -62,3 +64,20 @@ def call_hook(mode, describe):
             mode.ops.setdefault(mode.last_param_module, []).append(
                 describe(_call, (), {k: v for k, v in call.items() if k not in names[:3]}))
     return hook
+
+
+def attention_dropout(mode, name, args, kwargs) -> tuple:
+    """Dropout inside an attention kernel: F.scaled_dot_product_attention's dropout_p
+    applies whatever the mode (a port must pass 0.0 in eval: recorded like F.dropout
+    with training=True); F.multi_head_attention_forward drops only with training=True.
+    With no_dropout both are switched off."""
+    if name == "multi_head_attention_forward":
+        return (args, {**kwargs, "training": False}) if mode.no_dropout else (args, kwargs)
+    p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
+    if p and mode.no_dropout:
+        rest = dict(zip(("is_causal", "scale", "enable_gqa"), args[5:]))
+        return args[:4], {**kwargs, **rest, "dropout_p": 0.0}
+    if p and mode.record and mode.eval_mode:
+        mode.dropouts.append(f"{name}(dropout_p={p}) after module '{mode.last_module}': dropout_p applies in eval mode "
+                             "too (pass dropout_p=p if self.training else 0.0)")
+    return args, kwargs
