@@ -187,14 +187,10 @@ def test_masked_port_with_keras_mask_semantics_passes_everywhere():
     written out in torch: every pair agrees at every step."""
     res = compare.verify_models(KA.build_masked(), TP.MaskedEncoder(), KA.padded_ids(), targets=TARGETS, train_steps=STEPS)
     assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
-    assert "masks=['query', 'value']" in KA_describe(res)
     assert worst64(res) <= FLOAT64
-
-
-def KA_describe(res) -> str:
     from keras_impl.verify import KerasSide
 
-    return KerasSide(KA.build_masked()).describe()["mha"]
+    assert "masks=['query', 'value']" in KerasSide(KA.build_masked()).describe()["mha"]  # Keras did mask
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -210,9 +206,12 @@ def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
     port = TP.MaskedEncoder(causal=causal, packed=True)
     model = KA.build_masked(causal)
     res = compare.verify_models(model, port, ids, targets=TARGETS, train_steps=STEPS)
-    per_pair = [c for c in failing(res) if c.check.startswith("output of ")]
-    assert not [c for c in failing(res) if c not in per_pair], failing(res)
-    assert worst64(res) <= FLOAT64 or per_pair
+    # Per-pair sequence outputs differ at the padded steps unless verify compares them
+    # where Keras' mask keeps them; everything else agrees to float64 rounding.
+    rest = [c for c in res.checks if c.dtype == "float64" and not c.check.startswith("output of ")]
+    assert all(c.passed for c in rest) and max(c.max_rel_diff for c in rest) <= 1e-10, failing(res)
+    assert max(c.max_rel_diff for c in rest if "after training" not in c.check) <= FLOAT64
+    assert not [c for c in failing(res) if c.dtype == "float32" and not c.check.startswith("output of ")]
     keep = ids != 0
     k64 = KerasSide(model).with_dtype("float64").pair_outputs(ids)["mha[output]@layer"]
     t64 = TorchSide(port).with_dtype("float64").pair_outputs(ids, ["attn[output]"])["attn[output]"]
