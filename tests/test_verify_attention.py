@@ -107,6 +107,18 @@ def test_scaled_dot_product_attention_dropout_in_eval_mode_is_caught():
     assert any("scaled_dot_product_attention(dropout_p=0.1)" in d and "self.training" in d for d in res.diagnoses), res.diagnoses
 
 
+@pytest.mark.parametrize("style", ["chunk", "view"])
+def test_fused_qkv_linear_is_split_into_three_projections(style):
+    """One nn.Linear(8, 24) for q, k, v (nanoGPT's chunk(3, -1), timm's view(B, T, 3, H, dk)):
+    its row blocks take Keras' query, key and value weights, each compared on its own slice."""
+    res = compare.verify_models(KA.build(), TP.FusedPort(style=style), train_steps=STEPS)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    assert [p.torch for p in res.mapping.pairs[:4]] == ["qkv[query]", "qkv[key]", "qkv[value]", "proj"]
+    sliced = [c for c in res.checks if c.dtype == "float64" and c.check.startswith("output of mha[key] <-> torch 'qkv[key]'")]
+    assert len(sliced) == 1 and sliced[0].passed
+    assert worst64(res) <= FLOAT64
+
+
 # bug, Keras causal, port, first differing pair, what the diagnosis says
 BUGS = [
     ("scale", False, "sdpa", "mha[output]", "1/sqrt(key_dim) = 1/sqrt(4) = 0.5, torch by 0.353553 = 1/sqrt(8)"),

@@ -39,7 +39,8 @@ from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
 from torch_impl.train import AdamKeras, SGDKeras
-from torch_impl.verify_attention import absorbed as _absorbed, attention_dropout, attention_parts as _attention_parts, call_hook
+from torch_impl.verify_attention import (FUSED, absorbed as _absorbed, attention_dropout, attention_parts as _attention_parts,
+                                         call_hook, fused_parts, splits_qkv)
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
@@ -128,6 +129,7 @@ def _own_tensors(m: nn.Module) -> dict:
 
 _RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
+
 def _parts(path: str, m: nn.Module) -> list:
     """The records a module owning parameters stands for, in the order it computes them:
     [(record path, {Keras-side name: (owner module, tensor name, rows or None)})].
@@ -139,9 +141,11 @@ def _parts(path: str, m: nn.Module) -> list:
     Bidirectional reads as its forward then its backward layer, a stack of
     RNN layers as num_layers), each under the single-layer names
     (`weight_ih_l0`, ...) of the neutral graph; an nn.MultiheadAttention is
-    Keras' four projections (_attention_parts)."""
+    Keras' four projections (_attention_parts), a fused qkv nn.Linear three."""
     if isinstance(m, nn.MultiheadAttention):
         return _attention_parts(path, m)
+    if isinstance(m, nn.Linear) and getattr(m, FUSED, False):
+        return fused_parts(path, m)
     if type(m) in _RNN_KINDS and (m.num_layers > 1 or m.bidirectional):
         out = []
         for layer in range(m.num_layers):
@@ -188,7 +192,8 @@ def _split_record(rec: TorchRecord, m: nn.Module) -> list:
     for i, (rp, names) in enumerate(parts):
         shapes = {n: tuple(_tensor(v).shape) for n, v in names.items()}
         out.append(TorchRecord(rp, rec.cls, kind, shapes, dict(rec.attrs), rec.in_shape, rec.out_shape,
-                               calls=rec.calls, module=rec.path, whole_output=i == len(parts) - 1))
+                               calls=rec.calls, module=rec.path,
+                               whole_output=i == len(parts) - 1 and not getattr(m, FUSED, False)))
     return out
 
 
@@ -204,6 +209,7 @@ class _Mode(TorchFunctionMode):
         self.inside = 0  # > 0 while a module that owns parameters runs (its internals are its own)
         self.ops = {}  # last module that owns parameters ("" before the first) -> functional calls after it
         self.last_param_module = ""
+        self.linear_out, self.fused = {}, set()  # id(output) -> Linear path (kept alive in keep); fused qkv Linears
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -220,6 +226,8 @@ class _Mode(TorchFunctionMode):
         if self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
             self.ops.setdefault(self.last_param_module, []).append(_describe(func, args, kwargs))
         out = func(*args, **kwargs)
+        if self.record and args and id(args[0]) in self.linear_out and splits_qkv(name, args, kwargs, out):
+            self.fused.add(self.linear_out[id(args[0])])
         if self.record and name in MOVEMENT and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
             self.keep.append(out)
             self.prov[id(out)] = (args[0], func, args[1:], kwargs)
@@ -230,8 +238,8 @@ class TorchSide:
     """The user's torch module behind numpy (inputs channels first).
 
     Args:
-        module: the user's module (never modified except by set_weights;
-            training runs on a copy).
+        module: the user's module (never modified except by set_weights and
+            the FUSED marker on a fused qkv Linear; training runs on a copy).
         dtype: "float32" or "float64" (the module is converted to it).
     """
 
@@ -279,6 +287,9 @@ class TorchSide:
                     mode.inside -= 1
                     mode.last_param_module = path
                     rec = seen.get(path)
+                    if isinstance(m, nn.Linear) and m.out_features % 3 == 0 and isinstance(out, torch.Tensor):
+                        mode.linear_out[id(out)] = path
+                        mode.keep.append(out)
                     if rec is None:
                         seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
@@ -305,6 +316,8 @@ class TorchSide:
         if never:
             raise UsageError(f"torch module '{never[0]}' ({type(mods[never[0]]).__name__}) owns parameters but never ran "
                              "in forward(); remove it or map the model by hand (--mapping)")
+        for path in mode.fused:  # a fused qkv projection: three records (_parts)
+            setattr(mods[path], FUSED, True)
         for path, rec in seen.items():
             if rec.kind == "linear" and path in inputs:
                 rec.flatten = _flatten_chain(mode.prov, inputs[path])
@@ -342,9 +355,12 @@ class TorchSide:
         mods = dict(self.module.named_modules())
         out, handles = {}, []
 
-        def keep(path):
+        def keep(path, rows=None):
             def hook(m, args, y):
                 if path in out:
+                    return
+                if rows is not None:  # one projection of a fused qkv Linear
+                    out[path] = y[..., rows[0]:rows[1]].detach().cpu().numpy().copy()
                     return
                 if type(m) in _RNN_KINDS:  # (output, h_n) or (output, (h_n, c_n)): the final states too
                     h = y[1][0] if isinstance(y[1], tuple) else y[1]
@@ -358,7 +374,10 @@ class TorchSide:
                 handles.append(mods[p].register_forward_hook(keep(p)))
                 continue
             module = p.rsplit("[", 1)[0]  # a part of a split module: its last part carries the module's output
-            if module in mods and _parts(module, mods[module])[-1][0] == p:
+            if module in mods and getattr(mods[module], FUSED, False):
+                rows = dict(_parts(module, mods[module]))[p]["weight"][2]
+                handles.append(mods[module].register_forward_hook(keep(p, rows)))
+            elif module in mods and _parts(module, mods[module])[-1][0] == p:
                 handles.append(mods[module].register_forward_hook(keep(p)))
         try:
             self.forward(x)

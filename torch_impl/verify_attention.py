@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["ROLES", "absorbed", "attention_dropout", "attention_parts", "call_hook"]
+__all__ = ["FUSED", "ROLES", "absorbed", "attention_dropout", "attention_parts", "call_hook", "fused_parts", "splits_qkv"]
 
 ROLES = ("query", "key", "value")
+# Set (True) on an nn.Linear whose output the trace saw split three ways on its last
+# axis (a fused qkv projection: chunk(3, -1), split(E, -1), view(B, T, 3, H, dk)); its
+# rows are then Keras' query, key and value projections (fused_parts).
+FUSED = "_verify_fused_qkv"
 
 
 def attention_parts(path: str, m: nn.MultiheadAttention) -> list:
@@ -39,6 +43,37 @@ def attention_parts(path: str, m: nn.MultiheadAttention) -> list:
     names = {n: (m.out_proj, n, None) for n in ("weight", "bias") if getattr(m.out_proj, n, None) is not None}
     out.append((f"{path}[output]", names))
     return out
+
+
+def fused_parts(path: str, m: nn.Linear) -> list:
+    """A fused qkv nn.Linear (FUSED) as three projections: rows [0:E], [E:2E], [2E:3E]."""
+    e = m.out_features // 3
+    out = []
+    for i, role in enumerate(ROLES):
+        rows = (i * e, (i + 1) * e)
+        out.append((f"{path}[{role}]", {n: (m, n, rows) for n in ("weight", "bias") if getattr(m, n, None) is not None}))
+    return out
+
+
+def splits_qkv(name: str, args: tuple, kwargs: dict, out) -> bool:
+    """Whether this call splits its first argument (a Linear's output) into three equal
+    blocks of its last axis, in order: chunk(3, dim=-1), split(E, dim=-1) or
+    split([E, E, E], -1), or a view/reshape/unflatten to (..., 3, ...) there."""
+    src = args[0]
+    last, width = src.dim() - 1, src.shape[-1]
+    if name in ("view", "reshape", "unflatten"):
+        shape = tuple((out[0] if isinstance(out, (tuple, list)) else out).shape)
+        return len(shape) > src.dim() and shape[:last] == tuple(src.shape[:last]) and shape[last] == 3
+    if name not in ("chunk", "split"):
+        return False
+    first = args[1] if len(args) > 1 else kwargs.get("chunks", kwargs.get("split_size_or_sections", kwargs.get("split_size")))
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    if not isinstance(dim, int) or dim % src.dim() != last:
+        return False
+    if name == "chunk":
+        return first == 3
+    sizes = list(first) if isinstance(first, (list, tuple)) else [first] * 3
+    return len(sizes) == 3 and len(set(sizes)) == 1 and 3 * sizes[0] == width
 
 
 def absorbed(model: nn.Module) -> set:

@@ -154,3 +154,23 @@ class CrossPort(nn.Module):
         m = self.memory(x)
         a, _ = self.attn(x, m, m, need_weights=False)
         return self.head(a.mean(dim=1))
+
+
+class FusedPort(Encoder):
+    """One fused qkv nn.Linear (d -> 3*heads*key_dim), split as nanoGPT does (style="chunk":
+    .chunk(3, dim=-1)) or as timm does (style="view": .view(B, T, 3, H, dk).permute(2, 0, 3, 1, 4))."""
+
+    def __init__(self, d=8, heads=2, key_dim=4, style="chunk"):
+        super().__init__(d)
+        self.heads, self.key_dim, self.style = heads, key_dim, style
+        self.qkv = nn.Linear(d, 3 * heads * key_dim)
+        self.proj = nn.Linear(heads * key_dim, d)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        if self.style == "chunk":
+            q, k, v = (y.view(b, t, self.heads, self.key_dim).transpose(1, 2) for y in self.qkv(x).chunk(3, dim=-1))
+        else:
+            q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.key_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v, scale=1 / math.sqrt(self.key_dim))
+        return self.block(x, self.proj(a.transpose(1, 2).reshape(b, t, -1)))
