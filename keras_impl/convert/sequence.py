@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from keras_impl.convert import keras_converter, unsupported
+from keras_impl.convert.core import activation_attrs
 from shared.graph import TensorSpec
 
 __all__ = ["kwarg_input", "add_output", "emit_rnn"]
@@ -100,15 +101,28 @@ def not_equal(ctx, layer, call):
     ctx.graph.tensors[call.outputs[0]].dtype = "bool"
 
 
-def _check_cell(layer, cell, kind: str) -> None:
-    act = getattr(cell.activation, "__name__", str(cell.activation))
-    if kind == "simple":
-        if act not in ("tanh", "relu"):
-            raise unsupported(layer, f"SimpleRNN activation {act!r} (torch's nn.RNN has tanh and relu)")
-        return
-    rec = getattr(cell.recurrent_activation, "__name__", str(cell.recurrent_activation))
-    if act != "tanh" or rec != "sigmoid":
-        raise unsupported(layer, f"activation {act!r} / recurrent_activation {rec!r} (supported: tanh / sigmoid)")
+# The cells' activations torch's fused kernels compute (nn.RNN: tanh or relu;
+# nn.LSTM / nn.GRU: tanh and sigmoid, torch/nn/modules/rnn.py); any other
+# element-wise Keras activation runs in the written-out cell step.
+_FUSED_ACTIVATIONS = {"activation": ("tanh", "relu"), "recurrent_activation": ("sigmoid",)}
+
+
+def _cell_activations(ctx, layer, cell, kind: str, x: str) -> dict:
+    """{"activation": attrs, "recurrent_activation": attrs} of the cell's
+    activations that torch's fused module cannot compute (empty when it can):
+    neutral `activation` attrs (keras_impl/convert/core.py), identity for linear."""
+    out = {}
+    for key in ("activation",) if kind == "simple" else ("activation", "recurrent_activation"):
+        fn = getattr(cell, key)
+        name = getattr(fn, "__name__", str(fn))
+        fused = _FUSED_ACTIVATIONS[key] if kind == "simple" or key == "recurrent_activation" else ("tanh",)
+        if name in fused:
+            continue
+        attrs = activation_attrs(ctx, layer, fn, x) or {"fn": "identity"}
+        if "axis" in attrs:
+            raise unsupported(layer, f"{key} {name!r} (an activation over an axis inside a recurrent cell)")
+        out[key] = attrs
+    return out
 
 
 def _rnn_kind(layer) -> str:
@@ -147,7 +161,7 @@ def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, nod
     outputs[1:] its states when return_state."""
     kind = _rnn_kind(layer)
     cell = layer.cell
-    _check_cell(layer, cell, kind)
+    custom = _cell_activations(ctx, layer, cell, kind, x)
     if getattr(layer, "stateful", False):
         raise unsupported(layer, "stateful=True")
     hidden = int(cell.units)
@@ -158,8 +172,9 @@ def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, nod
         # Bidirectional forces it to return_sequences: masked steps output zeros
         "zero_output_for_mask": bool(getattr(layer, "zero_output_for_mask", False)) and mask is not None,
     }
-    if kind == "simple":
+    if kind == "simple" and "activation" not in custom:
         attrs["nonlinearity"] = cell.activation.__name__
+    attrs.update(custom)  # activations the fused torch kernel cannot compute: the cell runs step by step
     inputs = [x] + ([mask] if mask is not None else [])
     node = ctx.emit("rnn", inputs, outputs[0], layout="as_is", attrs=attrs, weights=_rnn_weights(layer, kind, hidden),
                     keras_shape=keras_shapes[0], node_name=node_name, internal=internal)

@@ -52,10 +52,18 @@ class KerasRecurrence:
     """
 
     fused = True
+    activation, recurrent_activation = staticmethod(torch.tanh), staticmethod(torch.sigmoid)
 
-    def set_flags(self, return_sequences, return_state, go_backwards, zero_output_for_mask=False):
+    def set_flags(self, return_sequences, return_state, go_backwards, zero_output_for_mask=False,
+                  activation=None, recurrent_activation=None):
         self.return_sequences, self.return_state, self.go_backwards = return_sequences, return_state, go_backwards
         self.zero_output_for_mask = zero_output_for_mask
+        if activation is not None or recurrent_activation is not None:
+            # torch's fused kernels hard-wire tanh/sigmoid (relu for nn.RNN):
+            # other activations need the cell written out, step by step
+            self.fused = False
+            self.activation = activation or self.activation
+            self.recurrent_activation = recurrent_activation or self.recurrent_activation
 
     def forward(self, x, mask=None):
         if mask is not None and bool(mask.all()):
@@ -119,7 +127,10 @@ class KerasSimpleRNN(KerasRecurrence, nn.RNN):
 
     def step(self, xw, state):
         pre = xw + self.recurrent_projection(state[0])
-        h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
+        if not self.fused:
+            h = self.activation(pre)
+        else:
+            h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, (h,)
 ''',
     "KerasLSTM": '''
@@ -137,8 +148,9 @@ class KerasLSTM(KerasRecurrence, nn.LSTM):
     def step(self, xw, state):
         h, c = state
         i, f, g, o = (xw + self.recurrent_projection(h)).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        gate, act = self.recurrent_activation, self.activation
+        c = gate(f) * c + gate(i) * act(g)
+        h = gate(o) * act(c)
         return h, (h, c)
 
     def initial_state(self, x):
@@ -159,8 +171,8 @@ class KerasGRU(KerasRecurrence, nn.GRU):
         h = state[0]
         x_r, x_z, x_n = xw.chunk(3, dim=-1)
         h_r, h_z, h_n = self.recurrent_projection(h).chunk(3, dim=-1)
-        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
+        r, z = self.recurrent_activation(x_r + h_r), self.recurrent_activation(x_z + h_z)
+        n = self.activation(x_n + r * h_n)
         h = z * h + (1 - z) * n
         return h, (h,)
 ''',
@@ -191,9 +203,9 @@ class KerasGRUResetBefore(KerasRecurrence, nn.Module):
         h = state[0]
         x_r, x_z, x_n = xw.chunk(3, dim=-1)
         w_r, w_z, w_n = self.weight_hh.chunk(3, dim=0)
-        r = torch.sigmoid(x_r + h @ w_r.T)
-        z = torch.sigmoid(x_z + h @ w_z.T)
-        n = torch.tanh(x_n + (r * h) @ w_n.T)
+        r = self.recurrent_activation(x_r + h @ w_r.T)
+        z = self.recurrent_activation(x_z + h @ w_z.T)
+        n = self.activation(x_n + (r * h) @ w_n.T)
         h = z * h + (1 - z) * n
         return h, (h,)
 ''',
