@@ -82,3 +82,44 @@ def test_activation_really_reaches_the_cell():
         lstm.activation = torch.tanh
         tanh_out = lstm(x)
     assert float((relu_out - tanh_out).abs().max()) > 1e-3
+
+
+# ---- initial_state: the Keras seq2seq pattern (an encoder's final states start the decoder)
+
+
+def _seq2seq_model():
+    import keras
+    from keras import layers as L
+
+    keras.utils.set_random_seed(2)
+    enc_ids, dec_ids = keras.Input((7,), dtype="int32", name="enc"), keras.Input((5,), dtype="int32", name="dec")
+    enc = L.Embedding(13, 4, mask_zero=True, name="enc_emb")(enc_ids)
+    _, h, c = L.LSTM(6, return_state=True, name="encoder")(enc)
+    dec = L.Embedding(11, 4, name="dec_emb")(dec_ids)
+    seq = L.LSTM(6, return_sequences=True, name="decoder")(dec, initial_state=[h, c])
+    cond = L.Dense(3, activation="tanh", name="cond")(h)
+    gru = L.GRU(3, go_backwards=True, name="gru")(seq, initial_state=cond)
+    out = L.Dense(11, name="head")(L.Concatenate(name="cat")([seq[:, -1], gru]))
+    model = keras.Model([enc_ids, dec_ids], out)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    dec_data = np.random.default_rng(3).integers(0, 11, size=(4, 5)).astype(np.int32)
+    return model, [padded_ids(), dec_data]
+
+
+def test_initial_state_of_a_seq2seq_decoder_ports_and_agrees():
+    model, data = _seq2seq_model()
+    res = compare.port_checks(model, data)
+    assert not _failures(res), _failures(res)
+    assert "initial_state=(" in res.source
+    f64 = [c for c in res.checks if c.dtype == "float64"]
+    worst = max(c.max_rel_diff for c in f64)
+    assert worst <= FLOAT64_REL, f"float64 worst relative difference {worst:.3g}"
+    # the states really start the decoder: zero them and the decoder's output moves
+    import torch as T
+
+    x = [T.as_tensor(a.astype(np.int64)) for a in data]
+    with T.no_grad():
+        full = res.module(*x)
+        res.module.decoder.fused_state = lambda s: None  # drop the encoder's states
+        dropped = res.module(*x)
+    assert float((full - dropped).abs().max()) > 1e-3

@@ -65,27 +65,36 @@ class KerasRecurrence:
             self.activation = activation or self.activation
             self.recurrent_activation = recurrent_activation or self.recurrent_activation
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, initial_state=None):
+        """initial_state: Keras' [h] or [h, c], each (N, hidden); zeros when None."""
         if mask is not None and bool(mask.all()):
             mask = None
+        hx = self.fused_state(initial_state)
         if mask is not None and self.fused and right_padded(mask):
-            return self.finish(*self.packed(x, mask.sum(1)))
+            return self.finish(*self.packed(x, mask.sum(1), hx))
         if self.go_backwards:  # Keras reverses inputs and mask and returns the reversed sequence
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
         if mask is None and self.fused:
-            seq, states = super().forward(x)
+            seq, states = super().forward(x, hx)
             states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
         else:
-            seq, states = masked_scan(self.step, self.input_projection(x), mask, self.initial_state(x),
-                                      self.zero_output_for_mask)
+            start = tuple(initial_state) if initial_state is not None else self.initial_state(x)
+            seq, states = masked_scan(self.step, self.input_projection(x), mask, start, self.zero_output_for_mask)
         return self.finish(seq, states)
+
+    def fused_state(self, initial_state):
+        """Keras' [h] / [h, c] as torch's h_0 / (h_0, c_0): one layer, (1, N, hidden)."""
+        if initial_state is None:
+            return None
+        states = tuple(s.unsqueeze(0) for s in initial_state)
+        return states if len(states) == 2 else states[0]
 
     def finish(self, seq, states):
         out = seq if self.return_sequences else seq[:, -1]
         return (out, *states) if self.return_state else out
 
-    def packed(self, x, lengths):
+    def packed(self, x, lengths, hx=None):
         """Right-padded sequences on the fused kernel (pack_padded_sequence),
         then Keras' outputs at the padded steps: the last valid output carried
         on (zeros with zero_output_for_mask); with go_backwards, Keras reads
@@ -95,7 +104,7 @@ class KerasRecurrence:
         if self.go_backwards:  # each row's valid steps reversed in place
             x = take_steps(x, torch.where(valid, lengths[:, None] - 1 - steps, steps))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        seq, states = super().forward(packed)
+        seq, states = super().forward(packed, hx)
         seq = nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
         states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
         if self.go_backwards:  # Keras' output r is valid step r - (T - L), zeros before

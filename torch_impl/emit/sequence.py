@@ -49,7 +49,11 @@ def rnn(node, args, module, graph=None):
             flags += f", {key}={fn}"
             helpers += more
     ctor = f"{cls}({a['input_size']}, {a['hidden_size']}{extra}, {flags})"
-    call = f"{module}({args[0]}, mask={args[1]})" if len(args) > 1 else f"{module}({args[0]})"
+    call_args = [args[0]] + ([f"mask={args[1]}"] if a.get("masked") else [])
+    states = args[1 + bool(a.get("masked")):]
+    if states:  # Keras' initial_state=[h] / [h, c]
+        call_args.append(f"initial_state=({', '.join(states)},)" if len(states) == 1 else f"initial_state=({', '.join(states)})")
+    call = f"{module}({', '.join(call_args)})"
     return Emitted(ctor, call, tuple(helpers))
 
 
