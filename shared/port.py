@@ -78,7 +78,34 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
     ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
     rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
                            np.array(ka), np.array(kb), tol, **ctx)]
-    return rows + compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
+    rows += compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
+    stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
+    if stock is not None and dtype == "float64":
+        dense = t.with_dtype(dtype).stock_training(graph, xs, y, loss, train_config)
+        if dense is not None:
+            rows.append(stock_training_row(compare_named("trained", wa, {n: dense[1][n] for n in wa if n in dense[1]},
+                                                         tol, **ctx), train_config.optimizer))
+    return rows
+
+
+def stock_training_row(rows: list, optimizer: str) -> Check:
+    """One information row from the trained-weight rows of Keras against torch
+    trained with torch's dense Embedding gradient: the worst of them, named
+    and explained (TRAPS.md, "Keras' Adam on an Embedding")."""
+    worst = max(rows, key=lambda c: c.max_rel_diff)
+    worst.check = (f"stock torch {optimizer} (dense Embedding gradient) vs Keras' sparse update, "
+                   f"worst of {len(rows)} trained weights: {worst.check}")
+    worst.info = True
+    worst.detail = {**worst.detail, "diagnosis": SPARSE_ADAM_NOTE}
+    return worst
+
+
+SPARSE_ADAM_NOTE = ("Keras (TF) gets an Embedding's gradient as IndexedSlices, one slice per looked-up id, and its "
+                    "Adam adds the sum of the slices' squares to v where torch's dense gradient adds the square of "
+                    "their sum; the training rows use that rule (torch_impl/train.py AdamKeras with "
+                    "KerasEmbeddingGrads). A stock torch Adam on this port trains differently by this much whenever "
+                    "a batch repeats an id; not a port bug. To match Keras, use nn.Embedding(sparse=True) with an Adam "
+                    "that adds summed per-slice squares (TRAPS.md, \"Keras' Adam on an Embedding\")")
 
 
 def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int) -> list:
@@ -220,6 +247,10 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         print(rpt.summary_line(report))
         return
     rpt.console_table(pc.summary_rows(res.checks), console)
+    for c in res.checks:  # the dense-vs-sparse Embedding update: information the user acts on
+        if c.info and c.check.startswith("stock torch") and not c.passed:
+            console.print(f"note [{c.dtype}]: {c.check}: max relative difference {c.max_rel_diff:.3g} "
+                          f"after {c.detail.get('steps')} steps. {c.detail['diagnosis']}")
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)
     console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
