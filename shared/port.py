@@ -27,6 +27,7 @@ from shared import port_check as pc
 from shared.checks import Check, compare_arrays, compare_named
 from shared.errors import UsageError
 from shared.tolerances import for_check
+from shared.training import stock_training_row
 
 __all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "train_info", "port_parser", "print_summary",
            "PORT_TRAIN_STEPS"]
@@ -86,26 +87,6 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
             rows.append(stock_training_row(compare_named("trained", wa, {n: dense[1][n] for n in wa if n in dense[1]},
                                                          tol, **ctx), train_config.optimizer))
     return rows
-
-
-def stock_training_row(rows: list, optimizer: str) -> Check:
-    """One information row from the trained-weight rows of Keras against torch
-    trained with torch's dense Embedding gradient: the worst of them, named
-    and explained (TRAPS.md, "Keras' Adam on an Embedding")."""
-    worst = max(rows, key=lambda c: c.max_rel_diff)
-    worst.check = (f"stock torch {optimizer} (dense Embedding gradient) vs Keras' sparse update, "
-                   f"worst of {len(rows)} trained weights: {worst.check}")
-    worst.info = True
-    worst.detail = {**worst.detail, "diagnosis": SPARSE_ADAM_NOTE}
-    return worst
-
-
-SPARSE_ADAM_NOTE = ("Keras (TF) gets an Embedding's gradient as IndexedSlices, one slice per looked-up id, and its "
-                    "Adam adds the sum of the slices' squares to v where torch's dense gradient adds the square of "
-                    "their sum; the training rows use that rule (torch_impl/train.py AdamKeras with "
-                    "KerasEmbeddingGrads). A stock torch Adam on this port trains differently by this much whenever "
-                    "a batch repeats an id; not a port bug. To match Keras, use nn.Embedding(sparse=True) with an Adam "
-                    "that adds summed per-slice squares (TRAPS.md, \"Keras' Adam on an Embedding\")")
 
 
 def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int) -> list:
