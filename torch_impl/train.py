@@ -61,7 +61,8 @@ __all__ = ["AdamKeras", "SGDKeras", "KerasEmbeddingGrads", "SLICE_SENSITIVE", "s
 
 # --------------------------------------------------------------------------
 # Keras' optimizers on an IndexedSlices gradient (Keras 3.15, TF 2.21; measured
-# bitwise in float64 against this formula, tests/test_sparse_embedding.py).
+# bitwise in float64 against this formula, tests/test_sparse_embedding.py; sizes
+# in TRAPS.md, "Keras' Adam on an Embedding").
 # The update steps call keras.ops, whose TF kernels keep an IndexedSlices per
 # slice or densify it (keras/src/backend/tensorflow/sparse.py):
 #   - ops.square is `elementwise_unary` (numpy.py:3521): it squares each
