@@ -230,7 +230,7 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
     rpt.console_table(pc.summary_rows(res.checks), console)
     for c in res.checks:  # the dense-vs-sparse Embedding update: information the user acts on
         if c.info and c.check.startswith("stock torch") and not c.passed:
-            console.print(f"note [{c.dtype}]: {c.check}: max relative difference {c.max_rel_diff:.3g} "
+            console.print(f"note ({c.dtype}): {c.check}: max relative difference {c.max_rel_diff:.3g} "
                           f"after {c.detail.get('steps')} steps. {c.detail['diagnosis']}")
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)

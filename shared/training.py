@@ -58,7 +58,7 @@ def stock_training_row(rows: list, optimizer: str):
     worst = max(rows, key=lambda c: c.max_rel_diff)
     worst.check = (f"stock torch {optimizer} (dense Embedding gradient) vs Keras' sparse update, "
                    f"worst of {len(rows)} trained weights: {worst.check}")
-    worst.info = True
+    worst.info, worst.b = True, "stock torch"
     worst.detail = {**worst.detail, "diagnosis": SPARSE_ADAM_NOTE}
     return worst
 
