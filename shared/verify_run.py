@@ -284,7 +284,8 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
             if not c.passed and dtype == "float64":
                 c.detail["trap"] = _known_trap(f"{p.keras}.{name}", weights_to_torch(p, name, a), tw[p.torch][name])
             checks.append(c)
-    dense = ts.stock_training(batches, loss, optimizer) if dtype == "float64" else None
+    stock = getattr(ts, "stock_training", None)  # torch only: dense Embedding gradients
+    dense = stock(batches, loss, optimizer) if stock is not None and dtype == "float64" else None
     if dense is not None:  # Keras' sparse Embedding update vs a stock torch loop (TRAPS.md)
         rows = [compare_arrays(f"{p.keras}.{name}", weights_to_torch(p, name, a), dense[1][p.torch][name], tol, **ctx)
                 for p in mapping.pairs for name, a in kw[p.keras].items()]
