@@ -55,8 +55,9 @@ from torch_impl import losses
 from torch_impl.data import to_torch_batches
 from torch_impl.models import TORCH_DTYPES
 
-__all__ = ["AdamKeras", "SGDKeras", "KerasEmbeddingGrads", "SLICE_SENSITIVE", "slice_sums", "keras_adam_eps", "make_optimizer", "to_framework", "from_framework",
-           "train_step", "train", "loss_and_raw_grads", "loss_and_grads"]
+__all__ = ["AdamKeras", "SGDKeras", "KerasEmbeddingGrads", "SLICE_SENSITIVE", "slice_sums", "keras_adam_eps",
+           "make_optimizer", "to_framework", "from_framework", "train_step", "train", "loss_and_raw_grads",
+           "loss_and_grads"]
 
 
 # --------------------------------------------------------------------------
