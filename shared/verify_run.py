@@ -40,6 +40,7 @@ import numpy as np
 
 from shared.checks import Check, compare_arrays
 from shared.tolerances import for_check
+from shared.training import stock_training_row
 from shared.verify import (Mapping, attribute_notes, check_mapping, functional_notes, localise, match, weight_notes,
                            weights_to_torch)
 
@@ -184,6 +185,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
                      "torch: every dropout function made the identity)")
         for d in DTYPES:
             checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn)
+        notes += [f"{c.check}: max relative difference {c.max_rel_diff:.3g} after {len(batches)} steps. "
+                  f"{c.detail['diagnosis']}" for c in checks
+                  if c.info and not c.passed and c.check.startswith("stock torch")]
         diagnoses += _bn_variance_diagnosis(sides["float64"], mapping, kby, tby, batches, loss, optimizer, checks)
     diagnoses += [f"{c.check}: {c.detail['trap']}" for c in checks if c.detail.get("trap")]
     config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
@@ -306,6 +310,12 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn) -> list:
             if not c.passed and dtype == "float64":
                 c.detail["trap"] = _known_trap(f"{p.keras}.{name}", weights_to_torch(p, name, a), tw[p.torch][name])
             checks.append(c)
+    stock = getattr(ts, "stock_training", None)  # torch only: dense Embedding gradients
+    dense = stock(batches, loss, optimizer) if stock is not None and dtype == "float64" else None
+    if dense is not None:  # Keras' sparse Embedding update vs a stock torch loop (TRAPS.md)
+        rows = [compare_arrays(f"{p.keras}.{name}", weights_to_torch(p, name, a), dense[1][p.torch][name], tol, **ctx)
+                for p in mapping.pairs for name, a in kw[p.keras].items()]
+        checks.append(stock_training_row(rows, optimizer["class"]))
     return checks
 
 

@@ -29,7 +29,7 @@ FLOAT64_REL = 1e-12  # the issue's float64 target
 
 
 def _failures(res):
-    return [f"{c.check} [{c.dtype}]: {c.max_abs_diff:.3g} at {c.where}" for c in res.checks if not c.passed]
+    return [f"{c.check} [{c.dtype}]: {c.max_abs_diff:.3g} at {c.where}" for c in res.checks if not c.passed and not c.info]
 
 
 @pytest.mark.parametrize("name", [n for n in BUILDERS if n != "lstm_classifier"])
@@ -174,12 +174,17 @@ def test_training_parity_over_sequences(name, optimizer):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Keras (TF) applies Adam to an Embedding's IndexedSlices gradient slice by "
-                   "slice: a token seen k times in the batch decays m and v k times per step and adds sum(g_i^2) "
-                   "instead of (sum g_i)^2; torch's dense gradient cannot express that (0.036 relative after 5 steps)")
-def test_adam_on_repeated_tokens_diverges_as_documented():
+def test_adam_on_repeated_tokens_matches_keras_sparse_update():
+    """Keras' Adam squares an Embedding's IndexedSlices gradient slice by slice
+    (TRAPS.md, "Keras' Adam on an Embedding"); the torch training applies the
+    same rule to a sparse gradient, and an information row measures the
+    stock dense update's difference."""
     from shared.config import TrainConfig
 
     model, data = BUILDERS["lstm_gru"]()
     res = compare.port_checks(model, data, dtypes=("float64",), train_config=TrainConfig("adam", 0.01, steps=3))
+    trained = [c for c in res.checks if c.check.startswith(("training", "trained")) and not c.info]
+    assert trained and max(c.max_rel_diff for c in trained) <= 1e-10
+    stock = [c for c in res.checks if c.check.startswith("stock torch")]
+    assert len(stock) == 1 and stock[0].info and stock[0].max_rel_diff > 1e-4, stock
     assert not _failures(res), _failures(res)[:3]

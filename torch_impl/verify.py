@@ -20,13 +20,15 @@ rate 0 on the other side.
 
 Losses and optimizers follow the Keras compile config (keras_impl/verify.py
 `loss_spec` / `optimizer_spec`): the Keras loss formulas and reductions, and
-torch_impl/train.py's AdamKeras / SGDKeras (Keras' epsilon placement and
-decoupled weight decay).
+torch_impl/train.py's AdamKeras / SGDKeras (Keras' epsilon placement,
+decoupled weight decay, and Keras' update of an Embedding's sparse gradient:
+the training copy's lookups make one, KerasEmbeddingGrads).
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ from torch.overrides import TorchFunctionMode
 from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
-from torch_impl.train import AdamKeras, SGDKeras
+from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
@@ -357,8 +359,13 @@ class TorchSide:
                                                    else np.zeros(tuple(_tensor(v).shape)))
         return float(loss.detach()), grads
 
-    def train(self, batches: list, loss: dict, optimizer: dict) -> tuple:
+    def train(self, batches: list, loss: dict, optimizer: dict, keras_slices: bool = True) -> tuple:
         """One step per batch on a copy, training mode, every dropout off.
+
+        keras_slices: Embedding lookups (nn.Embedding, F.embedding) make sparse
+        gradients, applied as Keras applies TF's IndexedSlices
+        (torch_impl/train.py KerasEmbeddingGrads; TRAPS.md, "Keras' Adam on an
+        Embedding"); False: torch's dense gradients, a stock training loop.
 
         Returns:
             (pre-update losses, {path: {name: array}} after the last step).
@@ -369,12 +376,24 @@ class TorchSide:
         losses = []
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
-            with _Mode(no_dropout=True):
+            with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
                 value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype))
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
         return losses, side.weights()
+
+    def stock_training(self, batches: list, loss: dict, optimizer: dict):
+        """`train` with torch's dense Embedding gradients where Keras' sparse
+        update differs from it (Adam/AdamW, an Embedding lookup repeating an id
+        in some batch); None elsewhere (identical updates)."""
+        if optimizer["class"].lower() not in SLICE_SENSITIVE:
+            return None
+        mode = KerasEmbeddingGrads()
+        with mode:
+            for x, _ in batches:
+                self.forward(x)
+        return self.train(batches, loss, optimizer, keras_slices=False) if mode.repeated else None
 
 
 def _first(out):
