@@ -42,7 +42,7 @@ from torch.overrides import TorchFunctionMode
 from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
-from torch_impl.packed import first_output, pack_steps, padded, shape_of
+from torch_impl.packed import first_output, is_packed, pack_steps, padded, shape_of
 from torch_impl.train import AdamKeras, SGDKeras
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
@@ -274,6 +274,8 @@ class TorchSide:
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
                                                  shape_of(args[0], mode.pack_steps) if args else (),
                                                  shape_of(first_output(out), mode.pack_steps))
+                        if type(m) in _RNN_KINDS and args:  # the padded steps skipped (packed) or run through
+                            seen[path].attrs["packed_input"] = is_packed(args[0])
                     else:
                         rec.calls += 1
             return hook
