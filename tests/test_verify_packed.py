@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOAT64_REL = 1e-12  # the float64 target
 KEPT = "(steps the Keras mask keeps)"
 FORWARD_ONLY = {"train_steps": 0, "gradients": False}  # where the bug is shows in the forward pass
-MODELS = {"stacked": (K.build_stacked, P.StackedPort), "bigru": (K.build_bigru, P.BiGruPort),
+MODELS = {"stacked": (K.build_stacked, P.StackedPort), "stacked_fused": (K.build_stacked, P.StackedFused),
+          "bigru": (K.build_bigru, P.BiGruPort),
           "pooled": (K.build_pooled, P.PooledPort)}
 
 
@@ -64,8 +65,10 @@ def test_packed_ports_verify_in_float64(name):
     assert sum("after training" in c.check for c in f64) >= 5
     kept = [c for c in f64 if KEPT in c.check]
     assert kept and all("positions the Keras mask keeps" in c.tolerance_from for c in kept)
-    if name != "bigru":  # the sequence output of the first LSTM, masked steps left out
+    if name in ("stacked", "pooled"):  # the sequence output of the first LSTM, masked steps left out
         assert any(c.check.startswith("output of lstm") for c in kept), [c.check for c in kept]
+    if name in ("stacked_fused", "bigru"):  # one torch module for several Keras layers: its final states
+        assert [c.max_rel_diff <= FLOAT64_REL for c in f64 if "(whole module)" in c.check] == [True]
 
 
 def test_keras_repeats_outputs_at_masked_steps_where_the_packed_port_has_zeros():

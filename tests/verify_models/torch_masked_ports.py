@@ -56,6 +56,21 @@ class StackedPort(_Packed):
         return self.head(h[-1])
 
 
+class StackedFused(_Packed):
+    """Both Keras LSTMs as one nn.LSTM(num_layers=2) on the packed sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, DIM)
+        self.lstm = nn.LSTM(DIM, HIDDEN, num_layers=2, batch_first=True)
+        self.head = nn.Linear(HIDDEN, CLASSES)
+        _one_bias(self.lstm)
+
+    def forward(self, ids):
+        _, (h, _) = self.run(self.lstm, self.emb(ids), ids)
+        return self.head(h[-1])
+
+
 class StackedNoPacking(StackedPort):
     pack = False
 
