@@ -138,3 +138,20 @@ def test_all_padding_row_exits_2_naming_the_row_and_writes_nothing(tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "rep").exists()
     res = compare.verify_models(K.build_pooled(), P.PooledPort(), np.delete(ids, 2, axis=0), **FORWARD_ONLY)
     assert res.passed  # the same rows without it
+
+
+def test_trace_sees_through_packed_sequences():
+    """A PackedSequence is a tuple: the RNN's (output, h_n) is unwrapped without taking
+    it apart; shapes are the padded (batch, steps, features) ones."""
+    from torch_impl.verify import TorchSide
+
+    ids = np.array([[3, 4, 5, 6, 7, 8, 9], [2, 5, 0, 0, 0, 0, 0], [1, 2, 3, 0, 0, 0, 0]])
+    ts = TorchSide(P.StackedPort(), "float64")
+    recs = {r.path: r for r in ts.trace(ids)}
+    assert recs["lstm1"].in_shape == (3, 7, 5) and recs["lstm1"].out_shape == (3, 7, 6)
+    assert recs["lstm2"].in_shape == (3, 7, 6)  # lstm1's PackedSequence, as it is
+    assert recs["lstm1"].attrs["packed_input"] and recs["lstm2"].attrs["packed_input"]
+    assert ts.ops_after["emb"] == ["pack_padded_sequence"]
+    out = ts.pair_outputs(ids, ["lstm1", "lstm2"])
+    assert out["lstm1"].shape == (3, 7, 6) and (out["lstm1"][1, 2:] == 0).all() and (out["lstm1"][1, :2] != 0).all()
+    np.testing.assert_array_equal(out["lstm2@h_n"][0, 2], out["lstm2"][2, 2])  # h_n: each row's last valid step
