@@ -247,7 +247,7 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
 
 def export_onnx(module, graph: Graph, path, opset: int):
     """The module (eval mode) to ONNX with the TorchScript exporter, dynamic batch."""
-    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+    from shared.onnx_export import atomic_export, check_output_path, validate_opset
 
     opset = validate_opset(opset)
     path = check_output_path(path)
