@@ -122,12 +122,12 @@ def _data(ks, loss, opts, rng) -> tuple:
     if opts.x is not None:
         x = np.asarray(opts.x)
         x = x if x.dtype.kind in "iu" else x.astype(np.float64)
-        _check_finite_rows(ks, x)
         y = opts.y if opts.y is not None else make_targets(rng, ks.output_shape(), loss, len(x))
         _check_targets(np.asarray(y), len(x), loss, ks.output_shape())
         y = np.asarray(y).reshape(-1) if loss["kind"] == "sparse_ce" else np.asarray(y)
         n = min(opts.batch, len(x))
         starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
+        _check_finite_rows(ks, x, sorted({i for s in [0, *starts] for i in range(s, s + n)}))
         return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
     pad = ks.mask_value() if "int" in dtype else None
     if pad is not None:
@@ -168,18 +168,20 @@ def right_padded(rng, shape: tuple, high: int, pad: int) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-def _check_finite_rows(ks, x: np.ndarray) -> None:
+def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
     """Given inputs whose Keras float64 output is not finite cannot be compared (NaN
-    agrees with nothing): UsageError naming the rows and, for rows of nothing but
-    the mask value, why (Keras' masked average over no steps is 0/0)."""
+    agrees with nothing): UsageError naming the rows (of those the checks use, by
+    their index in x) and, for rows of nothing but the mask value, why (Keras'
+    masked average over no steps is 0/0)."""
     from shared.errors import UsageError
 
-    out = np.asarray(ks.with_dtype("float64").forward(x)).reshape(len(x), -1)
-    bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
-    if not len(bad):
+    out = np.asarray(ks.with_dtype("float64").forward(x[used])).reshape(len(used), -1)
+    finite = np.isfinite(out).all(axis=1)
+    if finite.all():
         return
+    bad = np.asarray(used)[~finite]
     rows = f"{bad[:10].tolist()}" + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-    what = "NaN" if np.isnan(out[bad]).any() else "infinite"
+    what = "NaN" if np.isnan(out[~finite]).any() else "infinite"
     pad = ks.mask_value()
     if pad is not None and x.dtype.kind in "iu" and (x[bad].reshape(len(bad), -1) == pad).all():
         raise UsageError(f"input rows {rows}: every id is the mask value {pad:g}; Keras' own output is {what} there "

@@ -155,3 +155,19 @@ def test_trace_sees_through_packed_sequences():
     out = ts.pair_outputs(ids, ["lstm1", "lstm2"])
     assert out["lstm1"].shape == (3, 7, 6) and (out["lstm1"][1, 2:] == 0).all() and (out["lstm1"][1, :2] != 0).all()
     np.testing.assert_array_equal(out["lstm2@h_n"][0, 2], out["lstm2"][2, 2])  # h_n: each row's last valid step
+
+
+def test_given_rows_with_a_non_finite_keras_output_are_refused_by_the_api():
+    import keras
+
+    from shared.errors import UsageError
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2, name="head")(inp))
+    x = np.ones((5, 3))
+    x[3, 1] = np.inf  # Keras' own logits for that row are inf or NaN
+    with pytest.raises(UsageError, match=r"input rows \[3\]: Keras' own float64 output is (NaN|infinite) there"):
+        compare.verify_models(model, torch.nn.Linear(3, 2), x)
+    with pytest.raises(UsageError, match=r"input rows \[2\]: every id is the mask value 0; Keras' own output is NaN"):
+        compare.verify_models(K.build_pooled(), P.PooledPort(), np.array([[1, 2, 0, 0, 0, 0, 0]] * 2 + [[0] * 7]))

@@ -53,10 +53,10 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MOVEMENT = {"flatten", "view", "reshape", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "t",
             "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten"}
 DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
-# Tensor-level functions worth showing among the functional ops between two modules
-# (everything in torch.nn.functional is shown too).
 # torch's private packing kernels under the names a port calls them by (torch/nn/utils/rnn.py).
 PACKING = {"_pack_padded_sequence": "pack_padded_sequence", "_pad_packed_sequence": "pad_packed_sequence"}
+# Tensor-level functions worth showing among the functional ops between two modules
+# (everything in torch.nn.functional is shown too).
 SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
                                     "add", "mul", "sub", "div", "clamp", "exp", "sqrt", "pow", "__add__", "__mul__",
                                     "__sub__", "__truediv__", "__pow__", "__radd__", "__rmul__"}
