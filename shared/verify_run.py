@@ -116,7 +116,7 @@ def _check_targets(y: np.ndarray, n: int, loss: dict, out_shape: tuple) -> None:
         raise UsageError(f"targets have shape {y.shape}; the Keras loss {loss['class']} on a {width}-wide output takes {(n, width)}")
 
 
-def _data(ks, loss, opts, rng) -> tuple:
+def _data(ks, loss, opts, rng, ts=None) -> tuple:
     full, dtype, high = ks.input_spec()
     shape = full[1:]
     if opts.x is not None:
@@ -127,7 +127,10 @@ def _data(ks, loss, opts, rng) -> tuple:
         y = np.asarray(y).reshape(-1) if loss["kind"] == "sparse_ce" else np.asarray(y)
         n = min(opts.batch, len(x))
         starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
-        _check_finite_rows(ks, x, sorted({i for s in [0, *starts] for i in range(s, s + n)}))
+        used = sorted({i for s in [0, *starts] for i in range(s, s + n)})
+        _check_finite_rows(ks, x, used)
+        if ts is not None:
+            _check_empty_rows(ks, ts, x, used)
         return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
     pad = ks.mask_value() if "int" in dtype else None
     if pad is not None:
@@ -190,11 +193,33 @@ def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
                      "with nothing: leave those rows out")
 
 
+def _check_empty_rows(ks, ts, x: np.ndarray, used: list) -> None:
+    """Given rows of nothing but the mask value (empty sequences) that the torch
+    model cannot run (pack_padded_sequence refuses length 0): UsageError naming
+    them, instead of the port's exception passing for a bug of verify. Where the
+    port takes them, they are compared like any other row."""
+    from shared.errors import UsageError
+
+    pad = ks.mask_value()
+    if pad is None or x.dtype.kind not in "iu":
+        return
+    empty = [i for i in used if (x[i] == pad).all()]
+    if not empty:
+        return
+    try:
+        ts.forward(x[empty])
+    except Exception as e:  # noqa: BLE001  (whatever the user's forward raises on them)
+        why = (str(e).splitlines() or [""])[0][:200]
+        raise UsageError(f"input rows {empty[:10]}{' and more' if len(empty) > 10 else ''}: every id is the mask value "
+                         f"{pad:g} (an empty sequence), and the torch model fails on them ({type(e).__name__}: {why}); "
+                         "pack_padded_sequence takes no row of length 0: leave those rows out") from None
+
+
 def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     """Every check of the port; raises MatchError (exit 2) when the models cannot be matched."""
     rng = np.random.default_rng(opts.seed)
     loss, optimizer = ks.loss_spec(), ks.optimizer_spec()
-    x, y, batches = _data(ks, loss, opts, rng)
+    x, y, batches = _data(ks, loss, opts, rng, ts)
     krecs, trecs = ks.records(), ts.trace(x)
     if opts.mapping is not None:
         check_mapping(opts.mapping, krecs, trecs)

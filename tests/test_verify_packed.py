@@ -171,3 +171,14 @@ def test_given_rows_with_a_non_finite_keras_output_are_refused_by_the_api():
         compare.verify_models(model, torch.nn.Linear(3, 2), x)
     with pytest.raises(UsageError, match=r"input rows \[2\]: every id is the mask value 0; Keras' own output is NaN"):
         compare.verify_models(K.build_pooled(), P.PooledPort(), np.array([[1, 2, 0, 0, 0, 0, 0]] * 2 + [[0] * 7]))
+
+
+def test_empty_rows_a_packed_port_cannot_take_are_refused_by_name():
+    """Keras' stacked LSTMs give a finite output for a row of nothing but padding (the
+    initial state); pack_padded_sequence refuses length 0: exit 2, not a crash."""
+    from shared.errors import UsageError
+
+    x = np.array([[1, 2, 3, 4, 5, 6, 7], [1, 2, 0, 0, 0, 0, 0], [0] * 7])
+    with pytest.raises(UsageError, match=r"input rows \[2\]: every id is the mask value 0 \(an empty sequence\), and the "
+                                         r"torch model fails on them \(RuntimeError: Length of all samples"):
+        compare.verify_models(K.build_stacked(), P.StackedPort(), x, **FORWARD_ONLY)
