@@ -188,3 +188,28 @@ def test_adam_on_repeated_tokens_matches_keras_sparse_update():
     stock = [c for c in res.checks if c.check.startswith("stock torch")]
     assert len(stock) == 1 and stock[0].info and stock[0].max_rel_diff > 1e-4, stock
     assert not _failures(res), _failures(res)[:3]
+
+
+def test_random_ids_of_a_masked_model_have_no_all_padding_row():
+    """port's own random ids keep the mask value anywhere (interior pads: Keras'
+    gap semantics), but never a row of nothing else: Keras' masked average over
+    no steps is 0/0 = NaN, which agrees with nothing."""
+    import keras
+    from keras import layers as L
+
+    from keras_impl.graph import read_graph
+    from shared.port_check import random_inputs
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((3,), dtype="int32")
+    y = L.GlobalAveragePooling1D(name="pool")(L.Embedding(2, 4, mask_zero=True, name="emb")(ids))
+    model = keras.Model(ids, L.Dense(2, name="head")(y))
+    graph = read_graph(model)
+    plain = np.random.default_rng(0).integers(0, 2, (32, 3))  # the draw before the fix: 1 row in 8 is all padding
+    assert (plain == 0).all(axis=1).sum() >= 2
+    x = random_inputs(graph, 32, seed=0)[0]
+    assert not (x == 0).all(axis=1).any()
+    assert ((x[:, :-1] == 0) & (x[:, 1:] != 0)).any()  # interior pads stay
+    assert np.isfinite(np.asarray(model(x))).all()
+    res = compare.port_checks(model, batch=32)
+    assert not _failures(res), _failures(res)

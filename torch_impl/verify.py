@@ -12,7 +12,11 @@ shared/verify.py). The function mode records two things hooks cannot see:
   index tensor of the feature map's shape, which gives the exact column order
   the Linear reads (shared/verify.py turns it into the weight permutation);
 - dropout called with training=True while the model is in eval mode (the
-  classic `F.dropout(x, 0.5)`, whose `training` defaults to True).
+  classic `F.dropout(x, 0.5)`, whose `training` defaults to True);
+- the padded length of every `pack_padded_sequence`: an RNN on a
+  PackedSequence (a masked Keras model's port) is recorded with, and
+  compared through, its output padded back to that length
+  (torch_impl/packed.py).
 
 For the training checks the same mode turns every dropout function into the
 identity (nn.Dropout and F.dropout alike), as Keras' Dropout layers get
@@ -40,6 +44,7 @@ from torch.overrides import TorchFunctionMode
 from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
+from torch_impl.packed import first_output, is_packed, pack_steps, padded, shape_of
 from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
@@ -50,6 +55,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MOVEMENT = {"flatten", "view", "reshape", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "t",
             "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten"}
 DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
+# torch's private packing kernels under the names a port calls them by (torch/nn/utils/rnn.py).
+PACKING = {"_pack_padded_sequence": "pack_padded_sequence", "_pad_packed_sequence": "pad_packed_sequence"}
 # Tensor-level functions worth showing among the functional ops between two modules
 # (everything in torch.nn.functional is shown too).
 SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
@@ -191,6 +198,7 @@ class _Mode(TorchFunctionMode):
         self.inside = 0  # > 0 while a module that owns parameters runs (its internals are its own)
         self.ops = {}  # last module that owns parameters ("" before the first) -> functional calls after it
         self.last_param_module = ""
+        self.pack_steps = None  # padded time length of the last pack_padded_sequence
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -202,7 +210,11 @@ class _Mode(TorchFunctionMode):
             p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
             if self.record and self.eval_mode and training and p > 0:
                 self.dropouts.append(f"{name}(p={p}, training=True) after module '{self.last_module}'")
-        if self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
+        if name == "_pack_padded_sequence":
+            self.pack_steps = pack_steps(args)
+        if self.record and not self.inside and name in PACKING:
+            self.ops.setdefault(self.last_param_module, []).append(PACKING[name])
+        elif self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
             self.ops.setdefault(self.last_param_module, []).append(_describe(func, args, kwargs))
         out = func(*args, **kwargs)
         if self.record and name in MOVEMENT and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
@@ -262,7 +274,10 @@ class TorchSide:
                     if rec is None:
                         seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
-                                                 tuple(args[0].shape) if args else (), tuple(_first(out).shape))
+                                                 shape_of(args[0], mode.pack_steps) if args else (),
+                                                 shape_of(first_output(out), mode.pack_steps))
+                        if type(m) in _RNN_KINDS and args:  # the padded steps skipped (packed) or run through
+                            seen[path].attrs["packed_input"] = is_packed(args[0])
                     else:
                         rec.calls += 1
             return hook
@@ -316,9 +331,13 @@ class TorchSide:
 
     def pair_outputs(self, x: np.ndarray, paths: list) -> dict:
         """{path: output of its first call} in eval mode; for recurrent modules also
-        {path@h_n: final hidden states (layers*directions, batch, hidden)}."""
+        {path@h_n: final hidden states (layers*directions, batch, hidden)}. A
+        PackedSequence output is padded back to (batch, steps, features), zeros at
+        the padded steps (torch_impl/packed.py); h_n is already each row's last
+        valid step there."""
         mods = dict(self.module.named_modules())
         out, handles = {}, []
+        mode = _Mode()
 
         def keep(path):
             def hook(m, args, y):
@@ -327,8 +346,7 @@ class TorchSide:
                 if type(m) in _RNN_KINDS:  # (output, h_n) or (output, (h_n, c_n)): the final states too
                     h = y[1][0] if isinstance(y[1], tuple) else y[1]
                     out[f"{path}@h_n"] = h.detach().cpu().numpy().copy()
-                y = y[0] if isinstance(y, tuple) else y
-                out[path] = y.detach().cpu().numpy().copy()
+                out[path] = padded(first_output(y), mode.pack_steps).detach().cpu().numpy().copy()
             return hook  # returns None: the output is left as it is
 
         for p in paths:
@@ -339,7 +357,8 @@ class TorchSide:
             if module in mods and _parts(module, mods[module])[-1][0] == p:
                 handles.append(mods[module].register_forward_hook(keep(p)))
         try:
-            self.forward(x)
+            with mode:
+                self.forward(x)
         finally:
             for h in handles:
                 h.remove()
@@ -394,10 +413,6 @@ class TorchSide:
             for x, _ in batches:
                 self.forward(x)
         return self.train(batches, loss, optimizer, keras_slices=False) if mode.repeated else None
-
-
-def _first(out):
-    return out[0] if isinstance(out, tuple) else out
 
 
 def _flatten_chain(prov: dict, t: torch.Tensor) -> dict | None:
