@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from shared import bench as sb
+from shared import bench_parts as sb
 
 _T0 = time.perf_counter()
 import keras  # noqa: E402

@@ -19,7 +19,7 @@ What this relies on (keras 3.15.1, tf2onnx 1.17, read in the installed source):
     `keras.InputSpec(shape=(None, *config.input_shape))`, the `None` making
     the ONNX batch dimension symbolic (tf2onnx names it "unk__N"; we rename
     it "batch" and the output "Identity:0" -> "logits",
-    shared.onnx_check.standardize_io).
+    shared.onnx_export.standardize_io).
   - Inference mode: the traced `model.__call__` gets no `training` argument,
     and `Layer.__call__` (keras/src/layers/layer.py, "Infer training value")
     then falls back to False, so BatchNormalization uses its moving
@@ -35,7 +35,7 @@ import keras
 import onnx
 
 from shared.config import ModelConfig
-from shared.onnx_check import (
+from shared.onnx_export import (
     ONNX_OPSET,
     ExportError,
     atomic_export,
@@ -61,7 +61,7 @@ def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX
         config: its ModelConfig (input shape and dtype of the signature).
         path: destination .onnx file; missing parent folders are created, an
             existing file is replaced only once the new one is complete.
-        opset: ONNX opset, within shared.onnx_check.SUPPORTED_OPSETS.
+        opset: ONNX opset, within shared.onnx_export.SUPPORTED_OPSETS.
 
     Returns:
         The destination path.

@@ -243,7 +243,7 @@ def export_onnx(model, graph: Graph, path, opset: int) -> Path:
     """The model (inference mode, Keras' layout) to ONNX with tf2onnx, dynamic batch."""
     import onnx
 
-    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+    from shared.onnx_export import atomic_export, check_output_path, validate_opset
 
     opset = validate_opset(opset)
     path = check_output_path(path)

@@ -25,7 +25,7 @@ from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
 from shared.errors import UsageError
 from shared.verify import KerasRecord
-from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, projections as _projections
+from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, call_keeping_masks, projections as _projections
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
@@ -171,6 +171,10 @@ class KerasSide:
         spec = self.graph.tensors[name]
         return tuple(spec.shape), spec.dtype, self.graph.meta.get("input_high", {}).get(name)
 
+    def mask_value(self):
+        """The id the model masks out of its input (Embedding(mask_zero=True): 0), or None."""
+        return self.graph.mask_value(self.graph.inputs[0])
+
     def input_shape(self) -> tuple:
         return tuple(self.graph.tensors[self.graph.inputs[0]].shape)
 
@@ -226,20 +230,23 @@ class KerasSide:
         return self._to_neutral(self.graph.outputs[0], out)
 
     def pair_outputs(self, x: np.ndarray) -> dict:
-        """{node: output} for every record (pre-activation where the layer fuses one), and
-        {node@layer: output of the Keras layer the node belongs to}."""
+        """{node: output} for every record (pre-activation where the layer fuses one),
+        {node@layer: output of the Keras layer the node belongs to}, and for
+        outputs that carry a Keras mask (the steps a padding mask keeps, as
+        Keras sets `_keras_mask` on eager tensors, keras/src/layers/layer.py)
+        {node@mask: (batch, steps) bool} and {node@layer@mask: ...}."""
         fn = _functional_of(self.model)
         ids = {id(fn.inputs[0]): tf.constant(self._to_keras(self.graph.inputs[0], x))}
         walker = _Walker(ids)
         walker.used.update(self.graph.inputs)
         names = {id(fn.inputs[0]): self.graph.inputs[0]}
-        outs, pre, layer_out = {}, {}, {}
+        outs, pre, layer_out, masks = {}, {}, {}, {}
         for call, node in walker.walk(fn, names):
             op = call.layer
             args, kwargs = node.arguments.fill_in(ids)
             if isinstance(op, keras.layers.Layer) and op._call_has_training_arg:
                 kwargs = {**kwargs, "training": False}
-            ys = keras.tree.flatten(op(*args, **kwargs))
+            ys = keras.tree.flatten(call_keeping_masks(op, args, kwargs))
             for t, y in zip(node.outputs, ys):
                 ids[id(t)] = y
             outs[call.outputs[0]] = ys[0]
@@ -247,6 +254,7 @@ class KerasSide:
             if type(op).__name__ == "MultiHeadAttention":
                 for role, y in _projections(op, args, kwargs).items():
                     outs[f"{call.outputs[0]}[{role}]"] = y
+            masks[call.outputs[0]] = getattr(ys[0], "_keras_mask", None)  # TF eager tensors take the attribute
             act = getattr(op, "activation", None)
             if act is not None and act is not keras.activations.linear and call.outputs[0] + "_preact" in self.graph.tensors:
                 op.activation = keras.activations.linear
@@ -261,9 +269,17 @@ class KerasSide:
             v = outs.get(f"{t}[{role}]" if role and role != "output" else t, pre.get(t))
             if r.compare and v is not None:
                 values[r.name] = self._to_neutral(t, v)
+                self._mask(values, r.name, t, masks.get(t.removesuffix("_preact")))
             if r.layer in layer_out:  # the whole layer's output (a Bidirectional's merged one)
-                values[f"{r.name}@layer"] = self._to_neutral(*layer_out[r.layer])
+                t, v = layer_out[r.layer]
+                values[f"{r.name}@layer"] = self._to_neutral(t, v)
+                self._mask(values, f"{r.name}@layer", t, masks.get(t))
         return values
+
+    def _mask(self, values: dict, key: str, tensor: str, mask) -> None:
+        """values[key@mask] = the (batch, steps) mask of a sequence kept in Keras' axis order."""
+        if mask is not None and self.graph.tensors[tensor].keras_perm is None:
+            values[f"{key}@mask"] = np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
 
     def _loss(self, spec: dict):
         return getattr(keras.losses, spec["class"]).from_config({**spec["config"], "dtype": self.dtype})

@@ -14,7 +14,7 @@ import keras
 
 from shared.verify import KerasRecord
 
-__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "projections"]
+__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "call_keeping_masks", "projections"]
 
 # A MultiHeadAttention node (keras_impl/convert/attention.py) is four linear records,
 # `<node>[query]`, `[key]`, `[value]`, `[output]`, in the order Keras computes them.
@@ -42,7 +42,7 @@ def projections(op, args, kwargs) -> dict:
     key = value if key is None else key
     out = {}
     for role, dense, x in (("query", op._query_dense, query), ("key", op._key_dense, key), ("value", op._value_dense, value)):
-        y = dense(x)
+        y = dense(keras.ops.copy(x))  # a copy carries no Keras mask (EinsumDense would warn it drops one)
         out[role] = keras.ops.reshape(y, (*y.shape[:-2], y.shape[-2] * y.shape[-1]))
     return out
 
@@ -60,3 +60,19 @@ def by_record(by_node: dict, graph) -> dict:
             role, w = name.split(".", 1)
             out.setdefault(f"{node}[{role}]", {})[w] = a
     return out
+
+
+def call_keeping_masks(op, args, kwargs):
+    """op(*args, **kwargs) with its input tensors' Keras masks put back afterwards.
+
+    MultiHeadAttention.call removes the masks of its query, value and key tensors
+    (keras/src/layers/attention/multi_head_attention.py: backend.set_keras_mask(query,
+    None), ...), so in an eager walk a later layer reading the same tensor (the
+    residual Add) would see no mask, and neither would everything after it."""
+    tensors = [t for t in keras.tree.flatten((args, kwargs)) if getattr(t, "_keras_mask", None) is not None]
+    saved = [(t, t._keras_mask) for t in tensors]
+    try:
+        return op(*args, **kwargs)
+    finally:
+        for t, mask in saved:
+            t._keras_mask = mask

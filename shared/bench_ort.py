@@ -5,12 +5,12 @@
 Keras and PyTorch parts have written keras.onnx and torch.onnx
 (settings["onnx_paths"]). Framework-free: onnxruntime and numpy.
 
-The sessions use graph optimisation ORT_ENABLE_ALL (shared.bench.ORT_BENCH_LEVEL,
+The sessions use graph optimisation ORT_ENABLE_ALL (shared.bench_parts.ORT_BENCH_LEVEL,
 how one deploys a model), CPUExecutionProvider and onnxruntime's default
 thread pools; the parity checks run with shared.onnx_check.ORT_LEVEL
 (ORT_DISABLE_ALL) instead, and a batch-1 figure at that level is recorded
 too (`latency_b1_disable_all_s`). Inputs are the same numpy arrays the other
-parts time (shared.bench.bench_inputs): NHWC for keras.onnx, NCHW for
+parts time (shared.bench_parts.bench_inputs): NHWC for keras.onnx, NCHW for
 torch.onnx. Each call is `session.run(None, {input: x})[0]`, numpy in,
 numpy out, like the frameworks' forward.
 """
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from shared import bench as sb
+from shared import bench_parts as sb
 from shared.layout import nhwc_to_nchw
 
 _T0 = time.perf_counter()

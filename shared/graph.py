@@ -170,6 +170,15 @@ class Graph:
                 return n
         return None
 
+    def mask_value(self, tensor: str):
+        """The value a padding mask of `tensor` leaves out, or None: a `not_equal`
+        node reading it directly (Keras' Embedding(mask_zero=True) masks the ids
+        equal to 0 through ops.NotEqual, keras_impl/convert/sequence.py)."""
+        for n in self.nodes:
+            if n.op == "not_equal" and n.inputs[:1] == [tensor]:
+                return n.attrs["const"]
+        return None
+
     def state_dict(self) -> dict:
         """Every weight under `node_name.weight_name` (the torch writer's keys)."""
         return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}

@@ -27,6 +27,7 @@ from shared import port_check as pc
 from shared.checks import Check, compare_arrays, compare_named
 from shared.errors import UsageError
 from shared.tolerances import for_check
+from shared.training import stock_training_row
 
 __all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "train_info", "port_parser", "print_summary",
            "PORT_TRAIN_STEPS"]
@@ -78,7 +79,14 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
     ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
     rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
                            np.array(ka), np.array(kb), tol, **ctx)]
-    return rows + compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
+    rows += compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
+    stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
+    if stock is not None and dtype == "float64":
+        dense = t.with_dtype(dtype).stock_training(graph, xs, y, loss, train_config)
+        if dense is not None:
+            rows.append(stock_training_row(compare_named("trained", wa, {n: dense[1][n] for n in wa if n in dense[1]},
+                                                         tol, **ctx), train_config.optimizer))
+    return rows
 
 
 def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int) -> list:
@@ -220,6 +228,10 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         print(rpt.summary_line(report))
         return
     rpt.console_table(pc.summary_rows(res.checks), console)
+    for c in res.checks:  # the dense-vs-sparse Embedding update: information the user acts on
+        if c.info and c.check.startswith("stock torch") and not c.passed:
+            console.print(f"note ({c.dtype}): {c.check}: max relative difference {c.max_rel_diff:.3g} "
+                          f"after {c.detail.get('steps')} steps. {c.detail['diagnosis']}")
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)
     console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")

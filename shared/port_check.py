@@ -36,7 +36,14 @@ def _concrete(graph: Graph, name: str, batch: int) -> tuple:
 
 def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> list:
     """Seeded inputs of the graph's input shapes (neutral layout): N(0, 1) for
-    floats, integers in [0, high) for integer inputs."""
+    floats, integers in [0, high) for integer inputs.
+
+    Where the graph masks an integer input (Embedding(mask_zero=True):
+    Graph.mask_value), the mask value stays anywhere in a row (the port
+    reproduces Keras' gap semantics exactly, interior pads included), but a row
+    of nothing but the mask value gets one other id at its first position:
+    Keras' masked average over no steps is 0/0 = NaN, which agrees with
+    nothing (shared/checks.py rule 2)."""
     rng = np.random.default_rng(seed)
     out = []
     for name in graph.inputs:
@@ -44,7 +51,13 @@ def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> li
         shape = _concrete(graph, name, batch)
         if "int" in spec.dtype:
             high = int(graph.meta.get("input_high", {}).get(name, INT_INPUT_HIGH))
-            out.append(rng.integers(0, high, size=shape).astype(spec.dtype))
+            ids = rng.integers(0, high, size=shape)
+            pad = graph.mask_value(name)
+            rows = ids.reshape(shape[0], -1)  # a view
+            empty = (rows == pad).all(axis=1) if pad is not None and high > 1 else np.zeros(0, bool)
+            if empty.any():
+                rows[empty, 0] = (int(pad) + 1 + rng.integers(0, high - 1, int(empty.sum()))) % high  # != pad
+            out.append(ids.astype(spec.dtype))
         else:
             out.append(rng.standard_normal(shape).astype(spec.dtype))
     return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainResult"]
+__all__ = ["TrainResult", "stock_training_row", "SPARSE_ADAM_NOTE"]
 
 
 @dataclass
@@ -48,3 +48,25 @@ class TrainResult:
     def to_dict(self) -> dict:
         return {"losses": [float(v) for v in self.losses], "fingerprints": list(self.fingerprints),
                 "seconds": float(self.seconds)}
+
+
+def stock_training_row(rows: list, optimizer: str):
+    """One information row from the trained-weight rows of Keras against torch
+    trained with torch's dense Embedding gradient: the worst of them, named
+    and explained (TRAPS.md, "Keras' Adam on an Embedding"). `rows`:
+    shared.checks.Check rows; the worst is returned as an information row."""
+    worst = max(rows, key=lambda c: c.max_rel_diff)
+    worst.check = (f"stock torch {optimizer} (dense Embedding gradient) vs Keras' sparse update, "
+                   f"worst of {len(rows)} trained weights: {worst.check}")
+    worst.info, worst.b = True, "stock torch"
+    worst.detail = {**worst.detail, "diagnosis": SPARSE_ADAM_NOTE}
+    return worst
+
+
+SPARSE_ADAM_NOTE = ("Keras (TF) gets an Embedding's gradient as IndexedSlices, one slice per looked-up id, and its "
+                    "Adam adds the sum of the slices' squares to v where torch's dense gradient adds the square of "
+                    "their sum; the training rows use that rule (torch_impl/train.py AdamKeras with "
+                    "KerasEmbeddingGrads). A stock torch Adam on this port trains differently by this much whenever "
+                    "a batch repeats an id; not a port bug. To match Keras, use nn.Embedding(sparse=True) with an Adam "
+                    "that adds summed per-slice squares (TRAPS.md, \"Keras' Adam on an Embedding\")")
+

@@ -45,7 +45,7 @@ from shared.errors import UsageError
 from shared.verify_attention import attention_notes, by_role, other_role, packed_attention
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
-           "weights_to_torch", "localise", "attribute_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
+           "weights_to_torch", "localise", "attribute_notes", "mask_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
 
 MAPPING_VERSION = 1
 
@@ -383,6 +383,19 @@ def attribute_notes(k: KerasRecord, t: TorchRecord) -> list:
                          + f", torch '{t.path}' pads {list(tp)} on both sides"
                          + ("; fix: F.pad(x, (left, right, top, bottom)) with TF's amounts, then padding=0" if asym else ""))
     return notes
+
+
+def mask_notes(k: KerasRecord, t: TorchRecord) -> list:
+    """A Keras RNN that skips masked steps against a torch RNN run over the padded
+    tensor (not a PackedSequence): the trap and the fix. Said only where the pair
+    differs: on right-padded rows an unpacked RNN whose later steps are dropped
+    (a packed RNN after it, a masked mean) is still the same model."""
+    if not (k.kind.startswith("rnn") and k.attrs.get("masked") and t.attrs.get("packed_input") is False):
+        return []
+    return [f"{k.name}: Keras' {k.cls} skips the masked (padded) steps of its input (the Embedding's mask_zero mask), "
+            f"torch '{t.path}' runs over them (its input is a padded tensor, not a PackedSequence): the final state is "
+            "the one after the padding, and a backward direction starts in it. Fix: lengths = (ids != 0).sum(1); "
+            "pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False) before the RNN"]
 
 
 def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:

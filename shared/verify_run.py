@@ -40,8 +40,9 @@ import numpy as np
 
 from shared.checks import Check, compare_arrays
 from shared.tolerances import for_check
-from shared.verify import (Mapping, attribute_notes, check_mapping, functional_notes, localise, match, weight_notes,
-                           weights_to_torch)
+from shared.training import stock_training_row
+from shared.verify import (Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes, match,
+                           weight_notes, weights_to_torch)
 
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
@@ -128,7 +129,7 @@ def _check_targets(y: np.ndarray, n: int, loss: dict, out_shape: tuple) -> None:
         raise UsageError(f"targets have shape {y.shape}; the Keras loss {loss['class']} on a {width}-wide output takes {(n, width)}")
 
 
-def _data(ks, loss, opts, rng) -> tuple:
+def _data(ks, loss, opts, rng, ts=None) -> tuple:
     full, dtype, high = ks.input_spec()
     shape = full[1:]
     if opts.x is not None:
@@ -139,8 +140,15 @@ def _data(ks, loss, opts, rng) -> tuple:
         y = np.asarray(y).reshape(-1) if loss["kind"] == "sparse_ce" else np.asarray(y)
         n = min(opts.batch, len(x))
         starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
+        used = sorted({i for s in [0, *starts] for i in range(s, s + n)})
+        _check_finite_rows(ks, x, used)
+        if ts is not None:
+            _check_empty_rows(ks, ts, x, used)
         return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
-    if "int" in dtype:
+    pad = ks.mask_value() if "int" in dtype else None
+    if pad is not None:
+        draw = lambda: right_padded(rng, (opts.batch, *shape), high or 2, int(pad))  # noqa: E731
+    elif "int" in dtype:
         draw = lambda: rng.integers(0, high or 2, (opts.batch, *shape)).astype(np.int64)  # noqa: E731
     else:
         draw = lambda: rng.standard_normal((opts.batch, *shape))  # noqa: E731
@@ -149,11 +157,82 @@ def _data(ks, loss, opts, rng) -> tuple:
     return x, y, [make() for _ in range(opts.steps)]
 
 
+def right_padded(rng, shape: tuple, high: int, pad: int) -> np.ndarray:
+    """Seeded ids for a model that masks `pad` out of its input (Embedding(mask_zero=True)):
+    right-padded sequences as a real text batch has them.
+
+    Uniform ids in [0, high) would put the mask value anywhere, and a packed
+    torch port (lengths = (ids != 0).sum(1), pack_padded_sequence) is only
+    the same model as Keras' masked one on right-padded rows: an interior pad
+    is a gap Keras skips and packing does not (it would count the row one
+    shorter and cut its last token). A row of nothing but padding makes Keras
+    itself compute nonsense (a masked average over no steps is 0/0 = NaN),
+    and pack_padded_sequence refuses length 0. So: ids in [0, high) other than
+    `pad`, each row's length in [1, steps], at least one full-length row (the
+    padded length is the packed one) and, with two rows or more, one shorter
+    row (the masked steps are exercised), in random order (enforce_sorted=False
+    must undo its sort)."""
+    batch, steps = shape[0], shape[1]
+    ids = rng.integers(0, max(high - 1, 1), shape)
+    ids = ids + (ids >= pad) if 0 <= pad < high else ids
+    lengths = rng.integers(1, steps + 1, batch)
+    lengths[0] = steps
+    if batch > 1 and steps > 1 and (lengths == steps).all():
+        lengths[1] = rng.integers(1, steps)
+    lengths = rng.permutation(lengths)
+    ids[np.arange(steps)[None, :] >= lengths[:, None]] = pad
+    return ids.astype(np.int64)
+
+
+def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
+    """Given inputs whose Keras float64 output is not finite cannot be compared (NaN
+    agrees with nothing): UsageError naming the rows (of those the checks use, by
+    their index in x) and, for rows of nothing but the mask value, why (Keras'
+    masked average over no steps is 0/0)."""
+    from shared.errors import UsageError
+
+    out = np.asarray(ks.with_dtype("float64").forward(x[used])).reshape(len(used), -1)
+    finite = np.isfinite(out).all(axis=1)
+    if finite.all():
+        return
+    bad = np.asarray(used)[~finite]
+    rows = f"{bad[:10].tolist()}" + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    what = "NaN" if np.isnan(out[~finite]).any() else "infinite"
+    pad = ks.mask_value()
+    if pad is not None and x.dtype.kind in "iu" and (x[bad].reshape(len(bad), -1) == pad).all():
+        raise UsageError(f"input rows {rows}: every id is the mask value {pad:g}; Keras' own output is {what} there "
+                         "(likely a masked average over no steps, 0/0): leave those rows out")
+    raise UsageError(f"input rows {rows}: Keras' own float64 output is {what} there, and a non-finite value agrees "
+                     "with nothing: leave those rows out")
+
+
+def _check_empty_rows(ks, ts, x: np.ndarray, used: list) -> None:
+    """Given rows of nothing but the mask value (empty sequences) that the torch
+    model cannot run (pack_padded_sequence refuses length 0): UsageError naming
+    them, instead of the port's exception passing for a bug of verify. Where the
+    port takes them, they are compared like any other row."""
+    from shared.errors import UsageError
+
+    pad = ks.mask_value()
+    if pad is None or x.dtype.kind not in "iu":
+        return
+    empty = [i for i in used if (x[i] == pad).all()]
+    if not empty:
+        return
+    try:
+        ts.forward(x[empty])
+    except Exception as e:  # noqa: BLE001  (whatever the user's forward raises on them)
+        why = (str(e).splitlines() or [""])[0][:200]
+        raise UsageError(f"input rows {empty[:10]}{' and more' if len(empty) > 10 else ''}: every id is the mask value "
+                         f"{pad:g} (an empty sequence), and the torch model fails on them ({type(e).__name__}: {why}); "
+                         "pack_padded_sequence takes no row of length 0: leave those rows out") from None
+
+
 def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     """Every check of the port; raises MatchError (exit 2) when the models cannot be matched."""
     rng = np.random.default_rng(opts.seed)
     loss, optimizer = ks.loss_spec(), ks.optimizer_spec()
-    x, y, batches = _data(ks, loss, opts, rng)
+    x, y, batches = _data(ks, loss, opts, rng, ts)
     krecs, trecs = ks.records(), ts.trace(x)
     if opts.mapping is not None:
         check_mapping(opts.mapping, krecs, trecs)
@@ -200,6 +279,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         notes += [ZERO_GRADIENT_NOTE.format(w=f"{k}.{w}") for k, w in sorted(noise)]
         for d in DTYPES:
             checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn, noise)
+        notes += [f"{c.check}: max relative difference {c.max_rel_diff:.3g} after {len(batches)} steps. "
+                  f"{c.detail['diagnosis']}" for c in checks
+                  if c.info and not c.passed and c.check.startswith("stock torch")]
         diagnoses += _bn_variance_diagnosis(sides["float64"], mapping, kby, tby, batches, loss, optimizer, checks)
     diagnoses += [f"{c.check}: {c.detail['trap']}" for c in checks if c.detail.get("trap")]
     config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
@@ -221,7 +303,8 @@ def _describe_gap(where: dict, ks, ts, kby: dict, ts_records: dict) -> None:
     after = "" if last_t is None else (last_t.module if last_t.whole_output else None) if last_t.module else last_t.path
     torch_ops = ts.ops_after.get(after, []) if after is not None else []
     where["keras_ops"], where["torch_ops"] = keras_ops, torch_ops
-    where["diagnoses"] = (attribute_notes(first, ts_records[first.name]) if first else []) + functional_notes(keras_ops, torch_ops)
+    where["diagnoses"] = (attribute_notes(first, ts_records[first.name]) + mask_notes(first, ts_records[first.name])
+                          if first else []) + functional_notes(keras_ops, torch_ops)
     if keras_ops or torch_ops:
         where["text"] += (f". Keras computes: {'; '.join(keras_ops) or 'nothing'}. torch ran: "
                           f"{'; '.join(torch_ops) or 'nothing'}")
@@ -276,8 +359,12 @@ def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
         t_out = tv[p.torch]
         if p.kind.startswith("rnn") and k_out.ndim == 2 and t_out.ndim == 3:
             t_out = _final_state(k_out, t_out, tv.get(f"{p.torch}@h_n"))
-        c = compare_arrays(whole.get(p.torch, f"output of {p.keras} <-> torch '{p.torch}'"), k_out, t_out, tol,
-                           dtype=dtype, info=dtype == "float32")
+        mask = kv.get(f"{p.keras}@layer@mask" if p.torch in whole else f"{p.keras}@mask")
+        name = whole.get(p.torch, f"output of {p.keras} <-> torch '{p.torch}'")
+        k_out, t_out, kept = _kept_steps(k_out, t_out, mask)
+        c = compare_arrays(name + (" (steps the Keras mask keeps)" if kept else ""), k_out, t_out, tol,
+                           dtype=dtype, info=dtype == "float32",
+                           **({"tolerance_from": f"{tol.derivation}; {kept}"} if kept else {}))
         checks.append(c)
         if pair_pass is not None:
             if not c.passed and all(pair_pass.values()):  # the first differing pair
@@ -287,6 +374,28 @@ def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
     if pair_pass is not None:
         pair_pass["model output"] = out.passed
     return checks + [out]
+
+
+def _kept_steps(k_out: np.ndarray, t_out: np.ndarray, mask) -> tuple:
+    """(k_out, t_out, note): a sequence output compared only at the steps its Keras
+    mask keeps, the masked ones set to 0 on both sides (positions stay readable).
+
+    Masked steps are not part of what the model computes: a Keras RNN with
+    return_sequences repeats the previous step's output there
+    (zero_output_for_mask is False outside Bidirectional, keras/src/layers/rnn/rnn.py
+    and backend/tensorflow/rnn.py, `tf.where(mask_t, output, prev_output)`), a
+    packed torch RNN leaves zeros (pad_packed_sequence); every later masked
+    layer ignores those steps. note is "" where no mask applies."""
+    if mask is None or k_out.ndim < 3 or k_out.shape[:2] != mask.shape or mask.all():
+        return k_out, t_out, ""
+    if t_out.ndim == k_out.ndim and t_out.shape[0] == k_out.shape[0] and t_out.shape[1] < k_out.shape[1]:
+        t_out = np.concatenate([t_out, np.zeros((t_out.shape[0], k_out.shape[1] - t_out.shape[1], *t_out.shape[2:]))], 1)
+    if t_out.shape != k_out.shape:
+        return k_out, t_out, ""
+    keep = mask.reshape(*mask.shape, *[1] * (k_out.ndim - 2))
+    note = (f"compared at the {int(mask.sum())} of {mask.size} (row, step) positions the Keras mask keeps; "
+            "masked steps are set to 0 on both sides")
+    return np.where(keep, k_out, 0.0), np.where(keep, t_out, 0.0), note
 
 
 def _final_state(k_out: np.ndarray, t_out: np.ndarray, h_n) -> np.ndarray:
@@ -331,6 +440,12 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
             if not c.passed and dtype == "float64":
                 c.detail["trap"] = _known_trap(f"{p.keras}.{name}", weights_to_torch(p, name, a), tw[p.torch][name])
             checks.append(c)
+    stock = getattr(ts, "stock_training", None)  # torch only: dense Embedding gradients
+    dense = stock(batches, loss, optimizer) if stock is not None and dtype == "float64" else None
+    if dense is not None:  # Keras' sparse Embedding update vs a stock torch loop (TRAPS.md)
+        rows = [compare_arrays(f"{p.keras}.{name}", weights_to_torch(p, name, a), dense[1][p.torch][name], tol, **ctx)
+                for p in mapping.pairs for name, a in kw[p.keras].items()]
+        checks.append(stock_training_row(rows, optimizer["class"]))
     return checks
 
 

@@ -29,7 +29,7 @@ FLOAT64_REL = 1e-12  # the issue's float64 target
 
 
 def _failures(res):
-    return [f"{c.check} [{c.dtype}]: {c.max_abs_diff:.3g} at {c.where}" for c in res.checks if not c.passed]
+    return [f"{c.check} [{c.dtype}]: {c.max_abs_diff:.3g} at {c.where}" for c in res.checks if not c.passed and not c.info]
 
 
 @pytest.mark.parametrize("name", [n for n in BUILDERS if n != "lstm_classifier"])
@@ -174,12 +174,42 @@ def test_training_parity_over_sequences(name, optimizer):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Keras (TF) applies Adam to an Embedding's IndexedSlices gradient slice by "
-                   "slice: a token seen k times in the batch decays m and v k times per step and adds sum(g_i^2) "
-                   "instead of (sum g_i)^2; torch's dense gradient cannot express that (0.036 relative after 5 steps)")
-def test_adam_on_repeated_tokens_diverges_as_documented():
+def test_adam_on_repeated_tokens_matches_keras_sparse_update():
+    """Keras' Adam squares an Embedding's IndexedSlices gradient slice by slice
+    (TRAPS.md, "Keras' Adam on an Embedding"); the torch training applies the
+    same rule to a sparse gradient, and an information row measures the
+    stock dense update's difference."""
     from shared.config import TrainConfig
 
     model, data = BUILDERS["lstm_gru"]()
     res = compare.port_checks(model, data, dtypes=("float64",), train_config=TrainConfig("adam", 0.01, steps=3))
+    trained = [c for c in res.checks if c.check.startswith(("training", "trained")) and not c.info]
+    assert trained and max(c.max_rel_diff for c in trained) <= 1e-10
+    stock = [c for c in res.checks if c.check.startswith("stock torch")]
+    assert len(stock) == 1 and stock[0].info and stock[0].max_rel_diff > 1e-4, stock
     assert not _failures(res), _failures(res)[:3]
+
+
+def test_random_ids_of_a_masked_model_have_no_all_padding_row():
+    """port's own random ids keep the mask value anywhere (interior pads: Keras'
+    gap semantics), but never a row of nothing else: Keras' masked average over
+    no steps is 0/0 = NaN, which agrees with nothing."""
+    import keras
+    from keras import layers as L
+
+    from keras_impl.graph import read_graph
+    from shared.port_check import random_inputs
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((3,), dtype="int32")
+    y = L.GlobalAveragePooling1D(name="pool")(L.Embedding(2, 4, mask_zero=True, name="emb")(ids))
+    model = keras.Model(ids, L.Dense(2, name="head")(y))
+    graph = read_graph(model)
+    plain = np.random.default_rng(0).integers(0, 2, (32, 3))  # the draw before the fix: 1 row in 8 is all padding
+    assert (plain == 0).all(axis=1).sum() >= 2
+    x = random_inputs(graph, 32, seed=0)[0]
+    assert not (x == 0).all(axis=1).any()
+    assert ((x[:, :-1] == 0) & (x[:, 1:] != 0)).any()  # interior pads stay
+    assert np.isfinite(np.asarray(model(x))).all()
+    res = compare.port_checks(model, batch=32)
+    assert not _failures(res), _failures(res)

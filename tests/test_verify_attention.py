@@ -207,10 +207,10 @@ def test_masked_port_with_keras_mask_semantics_passes_everywhere():
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
-    """nn.MultiheadAttention(key_padding_mask=ids == 0) (+ is_causal): model output,
-    loss, gradients and training agree; the attention output agrees at every real
-    token (at padded query rows Keras' fully masked rows are uniform, torch attends
-    to the real tokens: the masked pooling drops both)."""
+    """nn.MultiheadAttention(key_padding_mask=ids == 0) (+ is_causal) passes: the
+    attention output agrees at every real token (at padded query rows Keras' fully
+    masked rows are uniform, torch attends to the real tokens: the masked pooling
+    drops both, and verify compares sequences at the steps Keras' mask keeps)."""
     from keras_impl.verify import KerasSide
     from torch_impl.verify import TorchSide
 
@@ -218,12 +218,12 @@ def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
     port = TP.MaskedEncoder(causal=causal, packed=True)
     model = KA.build_masked(causal)
     res = compare.verify_models(model, port, ids, targets=TARGETS, train_steps=STEPS)
-    # Per-pair sequence outputs differ at the padded steps unless verify compares them
-    # where Keras' mask keeps them; everything else agrees to float64 rounding.
-    rest = [c for c in res.checks if c.dtype == "float64" and not c.check.startswith("output of ")]
-    assert all(c.passed for c in rest) and max(c.max_rel_diff for c in rest) <= 1e-10, failing(res)
-    assert max(c.max_rel_diff for c in rest if "after training" not in c.check) <= FLOAT64
-    assert not [c for c in failing(res) if c.dtype == "float32" and not c.check.startswith("output of ")]
+    # per-pair sequence outputs are compared where Keras' mask keeps the step (the mask
+    # survives MultiHeadAttention, which strips it from its inputs, to the residual Add)
+    assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+    assert worst64(res) <= FLOAT64
+    masked = [c for c in res.checks if c.dtype == "float64" and c.check.startswith(("output of ln1", "output of ffn1"))]
+    assert len(masked) == 2 and all(c.passed for c in masked)
     keep = ids != 0
     k64 = KerasSide(model).with_dtype("float64").pair_outputs(ids)["mha[output]@layer"]
     t64 = TorchSide(port).with_dtype("float64").pair_outputs(ids, ["attn[output]"])["attn[output]"]

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from shared import bench as sb
+from shared import bench_parts as sb
 from shared.layout import nhwc_to_nchw
 
 _T0 = time.perf_counter()

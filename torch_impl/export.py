@@ -38,7 +38,7 @@ import onnx
 import torch
 
 from shared.config import ModelConfig
-from shared.onnx_check import (
+from shared.onnx_export import (
     ONNX_OPSET,
     ExportError,
     OutputPathError,
@@ -98,7 +98,7 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path, opset: int = 
             with `model`, `task` (for messages) when `example` is given.
         path: destination .onnx file; missing parent folders are created, an
             existing file is replaced only once the new one is complete.
-        opset: ONNX opset, within shared.onnx_check.SUPPORTED_OPSETS.
+        opset: ONNX opset, within shared.onnx_export.SUPPORTED_OPSETS.
         exporter: "torchscript" or "dynamo" (EXPORTERS).
         example: an example input (batch >= 2); default example_input(config).
 

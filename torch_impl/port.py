@@ -220,11 +220,18 @@ def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float,
     return losses, weights
 
 
-def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, train_config) -> tuple:
+def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, train_config,
+                keras_slices: bool = True) -> tuple:
     """Twin of keras_impl.port.train_steps: the Keras-equivalent optimizer
     (torch_impl.train.make_optimizer), eval-mode layers, one batch repeated.
+    keras_slices: Embedding lookups make sparse gradients, which the optimizer
+    applies as Keras applies TF's IndexedSlices (torch_impl/train.py
+    `KerasEmbeddingGrads`; TRAPS.md, "Keras' Adam on an Embedding"); False:
+    stock dense gradients, what a torch user's loop does.
     Returns (pre-update losses, final state_dict as numpy)."""
-    from torch_impl.train import make_optimizer
+    from contextlib import nullcontext
+
+    from torch_impl.train import KerasEmbeddingGrads, make_optimizer
 
     opt = make_optimizer(module, train_config)
     names = variable_names(graph)
@@ -232,7 +239,8 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
     losses = []
     for _ in range(train_config.steps):
         opt.zero_grad(set_to_none=True)
-        local = _forward_capturing(module, xs)
+        with KerasEmbeddingGrads() if keras_slices else nullcontext():
+            local = _forward_capturing(module, xs)
         out, logits = local[names[graph.outputs[0]]], bool(spec["from_logits"])
         if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
             out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True
@@ -247,7 +255,7 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
 
 def export_onnx(module, graph: Graph, path, opset: int):
     """The module (eval mode) to ONNX with the TorchScript exporter, dynamic batch."""
-    from shared.onnx_check import atomic_export, check_output_path, validate_opset
+    from shared.onnx_export import atomic_export, check_output_path, validate_opset
 
     opset = validate_opset(opset)
     path = check_output_path(path)
@@ -301,6 +309,23 @@ class PortSide:
 
     def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
         return train_steps(self.module, graph, xs, y, loss, train_config)
+
+    def stock_training(self, graph, xs, y, loss, train_config):
+        """(losses, weights) of the same training with torch's dense Embedding
+        gradients, on a fresh copy, where Keras' sparse update differs from it:
+        the optimizer is Adam and an Embedding lookup repeats an id (TRAPS.md,
+        "Keras' Adam on an Embedding"); None elsewhere (identical updates)."""
+        from torch_impl.train import SLICE_SENSITIVE, KerasEmbeddingGrads
+
+        if train_config.optimizer not in SLICE_SENSITIVE:
+            return None
+        mode = KerasEmbeddingGrads()
+        with torch.no_grad(), mode:
+            self.forward(graph, xs)
+        if not mode.repeated:
+            return None
+        fresh = self.with_dtype(self.dtype)
+        return train_steps(fresh.module, graph, xs, y, loss, train_config, keras_slices=False)
 
     def export_onnx(self, graph, path, opset: int):
         return export_onnx(self.module, graph, path, opset)

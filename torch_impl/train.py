@@ -26,16 +26,26 @@ optimizers are stock torch ones with the two Keras conventions added
   - SGD momentum: Keras v <- mu*v - lr*g, w <- w + v; torch b <- mu*b + g,
     w <- w - lr*b (b starts as g). With a constant lr, v = -lr*b at every
     step, so stock torch SGD agrees; an lr change would break it.
+  - Embedding gradients (TRAPS.md, "Keras' Adam on an Embedding"): TF hands
+    Keras an Embedding's gradient as a tf.IndexedSlices, one row per
+    looked-up id with repeats kept, and Keras' Adam squares it slice by
+    slice. Inside `KerasEmbeddingGrads` every F.embedding (nn.Embedding
+    included) returns the same information as a sparse COO gradient, and
+    both optimizers here apply Keras' rule to a sparse gradient (`slice_sums`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import _get_scalar_dtype
+from torch.overrides import TorchFunctionMode
 
 from shared.config import ModelConfig, TrainConfig, parameter_spec
 from shared.dataset import array_fingerprint
@@ -45,8 +55,72 @@ from torch_impl import losses
 from torch_impl.data import to_torch_batches
 from torch_impl.models import TORCH_DTYPES
 
-__all__ = ["AdamKeras", "SGDKeras", "keras_adam_eps", "make_optimizer", "to_framework", "from_framework",
-           "train_step", "train", "loss_and_raw_grads", "loss_and_grads"]
+__all__ = ["AdamKeras", "SGDKeras", "KerasEmbeddingGrads", "SLICE_SENSITIVE", "slice_sums", "keras_adam_eps",
+           "make_optimizer", "to_framework", "from_framework", "train_step", "train", "loss_and_raw_grads",
+           "loss_and_grads"]
+
+
+# --------------------------------------------------------------------------
+# Keras' optimizers on an IndexedSlices gradient (Keras 3.15, TF 2.21; measured
+# bitwise in float64 against this formula, tests/test_sparse_embedding.py; sizes
+# in TRAPS.md, "Keras' Adam on an Embedding").
+# The update steps call keras.ops, whose TF kernels keep an IndexedSlices per
+# slice or densify it (keras/src/backend/tensorflow/sparse.py):
+#   - ops.square is `elementwise_unary` (numpy.py:3521): it squares each
+#     slice's values, indices (repeats) kept (sparse.py:382-386);
+#   - ops.subtract / ops.add are `elementwise_binary_union` (numpy.py:477,
+#     :95): with a dense other operand the IndexedSlices is densified by
+#     tf.convert_to_tensor, which sums the repeated rows (sparse.py:487-492);
+#   - ops.multiply by a scalar keeps the slices (sparse.py:599-604); the TF
+#     optimizer's assign_sub of an IndexedSlices is scatter_sub, which adds
+#     repeated rows one by one (keras/src/backend/tensorflow/optimizer.py:65-72).
+# Hence, for a row looked up k times with slice gradients g_1..g_k:
+#   Adam/AdamW (keras/src/optimizers/adam.py:119-127):
+#     m += (sum g_i - m)(1 - b1)          as a dense gradient
+#     v += (sum g_i^2 - v)(1 - b2)        a dense gradient adds (sum g_i)^2
+#   SGD (keras/src/optimizers/sgd.py:103-123): with momentum subtract(m*mu,
+#     g*lr) densifies; without, scatter_sub adds lr*g_i per slice: both equal
+#     the dense update (rounding aside).
+#   weight decay (keras/src/backend/tensorflow/optimizer.py:89-98): dense,
+#     every row of the table, as for any variable.
+# Rows not looked up have m, v decayed like a dense zero gradient (the
+# densified tensor is zero there); torch's SparseAdam, which skips them, is a
+# third behaviour.
+SLICE_SENSITIVE = ("adam", "adamw")  # lower-case optimizer names whose sparse update differs from the dense one
+
+
+def slice_sums(grad: torch.Tensor) -> tuple:
+    """(sum_i g_i, sum_i g_i^2) per row of a sparse COO gradient, duplicates kept
+    apart until summed: Keras' densified IndexedSlices and its densified
+    per-slice square (see above). Dense tensors, the gradient's shape."""
+    indices, values = grad._indices(), grad._values()
+    squares = torch.sparse_coo_tensor(indices, values * values, grad.shape, check_invariants=True)
+    return grad.to_dense(), squares.to_dense()  # to_dense adds repeated indices
+
+
+class KerasEmbeddingGrads(TorchFunctionMode):
+    """Within it, every F.embedding call (nn.Embedding's forward included) makes a
+    sparse gradient: one row per looked-up id, repeats kept (torch's
+    `sparse=True`), the information TF's IndexedSlices carries to Keras.
+    The module is not touched. `repeated` counts the lookups whose ids repeat
+    (only there does Adam's sparse update differ from the dense one)."""
+
+    _SIGNATURE = inspect.signature(F.embedding)
+
+    def __init__(self):
+        super().__init__()
+        self.lookups = self.repeated = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.embedding:
+            bound = self._SIGNATURE.bind(*args, **kwargs)
+            bound.arguments["sparse"] = True
+            ids = bound.arguments["input"]
+            self.lookups += 1
+            self.repeated += int(ids.numel() > torch.unique(ids).numel())
+            return func(*bound.args, **bound.kwargs)
+        return func(*args, **kwargs)
 
 
 def keras_adam_eps(keras_epsilon: float, beta_2: float, step: int) -> float:
@@ -71,12 +145,48 @@ class AdamKeras(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             if "schedule" in group:  # TrainConfig.lr_at, 0-based
                 group["lr"] = group["schedule"](group["keras_step"])
             group["keras_step"] += 1
             group["eps"] = keras_adam_eps(group["keras_epsilon"], group["betas"][1], group["keras_step"])
-        return super().step(closure)
+        sparse = {p: p.grad for g in self.param_groups for p in g["params"] if p.grad is not None and p.grad.is_sparse}
+        for p in sparse:
+            p.grad = None  # stock AdamW rejects sparse gradients: stepped below, Keras' way
+        try:
+            super().step()
+        finally:
+            for p, grad in sparse.items():
+                p.grad = grad
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in sparse:
+                    self._slices_step(p, sparse[p], group)
+        return loss
+
+    def _slices_step(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+        """Keras' Adam on an IndexedSlices gradient: torch's own single-tensor
+        AdamW step (torch/optim/adam.py, `_single_tensor_adam`, decoupled decay,
+        no amsgrad) with the second moment fed the summed per-slice squares
+        (see SLICE_SENSITIVE above). Same state keys as AdamW."""
+        state = self.state[p]
+        if not state:  # as AdamW._init_group (CPU, neither capturable nor fused)
+            state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        g_sum, g_sq = slice_sums(grad)
+        (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
+        state["step"] += 1
+        step = float(state["step"])
+        p.mul_(1 - lr * group["weight_decay"])
+        state["exp_avg"].lerp_(g_sum, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).add_(g_sq, alpha=1 - beta2)  # dense: addcmul_(g, g, 1 - beta2)
+        denom = (state["exp_avg_sq"].sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
+        p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**step))
 
 
 class SGDKeras(torch.optim.SGD):
@@ -117,6 +227,9 @@ class SGDKeras(torch.optim.SGD):
             group["keras_step"] += 1
             self._rescale_momentum(group, group["lr"])
             wd, lr = group["decoupled_weight_decay"], group["lr"]
+            for p in group["params"]:
+                if p.grad is not None and p.grad.is_sparse:
+                    p.grad = p.grad.to_dense()  # Keras' SGD on IndexedSlices = dense (see SLICE_SENSITIVE)
             if wd:
                 for p in group["params"]:
                     if p.grad is not None:

@@ -12,7 +12,11 @@ shared/verify.py). The function mode records two things hooks cannot see:
   index tensor of the feature map's shape, which gives the exact column order
   the Linear reads (shared/verify.py turns it into the weight permutation);
 - dropout called with training=True while the model is in eval mode (the
-  classic `F.dropout(x, 0.5)`, whose `training` defaults to True).
+  classic `F.dropout(x, 0.5)`, whose `training` defaults to True);
+- the padded length of every `pack_padded_sequence`: an RNN on a
+  PackedSequence (a masked Keras model's port) is recorded with, and
+  compared through, its output padded back to that length
+  (torch_impl/packed.py).
 
 For the training checks the same mode turns every dropout function into the
 identity (nn.Dropout and F.dropout alike), as Keras' Dropout layers get
@@ -20,13 +24,15 @@ rate 0 on the other side.
 
 Losses and optimizers follow the Keras compile config (keras_impl/verify.py
 `loss_spec` / `optimizer_spec`): the Keras loss formulas and reductions, and
-torch_impl/train.py's AdamKeras / SGDKeras (Keras' epsilon placement and
-decoupled weight decay).
+torch_impl/train.py's AdamKeras / SGDKeras (Keras' epsilon placement,
+decoupled weight decay, and Keras' update of an Embedding's sparse gradient:
+the training copy's lookups make one, KerasEmbeddingGrads).
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +44,8 @@ from torch.overrides import TorchFunctionMode
 from shared.errors import UsageError
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
-from torch_impl.train import AdamKeras, SGDKeras
+from torch_impl.packed import first_output, is_packed, pack_steps, padded, shape_of
+from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
 from torch_impl.verify_attention import (FUSED, absorbed as _absorbed, attention_dropout, attention_parts as _attention_parts,
                                          call_hook, fused_parts, splits_qkv)
 
@@ -51,6 +58,8 @@ MOVEMENT = {"flatten", "view", "reshape", "permute", "transpose", "contiguous", 
             "movedim", "moveaxis", "swapaxes", "swapdims", "unflatten"}
 DROPOUTS = {"dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d"}
 ATTENTION_DROPOUTS = {"scaled_dot_product_attention", "multi_head_attention_forward"}  # see attention_dropout
+# torch's private packing kernels under the names a port calls them by (torch/nn/utils/rnn.py).
+PACKING = {"_pack_padded_sequence": "pack_padded_sequence", "_pad_packed_sequence": "pad_packed_sequence"}
 # Tensor-level functions worth showing among the functional ops between two modules
 # (everything in torch.nn.functional is shown too).
 SHOWN = MOVEMENT - {"contiguous"} | {n for n in dir(F) if not n.startswith("_")} | {"relu", "sigmoid", "tanh", "softmax", "log_softmax", "mean", "amax", "max", "cat",
@@ -210,6 +219,7 @@ class _Mode(TorchFunctionMode):
         self.ops = {}  # last module that owns parameters ("" before the first) -> functional calls after it
         self.last_param_module = ""
         self.linear_out, self.fused = {}, set()  # id(output) -> Linear path (kept alive in keep); fused qkv Linears
+        self.pack_steps = None  # padded time length of the last pack_padded_sequence
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -223,7 +233,11 @@ class _Mode(TorchFunctionMode):
                 self.dropouts.append(f"{name}(p={p}, training=True) after module '{self.last_module}'")
         if name in ATTENTION_DROPOUTS:
             args, kwargs = attention_dropout(self, name, args, kwargs)
-        if self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
+        if name == "_pack_padded_sequence":
+            self.pack_steps = pack_steps(args)
+        if self.record and not self.inside and name in PACKING:
+            self.ops.setdefault(self.last_param_module, []).append(PACKING[name])
+        elif self.record and not self.inside and (name in SHOWN or getattr(func, "__module__", "") == "torch.nn.functional"):
             self.ops.setdefault(self.last_param_module, []).append(_describe(func, args, kwargs))
         out = func(*args, **kwargs)
         if self.record and args and id(args[0]) in self.linear_out and splits_qkv(name, args, kwargs, out):
@@ -293,7 +307,10 @@ class TorchSide:
                     if rec is None:
                         seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
-                                                 tuple(args[0].shape) if args else (), tuple(_first(out).shape))
+                                                 shape_of(args[0], mode.pack_steps) if args else (),
+                                                 shape_of(first_output(out), mode.pack_steps))
+                        if type(m) in _RNN_KINDS and args:  # the padded steps skipped (packed) or run through
+                            seen[path].attrs["packed_input"] = is_packed(args[0])
                     else:
                         rec.calls += 1
             return hook
@@ -351,9 +368,13 @@ class TorchSide:
 
     def pair_outputs(self, x: np.ndarray, paths: list) -> dict:
         """{path: output of its first call} in eval mode; for recurrent modules also
-        {path@h_n: final hidden states (layers*directions, batch, hidden)}."""
+        {path@h_n: final hidden states (layers*directions, batch, hidden)}. A
+        PackedSequence output is padded back to (batch, steps, features), zeros at
+        the padded steps (torch_impl/packed.py); h_n is already each row's last
+        valid step there."""
         mods = dict(self.module.named_modules())
         out, handles = {}, []
+        mode = _Mode()
 
         def keep(path, rows=None):
             def hook(m, args, y):
@@ -365,8 +386,7 @@ class TorchSide:
                 if type(m) in _RNN_KINDS:  # (output, h_n) or (output, (h_n, c_n)): the final states too
                     h = y[1][0] if isinstance(y[1], tuple) else y[1]
                     out[f"{path}@h_n"] = h.detach().cpu().numpy().copy()
-                y = y[0] if isinstance(y, tuple) else y
-                out[path] = y.detach().cpu().numpy().copy()
+                out[path] = padded(first_output(y), mode.pack_steps).detach().cpu().numpy().copy()
             return hook  # returns None: the output is left as it is
 
         for p in paths:
@@ -380,7 +400,8 @@ class TorchSide:
             elif module in mods and _parts(module, mods[module])[-1][0] == p:
                 handles.append(mods[module].register_forward_hook(keep(p)))
         try:
-            self.forward(x)
+            with mode:
+                self.forward(x)
         finally:
             for h in handles:
                 h.remove()
@@ -400,8 +421,13 @@ class TorchSide:
                                                    else np.zeros(tuple(_tensor(v).shape)))
         return float(loss.detach()), grads
 
-    def train(self, batches: list, loss: dict, optimizer: dict) -> tuple:
+    def train(self, batches: list, loss: dict, optimizer: dict, keras_slices: bool = True) -> tuple:
         """One step per batch on a copy, training mode, every dropout off.
+
+        keras_slices: Embedding lookups (nn.Embedding, F.embedding) make sparse
+        gradients, applied as Keras applies TF's IndexedSlices
+        (torch_impl/train.py KerasEmbeddingGrads; TRAPS.md, "Keras' Adam on an
+        Embedding"); False: torch's dense gradients, a stock training loop.
 
         Returns:
             (pre-update losses, {path: {name: array}} after the last step).
@@ -412,16 +438,24 @@ class TorchSide:
         losses = []
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
-            with _Mode(no_dropout=True):
+            with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
                 value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype))
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
         return losses, side.weights()
 
-
-def _first(out):
-    return out[0] if isinstance(out, tuple) else out
+    def stock_training(self, batches: list, loss: dict, optimizer: dict):
+        """`train` with torch's dense Embedding gradients where Keras' sparse
+        update differs from it (Adam/AdamW, an Embedding lookup repeating an id
+        in some batch); None elsewhere (identical updates)."""
+        if optimizer["class"].lower() not in SLICE_SENSITIVE:
+            return None
+        mode = KerasEmbeddingGrads()
+        with mode:
+            for x, _ in batches:
+                self.forward(x)
+        return self.train(batches, loss, optimizer, keras_slices=False) if mode.repeated else None
 
 
 def _flatten_chain(prov: dict, t: torch.Tensor) -> dict | None:

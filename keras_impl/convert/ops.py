@@ -112,3 +112,35 @@ def softmax(ctx, layer, call):
     axis = call.kwargs.get("axis", call.args[1] if len(call.args) > 1 else getattr(layer, "axis", -1))
     fn = "softmax" if type(layer).__name__ == "Softmax" else "log_softmax"
     ctx.emit("activation", [x], call.outputs[0], attrs={"fn": fn, "axis": ctx.axis(x, int(axis))})
+
+
+@keras_converter("ops.GetItem")
+def get_item(ctx, layer, call):
+    """`x[:, -1]`, `x[:, 0, :]`, `x[..., 1:3]` (ops.GetItem): basic indexing with
+    ints, slices and Ellipsis becomes a `slice` node on the tensor in Keras'
+    layout. Refused: a picked batch row, None (new axes), tensor indices and
+    negative steps (torch has no negative-step slicing)."""
+    if len(call.args) != 2 or call.kwargs or not _is_tensor(call.args[0]):
+        raise unsupported(layer, "indexing other than tensor[key]")
+    key = call.args[1] if isinstance(call.args[1], tuple) else (call.args[1],)
+    rank = ctx.rank(call.inputs[0])
+    if sum(k is Ellipsis for k in key) > 1 or any(not isinstance(k, (int, slice)) and k is not Ellipsis for k in key):
+        raise unsupported(layer, f"index {key!r} (only ints, slices and one Ellipsis)")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (rank - len(key) + 1) + key[at + 1:]
+    key = key + (slice(None),) * (rank - len(key))
+    if len(key) != rank:
+        raise unsupported(layer, f"index {key!r} has more entries than the tensor's {rank} axes")
+    if not (isinstance(key[0], slice) and key[0] == slice(None)):
+        raise unsupported(layer, f"index {key!r} selects along the batch axis")
+    index = []
+    for k in key:
+        if isinstance(k, slice):
+            if k.step is not None and k.step < 0:
+                raise unsupported(layer, f"index {key!r}: a negative step")
+            index.append([k.start, k.stop, k.step])
+        else:
+            index.append(int(k))
+    x = ctx.tensor(call.inputs[0], "as_is")
+    ctx.emit("slice", [x], call.outputs[0], layout="as_is", attrs={"index": index})

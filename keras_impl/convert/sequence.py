@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from keras_impl.convert import keras_converter, unsupported
+from keras_impl.convert.core import activation_attrs
 from shared.graph import TensorSpec
 
 __all__ = ["kwarg_input", "add_output", "emit_rnn"]
@@ -100,15 +101,28 @@ def not_equal(ctx, layer, call):
     ctx.graph.tensors[call.outputs[0]].dtype = "bool"
 
 
-def _check_cell(layer, cell, kind: str) -> None:
-    act = getattr(cell.activation, "__name__", str(cell.activation))
-    if kind == "simple":
-        if act not in ("tanh", "relu"):
-            raise unsupported(layer, f"SimpleRNN activation {act!r} (torch's nn.RNN has tanh and relu)")
-        return
-    rec = getattr(cell.recurrent_activation, "__name__", str(cell.recurrent_activation))
-    if act != "tanh" or rec != "sigmoid":
-        raise unsupported(layer, f"activation {act!r} / recurrent_activation {rec!r} (supported: tanh / sigmoid)")
+# The cells' activations torch's fused kernels compute (nn.RNN: tanh or relu;
+# nn.LSTM / nn.GRU: tanh and sigmoid, torch/nn/modules/rnn.py); any other
+# element-wise Keras activation runs in the written-out cell step.
+_FUSED_ACTIVATIONS = {"activation": ("tanh", "relu"), "recurrent_activation": ("sigmoid",)}
+
+
+def _cell_activations(ctx, layer, cell, kind: str, x: str) -> dict:
+    """{"activation": attrs, "recurrent_activation": attrs} of the cell's
+    activations that torch's fused module cannot compute (empty when it can):
+    neutral `activation` attrs (keras_impl/convert/core.py), identity for linear."""
+    out = {}
+    for key in ("activation",) if kind == "simple" else ("activation", "recurrent_activation"):
+        fn = getattr(cell, key)
+        name = getattr(fn, "__name__", str(fn))
+        fused = _FUSED_ACTIVATIONS[key] if kind == "simple" or key == "recurrent_activation" else ("tanh",)
+        if name in fused:
+            continue
+        attrs = activation_attrs(ctx, layer, fn, x) or {"fn": "identity"}
+        if "axis" in attrs:
+            raise unsupported(layer, f"{key} {name!r} (an activation over an axis inside a recurrent cell)")
+        out[key] = attrs
+    return out
 
 
 def _rnn_kind(layer) -> str:
@@ -142,12 +156,27 @@ def _rnn_weights(layer, kind: str, hidden: int) -> dict:
     return w
 
 
-def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, node_name=None, internal=False):
+def initial_states(call) -> list:
+    """Graph tensors passed as `initial_state` (keyword, or RNN.call's second
+    positional argument): [h] or [h, c], Keras' order."""
+    target = call.kwargs.get("initial_state", call.args[1] if len(call.args) > 1 else None)
+    if target is None:
+        return []
+    wanted = [t for t in keras.tree.flatten(target) if isinstance(t, keras.KerasTensor)]
+    if len(wanted) != len(keras.tree.flatten(target)):
+        raise unsupported(call.layer, "an initial_state that is not made of graph tensors")
+    flat = [t for t in keras.tree.flatten((call.args, call.kwargs)) if isinstance(t, keras.KerasTensor)]
+    names = {id(t): name for t, name in zip(flat, call.inputs)}
+    return [ctx_name for t in wanted if (ctx_name := names.get(id(t))) is not None]
+
+
+def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, node_name=None, internal=False, states=()):
     """One `rnn` node for a SimpleRNN/LSTM/GRU layer: outputs[0] the output,
-    outputs[1:] its states when return_state."""
+    outputs[1:] its states when return_state. Inputs: x, the mask when
+    attrs["masked"], then the initial states (attrs["initial_states"] of them)."""
     kind = _rnn_kind(layer)
     cell = layer.cell
-    _check_cell(layer, cell, kind)
+    custom = _cell_activations(ctx, layer, cell, kind, x)
     if getattr(layer, "stateful", False):
         raise unsupported(layer, "stateful=True")
     hidden = int(cell.units)
@@ -157,10 +186,12 @@ def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, nod
         "go_backwards": bool(layer.go_backwards), "masked": mask is not None,
         # Bidirectional forces it to return_sequences: masked steps output zeros
         "zero_output_for_mask": bool(getattr(layer, "zero_output_for_mask", False)) and mask is not None,
+        "initial_states": len(states),
     }
-    if kind == "simple":
+    if kind == "simple" and "activation" not in custom:
         attrs["nonlinearity"] = cell.activation.__name__
-    inputs = [x] + ([mask] if mask is not None else [])
+    attrs.update(custom)  # activations the fused torch kernel cannot compute: the cell runs step by step
+    inputs = [x] + ([mask] if mask is not None else []) + [ctx.tensor(t, "as_is") for t in states]
     node = ctx.emit("rnn", inputs, outputs[0], layout="as_is", attrs=attrs, weights=_rnn_weights(layer, kind, hidden),
                     keras_shape=keras_shapes[0], node_name=node_name, internal=internal)
     for name, shape in zip(outputs[1:], keras_shapes[1:]):
@@ -170,10 +201,11 @@ def emit_rnn(ctx, layer, x: str, mask, outputs: list, keras_shapes: list, *, nod
 
 @keras_converter("SimpleRNN", "LSTM", "GRU")
 def recurrent(ctx, layer, call):
-    if kwarg_input(call, "initial_state") is not None or len(call.args) > 1:
-        raise unsupported(layer, "an initial_state argument")
+    states = initial_states(call)
+    if len(states) not in (0, 2 if _rnn_kind(layer) == "lstm" else 1):
+        raise unsupported(layer, f"an initial_state of {len(states)} tensors")
     x = ctx.tensor(call.inputs[0], "as_is")
-    emit_rnn(ctx, layer, x, kwarg_input(call, "mask"), list(call.outputs), list(call.out_shapes))
+    emit_rnn(ctx, layer, x, kwarg_input(call, "mask"), list(call.outputs), list(call.out_shapes), states=states)
 
 
 _MERGE = {"concat": "concat", "sum": "add", "mul": "mul", "ave": "mean"}

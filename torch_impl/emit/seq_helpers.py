@@ -52,32 +52,49 @@ class KerasRecurrence:
     """
 
     fused = True
+    activation, recurrent_activation = staticmethod(torch.tanh), staticmethod(torch.sigmoid)
 
-    def set_flags(self, return_sequences, return_state, go_backwards, zero_output_for_mask=False):
+    def set_flags(self, return_sequences, return_state, go_backwards, zero_output_for_mask=False,
+                  activation=None, recurrent_activation=None):
         self.return_sequences, self.return_state, self.go_backwards = return_sequences, return_state, go_backwards
         self.zero_output_for_mask = zero_output_for_mask
+        if activation is not None or recurrent_activation is not None:
+            # torch's fused kernels hard-wire tanh/sigmoid (relu for nn.RNN):
+            # other activations need the cell written out, step by step
+            self.fused = False
+            self.activation = activation or self.activation
+            self.recurrent_activation = recurrent_activation or self.recurrent_activation
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, initial_state=None):
+        """initial_state: Keras' [h] or [h, c], each (N, hidden); zeros when None."""
         if mask is not None and bool(mask.all()):
             mask = None
+        hx = self.fused_state(initial_state)
         if mask is not None and self.fused and right_padded(mask):
-            return self.finish(*self.packed(x, mask.sum(1)))
+            return self.finish(*self.packed(x, mask.sum(1), hx))
         if self.go_backwards:  # Keras reverses inputs and mask and returns the reversed sequence
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
         if mask is None and self.fused:
-            seq, states = super().forward(x)
+            seq, states = super().forward(x, hx)
             states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
         else:
-            seq, states = masked_scan(self.step, self.input_projection(x), mask, self.initial_state(x),
-                                      self.zero_output_for_mask)
+            start = tuple(initial_state) if initial_state is not None else self.initial_state(x)
+            seq, states = masked_scan(self.step, self.input_projection(x), mask, start, self.zero_output_for_mask)
         return self.finish(seq, states)
+
+    def fused_state(self, initial_state):
+        """Keras' [h] / [h, c] as torch's h_0 / (h_0, c_0): one layer, (1, N, hidden)."""
+        if initial_state is None:
+            return None
+        states = tuple(s.unsqueeze(0) for s in initial_state)
+        return states if len(states) == 2 else states[0]
 
     def finish(self, seq, states):
         out = seq if self.return_sequences else seq[:, -1]
         return (out, *states) if self.return_state else out
 
-    def packed(self, x, lengths):
+    def packed(self, x, lengths, hx=None):
         """Right-padded sequences on the fused kernel (pack_padded_sequence),
         then Keras' outputs at the padded steps: the last valid output carried
         on (zeros with zero_output_for_mask); with go_backwards, Keras reads
@@ -87,7 +104,7 @@ class KerasRecurrence:
         if self.go_backwards:  # each row's valid steps reversed in place
             x = take_steps(x, torch.where(valid, lengths[:, None] - 1 - steps, steps))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        seq, states = super().forward(packed)
+        seq, states = super().forward(packed, hx)
         seq = nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=x.shape[1])[0]
         states = [s[0] for s in (states if isinstance(states, tuple) else (states,))]
         if self.go_backwards:  # Keras' output r is valid step r - (T - L), zeros before
@@ -119,7 +136,10 @@ class KerasSimpleRNN(KerasRecurrence, nn.RNN):
 
     def step(self, xw, state):
         pre = xw + self.recurrent_projection(state[0])
-        h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
+        if not self.fused:
+            h = self.activation(pre)
+        else:
+            h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, (h,)
 ''',
     "KerasLSTM": '''
@@ -137,8 +157,9 @@ class KerasLSTM(KerasRecurrence, nn.LSTM):
     def step(self, xw, state):
         h, c = state
         i, f, g, o = (xw + self.recurrent_projection(h)).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        gate, act = self.recurrent_activation, self.activation
+        c = gate(f) * c + gate(i) * act(g)
+        h = gate(o) * act(c)
         return h, (h, c)
 
     def initial_state(self, x):
@@ -159,8 +180,8 @@ class KerasGRU(KerasRecurrence, nn.GRU):
         h = state[0]
         x_r, x_z, x_n = xw.chunk(3, dim=-1)
         h_r, h_z, h_n = self.recurrent_projection(h).chunk(3, dim=-1)
-        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
+        r, z = self.recurrent_activation(x_r + h_r), self.recurrent_activation(x_z + h_z)
+        n = self.activation(x_n + r * h_n)
         h = z * h + (1 - z) * n
         return h, (h,)
 ''',
@@ -191,9 +212,9 @@ class KerasGRUResetBefore(KerasRecurrence, nn.Module):
         h = state[0]
         x_r, x_z, x_n = xw.chunk(3, dim=-1)
         w_r, w_z, w_n = self.weight_hh.chunk(3, dim=0)
-        r = torch.sigmoid(x_r + h @ w_r.T)
-        z = torch.sigmoid(x_z + h @ w_z.T)
-        n = torch.tanh(x_n + (r * h) @ w_n.T)
+        r = self.recurrent_activation(x_r + h @ w_r.T)
+        z = self.recurrent_activation(x_z + h @ w_z.T)
+        n = self.activation(x_n + (r * h) @ w_n.T)
         h = z * h + (1 - z) * n
         return h, (h,)
 ''',

@@ -4,12 +4,16 @@ masked_mean, attention, merge_time / split_time.
 Recurrent layers become torch's fused nn.RNN / nn.LSTM / nn.GRU subclasses
 (KerasSimpleRNN, KerasLSTM, KerasGRU in seq_helpers.py) carrying Keras' flags;
 GRU(reset_after=False) has no torch counterpart and gets its own cell
-(KerasGRUResetBefore, whose docstring in model.py says why).
+(KerasGRUResetBefore, whose docstring in model.py says why). A cell whose
+activations are not the fused kernel's (LSTM(activation="relu"), a
+hard_sigmoid recurrent activation) gets them as constructor arguments and runs
+its step written out (KerasRecurrence.set_flags says why in model.py).
 """
 
 from __future__ import annotations
 
 from torch_impl.emit import Emitted, fmt, torch_emitter
+from torch_impl.emit.core import activation_expr
 
 __all__ = []
 
@@ -38,9 +42,28 @@ def rnn(node, args, module, graph=None):
     flags = ", ".join(f"{k}={a[k]}" for k in ("return_sequences", "return_state", "go_backwards"))
     if a.get("zero_output_for_mask"):
         flags += ", zero_output_for_mask=True"
+    helpers = ["KerasRecurrence", cls]
+    for key in ("activation", "recurrent_activation"):  # not tanh/sigmoid: the cell runs step by step
+        if key in a:
+            fn, more = _callable(a[key])
+            flags += f", {key}={fn}"
+            helpers += more
     ctor = f"{cls}({a['input_size']}, {a['hidden_size']}{extra}, {flags})"
-    call = f"{module}({args[0]}, mask={args[1]})" if len(args) > 1 else f"{module}({args[0]})"
-    return Emitted(ctor, call, ("KerasRecurrence", cls))
+    call_args = [args[0]] + ([f"mask={args[1]}"] if a.get("masked") else [])
+    states = args[1 + bool(a.get("masked")):]
+    if states:  # Keras' initial_state=[h] / [h, c]
+        call_args.append(f"initial_state=({', '.join(states)},)" if len(states) == 1 else f"initial_state=({', '.join(states)})")
+    call = f"{module}({', '.join(call_args)})"
+    return Emitted(ctor, call, tuple(helpers))
+
+
+def _callable(attrs: dict) -> tuple:
+    """(source of a callable, helpers) computing a neutral activation: the torch
+    function itself where the expression is one call (`torch.sigmoid`), else a lambda."""
+    expr, helpers = activation_expr(attrs, "x")
+    if expr.endswith("(x)") and expr.count("(") == 1:
+        return expr[:-3], helpers
+    return f"lambda x: {expr}", helpers
 
 
 @torch_emitter("flip")
