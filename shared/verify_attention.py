@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-__all__ = ["attention_notes", "by_role", "other_role", "packed_attention", "role_of"]
+__all__ = ["attention_notes", "by_role", "other_role", "packed_attention", "role_of", "swapped_projections"]
 
 # A scale in the torch ops "is" Keras' 1/sqrt(key_dim) within float32 rounding of a
 # printed constant (Keras keeps it as float32: keras_impl/convert/attention.py).
@@ -106,4 +106,29 @@ def attention_notes(k: str, t: str) -> list:
                          f"heads); Keras' EinsumDense kernel is (features, heads, key_dim): view(B, T, {heads}, {key_dim}), "
                          "then transpose(1, 2)")
             break
+    return notes
+
+
+def swapped_projections(pairs: list, records: dict, keras_w: dict, torch_w: dict, same: dict) -> list:
+    """With --weights as-is: a torch projection holding another projection's Keras
+    weight (nn.MultiheadAttention's in_proj_weight rows are query, key, value in that
+    order; a fused qkv Linear likewise). records: {Keras record name: KerasRecord};
+    same: np.allclose tolerances of "the same weight"."""
+    roles = {}  # (Keras layer, role) -> Keras weight in torch layout
+    for p in pairs:
+        k = records[p.keras]
+        if k.attrs.get("role") and "weight" in keras_w.get(p.keras, {}):
+            roles[(k.layer, k.attrs["role"])] = keras_w[p.keras]["weight"]
+    notes = []
+    for p in pairs:
+        k = records[p.keras]
+        t = torch_w.get(p.torch, {}).get("weight")
+        if not k.attrs.get("role") or t is None or np.allclose(t, keras_w[p.keras]["weight"], **same):
+            continue
+        held = [r for (layer, r), w in roles.items() if layer == k.layer and r != k.attrs["role"]
+                and w.shape == t.shape and np.allclose(t, w, **same)]
+        if held:
+            notes.append(f"{p.keras}: torch '{p.torch}' holds Keras' {held[0]} projection, not its {k.attrs['role']}: "
+                         "nn.MultiheadAttention's in_proj_weight (and a fused qkv Linear) stacks query, key, value rows "
+                         "in that order")
     return notes

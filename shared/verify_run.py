@@ -41,8 +41,9 @@ import numpy as np
 from shared.checks import Check, compare_arrays
 from shared.tolerances import for_check
 from shared.training import stock_training_row
-from shared.verify import (Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes, match,
-                           weight_notes, weights_to_torch)
+from shared.verify import (SAME_WEIGHT, Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes,
+                           match, weight_notes, weights_to_torch)
+from shared.verify_attention import swapped_projections
 
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
@@ -249,6 +250,7 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     if opts.weights == "as-is":
         tw0 = ts.weights()
         diagnoses += [n for p in mapping.pairs for n in weight_notes(p, kw0[p.keras], tw0[p.torch])]
+        diagnoses += swapped_projections(mapping.pairs, kby, kw0, tw0, SAME_WEIGHT)
     checks = _eval_sanity(ts, x, diagnoses)
     sides = {d: (ks.with_dtype(d), ts.with_dtype(d)) for d in DTYPES}
     exact = ks.exact_float64()

@@ -230,3 +230,37 @@ def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
     diff = np.abs(k64 - t64)
     assert diff[keep].max() <= FLOAT64 * max(1.0, np.abs(k64).max()), diff[keep].max()
     assert diff[~keep].max() > 1e-3  # the padded rows do differ: a masked comparison is needed there
+
+
+def _packed_state(model, swap_qk: bool = False) -> dict:
+    """PackedPort's state_dict from the Keras model's neutral weights, copied by hand
+    (in_proj rows query, key, value; swap_qk: the key rows first, the classic slip)."""
+    from keras_impl.graph import read_graph
+
+    w = {f"{n.name}.{k}": torch.from_numpy(np.asarray(v, dtype=np.float32)) for n in read_graph(model).nodes
+         for k, v in n.weights.items()}
+    order = ("key", "query", "value") if swap_qk else ("query", "key", "value")
+    state = {"attn.in_proj_weight": torch.cat([w[f"mha.{r}.weight"] for r in order]),
+             "attn.in_proj_bias": torch.cat([w[f"mha.{r}.bias"] for r in order]),
+             "attn.out_proj.weight": w["mha.output.weight"], "attn.out_proj.bias": w["mha.output.bias"]}
+    for layer in ("ln1", "ffn1", "ffn2", "ln2", "head"):
+        state.update({f"{layer}.{k}": w[f"{layer}.{k}"] for k in ("weight", "bias")})
+    return state
+
+
+@pytest.mark.parametrize("swap_qk", [False, True])
+def test_hand_copied_nn_multihead_attention_weights_as_is(swap_qk):
+    """--weights as-is reads the in_proj_weight rows as the four records' weights: a correct
+    hand copy passes; query and key rows swapped fail at the attention and are named."""
+    model = KA.build()
+    port = TP.PackedPort()
+    port.load_state_dict(_packed_state(model, swap_qk), strict=True)
+    res = compare.verify_models(model, port, weights="as-is", train_steps=0)
+    if not swap_qk:
+        assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+        assert not res.diagnoses, res.diagnoses
+        return
+    assert not res.passed and res.localisation["first_differing"] == "mha[output]", res.localisation
+    assert any("mha[query]: torch 'attn[query]' holds Keras' key projection" in d for d in res.diagnoses), res.diagnoses
+    assert any("mha[key]: torch 'attn[key]' holds Keras' query projection" in d for d in res.diagnoses), res.diagnoses
+
