@@ -12,6 +12,7 @@ the attention kernels is switched off for training (`attention_dropout`).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 __all__ = ["FUSED", "ROLES", "absorbed", "attention_dropout", "attention_parts", "call_hook", "fused_parts", "splits_qkv"]
@@ -56,10 +57,12 @@ def fused_parts(path: str, m: nn.Linear) -> list:
 
 
 def splits_qkv(name: str, args: tuple, kwargs: dict, out) -> bool:
-    """Whether this call splits its first argument (a Linear's output) into three equal
-    blocks of its last axis, in order: chunk(3, dim=-1), split(E, dim=-1) or
+    """Whether this call splits its first argument (a Linear's (B, T, 3E) output) into
+    three equal blocks of its last axis, in order: chunk(3, dim=-1), split(E, dim=-1) or
     split([E, E, E], -1), or a view/reshape/unflatten to (..., 3, ...) there."""
     src = args[0]
+    if not isinstance(src, torch.Tensor) or src.dim() < 3:  # q, k, v are sequences (B, T, 3E): not a (B, 3*H*W) decoder
+        return False
     last, width = src.dim() - 1, src.shape[-1]
     if name in ("view", "reshape", "unflatten"):
         shape = tuple((out[0] if isinstance(out, (tuple, list)) else out).shape)
