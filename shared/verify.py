@@ -228,7 +228,7 @@ def match(keras: list, torch: list, *, strict_bias: bool = True) -> Mapping:
             raise MatchError(f"{k.name}: Keras {k.cls} has no torch module left to take its weights "
                              f"(Keras has {len(keras)} parametrized layers, torch {len(torch)} modules with parameters)")
         why = why_not(k, remaining[0], strict_bias=strict_bias)
-        named = by_role(k, remaining, lambda u: why_not(k, u, strict_bias=strict_bias) is None)
+        named = by_role(k, remaining, lambda u, k=k: why_not(k, u, strict_bias=strict_bias) is None)
         if named is not None:  # an attention projection run out of Keras' order (k before q): taken by its name
             t = named
         elif why is None:
