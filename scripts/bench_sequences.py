@@ -1,7 +1,8 @@
 """Sequence benchmark (issue 13): time to a port verdict for a 2-layer
-bidirectional LSTM text classifier and a 2-block Transformer encoder, and the
+bidirectional LSTM text classifier and a 2-block Transformer encoder, the
 generated model.py's forward speed against the same models written with stock
-torch modules. Prints figures; asserts nothing.
+torch modules, and the time to a `verify` verdict for those stock modules as
+hand-written ports of the Keras models. Prints figures; asserts nothing.
 
     OMP_NUM_THREADS=1 python scripts/bench_sequences.py
 """
@@ -29,9 +30,24 @@ class StockBiLSTM(nn.Module):
         self.emb = nn.Embedding(VOCAB, emb)
         self.lstm = nn.LSTM(emb, units, num_layers=2, bidirectional=True, batch_first=True)
         self.head = nn.Linear(2 * units, classes)
+        for name, p in self.lstm.named_parameters():  # Keras' LSTM has one bias
+            if name.startswith("bias_hh"):
+                nn.init.zeros_(p)
+                p.requires_grad_(False)
 
     def forward(self, ids):
         _, (h, _) = self.lstm(self.emb(ids))
+        return torch.softmax(self.head(torch.cat([h[-2], h[-1]], dim=-1)), dim=-1)
+
+
+class PackedBiLSTM(StockBiLSTM):
+    """StockBiLSTM as a careful hand-written port of the masked Keras model:
+    right-padded ids are packed, so the padding is skipped as Keras' mask does."""
+
+    def forward(self, ids):
+        lengths = (ids != 0).sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.emb(ids), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
         return torch.softmax(self.head(torch.cat([h[-2], h[-1]], dim=-1)), dim=-1)
 
 
@@ -62,6 +78,14 @@ def main():
         "2-layer BiLSTM classifier": (lstm_classifier(2, VOCAB, STEPS, 64, 64, 3, BATCH), StockBiLSTM()),
         "2-block Transformer encoder": (transformer_encoder(2, VOCAB, STEPS, 64, 4, 16, 128, 3, BATCH), StockEncoder()),
     }
+    # verify: the stock modules as hand-written ports. The encoder without mask_zero:
+    # Keras' MultiHeadAttention masks padded queries and keys in the first block
+    # and drops the mask after it, which nn.TransformerEncoder cannot express.
+    ports = {
+        "2-layer BiLSTM classifier": lambda: (lstm_classifier(2, VOCAB, STEPS, 64, 64, 3, BATCH)[0], PackedBiLSTM()),
+        "2-block Transformer encoder": lambda: (transformer_encoder(2, VOCAB, STEPS, 64, 4, 16, 128, 3, BATCH,
+                                                                    mask_zero=False)[0], StockEncoder()),
+    }
     print(f"batch {BATCH}, {STEPS} steps, vocab {VOCAB}, 1 thread")
     for name, ((model, data), stock) in cases.items():
         t0 = time.perf_counter()
@@ -82,6 +106,15 @@ def main():
               f"generated {t_gen * 1e3:.2f} ms, stock {t_stock * 1e3:.2f} ms (ratio {t_gen / t_stock:.2f}); "
               f"generated with padded ids: holes/left padding (step loop) {t_gen_mask * 1e3:.2f} ms, "
               f"right padding (packed, fused) {t_gen_right * 1e3:.2f} ms")
+        keras_model, port = ports[name]()
+        t0 = time.perf_counter()
+        try:
+            ver = compare.verify_models(keras_model, port)
+            failed = [c.check for c in ver.checks if not (c.passed or c.info)]
+            print(f"  verify (stock torch module as the hand-written port): {time.perf_counter() - t0:.1f} s, "
+                  f"{len(ver.checks)} checks, {'passed' if ver.passed else f'FAILED: {failed[:3]}'}")
+        except Exception as e:  # a model verify cannot match: say so, keep the figures above
+            print(f"  verify: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
