@@ -25,7 +25,7 @@ from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
 from shared.errors import UsageError
 from shared.verify import KerasRecord
-from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, call_keeping_masks, projections as _projections
+from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, comparison_mask, projections as _projections
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
@@ -246,7 +246,7 @@ class KerasSide:
             args, kwargs = node.arguments.fill_in(ids)
             if isinstance(op, keras.layers.Layer) and op._call_has_training_arg:
                 kwargs = {**kwargs, "training": False}
-            ys = keras.tree.flatten(call_keeping_masks(op, args, kwargs))
+            ys = keras.tree.flatten(op(*args, **kwargs))
             for t, y in zip(node.outputs, ys):
                 ids[id(t)] = y
             outs[call.outputs[0]] = ys[0]
@@ -254,7 +254,8 @@ class KerasSide:
             if type(op).__name__ == "MultiHeadAttention":
                 for role, y in _projections(op, args, kwargs).items():
                     outs[f"{call.outputs[0]}[{role}]"] = y
-            masks[call.outputs[0]] = getattr(ys[0], "_keras_mask", None)  # TF eager tensors take the attribute
+            # TF eager tensors take the attribute; after a MultiHeadAttention see comparison_mask
+            masks[call.outputs[0]] = comparison_mask(op, call, masks, getattr(ys[0], "_keras_mask", None))
             act = getattr(op, "activation", None)
             if act is not None and act is not keras.activations.linear and call.outputs[0] + "_preact" in self.graph.tensors:
                 op.activation = keras.activations.linear

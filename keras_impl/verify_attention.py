@@ -14,7 +14,7 @@ import keras
 
 from shared.verify import KerasRecord
 
-__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "call_keeping_masks", "projections"]
+__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "comparison_mask", "projections"]
 
 # A MultiHeadAttention node (keras_impl/convert/attention.py) is four linear records,
 # `<node>[query]`, `[key]`, `[value]`, `[output]`, in the order Keras computes them.
@@ -62,17 +62,31 @@ def by_record(by_node: dict, graph) -> dict:
     return out
 
 
-def call_keeping_masks(op, args, kwargs):
-    """op(*args, **kwargs) with its input tensors' Keras masks put back afterwards.
+def comparison_mask(op, call, masks: dict, runtime):
+    """The steps a per-pair comparison of this call's output keeps: Keras' own mask
+    (`runtime`, the `_keras_mask` it set) where there is one, else the mask the layer
+    would compute from its inputs' comparison masks (masks: {tensor name: mask}).
 
     MultiHeadAttention.call removes the masks of its query, value and key tensors
     (keras/src/layers/attention/multi_head_attention.py: backend.set_keras_mask(query,
-    None), ...), so in an eager walk a later layer reading the same tensor (the
-    residual Add) would see no mask, and neither would everything after it."""
-    tensors = [t for t in keras.tree.flatten((args, kwargs)) if getattr(t, "_keras_mask", None) is not None]
-    saved = [(t, t._keras_mask) for t in tensors]
+    None), ...), so the residual Add reading the same tensor carries no mask at run
+    time, nor does what follows it; a masked pooling still drops the padded steps (its
+    mask is an argument of the functional graph). Their values at padded steps (Keras'
+    fully masked, uniform rows) are then no part of the output. Comparing there would
+    fail a port with key_padding_mask for nothing; where padded steps do reach the
+    output (a next attention block, unmasked at run time), they change the kept steps
+    of a later pair and the model output, which are compared."""
+    if runtime is not None or not getattr(op, "supports_masking", False) or type(op).__name__ == "MultiHeadAttention":
+        return runtime
+    first = call.args[0] if call.args else None
+    n = len([t for t in keras.tree.flatten(first) if isinstance(t, keras.KerasTensor)])
+    previous = [masks.get(name) for name in call.inputs[:n]]
+    if not n or all(m is None for m in previous):
+        return None
+    if isinstance(first, (list, tuple)) and any(m is None for m in previous):
+        return None  # Merge layers: a mask only where every input has one
     try:
-        return op(*args, **kwargs)
-    finally:
-        for t, mask in saved:
-            t._keras_mask = mask
+        return op.compute_mask(first, previous if isinstance(first, (list, tuple)) else previous[0])
+    except (ValueError, TypeError):  # a layer whose compute_mask wants its real inputs
+        return None
+
