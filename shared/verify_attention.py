@@ -70,7 +70,8 @@ def packed_attention(k, t) -> str:
             f"(scale=1/sqrt({dk}))")
 
 
-_ATTENTION = re.compile(r"attention\(num_heads=(\d+), key_dim=(\d+), value_dim=\d+, scale=([-+\d.e]+), causal=(\w+)")
+_ATTENTION = re.compile(r"attention\(num_heads=(\d+), key_dim=(\d+), value_dim=\d+, scale=([-+\d.e]+), causal=(\w+), "
+                        r"masks=\[([^\]]*)\]")
 _NUMBER = r"(-?[\d.]+(?:e[-+]?\d+)?)"
 _SCALES = re.compile(rf"(?:scaled_dot_product_attention\([^)]*scale=|\b__mul__\(|\bmul\(|__rmul__\(){_NUMBER}")
 _DIVISORS = re.compile(rf"(?:__truediv__\(|\bdiv\(){_NUMBER}")
@@ -100,6 +101,11 @@ def attention_notes(k: str, t: str) -> list:
                      "scores.masked_fill(that mask, float('-inf')) before the softmax")
     elif not causal and "is_causal=True" in t:
         notes.append("causal mask: torch passes is_causal=True, Keras' MultiHeadAttention has no use_causal_mask")
+    elif not causal and not m[5] and masked:
+        notes.append("padding mask: no mask reaches this Keras MultiHeadAttention at run time (the model has none, or "
+                     "an earlier MultiHeadAttention removed it from the tensors it read: keras/src/layers/attention/"
+                     "multi_head_attention.py set_keras_mask(query, None)), so it attends to every step, padded ones "
+                     "included; torch masks some here")
     for split in _SPLITS.findall(t):
         if key_dim != heads and (int(split[2]), int(split[3])) == (key_dim, heads):
             notes.append(f"attention heads: torch splits the projection as view(B, T, {key_dim}, {heads}) = (B, T, key_dim, "

@@ -264,3 +264,20 @@ def test_hand_copied_nn_multihead_attention_weights_as_is(swap_qk):
     assert any("mha[query]: torch 'attn[query]' holds Keras' key projection" in d for d in res.diagnoses), res.diagnoses
     assert any("mha[key]: torch 'attn[key]' holds Keras' query projection" in d for d in res.diagnoses), res.diagnoses
 
+
+@pytest.mark.parametrize("second_mask", [None, "keys"])
+def test_second_block_after_keras_dropped_the_mask(second_mask):
+    """Two masked blocks: Keras' first MultiHeadAttention strips the padding mask from its
+    inputs, so its second one attends to padded steps (the pooling stays masked). A port
+    doing the same passes (the per-pair comparisons keep the steps Keras keeps and agree);
+    the natural port, masking both blocks, differs at the second attention, named."""
+    res = compare.verify_models(KA.build_two_blocks(), TP.TwoBlocks(second_mask=second_mask), KA.padded_ids(),
+                                targets=TARGETS, train_steps=0 if second_mask else STEPS)
+    if second_mask is None:
+        assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
+        assert worst64(res) <= FLOAT64
+        return
+    assert not res.passed and res.localisation["first_differing"] == "mha2[output]", res.localisation
+    assert res.localisation["last_agreeing"] == "mha2[value]"
+    assert any(d.startswith("padding mask: no mask reaches this Keras MultiHeadAttention") for d in res.diagnoses), res.diagnoses
+

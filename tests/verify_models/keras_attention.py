@@ -76,3 +76,25 @@ def build_cross():
             v.assign(rng.normal(0, 0.2, v.shape))
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.SGD(0.1))
     return model
+
+
+def build_two_blocks():
+    """Two encoder blocks on Embedding(mask_zero=True). The first MultiHeadAttention
+    removes the padding mask from the tensors it reads (keras_impl/masks.py), so at
+    run time the second block attends to padded steps too; the pooling stays masked."""
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((STEPS,), dtype="int32", name="ids")
+    y = keras.layers.Embedding(VOCAB, DIM, mask_zero=True, name="emb")(ids)
+    for i in (1, 2):
+        a = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, name=f"mha{i}")(y, y)
+        y = keras.layers.LayerNormalization(name=f"b{i}_ln1")(keras.layers.Add(name=f"b{i}_res1")([y, a]))
+        f = keras.layers.Dense(DIM, name=f"b{i}_ffn")(y)
+        y = keras.layers.LayerNormalization(name=f"b{i}_ln2")(keras.layers.Add(name=f"b{i}_res2")([y, f]))
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    model = keras.Model(ids, keras.layers.Dense(CLASSES, name="head")(y), name="two_blocks")
+    rng = np.random.default_rng(3)
+    for v in model.weights:
+        if v.name in ("bias", "beta", "gamma"):
+            v.assign((1.0 if v.name == "gamma" else 0.0) + rng.normal(0, 0.2, v.shape))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.SGD(0.1))
+    return model

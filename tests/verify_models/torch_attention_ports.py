@@ -174,3 +174,46 @@ class FusedPort(Encoder):
             q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.key_dim).permute(2, 0, 3, 1, 4).unbind(0)
         a = F.scaled_dot_product_attention(q, k, v, scale=1 / math.sqrt(self.key_dim))
         return self.block(x, self.proj(a.transpose(1, 2).reshape(b, t, -1)))
+
+
+class Block(nn.Module):
+    """One post-norm encoder block with explicit projections. mask: "keras" (Keras'
+    query AND key mask, masked logits KERAS_MASKED_LOGIT: fully masked rows uniform),
+    "keys" (the usual key padding mask), or None."""
+
+    def __init__(self, d=8, heads=2, key_dim=4):
+        super().__init__()
+        self.heads, self.key_dim = heads, key_dim
+        self.q, self.k = nn.Linear(d, heads * key_dim), nn.Linear(d, heads * key_dim)
+        self.v, self.o = nn.Linear(d, heads * key_dim), nn.Linear(heads * key_dim, d)
+        self.ln1, self.ffn, self.ln2 = nn.LayerNorm(d, eps=KERAS_LN_EPS), nn.Linear(d, d), nn.LayerNorm(d, eps=KERAS_LN_EPS)
+
+    def forward(self, x, keep, mask):
+        b, t, _ = x.shape
+        split = lambda y: y.view(b, t, self.heads, self.key_dim).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.key_dim)
+        if mask == "keras":
+            scores = scores.masked_fill(~(keep[:, None, :, None] & keep[:, None, None, :]), KERAS_MASKED_LOGIT)
+        elif mask == "keys":
+            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        y = self.ln1(x + self.o((torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, -1)))
+        return self.ln2(y + self.ffn(y))
+
+
+class TwoBlocks(nn.Module):
+    """keras_attention.build_two_blocks. second_mask="keys" is the natural port (both
+    blocks mask the padding); Keras' second block runs unmasked (second_mask=None)."""
+
+    def __init__(self, vocab=11, d=8, classes=3, second_mask=None):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.b1, self.b2 = Block(d), Block(d)
+        self.head = nn.Linear(d, classes)
+        self.second_mask = second_mask
+
+    def forward(self, ids):
+        keep = ids != 0
+        y = self.b2(self.b1(self.emb(ids), keep, "keras"), keep, self.second_mask)
+        w = keep.unsqueeze(-1).to(y.dtype)
+        return self.head((y * w).sum(1) / w.sum(1))
