@@ -276,8 +276,8 @@ def keras_to_torch(keras_model):
     """(torch module in eval mode, its model.py source) for a functional or
     Sequential Keras model; the module is built by executing that source."""
     frameworks()
-    from keras_impl.graph import read_graph
-    from torch_impl.graph import build_module
+    from keras_impl.read import read_graph
+    from torch_impl.write import build_module
 
     return build_module(read_graph(keras_model))
 

@@ -271,23 +271,23 @@ class PortSide:
         return keras.backend.standardize_dtype(self.model.inputs[0].dtype)
 
     def graph(self) -> Graph:
-        from keras_impl.graph import read_graph
+        from keras_impl.read import read_graph
 
         return read_graph(self.model)
 
     def with_dtype(self, dtype: str) -> "PortSide":
         """A copy computing in `dtype` (also for the same dtype: a fresh model to train)."""
-        from keras_impl.graph import cast_model
+        from keras_impl.read import cast_model
 
         return PortSide(cast_model(self.model, dtype))
 
     def values(self, graph: Graph, xs: list) -> dict:
-        from keras_impl.graph import graph_values
+        from keras_impl.read import graph_values
 
         return graph_values(self.model, graph, xs)
 
     def forward(self, graph: Graph, xs: list) -> list:
-        from keras_impl.graph import forward
+        from keras_impl.read import forward
 
         return forward(self.model, graph, xs)
 

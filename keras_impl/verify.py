@@ -3,7 +3,7 @@ outputs, its compile config, gradients and a training run, all as numpy in the
 neutral (torch) layout of shared/graph.py.
 
 Twin of torch_impl/verify.py. The layer listing comes from the neutral graph
-(keras_impl/graph.py), so every weight is already in torch layout with the
+(keras_impl/read.py), so every weight is already in torch layout with the
 reader's layout rules (Dense transpose, HWIO -> OIHW, depthwise, BatchNorm
 statistics); shared/verify.py only adds the Flatten column order.
 
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_impl.graph import _functional_of, _Walker, cast_model, read_graph
+from keras_impl.read import _functional_of, _Walker, cast_model, read_graph
 from keras_impl.port import get_weights as _graph_weights
 from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model

@@ -1,6 +1,6 @@
 """Framework-free Graph (shared/graph.py) -> readable Keras source and model.
 
-The twin of torch_impl/graph.py (neutral -> PyTorch). `write_source(graph)`
+The twin of torch_impl/write.py (neutral -> PyTorch). `write_source(graph)`
 writes a standalone model_keras.py: imports keras only, a `build_model()`
 returning a functional keras.Model of built-in layers and keras.ops (so
 `keras.models.load_model` needs no custom objects), one statement per neutral

@@ -82,9 +82,9 @@ def verdict_time(name: str, threads: int) -> tuple:
 
 
 def speed(name: str, torch) -> dict:
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
     from port_apps import build, input_size
-    from torch_impl.graph import build_module
+    from torch_impl.write import build_module
 
     module = build_module(read_graph(build(name)))[0]
     size = input_size(name)

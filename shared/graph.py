@@ -1,8 +1,8 @@
 """A framework-free model graph: the meeting point of every port.
 
-A reader turns a framework's model into a `Graph` (keras_impl/graph.py reads
+A reader turns a framework's model into a `Graph` (keras_impl/read.py reads
 Keras; torch_impl/read.py reads a PyTorch module through torch.fx); a writer
-turns a `Graph` into source code and a module (torch_impl/graph.py writes
+turns a `Graph` into source code and a module (torch_impl/write.py writes
 PyTorch; keras_impl/write.py writes a Keras functional model). The graph holds plain data only:
 names, shapes, attributes, numpy weights. Nothing from TensorFlow, Keras or
 torch lives in it, so it prints, diffs and serialises to JSON (weights aside,

@@ -301,7 +301,7 @@ def test_graph_weights_round_trip_in_torch_layout():
     i = keras.Input((5, 5, 3))
     m = keras.Model(i, layers.Dense(2)(layers.Flatten()(layers.DepthwiseConv2D(3, depth_multiplier=2)(i))))
     module, _ = compare.keras_to_torch(m)
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
 
     gw = GraphWeights(read_graph(m))
     state = {k: v.numpy() for k, v in module.state_dict().items()}

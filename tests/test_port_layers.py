@@ -113,7 +113,7 @@ def test_layer_ported(name, build, shape):
     model = _model(build, shape)
     res = _assert_ported(model)
     # the output is not trivially constant (a port that outputs zeros would pass)
-    from keras_impl.graph import graph_values
+    from keras_impl.read import graph_values
 
     xs = __import__("shared.port_check", fromlist=["x"]).random_inputs(res.graph, 4, 0)
     out = graph_values(model, res.graph, xs)[res.graph.outputs[0]]

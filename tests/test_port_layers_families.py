@@ -74,7 +74,7 @@ def test_embedding_draws_ids_inside_the_table():
 def test_upsampling_bicubic_is_refused():
     """TF's bicubic kernel (a = -0.5) is not torch's (a = -0.75)."""
     from keras_impl.convert import UnsupportedLayerError
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
 
     x = keras.Input((4, 4, 2))
     with pytest.raises(UnsupportedLayerError, match="bicubic"):

@@ -58,7 +58,7 @@ def test_right_padded_batches_take_the_packed_fused_path(name):
 def test_masked_sequence_output_loss_skips_padded_steps():
     """Keras' loss weights a masked output's items by the mask; the port
     records the mask and the torch loss does the same (else the loss row fails)."""
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
 
     model, data = BUILDERS["tagger"]()
     graph = read_graph(model)
@@ -94,10 +94,10 @@ def test_gru_gates_left_in_keras_order_are_caught():
     """Swap the r and z blocks back (Keras order) in the ported weights: the
     check must fail and name the GRU."""
     model, data = BUILDERS["lstm_gru"]()
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
     from shared import port_check as pc
-    from torch_impl.graph import build_module, graph_values
-    from keras_impl.graph import graph_values as keras_values
+    from torch_impl.write import build_module, graph_values
+    from keras_impl.read import graph_values as keras_values
     from shared.tolerances import for_check
 
     graph = read_graph(model)
@@ -115,7 +115,7 @@ def test_gru_gates_left_in_keras_order_are_caught():
 def test_masked_tensor_into_a_layer_that_ignores_masks_is_refused():
     import keras
     from keras_impl.convert import UnsupportedLayerError
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
 
     class MaskUser(keras.layers.Layer):
         def call(self, x, mask=None):
@@ -197,7 +197,7 @@ def test_random_ids_of_a_masked_model_have_no_all_padding_row():
     import keras
     from keras import layers as L
 
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
     from shared.port_check import random_inputs
 
     keras.utils.set_random_seed(0)

@@ -1,4 +1,4 @@
-"""Round trip: Keras -> (keras_impl.graph) graph -> (torch_impl.graph) model.py
+"""Round trip: Keras -> (keras_impl.read) graph -> (torch_impl.write) model.py
 module -> (torch_impl.read, torch.fx) graph -> (keras_impl.write) Keras gives
 back the same function: float64 within 1e-12 of the original Keras model."""
 
@@ -41,7 +41,7 @@ def _keras_cnn():
 
 
 def test_keras_torch_keras_round_trip_float64():
-    from keras_impl.graph import cast_model
+    from keras_impl.read import cast_model
 
     original = _keras_cnn()
     module, torch_source = compare.keras_to_torch(original)

@@ -221,7 +221,7 @@ def test_layer_norm_epsilon_is_located_and_named():
 # ---- sequences (needs the Keras reader's LSTM converter)
 def _has_lstm():
     from keras_impl.convert import CONVERTERS
-    import keras_impl.graph  # noqa: F401  (registers the converters)
+    import keras_impl.read  # noqa: F401  (registers the converters)
 
     return "LSTM" in CONVERTERS
 

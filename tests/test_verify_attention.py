@@ -164,7 +164,7 @@ def test_key_dim_other_than_width_over_heads_explicit_port_passes():
 def test_keras_float64_attention_scale_is_a_float32_constant():
     """The false alarm the exact float64 copy removes: Keras as it is, cast to float64, scales by
     float32(1/sqrt(3)) and is ~1e-9 relative off a correct port, 1000x the float64 tolerance."""
-    from keras_impl.graph import cast_model
+    from keras_impl.read import cast_model
     from keras_impl.verify import KerasSide
 
     x = np.random.default_rng(0).standard_normal((4, KA.STEPS, KA.DIM))
@@ -240,7 +240,7 @@ def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
 def _packed_state(model, swap_qk: bool = False) -> dict:
     """PackedPort's state_dict from the Keras model's neutral weights, copied by hand
     (in_proj rows query, key, value; swap_qk: the key rows first, the classic slip)."""
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
 
     w = {f"{n.name}.{k}": torch.from_numpy(np.asarray(v, dtype=np.float32)) for n in read_graph(model).nodes
          for k, v in n.weights.items()}

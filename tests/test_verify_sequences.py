@@ -66,7 +66,7 @@ def test_hand_written_lstm_gru_classifier_verifies():
 def test_gru_weights_in_keras_gate_order_fail_and_are_located():
     keras_model = _keras_model()
     port = HandWritten()
-    from keras_impl.graph import read_graph
+    from keras_impl.read import read_graph
 
     graph = read_graph(keras_model)
     sd = {}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.graph import Graph
-from torch_impl.graph import variable_names
+from torch_impl.write import variable_names
 
 __all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
 
@@ -284,7 +284,7 @@ class PortSide:
     name = "torch"
 
     def __init__(self, graph: Graph, source: str | None = None, dtype: str = "float32"):
-        from torch_impl.graph import build_module
+        from torch_impl.write import build_module
 
         self.dtype = dtype
         self.module, self.source = build_module(graph, source, dtype=torch.float64 if dtype == "float64" else torch.float32)
@@ -295,7 +295,7 @@ class PortSide:
         return PortSide(self._graph, self.source, dtype)
 
     def values(self, graph: Graph, xs: list) -> dict:
-        from torch_impl.graph import graph_values
+        from torch_impl.write import graph_values
 
         return graph_values(self.module, graph, xs)
 

@@ -1,6 +1,6 @@
 """PyTorch module -> framework-free Graph (shared/graph.py), and the per-node values.
 
-The reverse of keras_impl/graph.py: `read_graph(module, input_shape)` traces
+The reverse of keras_impl/read.py: `read_graph(module, input_shape)` traces
 the module with torch.fx (symbolic_trace, stack traces recorded), runs the
 traced graph once on an example input to learn every node's concrete value
 (shapes, and the integers of `x.size()` arithmetic such as ShuffleNet's

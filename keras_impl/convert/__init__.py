@@ -29,7 +29,7 @@ A converter receives:
 
 Adding a layer kind: (1) if no neutral op expresses it, a row in
 shared/graph.py's table and an emitter in torch_impl/emit (`@torch_emitter`);
-(2) a converter here, in its family's module (imported by keras_impl/graph.py);
+(2) a converter here, in its family's module (imported by keras_impl/read.py);
 (3) a case in tests/test_port_layers.py's CASES (float64 within 1e-12).
 Layers of the same kind share one converter through several class names.
 

@@ -7,7 +7,7 @@ layer whose `call` takes `mask=` as a keyword argument (Layer.__call__,
 keras/src/layers/layer.py, "Populate mask argument(s)"); the reader sees it as
 one more input of that call. So the mask becomes a `not_equal` node and a
 boolean tensor, and each mask-consuming node takes it as an extra input.
-(keras_impl/graph.py refuses a call whose mask no emitted node reads, so a
+(keras_impl/read.py refuses a call whose mask no emitted node reads, so a
 mask never vanishes silently.)
 
 RNN semantics, from keras/src/backend/tensorflow/rnn.py (`rnn`, the masked

@@ -1,6 +1,6 @@
 """Small helpers the generated model.py may need, written into it verbatim.
 
-Each is short and readable on its own; torch_impl/graph.py includes only the
+Each is short and readable on its own; torch_impl/write.py includes only the
 ones the model uses.
 """
 

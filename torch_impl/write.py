@@ -9,7 +9,7 @@ the module BY EXECUTING that source, so what is tested is exactly the file
 written, and loads the graph's weights with strict=True.
 
 `graph_values(module, graph, inputs)` returns every mirrored tensor of one
-forward pass by its graph name (the twin of keras_impl.graph.graph_values):
+forward pass by its graph name (the twin of keras_impl.read.graph_values):
 forward's local variables are named after the tensors, and are read when
 forward returns (a profile hook on that one frame; model.py stays clean).
 """
