@@ -225,6 +225,13 @@ class KerasSide:
                     out.setdefault(n.name, {}).setdefault(name, np.asarray(a, dtype=self.dtype))
         return _by_record(out, self.graph)
 
+    def output_mask(self, x: np.ndarray):
+        """The Keras mask the model's output carries for x (a per-step output of a
+        masked model: its loss skips the masked steps), boolean (batch, steps), or None."""
+        out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
+        mask = getattr(out, "_keras_mask", None)
+        return None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
         return self._to_neutral(self.graph.outputs[0], out)

@@ -44,6 +44,7 @@ from shared.training import stock_training_row
 from shared.verify import (SAME_WEIGHT, Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes,
                            match, weight_notes, weights_to_torch)
 from shared.verify_attention import swapped_projections
+from shared.verify_data import draw_data, make_targets
 
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
@@ -100,140 +101,15 @@ class VerifyResult:
                 "checks": [c.to_dict() for c in self.checks]}
 
 
-def make_targets(rng, out_shape: tuple, loss: dict, batch: int) -> np.ndarray:
-    """Seeded targets of the loss' form: class indices, one-hot rows, 0/1 labels or floats."""
-    c = int(out_shape[-1])
-    if loss["kind"] == "sparse_ce":
-        return rng.integers(0, c, batch).astype(np.int64)
-    if loss["kind"] == "ce":
-        return np.eye(c)[rng.integers(0, c, batch)]
-    if loss["kind"] == "bce":
-        return rng.integers(0, 2, (batch, c)).astype(np.float64)
-    return rng.standard_normal((batch, c))
-
-
 def _to_torch(kweights: dict, mapping: Mapping) -> dict:
     return {p.torch: {n: weights_to_torch(p, n, a) for n, a in kweights[p.keras].items()} for p in mapping.pairs}
-
-
-def _check_targets(y: np.ndarray, n: int, loss: dict, out_shape: tuple) -> None:
-    """Targets of the loss' form: class indices for sparse CE, else one column per output."""
-    from shared.errors import UsageError
-
-    width = int(out_shape[-1])
-    if loss["kind"] == "sparse_ce":
-        ok = y.shape in ((n,), (n, 1)) and y.size and np.all(np.mod(y, 1) == 0) and 0 <= y.min() and y.max() < width
-        if not ok:
-            raise UsageError(f"targets have shape {y.shape} ({y.dtype}); the Keras loss {loss['class']} on a {width}-wide "
-                             f"output takes class indices 0..{width - 1}, shape ({n},)")
-    elif y.shape != (n, width):
-        raise UsageError(f"targets have shape {y.shape}; the Keras loss {loss['class']} on a {width}-wide output takes {(n, width)}")
-
-
-def _data(ks, loss, opts, rng, ts=None) -> tuple:
-    full, dtype, high = ks.input_spec()
-    shape = full[1:]
-    if opts.x is not None:
-        x = np.asarray(opts.x)
-        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
-        y = opts.y if opts.y is not None else make_targets(rng, ks.output_shape(), loss, len(x))
-        _check_targets(np.asarray(y), len(x), loss, ks.output_shape())
-        y = np.asarray(y).reshape(-1) if loss["kind"] == "sparse_ce" else np.asarray(y)
-        n = min(opts.batch, len(x))
-        starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
-        used = sorted({i for s in [0, *starts] for i in range(s, s + n)})
-        _check_finite_rows(ks, x, used)
-        if ts is not None:
-            _check_empty_rows(ks, ts, x, used)
-        return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
-    pad = ks.mask_value() if "int" in dtype else None
-    if pad is not None:
-        draw = lambda: right_padded(rng, (opts.batch, *shape), high or 2, int(pad))  # noqa: E731
-    elif "int" in dtype:
-        draw = lambda: rng.integers(0, high or 2, (opts.batch, *shape)).astype(np.int64)  # noqa: E731
-    else:
-        draw = lambda: rng.standard_normal((opts.batch, *shape))  # noqa: E731
-    make = lambda: (draw(), make_targets(rng, ks.output_shape(), loss, opts.batch))  # noqa: E731
-    x, y = make()
-    return x, y, [make() for _ in range(opts.steps)]
-
-
-def right_padded(rng, shape: tuple, high: int, pad: int) -> np.ndarray:
-    """Seeded ids for a model that masks `pad` out of its input (Embedding(mask_zero=True)):
-    right-padded sequences as a real text batch has them.
-
-    Uniform ids in [0, high) would put the mask value anywhere, and a packed
-    torch port (lengths = (ids != 0).sum(1), pack_padded_sequence) is only
-    the same model as Keras' masked one on right-padded rows: an interior pad
-    is a gap Keras skips and packing does not (it would count the row one
-    shorter and cut its last token). A row of nothing but padding makes Keras
-    itself compute nonsense (a masked average over no steps is 0/0 = NaN),
-    and pack_padded_sequence refuses length 0. So: ids in [0, high) other than
-    `pad`, each row's length in [1, steps], at least one full-length row (the
-    padded length is the packed one) and, with two rows or more, one shorter
-    row (the masked steps are exercised), in random order (enforce_sorted=False
-    must undo its sort)."""
-    batch, steps = shape[0], shape[1]
-    ids = rng.integers(0, max(high - 1, 1), shape)
-    ids = ids + (ids >= pad) if 0 <= pad < high else ids
-    lengths = rng.integers(1, steps + 1, batch)
-    lengths[0] = steps
-    if batch > 1 and steps > 1 and (lengths == steps).all():
-        lengths[1] = rng.integers(1, steps)
-    lengths = rng.permutation(lengths)
-    ids[np.arange(steps)[None, :] >= lengths[:, None]] = pad
-    return ids.astype(np.int64)
-
-
-def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
-    """Given inputs whose Keras float64 output is not finite cannot be compared (NaN
-    agrees with nothing): UsageError naming the rows (of those the checks use, by
-    their index in x) and, for rows of nothing but the mask value, why (Keras'
-    masked average over no steps is 0/0)."""
-    from shared.errors import UsageError
-
-    out = np.asarray(ks.with_dtype("float64").forward(x[used])).reshape(len(used), -1)
-    finite = np.isfinite(out).all(axis=1)
-    if finite.all():
-        return
-    bad = np.asarray(used)[~finite]
-    rows = f"{bad[:10].tolist()}" + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-    what = "NaN" if np.isnan(out[~finite]).any() else "infinite"
-    pad = ks.mask_value()
-    if pad is not None and x.dtype.kind in "iu" and (x[bad].reshape(len(bad), -1) == pad).all():
-        raise UsageError(f"input rows {rows}: every id is the mask value {pad:g}; Keras' own output is {what} there "
-                         "(likely a masked average over no steps, 0/0): leave those rows out")
-    raise UsageError(f"input rows {rows}: Keras' own float64 output is {what} there, and a non-finite value agrees "
-                     "with nothing: leave those rows out")
-
-
-def _check_empty_rows(ks, ts, x: np.ndarray, used: list) -> None:
-    """Given rows of nothing but the mask value (empty sequences) that the torch
-    model cannot run (pack_padded_sequence refuses length 0): UsageError naming
-    them, instead of the port's exception passing for a bug of verify. Where the
-    port takes them, they are compared like any other row."""
-    from shared.errors import UsageError
-
-    pad = ks.mask_value()
-    if pad is None or x.dtype.kind not in "iu":
-        return
-    empty = [i for i in used if (x[i] == pad).all()]
-    if not empty:
-        return
-    try:
-        ts.forward(x[empty])
-    except Exception as e:  # noqa: BLE001  (whatever the user's forward raises on them)
-        why = (str(e).splitlines() or [""])[0][:200]
-        raise UsageError(f"input rows {empty[:10]}{' and more' if len(empty) > 10 else ''}: every id is the mask value "
-                         f"{pad:g} (an empty sequence), and the torch model fails on them ({type(e).__name__}: {why}); "
-                         "pack_padded_sequence takes no row of length 0: leave those rows out") from None
 
 
 def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     """Every check of the port; raises MatchError (exit 2) when the models cannot be matched."""
     rng = np.random.default_rng(opts.seed)
     loss, optimizer = ks.loss_spec(), ks.optimizer_spec()
-    x, y, batches = _data(ks, loss, opts, rng, ts)
+    x, y, batches = draw_data(ks, loss, opts, rng, ts)
     krecs, trecs = ks.records(), ts.trace(x)
     if opts.mapping is not None:
         check_mapping(opts.mapping, krecs, trecs)
@@ -372,7 +248,10 @@ def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
             if not c.passed and all(pair_pass.values()):  # the first differing pair
                 c.detail["trap"] = _known_trap(f"{p.keras} output", k_out, t_out, layer=p.keras)
             pair_pass[p.keras] = c.passed
-    out = compare_arrays("model output", ks.forward(x), ts.forward(x), tol, dtype=dtype)
+    k_out, t_out, kept = _kept_steps(ks.forward(x), ts.forward(x), ks.output_mask(x))
+    out = compare_arrays("model output" + (" (steps the Keras mask keeps)" if kept else ""), k_out, t_out, tol,
+                         dtype=dtype, **({"tolerance_from": f"{tol.derivation}; {kept}; the loss skips the others too"}
+                                         if kept else {}))
     if pair_pass is not None:
         pair_pass["model output"] = out.passed
     return checks + [out]
@@ -417,7 +296,7 @@ def _gradients(sides, mapping, x, y, loss, dtype) -> list:
     ks, ts = sides
     tol = for_check("gradient", dtype)
     kl, kg = ks.loss_and_grads(x, y, loss)
-    tl, tg = ts.loss_and_grads(x, y, loss)
+    tl, tg = ts.loss_and_grads(x, y, loss, ks.output_mask(x))  # Keras' loss skips masked output steps
     checks = [compare_arrays("loss (one batch, inference mode)", kl, tl, for_check("forward", dtype), dtype=dtype)]
     for p in mapping.pairs:
         for name, g in kg.get(p.keras, {}).items():
@@ -431,6 +310,9 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
     ks, ts = sides
     tol = for_check("training", dtype, batchnorm=bn)
     kl, kw = ks.train(batches, loss, optimizer)
+    masks = [ks.output_mask(x) for x, _ in batches]
+    if any(m is not None for m in masks):  # a per-step output of a masked model: its loss skips masked steps
+        batches = [(x, y, m) for (x, y), m in zip(batches, masks)]
     tl, tw = ts.train(batches, loss, optimizer)
     ctx = {"dtype": dtype}
     checks = [compare_arrays(f"training loss per step ({len(batches)} steps, {optimizer['class']})", kl, tl, tol, **ctx)]

@@ -42,7 +42,8 @@ def _failed(res):
 
 def test_random_ids_of_a_masking_model_are_right_padded():
     from keras_impl.verify import KerasSide
-    from shared.verify_run import VerifyOptions, _data
+    from shared.verify_run import VerifyOptions
+    from shared.verify_data import draw_data as _data
 
     ks = KerasSide(K.build_pooled())
     assert ks.mask_value() == 0

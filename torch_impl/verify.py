@@ -329,10 +329,10 @@ class TorchSide:
                 h.remove()
         return out
 
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict) -> tuple:
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict, mask=None) -> tuple:
         """(mean loss, {path: {name: gradient}}) in eval mode, model unchanged."""
         model = copy.deepcopy(self.module).eval()
-        loss = torch_loss(spec, model(self._x(x)), _target(y, spec, self.dtype))
+        loss = torch_loss(spec, model(self._x(x)), _target(y, spec, self.dtype), mask)
         loss.backward()
         grads = {}
         for rp, names in _views(model).items():
@@ -344,7 +344,8 @@ class TorchSide:
         return float(loss.detach()), grads
 
     def train(self, batches: list, loss: dict, optimizer: dict, keras_slices: bool = True) -> tuple:
-        """One step per batch on a copy, training mode, every dropout off.
+        """One step per (x, y) or (x, y, output mask) batch on a copy, training
+        mode, every dropout off (the mask: see torch_loss).
 
         keras_slices: Embedding lookups (nn.Embedding, F.embedding) make sparse
         gradients, applied as Keras applies TF's IndexedSlices
@@ -358,10 +359,10 @@ class TorchSide:
         model = side.module.train()
         opt = make_optimizer(model, optimizer)
         losses = []
-        for x, y in batches:
+        for x, y, *mask in batches:  # (x, y) or (x, y, the Keras output's mask)
             opt.zero_grad(set_to_none=True)
             with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
-                value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype))
+                value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype), *mask[:1])
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
@@ -375,7 +376,7 @@ class TorchSide:
             return None
         mode = KerasEmbeddingGrads()
         with mode:
-            for x, _ in batches:
+            for x, *_ in batches:
                 self.forward(x)
         return self.train(batches, loss, optimizer, keras_slices=False) if mode.repeated else None
 
@@ -394,10 +395,16 @@ def _target(y, spec: dict, dtype: str) -> torch.Tensor:
     return torch.as_tensor(y.astype(np.int64) if spec["kind"] == "sparse_ce" else y.astype(dtype))
 
 
-def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Keras' loss for `spec` (keras/src/losses/losses.py): per-sample mean over the
-    last axis, label smoothing as Keras applies it, then the reduction
-    ("sum", or "sum_over_batch_size" / "mean": sum / batch without sample weights)."""
+def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, mask=None) -> torch.Tensor:
+    """Keras' loss for `spec` (keras/src/losses/losses.py): per-item loss over the
+    last axis (an item is a sample, or a step of a per-step output), label
+    smoothing as Keras applies it, then the reduction (keras/src/losses/loss.py
+    reduce_values: "sum", or "sum_over_batch_size" / "mean": the sum over the
+    number of items).
+
+    mask: the Keras mask of the model output (boolean over the items), as
+    `apply_mask` weighs them: masked items 0, kept ones total/valid, so the
+    mean runs over the kept items only."""
     kind, logits, ls = spec["kind"], spec["from_logits"], spec.get("label_smoothing", 0.0)
     if kind in ("sparse_ce", "ce"):
         if logits:
@@ -405,7 +412,7 @@ def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         else:  # Keras renormalises, then clips at epsilon
             logp = torch.log(torch.clamp(out / out.sum(-1, keepdim=True), KERAS_EPSILON, 1 - KERAS_EPSILON))
         if kind == "sparse_ce":
-            per = -logp.gather(-1, y.reshape(-1, 1)).squeeze(-1)
+            per = -logp.gather(-1, y.reshape(*out.shape[:-1], 1)).squeeze(-1)
         else:
             y = y * (1 - ls) + ls / out.shape[-1] if ls else y
             per = -(y * logp).sum(-1)
@@ -422,7 +429,16 @@ def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         per = (out - y.reshape(out.shape)).abs().mean(-1)
     else:
         raise UsageError(f"loss kind {kind!r} is not supported by verify")
-    return per.sum() if spec["reduction"] == "sum" else per.sum() / per.shape[0]
+    total = per.numel()
+    if mask is not None:
+        keep = torch.as_tensor(np.asarray(mask, dtype=bool)).reshape(per.shape)
+        if spec["reduction"] == "sum":
+            per = per * keep.to(per.dtype)
+        else:
+            valid = int(keep.sum())
+            weight = torch.tensor(total / valid if valid else 0.0, dtype=per.dtype)  # not a float32 scalar
+            per = per * torch.where(keep, weight, torch.zeros((), dtype=per.dtype))
+    return per.sum() if spec["reduction"] == "sum" else per.sum() / total
 
 
 def load_state(module: nn.Module, path: str) -> None:
