@@ -113,6 +113,7 @@ class KerasSide:
     """
 
     name = "keras"
+    exact = True  # float64 copies: TF's float32-constant kernels computed exactly (see _copy)
 
     def __init__(self, model):
         self.model = model
@@ -194,13 +195,17 @@ class KerasSide:
     def dropout_layers(self) -> list:
         return dropout_layers(self.model)
 
-    def with_dtype(self, dtype: str) -> "KerasSide":
+    def with_dtype(self, dtype: str, exact: bool = True) -> "KerasSide":
+        """This model in `dtype`; in float64 with TF's float32-constant kernels
+        computed exactly (exact=True, see _copy) or as TF computes them."""
         if dtype == self.dtype:
             return self
         cache = self.__dict__.setdefault("_copies", {})
-        if dtype in cache:
-            return cache[dtype]
-        side = cache[dtype] = KerasSide(_copy(self.model, dtype))
+        key = (dtype, exact or dtype != "float64")
+        if key in cache:
+            return cache[key]
+        side = cache[key] = KerasSide(_copy(self.model, dtype, exact))
+        side.exact = key[1]
         side.loss_spec, side.optimizer_spec = self.loss_spec, self.optimizer_spec  # the clone is not compiled
         return side
 
@@ -322,7 +327,7 @@ class KerasSide:
         Returns:
             (pre-update losses, {node: {name: array}} after the last step).
         """
-        model = _copy(self.model, self.dtype)
+        model = _copy(self.model, self.dtype, self.exact)
         dropout_off(model)
         side = KerasSide.__new__(KerasSide)
         side.model, side.graph, side.dtype = model, read_graph(model), self.dtype
@@ -367,14 +372,15 @@ _EXACT_FLOAT64 = {"leaky_relu": _exact_leaky_relu(0.2), "gelu": _exact_gelu}
 # of 4 (0.5, 0.25, ...); the float64 copy gets the scale as a float64 scalar.
 
 
-def _copy(model, dtype: str):
-    """cast_model, and in float64 the exact forms of _EXACT_FLOAT64 (names in model._verify_exact)."""
+def _copy(model, dtype: str, exact: bool = True):
+    """cast_model, and in float64 (with exact) the exact forms of _EXACT_FLOAT64
+    and of MultiHeadAttention's scale (names in model._verify_exact)."""
     try:
         clone = cast_model(model, dtype)
     except ValueError:  # the clone lists its variables in another order: copy them by path
         clone = _clone_by_path(model, dtype)
     patched = []
-    if dtype == "float64":
+    if dtype == "float64" and exact:
         for layer in clone._flatten_layers(include_self=False, recursive=True):
             if type(layer).__name__ == "LeakyReLU":
                 fn = _exact_leaky_relu(float(layer.negative_slope))

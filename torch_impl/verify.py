@@ -59,13 +59,33 @@ def load_model(spec: str) -> nn.Module:
 
 
 _RNN_KINDS = {nn.LSTM: "rnn_lstm", nn.GRU: "rnn_gru", nn.RNN: "rnn_simple"}
+# A module owning exactly these (3 * hidden rows each; `bias` optional) is a
+# GRU cell with the reset gate before the recurrent matmul (Keras'
+# reset_after=False), e.g. model.py's KerasGRUResetBefore from `compare.py port`.
+_RESET_BEFORE_PARAMS = ({"weight_ih", "weight_hh"}, {"weight_ih", "weight_hh", "bias"})
+
+
+def _rnn(m: nn.Module) -> bool:
+    """torch's fused recurrent modules and their subclasses (model.py's KerasLSTM, ...)."""
+    return isinstance(m, tuple(_RNN_KINDS))
+
+
+def _reset_before(m: nn.Module) -> bool:
+    params = dict(m.named_parameters(recurse=False))
+    if set(params) not in _RESET_BEFORE_PARAMS or params["weight_ih"].dim() != 2:
+        return False
+    rows = params["weight_ih"].shape[0]
+    return rows % 3 == 0 and params["weight_hh"].shape == (rows, rows // 3) and \
+        ("bias" not in params or tuple(params["bias"].shape) == (rows,))
 
 
 def _kind(m: nn.Module) -> str:
     if isinstance(m, nn.Linear):
         return "linear"
-    if type(m) in _RNN_KINDS:
-        return _RNN_KINDS[type(m)]
+    if _rnn(m):
+        return next(kind for cls, kind in _RNN_KINDS.items() if isinstance(m, cls))
+    if _reset_before(m):
+        return "rnn_gru_reset_before"
     if isinstance(m, nn.Embedding):
         return "embedding"
     if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
@@ -88,7 +108,7 @@ def _attrs(m: nn.Module) -> dict:
     if isinstance(m, nn.modules.conv._ConvNd):
         a["padding"] = m.padding if isinstance(m.padding, str) else list(m.padding)
         a["padding_mode"] = m.padding_mode
-    if type(m) in _RNN_KINDS and getattr(m, "bias_hh_l0", None) is not None:
+    if _rnn(m) and getattr(m, "bias_hh_l0", None) is not None:
         a["bias_hh_trainable"] = bool(m.bias_hh_l0.requires_grad)
     return a
 
@@ -119,7 +139,7 @@ def _parts(path: str, m: nn.Module) -> list:
         return _attention_parts(path, m)
     if isinstance(m, nn.Linear) and getattr(m, FUSED, False):
         return fused_parts(path, m)
-    if type(m) in _RNN_KINDS and (m.num_layers > 1 or m.bidirectional):
+    if _rnn(m) and (m.num_layers > 1 or m.bidirectional):
         out = []
         for layer in range(m.num_layers):
             for sfx in ("", "_reverse") if m.bidirectional else ("",):
@@ -231,7 +251,7 @@ class TorchSide:
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
                                                  shape_of(args[0], mode.pack_steps) if args else (),
                                                  shape_of(first_output(out), mode.pack_steps))
-                        if type(m) in _RNN_KINDS and args:  # the padded steps skipped (packed) or run through
+                        if _rnn(m) and args:  # the padded steps skipped (packed) or run through
                             seen[path].attrs["packed_input"] = is_packed(args[0])
                     else:
                         rec.calls += 1
@@ -305,7 +325,7 @@ class TorchSide:
                 if rows is not None:  # one projection of a fused qkv Linear
                     out[path] = y[..., rows[0]:rows[1]].detach().cpu().numpy().copy()
                     return
-                if type(m) in _RNN_KINDS:  # (output, h_n) or (output, (h_n, c_n)): the final states too
+                if _rnn(m) and isinstance(y, tuple) and len(y) == 2:  # (output, h_n) / (output, (h_n, c_n))
                     h = y[1][0] if isinstance(y[1], tuple) else y[1]
                     out[f"{path}@h_n"] = h.detach().cpu().numpy().copy()
                 out[path] = padded(first_output(y), mode.pack_steps).detach().cpu().numpy().copy()
