@@ -150,7 +150,7 @@ def test_stacked_bidirectional_module_matches_two_keras_bidirectional_layers(cel
 def test_last_step_of_a_bidirectional_output_is_caught_after_the_module():
     port = StackedBidirectional("LSTM")
     port.last_step_bug = True
-    res = compare.verify_models(_keras_bidirectional("LSTM"), port, IDS)
+    res = compare.verify_models(_keras_bidirectional("LSTM"), port, IDS, gradients=False, train_steps=0)  # a forward bug
     assert not res.passed
     out = next(c for c in res.checks if c.check == "model output" and c.dtype == "float64")
     assert not out.passed and out.max_abs_diff > 1e-4
