@@ -73,6 +73,8 @@ already broadcastable against the neutral tensor).
 | `rnn` | kind (simple/lstm/gru/gru_reset_before), input_size, hidden_size, bias, nonlinearity (simple: tanh/relu), return_sequences, return_state, go_backwards. Inputs: x (N, T, F) and optionally a boolean mask (N, T): at a masked step the state and the output are carried over from the previous step (Keras' backend rnn). Outputs: output, then the states (h; lstm: h, c) when return_state | torch nn.RNN/LSTM/GRU names: weight_ih_l0 (G*H, F), weight_hh_l0 (G*H, H), bias_ih_l0, bias_hh_l0 (torch gate order: lstm i,f,g,o; gru r,z,n); gru_reset_before: weight_ih, weight_hh (r,z,n) and one bias |
 | `flip` | axis | |
 | `logical` | fn (or/and) over two boolean tensors (masks merged by Add & co) | |
+| `reduce_bool` | fn (any/all), axes (from the batch on), keepdims: a boolean reduction (Masking's mask: any over the features) | |
+| `masking` | mask_value: Keras Masking's output, steps whose features all equal mask_value set to 0 | |
 | `masked_mean` | axis, keepdim. Inputs: x and a boolean mask over x's leading axes: mean over `axis` of the unmasked entries (Keras GlobalAveragePooling1D with a mask) | |
 | `attention` | num_heads, key_dim, value_dim, q/k/v in features, out_features (output shape), bias, scale, causal, fast (Keras' fused dot_product_attention path: masked logits set to -0.7 * float32 max; else the einsum path: masked logits -1e9 and probabilities zeroed). Inputs: query, value, key, then optional boolean masks named in attrs["masks"] (query/value/key/attention) | query.weight (H*dk, Fq), key.weight (H*dk, Fk), value.weight (H*dv, Fv), output.weight (Fo, H*dv), biases |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |

@@ -123,3 +123,44 @@ def test_initial_state_of_a_seq2seq_decoder_ports_and_agrees():
         res.module.decoder.fused_state = lambda s: None  # drop the encoder's states
         dropped = res.module(*x)
     assert float((full - dropped).abs().max()) > 1e-3
+
+
+# ---- Masking: the time-series padding layer (float steps equal to mask_value are skipped)
+
+
+def _masking_model():
+    import keras
+    from keras import layers as L
+
+    keras.utils.set_random_seed(4)
+    x_in = keras.Input((6, 3))
+    x = L.Masking(mask_value=-1.0, name="masking")(x_in)
+    x = L.LSTM(5, return_sequences=True, name="lstm")(x)
+    x = L.Bidirectional(L.GRU(3), name="bigru")(x)
+    model = keras.Model(x_in, L.Dense(1, name="head")(x))
+    model.compile(optimizer="adam", loss="mse")
+    data = np.random.default_rng(5).standard_normal((4, 6, 3)).astype("float32")
+    data[0, 4:] = -1.0  # right padding
+    data[1, :2] = -1.0  # left padding
+    data[2, 3] = -1.0   # a hole
+    data[3, 2, 0] = -1.0  # one feature at the mask value: not masked (any over the features)
+    return model, [data]
+
+
+def test_masking_layer_ports_with_every_padding_pattern():
+    model, data = _masking_model()
+    res = compare.port_checks(model, data)
+    assert not _failures(res), _failures(res)
+    assert "!= -1.0).any(dim=-1" in res.source
+    f64 = [c for c in res.checks if c.dtype == "float64"]
+    worst = max(c.max_rel_diff for c in f64)
+    assert worst <= FLOAT64_REL, f"float64 worst relative difference {worst:.3g}"
+    # the mask is real: the same model on unpadded data differs at the padded rows
+    import torch as T
+
+    with T.no_grad():
+        masked = res.module(T.as_tensor(data[0]))
+        unmasked_input = data[0].copy()
+        unmasked_input[unmasked_input == -1.0] = -0.999
+        moved = res.module(T.as_tensor(unmasked_input))
+    assert float((masked[:3] - moved[:3]).abs().max()) > 1e-4

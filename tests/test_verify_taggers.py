@@ -104,3 +104,38 @@ def test_unmasked_per_step_targets_and_a_bad_target_shape():
     with pytest.raises(UsageError, match=r"shape \(4, 7\)"):
         compare.verify_models(_tagger(False, mask_zero=False), TaggerPort(False, pack=False), ids,
                               targets=np.zeros(4, dtype=np.int64))
+
+
+# ---- Keras Masking (float time series padded with mask_value) against a packing torch port
+
+
+class MaskingPort(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.fc = nn.Linear(5, 1)
+        self.lstm.bias_hh_l0.requires_grad_(False)
+
+    def forward(self, x):
+        lengths = (x != -1.0).any(-1).sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return self.fc(h[-1])
+
+
+def test_masking_time_series_port_verifies_on_padded_data():
+    import keras
+    from keras import layers as L
+
+    keras.utils.set_random_seed(4)
+    x_in = keras.Input((6, 3))
+    x = L.LSTM(5, name="lstm")(L.Masking(mask_value=-1.0, name="masking")(x_in))
+    model = keras.Model(x_in, L.Dense(1, name="head")(x))
+    model.compile(optimizer="adam", loss="mse")
+    data = np.random.default_rng(5).standard_normal((4, 6, 3)).astype("float32")
+    data[0, 4:] = -1.0
+    data[2, 2:] = -1.0
+    res = compare.verify_models(model, MaskingPort(), data)
+    assert not _hard_failures(res), _hard_failures(res)
+    f64 = [c for c in res.checks if c.dtype == "float64" and not c.info]
+    assert max(c.max_rel_diff for c in f64) <= FLOAT64_REL

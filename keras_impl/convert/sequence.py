@@ -274,3 +274,30 @@ def logical(ctx, layer, call):
     a, b = (ctx.tensor(t, "as_is") for t in call.inputs)
     ctx.emit("logical", [a, b], call.outputs[0], layout="as_is", attrs={"fn": fn})
     ctx.graph.tensors[call.outputs[0]].dtype = "bool"
+
+
+@keras_converter("ops.Any", "ops.All")
+def reduce_mask(ctx, layer, call):
+    """ops.any / ops.all of a boolean tensor over Keras axes (Masking's mask:
+    any(x != mask_value, axis=-1), keras/src/layers/core/masking.py compute_mask)."""
+    if len(call.inputs) != 1 or layer.axis is None:
+        raise unsupported(layer, "a reduction over every axis")
+    x = ctx.tensor(call.inputs[0], "as_is")
+    rank = ctx.rank(x)
+    axes = sorted(a % rank for a in layer.axis)
+    if 0 in axes:
+        raise unsupported(layer, "a reduction over the batch axis")
+    fn = "any" if type(layer).__name__ == "Any" else "all"
+    ctx.emit("reduce_bool", [x], call.outputs[0], layout="as_is",
+             attrs={"fn": fn, "axes": axes, "keepdims": bool(layer.keepdims)})
+    ctx.graph.tensors[call.outputs[0]].dtype = "bool"
+
+
+@keras_converter("Masking")
+def masking(ctx, layer, call):
+    """Masking (keras/src/layers/core/masking.py call): steps whose features all
+    equal mask_value become zeros, where(any(x != mask_value, -1), x, 0); the
+    mask itself is the ops.NotEqual / ops.Any nodes Keras builds for the layers
+    after it (converted above)."""
+    x = ctx.tensor(call.inputs[0], "as_is")
+    ctx.emit("masking", [x], call.outputs[0], layout="as_is", attrs={"mask_value": float(layer.mask_value)})

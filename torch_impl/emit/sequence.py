@@ -106,3 +106,18 @@ def split_time(node, args, module, graph=None):
 @torch_emitter("logical")
 def logical(node, args, module, graph=None):
     return Emitted(None, f" {'|' if node.attrs['fn'] == 'or' else '&'} ".join(args))
+
+
+@torch_emitter("reduce_bool")
+def reduce_bool(node, args, module, graph=None):
+    a = node.attrs
+    expr = args[0]
+    for axis in sorted(a["axes"], reverse=True):  # torch's any/all take one dim at a time
+        expr = f"{expr}.{a['fn']}(dim={axis}{', keepdim=True' if a['keepdims'] else ''})"
+    return Emitted(None, expr)
+
+
+@torch_emitter("masking")
+def masking(node, args, module, graph=None):
+    v = fmt(node.attrs["mask_value"])
+    return Emitted(None, f"torch.where(({args[0]} != {v}).any(dim=-1, keepdim=True), {args[0]}, 0.0)")
