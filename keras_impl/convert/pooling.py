@@ -44,12 +44,15 @@ def avg_pool(ctx, layer, call):
 
 
 def _global(ctx, layer, call, op):
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise unsupported(layer, "data_format='channels_first'")
-    x = ctx.tensor(call.inputs[0], "cf")
+    """Pool over every axis after the channels. channels_last: the neutral
+    (channels-first) tensor's axes 2..; data_format="channels_first" (keras.io's
+    time-series Transformer pools (batch, steps, features) that way, over the
+    features): the Keras tensor as it is, whose axes 2.. are those."""
+    channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
+    x = ctx.tensor(call.inputs[0], "as_is" if channels_first else "cf")
     rank = ctx.rank(x)
     keep = bool(layer.keepdims)
-    ctx.emit(op, [x], call.outputs[0], layout="cf" if keep else "as_is",
+    ctx.emit(op, [x], call.outputs[0], layout="cf" if keep and not channels_first else "as_is",
              attrs={"axes": list(range(2, rank)), "keepdim": keep})
 
 
