@@ -237,6 +237,9 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         if c.info and c.check.startswith("stock torch") and not c.passed:
             console.print(f"note ({c.dtype}): {c.check}: max relative difference {c.max_rel_diff:.3g} "
                           f"after {c.detail.get('steps')} steps. {c.detail['diagnosis']}")
+    for name, steps in res.graph.meta.get("assumed_steps", {}).items():
+        console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps (give --data for others); "
+                      "model.py takes any length")
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)
     console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")

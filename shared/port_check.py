@@ -27,11 +27,22 @@ DEFAULT_BATCH = 4
 INT_INPUT_HIGH = 10
 
 
+# A sequence input of unknown length (keras.Input((None,)) token ids, (None,
+# features) series: keras.io's IMDB BiLSTM) gets random inputs of this many
+# steps; the written model.py takes any length. Other unknown sizes need --data.
+UNKNOWN_SEQUENCE_STEPS = 16
+
+
 def _concrete(graph: Graph, name: str, batch: int) -> tuple:
     shape = graph.tensors[name].shape
-    if any(s is None for s in shape[1:]):
-        raise UsageError(f"input {name!r} has shape {shape} with unknown sizes; the port needs a fixed input shape")
-    return (batch, *(int(s) for s in shape[1:]))
+    dims = list(shape[1:])
+    if 1 <= len(dims) <= 2 and dims[0] is None and all(s is not None for s in dims[1:]):
+        dims[0] = UNKNOWN_SEQUENCE_STEPS
+        graph.meta.setdefault("assumed_steps", {})[name] = UNKNOWN_SEQUENCE_STEPS
+    if any(s is None for s in dims):
+        raise UsageError(f"input {name!r} has shape {shape} with unknown sizes; give inputs with --data FILE "
+                         "(the port needs concrete sizes to check)")
+    return (batch, *(int(s) for s in dims))
 
 
 def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> list:

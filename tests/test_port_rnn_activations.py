@@ -164,3 +164,28 @@ def test_masking_layer_ports_with_every_padding_pattern():
         unmasked_input[unmasked_input == -1.0] = -0.999
         moved = res.module(T.as_tensor(unmasked_input))
     assert float((masked[:3] - moved[:3]).abs().max()) > 1e-4
+
+
+# ---- unknown sequence length (keras.io's IMDB BiLSTM: keras.Input((None,), dtype="int32"))
+
+
+def test_unknown_length_sequences_are_checked_at_a_default_length():
+    import keras
+    from keras import layers as L
+
+    from shared.port_check import UNKNOWN_SEQUENCE_STEPS
+
+    keras.utils.set_random_seed(6)
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    series = keras.Input((None, 2), name="series")
+    x = L.Bidirectional(L.LSTM(4), name="bi")(L.Embedding(30, 5, name="emb")(ids))
+    s = L.GRU(3, name="gru")(series)
+    model = keras.Model([ids, series], L.Dense(1, activation="sigmoid", name="head")(L.Concatenate(name="cat")([x, s])))
+    res = compare.port_checks(model)
+    assert not _failures(res), _failures(res)
+    assert res.graph.meta["assumed_steps"] == {"ids": UNKNOWN_SEQUENCE_STEPS, "series": UNKNOWN_SEQUENCE_STEPS}
+    import torch as T
+
+    with T.no_grad():  # model.py takes any length
+        out = res.module(T.randint(1, 30, (2, 5)), T.randn(2, 9, 2))
+    assert tuple(out.shape) == (2, 1)

@@ -260,11 +260,14 @@ def export_onnx(module, graph: Graph, path, opset: int):
     opset = validate_opset(opset)
     path = check_output_path(path)
     dtype = next(iter(module.state_dict().values())).dtype if module.state_dict() else torch.float32
-    examples = []
+    examples, dynamic = [], {}
+    steps = graph.meta.get("assumed_steps", {})  # unknown sequence lengths (shared/port_check.py)
     for name in graph.inputs:
         spec = graph.tensors[name]
-        shape = (2, *(int(s) for s in spec.shape[1:]))
+        shape = (2, *(int(s) if s is not None else int(steps.get(name, 1)) for s in spec.shape[1:]))
         examples.append(torch.zeros(shape, dtype=torch.int64 if "int" in spec.dtype else dtype))
+        dynamic[variable_names(graph)[name]] = {0: "batch", **{i: f"{name}_dim{i}" for i, s in enumerate(spec.shape)
+                                                               if i and s is None}}
     names = list(variable_names(graph)[n] for n in graph.inputs)
     outs = [f"output_{i}" for i in range(len(graph.outputs))]
 
@@ -272,7 +275,7 @@ def export_onnx(module, graph: Graph, path, opset: int):
         with torch.no_grad():
             torch.onnx.export(module.eval(), tuple(examples), tmp, dynamo=False, opset_version=opset,
                               input_names=names, output_names=outs,
-                              dynamic_axes={n: {0: "batch"} for n in names + outs})
+                              dynamic_axes={**{n: {0: "batch"} for n in outs}, **dynamic})
 
     return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
 
