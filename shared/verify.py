@@ -45,7 +45,7 @@ from shared.errors import UsageError
 from shared.verify_attention import attention_notes, by_role, other_role, packed_attention
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
-           "weights_to_torch", "localise", "attribute_notes", "mask_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
+           "weights_to_torch", "localise", "attribute_notes", "padding_notes", "mask_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
 
 MAPPING_VERSION = 1
 
@@ -396,6 +396,25 @@ def mask_notes(k: KerasRecord, t: TorchRecord) -> list:
             f"torch '{t.path}' runs over them (its input is a padded tensor, not a PackedSequence): the final state is "
             "the one after the padding, and a backward direction starts in it. Fix: lengths = (ids != 0).sum(1); "
             "pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False) before the RNN"]
+
+
+def padding_notes(k: KerasRecord, t: TorchRecord, x: np.ndarray, pad) -> list:
+    """A Keras RNN that skips masked steps against a packed torch RNN, on given
+    rows that are not right-padded (padding before or between tokens): Keras
+    skips every masked step wherever it is, pack_padded_sequence keeps each
+    row's first `length` steps, so on those rows the port is another model."""
+    if pad is None or x.ndim != 2 or not (k.kind.startswith("rnn") and k.attrs.get("masked") and t.attrs.get("packed_input")):
+        return []
+    real = x != pad
+    lengths = real.sum(1)
+    right = real == (np.arange(x.shape[1])[None, :] < lengths[:, None])
+    rows = np.flatnonzero(~right.all(1))
+    if not rows.size:
+        return []
+    return [f"{k.name}: input rows {rows[:10].tolist()}{' and more' if rows.size > 10 else ''} are not right-padded (the "
+            f"mask value {pad:g} before or between tokens): Keras' {k.cls} skips every masked step wherever it is, "
+            f"torch '{t.path}' packs each row's first (ids != {pad:g}).sum() steps, so on these rows the two differ "
+            "by design. Pad on the right (or gather each row's tokens to the front before packing)"]
 
 
 def weight_notes(pair: Pair, keras_w: dict, torch_w: dict) -> list:

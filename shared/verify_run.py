@@ -42,7 +42,7 @@ from shared.checks import Check, compare_arrays
 from shared.tolerances import ZERO_GRADIENT_F64, for_check
 from shared.training import stock_training_row
 from shared.verify import (SAME_WEIGHT, Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes,
-                           match, weight_notes, weights_to_torch)
+                           match, padding_notes, weight_notes, weights_to_torch)
 from shared.verify_attention import swapped_projections
 from shared.verify_data import draw_data, make_targets
 
@@ -143,6 +143,10 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     where = localise(ks.layer_order(), pairs, pair_pass)
     if where is not None:
         _describe_gap(where, ks, ts, kby, {p.keras: tby[p.torch] for p in mapping.pairs})
+        first = kby.get(where["first_differing"])
+        if first is not None and first.name in {p.keras for p in mapping.pairs}:
+            where["diagnoses"] += padding_notes(first, tby[next(p.torch for p in mapping.pairs if p.keras == first.name)],
+                                                np.asarray(x), ks.mask_value())
         diagnoses += [d for d in where["diagnoses"] if d not in diagnoses]
     if opts.gradients:
         zero = {}

@@ -139,3 +139,14 @@ def test_masking_time_series_port_verifies_on_padded_data():
     assert not _hard_failures(res), _hard_failures(res)
     f64 = [c for c in res.checks if c.dtype == "float64" and not c.info]
     assert max(c.max_rel_diff for c in f64) <= FLOAT64_REL
+
+
+def test_left_padded_data_against_a_packed_port_names_the_rows():
+    """Keras skips masked steps anywhere; a packed port assumes right padding.
+    Given left-padded rows the two differ by design, and verify says which rows."""
+    ids = np.array([[0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7], [2, 3, 0, 0, 0, 0, 0], [0, 5, 6, 7, 8, 9, 1]],
+                   dtype="int32")
+    res = compare.verify_models(_tagger(True), TaggerPort(True), ids, gradients=False, train_steps=0)
+    assert not res.passed
+    notes = [d for d in res.diagnoses if "not right-padded" in d]
+    assert notes and "[0, 3]" in notes[0], res.diagnoses
