@@ -233,6 +233,8 @@ class KerasSide:
     def output_mask(self, x: np.ndarray):
         """The Keras mask the model's output carries for x (a per-step output of a
         masked model: its loss skips the masked steps), boolean (batch, steps), or None."""
+        if not self.graph.meta.get("output_masks"):  # read_graph records the masks a model output carries
+            return None  # no forward pass just to learn there is no mask
         out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
         mask = getattr(out, "_keras_mask", None)
         return None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
