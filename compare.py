@@ -67,11 +67,9 @@ class _Frameworks:
 
         import keras_impl  # sets KERAS_BACKEND=tensorflow
 
-        keras_impl.quiet_tensorflow(verbose)  # before TF loads: its C++ start-up lines
+        keras_impl.quiet_tensorflow(verbose)  # imports TF with its C++ start-up lines hidden
         import keras
         import tensorflow as tf
-
-        keras_impl.quiet_tensorflow(verbose)  # after: absl's and TF's Python loggers
 
         from keras_impl import backend as kb
         from torch_impl import backend as tb

@@ -20,24 +20,53 @@ _QUIET_CPP_LEVEL = "3"
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
-    """Hide TensorFlow's start-up log lines unless `verbose`.
+    """Import TensorFlow (and Keras) with its start-up lines hidden, unless `verbose`.
 
-    Call before TensorFlow is imported for the C++ lines (the variable is read
-    once, when TF loads); the Python-side loggers (absl, "tensorflow") are
-    quieted whenever this runs after the import too.
+    TF_CPP_MIN_LOG_LEVEL alone is not enough: where oneDNN's custom operations
+    switch on (AVX-512 CPUs, or TF_ENABLE_ONEDNN_OPTS=1), TF 2.21 writes
+    "All log messages before absl::InitializeLog() is called are written to
+    STDERR" and the oneDNN notice (port.cc:153) straight to file descriptor 2
+    while it loads, before abseil reads any level (even 3). So the import runs
+    with descriptor 2 pointed at a temporary file, then given back; what was
+    written there is shown only if the import fails. The Python-side loggers
+    (absl, "tensorflow") are quieted afterwards.
     """
     import sys
 
     if verbose:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = _QUIET_CPP_LEVEL
-    if "tensorflow" in sys.modules:
-        import logging
+    if "tensorflow" not in sys.modules:
+        _import_with_stderr_hidden()
+    import logging
 
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # absl ships with TF; nothing to quiet without it
+        pass
+
+
+def _import_with_stderr_hidden() -> None:
+    """`import tensorflow, keras` with file descriptor 2 sent to a temporary file."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
         try:
-            from absl import logging as absl_logging
-
-            absl_logging.set_verbosity(absl_logging.ERROR)
-        except ImportError:  # absl ships with TF; nothing to quiet without it
-            pass
+            import keras  # noqa: F401  (imports tensorflow: KERAS_BACKEND above)
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))  # the reason the import failed
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
