@@ -60,6 +60,20 @@ def test_nhwc_flatten_port_passes_with_plain_transpose():
     assert res.mapping.pairs[3].flatten["torch_order"] == "hwc"
 
 
+def test_contiguous_on_contiguous_tensors_is_traced_and_passes():
+    """`t.contiguous()` returns `t` itself: the trace must not record `t` as its own source (it looped until OOM)."""
+    from torch_impl.verify_trace import Mode
+
+    t = torch.ones(2, 3)
+    with Mode(record=True) as mode:
+        assert t.contiguous() is t
+    assert id(t) not in mode.prov and not mode.keep
+    res = verify(torch_ports.ContiguousCalls, train_steps=0, gradients=False)
+    assert res.passed, [c.check for c in failing(res)]
+    assert res.mapping.pairs[3].flatten == {"keras_shape": [2, 2, 8], "torch_order": "chw"}
+    assert check(res, "model output", "float64").max_abs_diff < 1e-14
+
+
 def test_bn_epsilon_default_is_located_and_named():
     res = verify(torch_ports.BnEpsDefault, train_steps=0)
     assert not res.passed

@@ -92,7 +92,10 @@ class Mode(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.record and args and id(args[0]) in self.linear_out and splits_qkv(name, args, kwargs, out):
             self.fused.add(self.linear_out[id(args[0])])
-        if self.record and name in MOVEMENT and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+        # `t.contiguous()` on a contiguous tensor (and reshape to the same shape) returns `t` itself:
+        # recording it would make `t` its own source and flatten_chain would never end.
+        if (self.record and name in MOVEMENT and args and isinstance(args[0], torch.Tensor)
+                and isinstance(out, torch.Tensor) and out is not args[0]):
             self.keep.append(out)
             self.prov[id(out)] = (args[0], func, args[1:], kwargs)
         return out
@@ -100,8 +103,9 @@ class Mode(TorchFunctionMode):
 
 def flatten_chain(prov: dict, t: torch.Tensor) -> dict | None:
     """Replay the reshapes/permutes that made `t` from a feature map on an index tensor."""
-    ops = []
-    while id(t) in prov:
+    ops, seen = [], set()
+    while id(t) in prov and id(t) not in seen:  # `seen`: a chain is never replayed in a loop
+        seen.add(id(t))
         src, func, args, kwargs = prov[id(t)]
         ops.append((func, args, kwargs))
         t = src

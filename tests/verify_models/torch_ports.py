@@ -65,6 +65,15 @@ class FlattenNHWC(CorrectPort):
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
 
+class ContiguousCalls(CorrectPort):
+    """Also correct: `.contiguous()` on tensors that already are (it returns the tensor itself), as HF models do."""
+
+    def features(self, x):
+        x = F.relu(self.bn1(self.stem(x.contiguous()))).contiguous()
+        x = F.max_pool2d(F.relu(self.dw(x)), 2).contiguous()
+        return torch.flatten(x, 1).contiguous()
+
+
 class BnEpsDefault(CorrectPort):
     bn_eps = 1e-5  # torch's default instead of Keras' 1e-3
 
