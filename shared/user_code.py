@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["EXIT_OK", "EXIT_PARITY", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_OOM", "UserFault", "register",
-           "is_out_of_memory", "user_fault", "describe"]
+           "is_out_of_memory", "mentions_out_of_memory", "user_fault", "describe"]
 
 EXIT_OK = 0  # every check passed
 EXIT_PARITY = 1  # a parity check failed: the only code CI may read as "the models differ"
@@ -120,6 +120,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
         if isinstance(e, (RuntimeError, OSError)) and any(m in first for m in _OOM_MESSAGES):
             return True
     return False
+
+
+def mentions_out_of_memory(text: str) -> bool:
+    """Whether an error's text ("Type: message", as a child process or bench part reports it) is out of memory."""
+    head = text[:2000]
+    return any(name in head for name in _OOM_CLASSES) or any(m in head.lower() for m in _OOM_MESSAGES)
 
 
 def _frames(exc: BaseException) -> list:

@@ -350,3 +350,17 @@ def test_mnasnet_safetensors_weights(tmp_path):
     save_file(src.state_dict(), tmp_path / "mnasnet.safetensors")
     dst = load_state_file(tv.models.mnasnet0_5(), str(tmp_path / "mnasnet.safetensors"))
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+
+def test_bench_part_out_of_memory_is_exit_4(monkeypatch, tmp_path):
+    """bench's parts run in child processes: their error text tells an out-of-memory part from a failed one."""
+    from shared import bench
+
+    assert user_code.mentions_out_of_memory("exit status 1\nTraceback ...\nMemoryError: Unable to allocate 8.0 GiB")
+    assert not user_code.mentions_out_of_memory("exit status 1\nValueError: shapes differ")
+    monkeypatch.setattr(bench, "run_part", lambda module, pair, settings, work: {
+        "error": "exit status 1", "tail": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"})
+    r = _main("bench", "--tiny", "--skip-harness", "--out", tmp_path / "b")
+    assert r.returncode == compare.EXIT_OOM, r.stdout + r.stderr
+    monkeypatch.setattr(bench, "run_part", lambda module, pair, settings, work: {"error": "exit status 1", "tail": "ValueError"})
+    assert _main("bench", "--tiny", "--skip-harness", "--out", tmp_path / "b").returncode == 1  # a part failed
