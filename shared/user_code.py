@@ -55,6 +55,8 @@ _LIBRARY_PARTS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + 
 _OOM_CLASSES = {"MemoryError", "OutOfMemoryError", "ResourceExhaustedError"}
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "oom when allocating",
                  "failed to allocate memory")
+# Top packages never registered as the user's, even when a spec names one of them.
+_FRAMEWORKS = {"torch", "tensorflow", "keras", "numpy", "shared", "keras_impl", "torch_impl", "compare"}
 _CHAIN_LIMIT = 16  # links of __cause__ / __context__ followed at most (a cycle or a very long chain)
 
 _user_paths: set = set()  # resolved files and package folders registered as the user's
@@ -79,13 +81,19 @@ class UserFault:
 
 def register(module) -> None:
     """Count a module loaded from the user (a model spec, a --plugin) as user code,
-    also when it is installed in site-packages: its file, and its top package's folder."""
+    also when it is installed in site-packages: its file, and its top package's
+    folder (its layers' forward, called by torch, is the user's too). Never this
+    project's files, nor the frameworks' packages (`torch.nn:Linear` as a spec)."""
+    top_name = getattr(module, "__name__", "").partition(".")[0]
     file = getattr(module, "__file__", None)
-    if file:
-        _user_paths.add(os.path.realpath(file))
-    top = sys.modules.get(getattr(module, "__name__", "").partition(".")[0])
-    for folder in getattr(top, "__path__", None) or ():
-        _user_paths.add(os.path.realpath(folder) + os.sep)
+    paths = [os.path.realpath(file)] if file else []
+    if top_name not in _FRAMEWORKS:
+        paths += [os.path.realpath(f) + os.sep for f in getattr(sys.modules.get(top_name), "__path__", None) or ()]
+    _user_paths.update(p for p in paths if not _own(p) and not _own(p + os.sep))
+
+
+def _own(path: str) -> bool:
+    return path in _OWN_FILES or path.startswith(_OWN_DIRS) or path + os.sep in _OWN_DIRS
 
 
 def _kind(filename: str) -> str:
@@ -95,7 +103,7 @@ def _kind(filename: str) -> str:
     path = os.path.realpath(filename)
     if path in _user_paths or any(path.startswith(p) for p in _user_paths if p.endswith(os.sep)):
         return "user"
-    if path in _OWN_FILES or path.startswith(_OWN_DIRS):
+    if _own(path):
         return "own"
     if path.startswith(_LIBRARY_DIRS) or any(part in path for part in _LIBRARY_PARTS):
         return "library"
@@ -117,7 +125,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
         if _OOM_CLASSES & {c.__name__ for c in type(e).__mro__}:
             return True
         first = str(e)[:2000].lower()  # the allocators put it in the first lines; never format a huge message
-        if isinstance(e, (RuntimeError, OSError)) and any(m in first for m in _OOM_MESSAGES):
+        if any(m in first for m in _OOM_MESSAGES):  # any class: onnxruntime's errors derive from Exception only
             return True
     return False
 
