@@ -16,9 +16,12 @@ Commands:
   python compare.py port TORCH_MODEL --input-shape C,H,W --out DIR   a PyTorch module -> model.keras + model_keras.py, proven
   python compare.py verify KERAS_MODEL TORCH_MODEL   check a hand-written PyTorch port of a Keras model
 
-Exit codes: 0 every check passed; 1 a parity check failed; 2 bad usage or bad
-input (one line on stderr, no traceback); 3 an internal error (a bug in this
-tool, with its traceback).
+Exit codes: 0 every check passed; 1 a parity check failed (only then); 2 bad
+usage, bad input, or an error raised by your own code (your model function or
+class, its forward/call, a --plugin, a .keras file's custom objects): one line
+on stderr naming your file:line, the function and the exception, no traceback
+(the run command's --verbose adds it); 3 an internal error (a bug in this
+tool, with its traceback); 4 ran out of memory (try a smaller --batch-size).
 
 This is the only module (with the tests) that brings TensorFlow and PyTorch
 together, and only through numpy.
@@ -38,15 +41,16 @@ from shared.cases import Case, builtin_cases, data_record, user_case
 from shared.checks import ParityFailure, assert_checks
 from shared.config import DTYPES, MODELS, TASKS
 from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair
+from shared import user_code
 from shared.errors import ParityError, UsageError
 from shared.registry import FAULTS
 from shared.tolerances import Tolerance, for_check
+from shared.user_code import EXIT_INTERNAL, EXIT_OK, EXIT_OOM, EXIT_PARITY, EXIT_USAGE  # the exit codes, documented there
 
 __all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
            "keras_to_torch", "port_checks", "verify_models",
            "torch_to_keras", "reverse_port_checks"]
 
-EXIT_OK, EXIT_PARITY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUT = "reports/latest"
 # Threads per framework. These models are tiny: with more than one thread the
 # synchronisation costs more than the work (torch CNN training measured 5-7x
@@ -312,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Subcommands: 'data', 'export' and 'bench' (each has --help). "
-               "Exit codes: 0 all checks passed, 1 a parity check failed, 2 bad usage or bad input, 3 internal error.",
+               "Exit codes: 0 all checks passed, 1 a parity check failed, 2 bad usage, bad input or an error raised by "
+               "your own model/plugin code, 3 internal error (a bug in this tool), 4 ran out of memory.",
     )
     p.add_argument("--task", choices=TASKS, help="only built-in pairs of this task; with --format csv, the task of the data")
     p.add_argument("--model", choices=MODELS, help="only built-in pairs of this model; with --data, the model to build (default: cnn for images, mlp for tables)")
@@ -585,12 +590,13 @@ def cmd_verify(argv) -> int:
     args = p.parse_args(argv)
     verify_cli.check_arguments(args)
     frameworks(args.threads)
-    from torch_impl.verify import load_model as load_torch, load_state
+    from torch_impl.verify import load_model as load_torch
+    from torch_impl.weights import load_state_file
     from keras_impl.verify import load_model as load_keras
 
     module = load_torch(args.torch_model)
     if args.torch_weights:
-        load_state(module, args.torch_weights)
+        load_state_file(module, args.torch_weights)
     keras_model = load_keras(args.keras_model, unsafe=args.unsafe)
     x, y = verify_cli.load_data(args, tuple(keras_model.inputs[0].shape))
     res = verify_models(keras_model, module, x, weights=args.weights, train_steps=args.steps, mapping=verify_cli.read_mapping(args),
@@ -609,6 +615,7 @@ COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": 
 
 
 def main(argv=None) -> int:
+    """Run one command; the exit code keeps its meaning whatever goes wrong (shared/user_code.py)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd = COMMANDS.get(argv[0]) if argv else None
     try:
@@ -616,19 +623,61 @@ def main(argv=None) -> int:
     except ParityFailure as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_PARITY
-    except (ParityError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except MemoryError:  # before anything that allocates: no traceback, no formatting of the exception
+        return _out_of_memory(None)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
-    except Exception:  # a bug in this tool: never let it pass for a parity verdict (exit 1)
+    except Exception as exc:
+        # Only the run command has --verbose: with it, the user's error also gets its traceback.
+        return _failure(exc, verbose=(("--verbose" in argv) if cmd is None else None))
+
+
+_OOM_HINT = ("try a smaller --batch-size (or fewer samples in --data), close other programs, or run it on a "
+             "machine with more memory; nothing was written")
+
+
+def _out_of_memory(exc) -> int:
+    """EXIT_OOM with one line; preformatted parts only, as memory may still be short."""
+    try:
+        what = "" if exc is None else f" ({user_code.describe(exc)})"
+        print(f"error: ran out of memory{what}; {_OOM_HINT}", file=sys.stderr)
+    except MemoryError:
+        pass
+    return EXIT_OOM
+
+
+def _failure(exc: Exception, *, verbose: bool | None) -> int:
+    """Exit code and message of an exception that is not a parity verdict: out of memory (4),
+    bad input or the user's own error (2), or a bug of this tool (3); never 1 (shared/user_code.py).
+    verbose: None where the command has no --verbose, else whether it was given."""
+    try:
+        if user_code.is_out_of_memory(exc):
+            return _out_of_memory(exc)
+        if isinstance(exc, ParityError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        fault = user_code.user_fault(exc)
+        if fault is not None:
+            if verbose:
+                import traceback
+
+                traceback.print_exception(exc)
+            hint = "; --verbose shows the traceback" if verbose is False else ""
+            print(f"error: {fault} (an error in the model, module or plugin you gave, not in keras-torch-parity{hint})",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, OSError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         import traceback
 
-        traceback.print_exc()
+        traceback.print_exception(exc)
         print("internal error: the traceback above is a bug in keras-torch-parity, not a parity result; "
               "nothing was written", file=sys.stderr)
         return EXIT_INTERNAL
+    except MemoryError:  # the handler itself ran out: still not a verdict
+        return _out_of_memory(None)
 
 
 if __name__ == "__main__":

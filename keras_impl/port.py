@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
@@ -54,13 +55,18 @@ def import_plugin(target: str):
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules.setdefault(path.stem, module)
+        user_code.register(module)  # before it runs: its errors are the user's (compare.py names them, exit 2)
         module_spec.loader.exec_module(module)
         _PLUGINS[str(path.resolve())] = module
         return module
     try:
-        return importlib.import_module(target)
+        module = importlib.import_module(target)
     except ImportError as e:
+        if user_code.user_fault(e) is not None:  # raised inside the user's module: named by compare.py
+            raise
         raise UsageError(f"{target}: cannot import module ({e})") from None
+    user_code.register(module)
+    return module
 
 
 _PLUGINS: dict = {}  # resolved .py path -> module, so a file imported twice registers once
@@ -83,7 +89,9 @@ def load_model(spec: str, unsafe: bool = False):
             raise UsageError(f"{spec}: no such model file")
         try:
             model = keras.saving.load_model(str(path), safe_mode=not unsafe, compile=True)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # TypeError: Keras' "could not be deserialized" around a custom object
+            if user_code.user_fault(e) is not None:  # a custom object's own code raised: compare.py names it
+                raise
             if "safe_mode" in str(e) or "lambda" in str(e).lower():
                 raise UsageError(f"{spec}: the model has a Lambda layer carrying code; Keras' safe_mode refuses to "
                                  "load it. Pass --unsafe if you trust this file") from None

@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Statistics (pure, tested with synthetic numbers)
 # ==========================================================================
 from shared.bench_stats import bare_estimate, ratio, stats, summarize  # noqa: E402,F401  (re-exported)
+from shared.user_code import EXIT_OOM, mentions_out_of_memory  # noqa: E402
 
 
 def _run(cmd: list, timeout: float, env: dict | None = None) -> dict:
@@ -241,7 +242,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """`compare.py bench [options]`. Exit 0 when every part ran, 1 when one failed, 2 on bad usage."""
+    """`compare.py bench [options]`. Exit 0 when every part ran, 1 when one failed, 2 on bad usage,
+    4 when one ran out of memory (shared/user_code.py)."""
     from rich.console import Console
 
     from shared.atomic import atomic_write_text
@@ -279,7 +281,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     result = {"schema": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
               "settings": {**settings, "pairs": pairs, "ort_level": ORT_BENCH_LEVEL}, "pairs": {}}
-    failed = False
+    failed = out_of_memory = False
     with tempfile.TemporaryDirectory(prefix="ktp-bench-") as tmp:
         work = Path(tmp)
         for pair in pairs:
@@ -295,6 +297,7 @@ def main(argv=None) -> int:
             parts["ort"] = run_part("shared.bench_ort", pair, dict(settings, onnx_paths=paths), work)
             console.print(f" done ({time.perf_counter() - t_start:.0f} s)")
             failed |= any("error" in p for p in parts.values())
+            out_of_memory |= any(mentions_out_of_memory(f"{p['error']}\n{p.get('tail', '')}") for p in parts.values() if "error" in p)
             result["pairs"][pair] = {"parts": parts, "summary": summarize(parts, settings)}
         k = next((p["parts"]["keras"] for p in result["pairs"].values() if "threads" in p["parts"]["keras"]), {})
         t = next((p["parts"]["torch"] for p in result["pairs"].values() if "threads" in p["parts"]["torch"]), {})
@@ -314,7 +317,7 @@ def main(argv=None) -> int:
     atomic_write_text(out / "bench.json", json.dumps(result, indent=1, default=_jsonable))
     atomic_write_text(out / "bench.txt", console.export_text())
     console.print(f"bench.json and bench.txt in {out} ({result['bench_wall_s']:.0f} s)")
-    return 1 if failed else 0
+    return EXIT_OOM if out_of_memory else 1 if failed else 0
 
 
 if __name__ == "__main__":

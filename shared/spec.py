@@ -11,6 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from shared import user_code
 from shared.errors import UsageError
 
 __all__ = ["load_object", "build_from_spec"]
@@ -28,12 +29,16 @@ def load_object(spec: str):
         module_spec = importlib.util.spec_from_file_location(f"ktp_user_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_spec.name] = module  # classes defined there stay importable (pickling, dataclasses)
+        user_code.register(module)  # before it runs: its errors are the user's, wherever the file lies
         module_spec.loader.exec_module(module)
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
+            if user_code.user_fault(e) is not None:  # raised inside the user's module: named by compare.py
+                raise
             raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
+    user_code.register(module)
     obj = getattr(module, name, None)
     if obj is None or not callable(obj):
         raise UsageError(f"{spec}: {target} has no class or function {name!r}")
@@ -47,6 +52,8 @@ def build_from_spec(spec: str, expected: type, expected_name: str):
     try:
         obj = factory()
     except TypeError as e:
+        if e.__traceback__.tb_next is not None:  # raised inside NAME, not by the call's arguments: the user's error
+            raise
         raise UsageError(f"{spec}: {name}() needs arguments ({e}); give a class with a no-argument constructor "
                          f"or a function returning {expected_name}") from None
     if not isinstance(obj, expected):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared import user_code
 from shared.errors import UsageError
 
 __all__ = ["make_targets", "check_targets", "draw_data", "right_padded"]
@@ -137,6 +138,8 @@ def _check_empty_rows(ks, ts, x: np.ndarray, used: list) -> None:
     try:
         ts.forward(x[empty])
     except Exception as e:  # noqa: BLE001  (whatever the user's forward raises on them)
+        if user_code.is_out_of_memory(e):  # exit 4, not a verdict on the rows
+            raise
         why = (str(e).splitlines() or [""])[0][:200]
         raise UsageError(f"input rows {empty[:10]}{' and more' if len(empty) > 10 else ''}: every id is the mask value "
                          f"{pad:g} (an empty sequence), and the torch model fails on them ({type(e).__name__}: {why}); "

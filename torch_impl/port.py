@@ -117,32 +117,12 @@ def load_module(spec: str, weights: str | None = None):
     returning a module; `weights`: a state_dict saved with torch.save
     (.pt/.pth, loaded with weights_only=True) or a .safetensors file."""
     from shared.spec import build_from_spec
+    from torch_impl.weights import load_state_file
 
     model = build_from_spec(spec, torch.nn.Module, "a torch.nn.Module")
     if weights is not None:
-        _load_weights(model, weights)
+        load_state_file(model, weights)
     return model.eval()
-
-
-def _load_weights(model, path: str) -> None:
-    from pathlib import Path
-
-    from shared.errors import UsageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--torch-weights {path}: no such file")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(p))
-        else:
-            sd = torch.load(str(p), map_location="cpu", weights_only=True)
-            sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
-        model.load_state_dict(sd, strict=True)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise UsageError(f"--torch-weights {path}: {str(e).splitlines()[0]}") from None
 
 
 def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, Node, TensorSpec
 
@@ -88,6 +89,8 @@ def trace(module) -> fx.GraphModule:
     try:
         g = tracer.trace(module)
     except Exception as e:  # data-dependent control flow and friends
+        if user_code.is_out_of_memory(e):
+            raise
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"torch.fx cannot trace {type(module).__name__}: {first}") from None
     return fx.GraphModule(tracer.root, g, type(module).__name__)
@@ -238,6 +241,8 @@ def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
     try:
         values = _run(gm, x)
     except Exception as e:
+        if user_code.is_out_of_memory(e) or user_code.user_fault(e) is not None:  # compare.py names the user's line
+            raise
         raise UsageError(f"{type(module).__name__} does not run on an input of shape (N, {', '.join(map(str, input_shape))}): "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     graph = Graph(name=name or type(module).__name__, meta={"source": "torch", "torch_version": torch.__version__})

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -459,25 +458,3 @@ def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, mask=None) -> tor
             weight = torch.tensor(total / valid if valid else 0.0, dtype=per.dtype)  # not a float32 scalar
             per = per * torch.where(keep, weight, torch.zeros((), dtype=per.dtype))
     return per.sum() if spec["reduction"] == "sum" else per.sum() / total
-
-
-def load_state(module: nn.Module, path: str) -> None:
-    """Load a state_dict file (.pt/.pth via torch.load(weights_only=True), or .safetensors) strictly."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{path}: no such weights file")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(p))
-    else:
-        try:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors of every kind: a bad file
-            raise UsageError(f"{path}: not a torch state_dict ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    if not isinstance(state, dict):
-        raise UsageError(f"{path}: holds a {type(state).__name__}, expected a state_dict")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise UsageError(f"{path}: does not fit the torch model: {' '.join(str(e).split())[:300]}") from None

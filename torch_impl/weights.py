@@ -8,14 +8,20 @@ model's own counter.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
 
 from shared.config import ModelConfig, parameter_spec
+from shared.errors import UsageError
 from shared.portable import check_tensors, load_portable, save_portable
+from shared.user_code import is_out_of_memory
 
-__all__ = ["variable_map", "to_portable", "from_portable", "grads_to_portable", "save_weights", "load_weights"]
+__all__ = ["variable_map", "to_portable", "from_portable", "grads_to_portable", "save_weights", "load_weights",
+           "load_state_file"]
 
 
 def variable_map(model: nn.Module, config: ModelConfig) -> list:
@@ -57,3 +63,48 @@ def load_weights(model: nn.Module, config: ModelConfig, path) -> dict:
     tensors, sidecar, _ = load_portable(path, config)
     from_portable(model, config, tensors)
     return sidecar
+
+
+def load_state_file(module: nn.Module, path: str) -> nn.Module:
+    """Load a user's state_dict file into `module` strictly (`--torch-weights` of port and verify).
+
+    .pt/.pth: torch.load(weights_only=True), also {"state_dict": ...} as
+    checkpoints hold it; .safetensors: safetensors' load_file. A file without
+    `_metadata` (every .safetensors, which keeps tensors only) gets the
+    module's own: the version each submodule's code writes (Module._version)
+    is what versioned `_load_from_state_dict`s read, and torchvision's MNASNet
+    refuses a state without one ("version should be set to 1 or 2").
+    A file that is missing, unreadable or does not fit: UsageError (exit 2).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--torch-weights {path}: no such file")
+    state = _read_state(p)
+    if not isinstance(state, dict):
+        raise UsageError(f"--torch-weights {path}: holds a {type(state).__name__}, expected a state_dict")
+    if getattr(state, "_metadata", None) is None:
+        state = OrderedDict(state)
+        state._metadata = module.state_dict()._metadata  # type: ignore[attr-defined]
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"--torch-weights {path}: does not fit the torch model: {' '.join(str(e).split())[:300]}") from None
+    return module
+
+
+def _read_state(p: Path):
+    """The object a weights file holds (a state_dict, or a checkpoint dict with one under "state_dict")."""
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(p))
+        state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  pickle and safetensors errors of every kind: a bad file
+        if is_out_of_memory(e):
+            raise
+        raise UsageError(f"--torch-weights {p}: not a readable state_dict ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        return state["state_dict"]
+    return state
