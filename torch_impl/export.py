@@ -50,7 +50,7 @@ from shared.onnx_export import (
 )
 
 __all__ = ["export_onnx", "export_with_info", "EXPORTERS", "INPUT_NAME", "OUTPUT_NAME", "example_input",
-           "no_mha_fastpath"]
+           "no_mha_fastpath", "exportable"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -96,6 +96,28 @@ def no_mha_fastpath():
         torch.backends.mha.set_fastpath_enabled(was)
 
 
+def _erfc(g, x):
+    """aten::erfc for the TorchScript exporter: ONNX has Erf but no Erfc, so
+    1 - Erf(x), the constant in x's dtype. The writer emits erfc for Keras'
+    exact GELU as TensorFlow computes it (torch_impl/emit/helpers.py
+    keras_gelu; keras.io's ConvMixer); |1 - erf(x) - erfc(x)| stays below
+    float32's epsilon, and 0.5 * x * erfc(-x / sqrt 2) multiplies the small
+    values by x."""
+    dtype = torch.float64 if x.type().scalarType() == "Double" else torch.float32
+    return g.op("Sub", g.op("Constant", value_t=torch.tensor(1.0, dtype=dtype)), g.op("Erf", x))
+
+
+@contextlib.contextmanager
+def exportable(opset: int):
+    """no_mha_fastpath, and aten::erfc exported as 1 - Erf (_erfc), for one export."""
+    torch.onnx.register_custom_op_symbolic("aten::erfc", _erfc, opset)
+    try:
+        with no_mha_fastpath():
+            yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::erfc", opset)
+
+
 def _run_exporter(model: torch.nn.Module, example: torch.Tensor, tmp: str, opset: int, exporter: str) -> None:
     if exporter == "torchscript":
         kw = dict(dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
@@ -105,7 +127,7 @@ def _run_exporter(model: torch.nn.Module, example: torch.Tensor, tmp: str, opset
                   external_data=False)
     else:
         raise ValueError(f"exporter must be one of {EXPORTERS}. Received: exporter={exporter!r}")
-    with torch.no_grad(), no_mha_fastpath():
+    with torch.no_grad(), exportable(opset):
         torch.onnx.export(model, (example,), tmp, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], **kw)
 
