@@ -460,7 +460,7 @@ def cmd_port(argv) -> int:
     with atomic_dir(out) as work, ui:
         work = Path(work)
         res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
-                             onnx_dir=None if args.no_onnx else work)
+                             onnx_dir=None if args.no_onnx else work, onnx_dir_shown_as=out)
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
         source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
         report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
@@ -496,9 +496,9 @@ def cmd_port_reverse(args, out: Path) -> int:
         atomic_write_text(work / "model_keras.py", res.source)
         files = k.save(res.model, work)
         res.checks.append(pr.plain_load_check(k, res, xs[0], work / "model.keras", work))
-        if not args.no_onnx:
-            res.checks += pr.onnx_checks(k, t, module, res, xs[0], work)
-            files.update({"onnx": ["keras.onnx", "torch.onnx"]})
+        if not args.no_onnx:  # an exporter's failure is an information row, never the verdict
+            res.checks += pr.onnx_checks(k, t, module, res, xs[0], work, shown_as=out)
+            files.update({"onnx": sp.written_onnx(work)})
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
         data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
                  "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
@@ -511,6 +511,10 @@ def cmd_port_reverse(args, out: Path) -> int:
         print(rpt.summary_line(report))
     else:
         rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
+        from shared.onnx_check import export_notes
+
+        for line in export_notes(res.checks):
+            ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
         ui.out.print(rpt.summary_line(report) + f"; model.keras, model_keras.py, weights and report in {out}")
     return EXIT_OK if report["passed"] else EXIT_PARITY
 

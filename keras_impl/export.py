@@ -53,7 +53,8 @@ OUTPUT_NAME = "logits"
 EXPORTERS = ("tf2onnx",)
 
 
-def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX_OPSET) -> Path:
+def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX_OPSET,
+                model_name: str | None = None) -> Path:
     """Export `model` (inference mode, NHWC input for images) to an ONNX file.
 
     Args:
@@ -62,6 +63,7 @@ def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX
         path: destination .onnx file; missing parent folders are created, an
             existing file is replaced only once the new one is complete.
         opset: ONNX opset, within shared.onnx_export.SUPPORTED_OPSETS.
+        model_name: the name messages give the model (default model.name).
 
     Returns:
         The destination path.
@@ -75,15 +77,16 @@ def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX
     opset = validate_opset(opset)
     path = check_output_path(path)
     signature = [keras.InputSpec(shape=(None, *config.input_shape), dtype=config.dtype, name=INPUT_NAME)]
+    name = model_name or model.name
 
     def write(tmp: str) -> None:
         model.export(tmp, format="onnx", opset_version=opset, input_signature=signature, verbose=False)
         proto = onnx.load(tmp)
         standardize_io(proto, INPUT_NAME, OUTPUT_NAME)
-        _require_dynamic_batch(proto, model.name)
+        _require_dynamic_batch(proto, name)
         onnx.save(proto, tmp)
 
-    return atomic_export(path, write, framework="keras", model_name=model.name,
+    return atomic_export(path, write, framework="keras", model_name=name,
                          loggers=("tf2onnx", "tensorflow", "absl"))
 
 

@@ -43,10 +43,10 @@ def forward(model, graph: Graph, x: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(_keras_layout(graph, graph.inputs[0], x), training=False))
 
 
-def export_onnx(model, config, path) -> Path:
+def export_onnx(model, config, path, model_name: str | None = None) -> Path:
     from keras_impl.export import export_onnx as export
 
-    return export(model, config, path)
+    return export(model, config, path, model_name=model_name)
 
 
 def save(model, folder: Path) -> dict:

@@ -88,9 +88,22 @@ def atomic_dir(final_path):
         yield tmp
         os.chmod(tmp, _DIR_MODE)
         _swap_in(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_final(exc, tmp, final)
         raise
+
+
+def _name_final(exc: BaseException, tmp: Path, final: Path) -> None:
+    """A message that names the temporary folder names the final one instead:
+    the user never sees `.out.xxxx.tmp` (it is gone once the error is shown)."""
+    if not exc.args or not isinstance(exc.args[0], str):
+        return
+    text = exc.args[0]
+    for internal in {str(tmp), str(tmp.resolve())}:
+        text = text.replace(internal, str(final))
+    if text != exc.args[0]:
+        exc.args = (text, *exc.args[1:])
 
 
 def _swap_in(new: Path, final: Path) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -42,6 +44,11 @@ __all__ = [
     "check_model",
     "run_onnx",
     "four_way_checks",
+    "OnnxSide",
+    "EXPORTERS",
+    "proven_exports",
+    "export_notes",
+    "first_line",
 ]
 
 # Graph optimisation level for parity checks: no onnxruntime rewrite (constant
@@ -333,3 +340,106 @@ def edge_checks(outputs: dict, *, task: str, dtype: str = "float32", tolerance: 
                                             task=task, dtype=dtype, class_names=names, ort_level=ort_level,
                                             tol=c.tolerance, detail=dict(extra_detail), **context))
     return checks
+
+
+# ---- exports that may fail: one row, never a gate -----------------------------
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type when empty)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _shown(text: str, shown: dict) -> str:
+    """`text` with each internal path (a key of `shown`) replaced by what the
+    user knows it as (its value): the atomic folder by the output folder."""
+    for internal, final in shown.items():
+        text = text.replace(str(internal), str(final))
+    return text
+
+
+# How each side's ONNX file is written (both port directions), as the report
+# names the exporter: keras_impl/export.py and keras_impl/port.py call
+# `Model.export(format="onnx")` (tf2onnx); torch_impl/export.py and
+# torch_impl/port.py call `torch.onnx.export(..., dynamo=False)`.
+EXPORTERS = {"keras": "tf2onnx (keras Model.export)", "torch": "torch.onnx.export (TorchScript)"}
+
+
+@dataclass
+class OnnxSide:
+    """One framework's ONNX export as proven_exports drives it.
+
+    name: "keras" or "torch" (the in-memory side; its file is onnx(name)).
+    output: the framework's own output on the checked batch.
+    export: writes the file; returns its path (raises ExportError on failure).
+    run: onnxruntime's output for that path, in the same layout as `output`.
+    """
+
+    name: str
+    output: object
+    export: Callable[[], Path]
+    run: Callable[[Path], np.ndarray]
+
+    @property
+    def exporter(self) -> str:
+        return EXPORTERS.get(self.name, self.name)
+
+
+def _export_and_run(side: OnnxSide) -> np.ndarray:
+    """The side's ONNX output; an unusable file is removed (it proves nothing)."""
+    path = Path(side.export())
+    try:
+        check_model(path)
+        return side.run(path)
+    except OnnxModelError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _failure_row(side: OnnxSide, why: str, compared: list, model: str) -> Check:
+    edges = len(compared) * (len(compared) - 1) // 2
+    still = (f"still compared {' vs '.join(compared)} in onnxruntime ({edges} edges)" if edges and len(compared) > 2
+             else "no ONNX file left to compare")
+    where = f"{side.exporter} failed: {why}; onnx({side.name}) not written; {still}"
+    return Check(f"onnx export {side.name} ({side.exporter})", side.name, f"onnx({side.name})", 0.0, 0.0, 0.0, False,
+                 where, model=model, dtype="float32", info=True,
+                 detail={"export_failed": True, "exporter": side.exporter, "error": why, "compared": compared,
+                         "still": still})
+
+
+def proven_exports(sides: list, *, model: str, shown: dict | None = None, **compare) -> list:
+    """Export each side to ONNX, check and run it, and compare every output
+    that exists (edge_checks): four ways when both exports work, three ways
+    (keras vs torch vs onnx(other)) when one fails.
+
+    An exporter failure (ExportError: the exporter raised, or left
+    unconvertible ops the checker rejects) or an unusable file (OnnxModelError:
+    onnx.checker, onnxruntime, more than one input) never fails the run: it
+    becomes one information row (export_failed in its detail) naming the
+    exporter, the first line of its message and what was still compared.
+
+    Args:
+        sides: OnnxSide per framework, in SIDES order (keras, torch).
+        model: the model's name for the rows.
+        shown: {internal path: the path the user knows} for messages (the
+            atomic work folder -> the output folder).
+        compare: edge_checks' arguments (task, dtype, tolerance, ...).
+    """
+    shown = shown or {}
+    outputs = {s.name: s.output for s in sides}
+    failures = []
+    for s in sides:
+        try:
+            outputs[f"onnx({s.name})"] = _export_and_run(s)
+        except (UnsupportedOpsetError, OutputPathError):
+            raise  # usage errors, not the exporter's
+        except (ExportError, OnnxModelError) as e:
+            failures.append((s, _shown(first_line(e), shown)))
+    compared = list(outputs) if len(outputs) > len(sides) else []
+    rows = [_failure_row(s, why, compared, model) for s, why in failures]
+    return rows + (edge_checks(outputs, model=model, **compare) if compared else [])
+
+
+def export_notes(checks: list) -> list:
+    """One console line per failed export row (proven_exports)."""
+    return [f"note: ONNX export of {c.a} ({c.detail['exporter']}) failed, not a parity failure: "
+            f"{c.detail['error']}; {c.detail['still']}"
+            for c in checks if c.info and isinstance(c.detail, dict) and c.detail.get("export_failed")]

@@ -174,6 +174,7 @@ def atomic_export(path, write, *, framework: str, model_name: str, loggers=()) -
                 raise
             except Exception as e:  # noqa: BLE001 - every exporter failure is reported the same way
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                first = first.replace(tmp, str(path)).replace(tmpdir, str(path.parent))  # never the temporary name
                 raise ExportError(
                     f"{framework} ONNX export failed for {model_name}: {first}",
                     path=path,

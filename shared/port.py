@@ -29,8 +29,8 @@ from shared.errors import UsageError
 from shared.tolerances import for_check
 from shared.training import stock_training_row
 
-__all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "train_info", "port_parser", "print_summary",
-           "PORT_TRAIN_STEPS"]
+__all__ = ["PortResult", "port_checks", "load_inputs", "write_port_dir", "written_onnx", "train_info", "port_parser",
+           "print_summary", "PORT_TRAIN_STEPS"]
 
 # `compare.py port` trains this many steps on its one batch: enough for the
 # optimizers' states (momentum, Adam moments) to come into play.
@@ -92,34 +92,38 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
     return rows
 
 
-def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int) -> list:
+def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None = None) -> list:
+    """Both exports compared four ways; a failing exporter is one information
+    row and the other export is still compared three ways (shared.onnx_check.proven_exports)."""
     from shared import onnx_check
 
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: the four-way check takes one input and one output",
                       model=graph.name, info=True)]
-    k.export_onnx(graph, outdir / "keras.onnx", opset)
-    t.export_onnx(graph, outdir / "torch.onnx", opset)
     x = xs[0]
-    outputs = {
-        "keras": k.forward(graph, xs)[0],
-        "torch": t.forward(graph, xs)[0],
-        "onnx(keras)": k.onnx_output(graph, onnx_check.run_onnx(outdir / "keras.onnx", k.onnx_input(graph, x))),
-        "onnx(torch)": t.onnx_output(graph, onnx_check.run_onnx(outdir / "torch.onnx", t.onnx_input(graph, x))),
-    }
+    sides = [onnx_check.OnnxSide("keras", k.forward(graph, xs)[0],
+                                 lambda: k.export_onnx(graph, outdir / "keras.onnx", opset),
+                                 lambda p: k.onnx_output(graph, onnx_check.run_onnx(p, k.onnx_input(graph, x)))),
+             onnx_check.OnnxSide("torch", t.forward(graph, xs)[0],
+                                 lambda: t.export_onnx(graph, outdir / "torch.onnx", opset),
+                                 lambda p: t.onnx_output(graph, onnx_check.run_onnx(p, t.onnx_input(graph, x))))]
     out = graph.tensors[graph.outputs[0]]
     task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
-    return onnx_check.four_way_checks(outputs, task=task, dtype="float32", model=graph.name)
+    shown = {outdir: shown_as} if shown_as is not None else {}
+    return onnx_check.proven_exports(sides, model=graph.name, shown=shown, task=task, dtype="float32")
 
 
 def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, batch: int = pc.DEFAULT_BATCH,
-                dtypes=("float32", "float64"), train_config=None, onnx_dir=None, opset: int | None = None) -> PortResult:
+                dtypes=("float32", "float64"), train_config=None, onnx_dir=None, opset: int | None = None,
+                onnx_dir_shown_as=None) -> PortResult:
     """Port and prove. `torch_side_factory(graph)` builds the float32 torch side.
 
     Args:
         inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
         train_config: shared.config.TrainConfig for the training check (None: none).
         onnx_dir: where both ONNX files go (None: no ONNX check).
+        onnx_dir_shown_as: the name messages give onnx_dir (the output folder
+            when onnx_dir is its atomic work folder); default onnx_dir.
     """
     t0 = time.perf_counter()
     graph = keras_side.graph()
@@ -149,7 +153,7 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
         from shared.onnx_check import ONNX_OPSET
 
         t0 = time.perf_counter()
-        checks += _onnx(graph, keras_side, torch_side, xs, loss, Path(onnx_dir), opset or ONNX_OPSET)
+        checks += _onnx(graph, keras_side, torch_side, xs, loss, Path(onnx_dir), opset or ONNX_OPSET, onnx_dir_shown_as)
         info["timings_s"]["onnx"] = time.perf_counter() - t0
     return PortResult(graph, torch_side, checks, info)
 
@@ -190,12 +194,17 @@ def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec
     save_file(res.torch_side.state_dict(), str(work / "weights.safetensors"))
     data = [{"case": f"port {res.graph.name}", "model": model_spec, "input_source": input_source, **res.info["layouts"]}]
     artifacts = {"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
-                 "optimizer": train_info, "onnx": ["keras.onnx", "torch.onnx"] if onnx else [],
+                 "optimizer": train_info, "onnx": written_onnx(work) if onnx else [],
                  "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]}
     report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
     atomic_write_text(work / "report.json", rpt.dumps(report))
     atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
     return report
+
+
+def written_onnx(folder: Path) -> list:
+    """The ONNX files the port wrote (a failed or unusable export leaves none)."""
+    return [n for n in ("keras.onnx", "torch.onnx") if (Path(folder) / n).is_file()]
 
 
 def train_info(train_config, source: str) -> dict:
@@ -240,6 +249,10 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
     for name, steps in res.graph.meta.get("assumed_steps", {}).items():
         console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps (give --data for others); "
                       "model.py takes any length")
+    from shared.onnx_check import export_notes
+
+    for line in export_notes(res.checks):  # a failed exporter: information, never the verdict
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)
     console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")

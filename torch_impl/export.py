@@ -31,6 +31,7 @@ What this relies on (torch 2.13, onnxscript 0.7.2, read in the installed source)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -48,7 +49,8 @@ from shared.onnx_export import (
     validate_opset,
 )
 
-__all__ = ["export_onnx", "export_with_info", "EXPORTERS", "INPUT_NAME", "OUTPUT_NAME", "example_input"]
+__all__ = ["export_onnx", "export_with_info", "EXPORTERS", "INPUT_NAME", "OUTPUT_NAME", "example_input",
+           "no_mha_fastpath", "exportable"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -73,6 +75,49 @@ def example_input(config: ModelConfig, batch: int = 2) -> torch.Tensor:
     return torch.zeros(shape, dtype=_DTYPES[config.dtype])
 
 
+@contextlib.contextmanager
+def no_mha_fastpath():
+    """Export with nn.MultiheadAttention's (and nn.TransformerEncoderLayer's)
+    inference fast path off, restored afterwards.
+
+    In eval mode under torch.no_grad, MultiheadAttention.forward (torch 2.13,
+    torch/nn/modules/activation.py) calls `torch._native_multi_head_attention`,
+    which the TorchScript exporter cannot convert ("Exporting the operator
+    'aten::_native_multi_head_attention' to ONNX opset version 17 is not
+    supported": torchvision's ViT). With `torch.backends.mha.set_fastpath_enabled(False)`
+    both modules take their composite path (linear, scaled_dot_product_attention),
+    the same function, which exports.
+    """
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
+def _erfc(g, x):
+    """aten::erfc for the TorchScript exporter: ONNX has Erf but no Erfc, so
+    1 - Erf(x), the constant in x's dtype. The writer emits erfc for Keras'
+    exact GELU as TensorFlow computes it (torch_impl/emit/helpers.py
+    keras_gelu; keras.io's ConvMixer); |1 - erf(x) - erfc(x)| stays below
+    float32's epsilon, and 0.5 * x * erfc(-x / sqrt 2) multiplies the small
+    values by x."""
+    dtype = torch.float64 if x.type().scalarType() == "Double" else torch.float32
+    return g.op("Sub", g.op("Constant", value_t=torch.tensor(1.0, dtype=dtype)), g.op("Erf", x))
+
+
+@contextlib.contextmanager
+def exportable(opset: int):
+    """no_mha_fastpath, and aten::erfc exported as 1 - Erf (_erfc), for one export."""
+    torch.onnx.register_custom_op_symbolic("aten::erfc", _erfc, opset)
+    try:
+        with no_mha_fastpath():
+            yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::erfc", opset)
+
+
 def _run_exporter(model: torch.nn.Module, example: torch.Tensor, tmp: str, opset: int, exporter: str) -> None:
     if exporter == "torchscript":
         kw = dict(dynamo=False, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
@@ -82,13 +127,13 @@ def _run_exporter(model: torch.nn.Module, example: torch.Tensor, tmp: str, opset
                   external_data=False)
     else:
         raise ValueError(f"exporter must be one of {EXPORTERS}. Received: exporter={exporter!r}")
-    with torch.no_grad():
+    with torch.no_grad(), exportable(opset):
         torch.onnx.export(model, (example,), tmp, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], **kw)
 
 
 def export_onnx(model: torch.nn.Module, config: ModelConfig, path, opset: int = ONNX_OPSET,
-                exporter: str = EXPORTERS[0], example: torch.Tensor | None = None) -> Path:
+                exporter: str = EXPORTERS[0], example: torch.Tensor | None = None, model_name: str | None = None) -> Path:
     """Export `model` (eval mode, NCHW input for images) to an ONNX file.
 
     Args:
@@ -101,6 +146,8 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path, opset: int = 
         opset: ONNX opset, within shared.onnx_export.SUPPORTED_OPSETS.
         exporter: "torchscript" or "dynamo" (EXPORTERS).
         example: an example input (batch >= 2); default example_input(config).
+        model_name: the name messages give the model (default "<config.model>_<config.task>",
+            the built-in model's name; a port passes the user's model's name).
 
     Returns:
         The destination path.
@@ -113,7 +160,7 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path, opset: int = 
     """
     opset = validate_opset(opset)
     path = check_output_path(path)
-    name = f"{config.model}_{config.task}"
+    name = model_name or f"{config.model}_{config.task}"
     example = example_input(config) if example is None else example
 
     def write(tmp: str) -> None:

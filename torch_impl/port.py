@@ -252,7 +252,9 @@ def export_onnx(module, graph: Graph, path, opset: int):
     outs = [f"output_{i}" for i in range(len(graph.outputs))]
 
     def write(tmp: str) -> None:
-        with torch.no_grad():
+        from torch_impl.export import exportable
+
+        with torch.no_grad(), exportable(opset):
             torch.onnx.export(module.eval(), tuple(examples), tmp, dynamo=False, opset_version=opset,
                               input_names=names, output_names=outs,
                               dynamic_axes={**{n: {0: "batch"} for n in outs}, **dynamic})

@@ -38,7 +38,7 @@ def forward(module, graph: Graph, x: np.ndarray) -> np.ndarray:
         return module(torch.as_tensor(np.ascontiguousarray(x))).numpy()
 
 
-def export_onnx(module, config, path) -> Path:
+def export_onnx(module, config, path, model_name: str | None = None) -> Path:
     from torch_impl.export import export_onnx as export
 
-    return export(module, config, path)
+    return export(module, config, path, model_name=model_name)
