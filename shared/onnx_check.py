@@ -24,6 +24,7 @@ from shared.errors import ParityError
 from shared.onnx_export import (ONNX_OPSET, SUPPORTED_OPSETS, ExportError, OutputPathError, UnsupportedOpsetError,
                                  atomic_export, check_output_path, quiet_exporter, standardize_io, validate_opset)
 from shared.tolerances import ONNX, Tolerance
+from shared.user_code import is_out_of_memory
 
 __all__ = [
     "ONNX_OPSET",
@@ -111,6 +112,8 @@ def check_model(path) -> dict:
         onnx.checker.check_model(str(path), full_check=True)
         model = onnx.load(str(path))
     except Exception as e:  # onnx.checker.ValidationError, InferenceError, DecodeError
+        if is_out_of_memory(e):  # exit 4, never a model error (shared/user_code.py)
+            raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise OnnxModelError(f"{str(path)!r}: invalid ONNX model: {first}") from e
     g = model.graph
@@ -173,6 +176,8 @@ def _session(path: Path, level) -> ort.InferenceSession:
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:
+        if is_out_of_memory(e):  # exit 4, never a model error (shared/user_code.py)
+            raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         hint = ""
         if "NOT_IMPLEMENTED" in first:
@@ -228,6 +233,8 @@ def run_onnx(path, x, level=ORT_LEVEL) -> np.ndarray:
     try:
         return sess.run(None, {spec.name: x})[0]
     except Exception as e:
+        if is_out_of_memory(e):  # exit 4, never a model error (shared/user_code.py)
+            raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise OnnxModelError(f"{str(path)!r}: onnxruntime failed: {first}") from e
 

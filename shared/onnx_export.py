@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 
 from shared.errors import ParityError
+from shared.user_code import is_out_of_memory
 
 __all__ = ["ONNX_OPSET", "SUPPORTED_OPSETS", "ExportError", "UnsupportedOpsetError", "OutputPathError",
            "validate_opset", "check_output_path", "atomic_export", "quiet_exporter", "standardize_io"]
@@ -173,6 +174,8 @@ def atomic_export(path, write, *, framework: str, model_name: str, loggers=()) -
             except ExportError:
                 raise
             except Exception as e:  # noqa: BLE001 - every exporter failure is reported the same way
+                if is_out_of_memory(e):  # not the exporter's failure: exit 4 (shared/user_code.py)
+                    raise
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 first = first.replace(tmp, str(path)).replace(tmpdir, str(path.parent))  # never the temporary name
                 raise ExportError(

@@ -329,3 +329,15 @@ def test_torchvision_regnet_torch_to_keras(nets, tmp_path):
     assert onnx_rows and all(c["passed"] for c in onnx_rows)
     for r in _export_rows(report):  # a failing Keras export is a row naming tf2onnx, with the torch export still compared
         assert r["detail"]["exporter"] == "tf2onnx (keras Model.export)" and len(onnx_rows) == 3
+
+
+def test_out_of_memory_in_an_exporter_is_exit_4_not_an_export_row(nets, tmp_path, monkeypatch):
+    """Out of memory is never turned into an exporter failure (an information row, exit 0): exit 4, nothing written."""
+    def oom(model, args, f, **kw):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9000000000 bytes")
+
+    monkeypatch.setattr(torch.onnx, "export", oom)
+    out = tmp_path / "o"
+    code, stdout, stderr = _port(f"{nets / 'knets.py'}:relu_net", "--out", out, "--steps", "1")
+    assert code == 4, stdout + stderr
+    assert "ran out of memory" in stderr and not out.exists()
