@@ -52,21 +52,16 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 def _import_with_stderr_hidden() -> None:
     """`import tensorflow, keras` with file descriptor 2 sent to a temporary file."""
     import sys
-    import tempfile
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+    from shared.console import stderr_fd_captured
+
+    with stderr_fd_captured() as written:
         try:
             import keras  # noqa: F401  (imports tensorflow: KERAS_BACKEND above)
             import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))  # the reason the import failed
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+
+            return
+        except BaseException as e:  # noqa: BLE001 - shown with what TF wrote, then raised as it was
+            failed, error = written(), e
+    sys.stderr.write(failed)  # the reason the import failed, then the exception itself
+    raise error

@@ -6,7 +6,40 @@ Implements the progress interface the engine reports to
 
 from __future__ import annotations
 
-__all__ = ["ConsoleUI"]
+import contextlib
+import os
+import sys
+import tempfile
+
+__all__ = ["ConsoleUI", "stderr_fd_captured"]
+
+
+@contextlib.contextmanager
+def stderr_fd_captured():
+    """Point file descriptor 2 at a temporary file for the block, then give it back.
+
+    For native code that writes to the process' stderr directly, past Python's
+    sys.stderr: TensorFlow's start-up lines (keras_impl.quiet_tensorflow), the
+    torch ONNX exporter's "Torch IR graph at exception" dump. Yields a
+    function returning what was written so far (text), so a caller can show
+    it when the block failed.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+
+        def written() -> str:
+            sink.flush()
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
+        try:
+            yield written
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class ConsoleUI:

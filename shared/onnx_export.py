@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from shared.console import stderr_fd_captured
 from shared.errors import ParityError
 from shared.user_code import is_out_of_memory
 
@@ -119,8 +120,8 @@ def check_output_path(path) -> Path:
 
 @contextlib.contextmanager
 def quiet_exporter(loggers=("tf2onnx",)):
-    """Silence an exporter: Python-level stdout/stderr, warnings and the named
-    loggers (set to ERROR). Yields a StringIO that receives what was printed,
+    """Silence an exporter: Python-level stdout/stderr, what native code writes
+    to file descriptor 2, warnings and the named loggers (set to ERROR). Yields a StringIO that receives what was printed,
     so a failure can still show it (ExportError.log)."""
     buf = io.StringIO()
     saved = {}
@@ -129,10 +130,13 @@ def quiet_exporter(loggers=("tf2onnx",)):
         saved[name] = lg.level
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stderr_fd_captured() as native:
             warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-                yield buf
+            try:
+                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                    yield buf
+            finally:  # native writes too (torch's "Torch IR graph at exception" dump)
+                buf.write(native())
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
