@@ -31,7 +31,7 @@ from keras_impl.convert import normalization as _normalization  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
 from keras_impl.convert import pooling as _pooling  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
-from keras_impl.convert import sequence as _sequence  # noqa: F401  (after pooling: its GlobalAveragePooling1D reads masks)
+from keras_impl.convert import sequence as _sequence  # noqa: F401
 from keras_impl.convert import attention as _attention  # noqa: F401
 from keras_impl.masks import RuntimeMasks
 from shared.errors import UsageError

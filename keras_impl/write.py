@@ -34,25 +34,23 @@ import numpy as np
 
 from shared.errors import UsageError
 from shared.graph import Graph, channels_first_perm, identifier, invert_perm, invert_transform
+from shared.registries import Registry
 
 __all__ = ["write_source", "build_model", "graph_values", "keras_writer", "WRITERS", "Writer"]
 
-WRITERS: dict = {}
+WRITERS = Registry("@keras_writer")
 # Automatic names of the keras.ops operations the writers use (snake_case of the class).
 _OPS_AUTO_NAMES = {"add", "subtract", "multiply", "divide", "mean", "max", "maximum", "minimum", "pad", "get_item",
                    "ones_like", "concatenate", "gelu", "log_softmax", "power", "true_divide", "erf"}
 _RESERVED = {"keras", "layers", "ops", "build_model", "model", "batch_ones", "np", "gelu", "adaptive_average_pooling_2d"}
 
 
-def keras_writer(*ops: str):
-    """Register `fn(w, node)` writing the Keras code of these neutral ops."""
+def keras_writer(*ops: str, replace: bool = False):
+    """Register `fn(w, node)` writing the Keras code of these neutral ops.
 
-    def register(fn):
-        for op in ops:
-            WRITERS[op] = fn
-        return fn
-
-    return register
+    A key registered twice is an error unless replace=True (shared/registries.py).
+    """
+    return WRITERS.register(*ops, replace=replace)
 
 
 def _norm(perm, rank):

@@ -37,10 +37,11 @@ import torch.fx as fx
 from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, Node, TensorSpec
+from shared.registries import Registry
 
 __all__ = ["read_graph", "graph_values", "trace", "UnsupportedOpError", "torch_reader", "READERS", "params_by_key"]
 
-READERS: dict = {}
+READERS = Registry("@torch_reader")
 EXAMPLE_BATCH = 2  # the example input's batch: dimension 0 of every tensor
 
 
@@ -48,15 +49,12 @@ class UnsupportedOpError(UsageError):
     """A torch op (module class, function or method) the port cannot read."""
 
 
-def torch_reader(*keys: str):
-    """Register `fn(ctx, node)` for module class names, function or method names."""
+def torch_reader(*keys: str, replace: bool = False):
+    """Register `fn(ctx, node)` for module class names, function or method names.
 
-    def register(fn):
-        for k in keys:
-            READERS[k] = fn
-        return fn
-
-    return register
+    A key registered twice is an error unless replace=True (shared/registries.py).
+    """
+    return READERS.register(*keys, replace=replace)
 
 
 def op_key(node: fx.Node, modules: dict) -> str:

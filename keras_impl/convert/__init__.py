@@ -49,25 +49,23 @@ import numpy as np
 
 from shared.errors import UsageError
 from shared.graph import Graph, Node, TensorSpec, apply_transform, channels_first_perm, identifier, invert_perm
+from shared.registries import Registry
 
 __all__ = ["keras_converter", "converter_for", "CONVERTERS", "Call", "Context", "UnsupportedLayerError", "same_pads"]
 
-CONVERTERS: dict = {}
+CONVERTERS = Registry("@keras_converter")
 
 
 class UnsupportedLayerError(UsageError):
     """A Keras layer (or option of one) the port cannot convert."""
 
 
-def keras_converter(*class_names: str):
-    """Register `fn(ctx, layer, call)` for these Keras class names."""
+def keras_converter(*class_names: str, replace: bool = False):
+    """Register `fn(ctx, layer, call)` for these Keras class names.
 
-    def register(fn):
-        for name in class_names:
-            CONVERTERS[name] = fn
-        return fn
-
-    return register
+    A key registered twice is an error unless replace=True (shared/registries.py).
+    """
+    return CONVERTERS.register(*class_names, replace=replace)
 
 
 def registry_key(operation) -> str:

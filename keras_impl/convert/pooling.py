@@ -56,7 +56,7 @@ def _global(ctx, layer, call, op):
              attrs={"axes": list(range(2, rank)), "keepdim": keep})
 
 
-@keras_converter("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
+@keras_converter("GlobalAveragePooling2D", "GlobalAveragePooling3D")  # 1D: convert/sequence.py (masks)
 def global_avg_pool(ctx, layer, call):
     if len(call.args) > 1 or call.kwargs.get("mask") is not None:
         raise unsupported(layer, "a mask argument")

@@ -27,10 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.errors import UsageError
+from shared.registries import Registry
 
 __all__ = ["torch_emitter", "emitter_for", "EMITTERS", "Emitted", "fmt"]
 
-EMITTERS: dict = {}
+EMITTERS = Registry("@torch_emitter")
 
 
 @dataclass
@@ -41,13 +42,9 @@ class Emitted:
     setup: tuple = ()  # further __init__ statements, "{module}" standing for self.<name>
 
 
-def torch_emitter(*ops: str):
-    def register(fn):
-        for op in ops:
-            EMITTERS[op] = fn
-        return fn
-
-    return register
+def torch_emitter(*ops: str, replace: bool = False):
+    """A key registered twice is an error unless replace=True (shared/registries.py)."""
+    return EMITTERS.register(*ops, replace=replace)
 
 
 def emitter_for(node):
