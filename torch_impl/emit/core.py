@@ -3,6 +3,8 @@ rescale, normalize, scale, prelu, group_norm, layer_norm_axes."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from torch_impl.emit import Emitted, fmt, torch_emitter
 
 __all__ = ["activation_expr"]
@@ -162,3 +164,15 @@ def multi_head_attention(node, args, module, graph=None):
 def parameter(node, args, module, graph=None):
     wshape = tuple(node.weights["weight"].shape)
     return Emitted(f"Parameter({fmt(wshape)}, {fmt(tuple(node.attrs['shape']))})", f"{module}({args[0]})", ("Parameter",))
+
+
+@torch_emitter("variable")
+def variable(node, args, module, graph=None):
+    return Emitted(f"Variable({fmt(tuple(node.weights['weight'].shape))})", f"{module}()", ("Variable",))
+
+
+@torch_emitter("constant")
+def constant(node, args, module, graph=None):
+    value = node.weights["const"]
+    dtype = "" if np.issubdtype(value.dtype, np.floating) else f", dtype=torch.{np.dtype(value.dtype).name}"
+    return Emitted(f"Constant({fmt(tuple(value.shape))}{dtype})", f"{module}()", ("Constant",))
