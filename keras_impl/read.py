@@ -34,6 +34,7 @@ from keras_impl.convert import reshape as _reshape  # noqa: F401
 from keras_impl.convert import sequence as _sequence  # noqa: F401  (after pooling: its GlobalAveragePooling1D reads masks)
 from keras_impl.convert import attention as _attention  # noqa: F401
 from keras_impl.convert import traced as _traced  # noqa: F401
+from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.masks import RuntimeMasks
 from keras_impl.trace import TracedFunction, local_name, trace_call
 from shared.errors import UsageError

@@ -18,6 +18,11 @@ nodes here:
   concrete tensors as `TracedConstant` nodes and record a node themselves;
 - other concrete tensors stay call arguments (converters read them as constants).
 
+Unknown sizes other than the batch (a sequence of any length) are traced at
+UNKNOWN_SEQUENCE_STEPS, the length the port checks them on: keras-hub's
+PositionEmbedding slices its table with `ops.shape(x)[1]`, which a symbolic
+None cannot do. The written model.py then takes that length.
+
 A call that cannot run on symbolic tensors (a tf.* function, Python `if` on a
 tensor value) stops the trace: `UntraceableLayerError` (exit 2) names the
 layer, its class, the line that stopped it and the way out (a converter).
@@ -39,6 +44,7 @@ from keras.src.ops.symbolic_arguments import SymbolicArguments
 from keras.src.utils.naming import to_snake_case
 
 from keras_impl.convert import UnsupportedLayerError
+from shared.port_check import UNKNOWN_SEQUENCE_STEPS
 
 __all__ = ["TracedFunction", "TracedVariable", "TracedConstant", "UntraceableLayerError", "trace_call", "local_name"]
 
@@ -167,7 +173,8 @@ def trace_call(layer, node, variable_ops: dict) -> tuple:
         if not isinstance(t, keras.KerasTensor):
             return t
         if id(t) not in inputs:
-            inputs[id(t)] = (t, keras.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse))
+            shape = tuple(t.shape[:1]) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
+            inputs[id(t)] = (t, keras.Input(batch_shape=shape, dtype=t.dtype, sparse=t.sparse))
         return inputs[id(t)][1]
 
     args = tree.map_structure(as_input, node.arguments.args)

@@ -13,7 +13,7 @@ _SIMPLE = {
     "relu": "F.relu({x})", "relu6": "F.relu6({x})", "sigmoid": "torch.sigmoid({x})", "tanh": "torch.tanh({x})",
     "selu": "F.selu({x})", "silu": "F.silu({x})", "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0",
     "hard_silu": "{x} * (F.relu6({x} + 3.0) / 6.0)", "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
-    "exp": "torch.exp({x})", "mish": "F.mish({x})", "identity": "{x}", "log_sigmoid": "F.logsigmoid({x})",
+    "exp": "torch.exp({x})", "erf": "torch.erf({x})", "mish": "F.mish({x})", "identity": "{x}", "log_sigmoid": "F.logsigmoid({x})",
     "tanh_shrink": "F.tanhshrink({x})", "hard_tanh": "F.hardtanh({x})", "neg": "-{x}", "sqrt": "torch.sqrt({x})",
     "abs": "torch.abs({x})", "square": "torch.square({x})", "log": "torch.log({x})",
 }
@@ -168,6 +168,8 @@ def parameter(node, args, module, graph=None):
 
 @torch_emitter("variable")
 def variable(node, args, module, graph=None):
+    if "shares" in node.attrs:  # a later call of the custom layer reads the same parameter
+        return Emitted(None, f"{module}()")
     return Emitted(f"Variable({fmt(tuple(node.weights['weight'].shape))})", f"{module}()", ("Variable",))
 
 
