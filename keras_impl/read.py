@@ -361,7 +361,9 @@ def cast_model(model, dtype: str):
     keras.config.set_dtype_policy(dtype)
     try:
         with keras.saving.custom_object_scope(custom):
-            clone = keras.saving.deserialize_keras_object(_retyped(config, dtype))
+            # safe_mode off: the model is already loaded in this process (a Lambda
+            # came through `--unsafe`); this copies it, it loads nothing new.
+            clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)
     finally:
         keras.config.set_dtype_policy(policy)
     clone.set_weights(model.get_weights())
