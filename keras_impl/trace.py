@@ -31,12 +31,14 @@ layer, its class, the line that stopped it and the way out (a converter).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import traceback
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import tree
 from keras.src.ops.node import Node
 from keras.src.ops.operation import Operation
@@ -119,7 +121,9 @@ def _layers_record_nodes():
 
     def call(self, *args, **kwargs):
         flat = tree.flatten((args, kwargs))
-        if isinstance(self, keras.layers.Layer) and not any(isinstance(a, keras.KerasTensor) for a in flat) \
+        # executing eagerly: at the trace's own level, not inside the TF graph in
+        # which Keras infers a nested layer's output spec (compute_output_spec)
+        if tf.executing_eagerly() and isinstance(self, keras.layers.Layer) and not any(isinstance(a, keras.KerasTensor) for a in flat) \
                 and any(_is_concrete(a) for a in flat):
             as_node = lambda a: TracedConstant(a).symbolic_call() if _is_concrete(a) else a  # noqa: E731
             args, kwargs = tree.map_structure(as_node, args), tree.map_structure(as_node, kwargs)
@@ -145,6 +149,11 @@ def _stopped_at(error: BaseException, layer) -> str:
             and os.path.abspath(f.filename) != here]
     if not user:
         return f"{type(layer).__name__}.call"
+    try:  # the layer's own source file first (a frame of optree or a helper library is no answer)
+        own = os.path.abspath(inspect.getsourcefile(type(layer)))
+        user = [f for f in user if os.path.abspath(f.filename) == own] or user
+    except TypeError:
+        pass
     f = user[-1]
     return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
 
