@@ -33,7 +33,10 @@ from keras_impl.convert import pooling as _pooling  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
 from keras_impl.convert import sequence as _sequence  # noqa: F401
 from keras_impl.convert import attention as _attention  # noqa: F401
+from keras_impl.convert import traced as _traced  # noqa: F401
+from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.masks import RuntimeMasks
+from keras_impl.trace import TracedFunction, local_name, trace_call
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
@@ -56,20 +59,33 @@ def _functional_of(op):
 
 
 def _ordered_nodes(fn):
+    if isinstance(fn, TracedFunction):
+        yield from fn.nodes
+        return
     for depth in sorted(fn._nodes_by_depth, reverse=True):
         for node in fn._nodes_by_depth[depth]:
             if node.operation is not None and not node.is_input:
                 yield node
 
 
+def _traceable(op) -> bool:
+    """A Keras layer (not a functional model) with no registered converter:
+    its call() is traced (keras_impl/trace.py). Registered converters keep priority."""
+    from keras_impl.convert import CONVERTERS, registry_key
+
+    return isinstance(op, keras.layers.Layer) and registry_key(op) not in CONVERTERS and _functional_of(op) is None
+
+
 class _Walker:
-    """Yields (Call, node) in topological order over nested models, naming tensors."""
+    """Yields (Call, node) in topological order over nested models and traced
+    custom layers, naming tensors."""
 
     def __init__(self, ids: dict | None = None):
         self.ids = ids  # id(KerasTensor) -> value, when running eagerly
         self.used = set()
         self.calls = {}
         self.first_call = {}  # id(layer) -> node name of its first call
+        self.variable_ops = {}  # id(keras variable) -> TracedVariable (keras_impl/trace.py)
 
     def name_for(self, base: str, prefix: str) -> str:
         name = base if base not in self.used else f"{prefix}/{base}"
@@ -80,34 +96,62 @@ class _Walker:
         self.used.add(name)
         return name
 
-    def walk(self, fn, names: dict, prefix: str = ""):
-        """names: id(KerasTensor) -> graph name, prefilled for fn.inputs."""
+    def unique(self, base: str) -> str:
+        """`base`, or `base_2`, `base_3`... (names inside a traced layer: its scope is their prefix)."""
+        name, i = base, 1
+        while name in self.used:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+    def _descend(self, fn, node, names, in_names, prefix, scope):
+        """The (functional or traced) graph behind `node`, with its inputs named, or None."""
+        op = node.operation
+        inner = _functional_of(op)
+        outer_inputs = node.input_tensors
+        if inner is None and _traceable(op):
+            inner, outer_inputs = trace_call(op, node, self.variable_ops)
+            in_names = [names[id(t)] for t in outer_inputs]
+        if inner is None:
+            return None
+        sub = {id(t): n for t, n in zip(inner.inputs, in_names)}
+        if self.ids is not None:
+            for it, t in zip(inner.inputs, outer_inputs):
+                self.ids[id(it)] = self.ids[id(t)]
+        return inner, sub
+
+    def walk(self, fn, names: dict, prefix: str = "", scope: str = "", parent=None):
+        """names: id(KerasTensor) -> graph name, prefilled for fn.inputs.
+        scope: inside a traced custom layer, the prefix of every name ("block/att")."""
         for node in _ordered_nodes(fn):
             op = node.operation
-            inner = _functional_of(op)
             in_names = [names[id(t)] for t in node.input_tensors]
+            if all(id(t) in names for t in node.outputs):
+                continue  # already converted: a mask pulled in by an earlier layer (_pull)
+            index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
+            self.calls[id(op)] = index + 1
+            local = (local_name(op, parent) if scope else op.name) + (f"@{index}" if index else "")
+            base = f"{scope}/{local}" if scope else local
+            inner = self._descend(fn, node, names, in_names, prefix, scope)
             if inner is not None:
-                sub = {id(t): n for t, n in zip(inner.inputs, in_names)}
-                if self.ids is not None:
-                    for it, t in zip(inner.inputs, node.input_tensors):
-                        self.ids[id(it)] = self.ids[id(t)]
-                yield from self.walk(inner, sub, prefix=op.name)
+                inner, sub = inner
+                traced = isinstance(inner, TracedFunction)
+                yield from self.walk(inner, sub, prefix=op.name,
+                                     scope=base if (traced or scope) else "", parent=op)
                 for t, it in zip(node.outputs, inner.outputs):
                     names[id(t)] = sub[id(it)]
                     if self.ids is not None:
                         self.ids[id(t)] = self.ids[id(it)]
                 continue
-            if all(id(t) in names for t in node.outputs):
-                continue  # already converted: a mask pulled in by an earlier layer (_pull)
-            index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
-            self.calls[id(op)] = index + 1
             outs = []
             for i, t in enumerate(node.outputs):
-                base = op.name + (f"@{index}" if index else "") + (f":{i}" if i else "")
-                names[id(t)] = self.name_for(base, prefix or fn.name)
+                name = base + (f":{i}" if i else "")
+                names[id(t)] = self.unique(name) if scope else self.name_for(name, prefix or fn.name)
                 outs.append(names[id(t)])
             call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
                         [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs])
+            call.base = base if scope else ""
             call.shares = self.first_call.get(id(op))
             call.names = names
             yield call, node
@@ -227,7 +271,7 @@ def read_graph(model) -> Graph:
     deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
     runtime = RuntimeMasks()
     for call, node in walker.walk(fn, names):
-        call.node_name = ctx.node_name(call.layer.name)
+        call.node_name = ctx.node_name(call.base or call.layer.name)
         if call.shares is None:
             walker.first_call[id(call.layer)] = call.node_name
         call.pull = lambda kt, _call=call: _pull(ctx, walker, _call, kt)
@@ -310,10 +354,34 @@ def cast_model(model, dtype: str):
     builtin = ("keras.src.layers.", "keras.src.ops.", "keras.src.models.")
     custom = {type(layer).__name__: type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)
               if not type(layer).__module__.startswith(builtin)}
-    with keras.saving.custom_object_scope(custom):
-        clone = keras.saving.deserialize_keras_object(_retyped(config, dtype))
+    # The layers a custom layer builds in its __init__ are not in the config:
+    # they take the global dtype policy (keras/src/dtype_policies), set to
+    # `dtype` while the copy is built.
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        with keras.saving.custom_object_scope(custom):
+            # safe_mode off: the model is already loaded in this process (a Lambda
+            # came through `--unsafe`); this copies it, it loads nothing new.
+            clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)
+    finally:
+        keras.config.set_dtype_policy(policy)
     clone.set_weights(model.get_weights())
+    _same_names(model, clone)
     return clone
+
+
+def _same_names(model, clone) -> None:
+    """Give the copy's layers the original's names: a custom layer whose
+    get_config drops `name` comes back as "block_1", and the graph's tensors
+    are named after the layers."""
+    ours = list(model._flatten_layers(include_self=False, recursive=True))
+    theirs = list(clone._flatten_layers(include_self=False, recursive=True))
+    if len(ours) != len(theirs):
+        return
+    for a, b in zip(ours, theirs):
+        if type(a) is type(b) and a.name != b.name:
+            b.name = a.name
 
 
 def _retyped(obj, dtype: str):

@@ -45,7 +45,7 @@ already broadcastable against the neutral tensor).
 | `pad` | pads (F.pad order: last axis first, (before, after) pairs flattened), value | |
 | `max_pool`, `avg_pool` | dims, kernel_size, stride, padding [(before, after)]; avg_pool: count_include_pad (False = divide by the cells inside the input) | |
 | `global_avg_pool`, `global_max_pool` | axes (list), keepdim | |
-| `activation` | fn (relu, relu6, sigmoid, tanh, softmax, log_softmax, gelu, silu, elu, selu, leaky_relu, softplus, softsign, hard_sigmoid, hard_silu, exp, mish, identity, relu_general, celu, glu, sparsemax, sparse_plus, sparse_sigmoid, threshold, soft_shrink, hard_shrink, squareplus, ...), plus its parameters (axis, approximate, alpha, negative_slope, max_value, threshold, default_value, b) | |
+| `activation` | fn (relu, relu6, sigmoid, tanh, softmax, log_softmax, gelu, silu, elu, selu, leaky_relu, softplus, softsign, hard_sigmoid, hard_silu, exp, erf, mish, identity, relu_general, celu, glu, sparsemax, sparse_plus, sparse_sigmoid, threshold, soft_shrink, hard_shrink, squareplus, ...), plus its parameters (axis, approximate, alpha, negative_slope, max_value, threshold, default_value, b) | |
 | `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `pow` | n-ary over inputs; optional scalar `const` with `const_side` ("right"/"left"); array constant in weights["const"] | const? |
 | `conv_transpose` | dims, in_channels, out_channels, kernel_size, stride, dilation, padding (torch, per dim), output_padding, trim (per dim: cells to drop at the end, 0 or negative; TF output sizes torch's output_padding cannot say) | weight (I, O, *k), bias? |
 | `upsample` | scale (per spatial dim, integers), mode ("nearest" = repeat, "bilinear" = TF's half-pixel ResizeBilinear in float32) | |
@@ -77,6 +77,10 @@ already broadcastable against the neutral tensor).
 | `masking` | mask_value: Keras Masking's output, steps whose features all equal mask_value set to 0 | |
 | `masked_mean` | axis, keepdim. Inputs: x and a boolean mask over x's leading axes: mean over `axis` of the unmasked entries (Keras GlobalAveragePooling1D with a mask) | |
 | `attention` | num_heads, key_dim, value_dim, q/k/v in features, out_features (output shape), bias, scale, causal, fast (Keras' fused dot_product_attention path: masked logits set to -0.7 * float32 max; else the einsum path: masked logits -1e9 and probabilities zeroed). Inputs: query, value, key, then optional boolean masks named in attrs["masks"] (query/value/key/attention) | query.weight (H*dk, Fq), key.weight (H*dk, Fk), value.weight (H*dv, Fv), output.weight (Fo, H*dv), biases |
+| `variable` | (no inputs) a trainable array a traced custom layer owns and reads in call(), in its own shape (keras_impl/trace.py) | weight |
+| `constant` | (no inputs) a concrete array computed while tracing a custom layer (ops.arange(maxlen)); integer arrays stay integers | const |
+| `matmul` | torch.matmul of two inputs (numpy semantics, batch first) | |
+| `take` | rows of input 0 (a table) picked by the integer ids of input 1 (ops.take(table, ids, axis=0)) | |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
 
 Any node may carry attrs["shares"] = the name of an earlier node: a second

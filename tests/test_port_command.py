@@ -161,9 +161,10 @@ def test_lambda_refused_without_unsafe(tmp_path):
     r = _run(tmp_path / "lam.keras", "--out", tmp_path / "o")
     assert r.returncode == 2
     assert "Lambda" in r.stderr and "--unsafe" in r.stderr and "Traceback" not in r.stderr
-    # with --unsafe it loads, and then says the Lambda has no converter (still exit 2)
-    r = _run(tmp_path / "lam.keras", "--out", tmp_path / "o", "--unsafe")
-    assert r.returncode == 2 and "class Lambda" in r.stderr and "no converter" in r.stderr
+    # with --unsafe it loads, and the Lambda (no converter) is traced: its function is a keras.ops node
+    r = _run(tmp_path / "lam.keras", "--out", tmp_path / "o", "--unsafe", "--no-onnx", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"\n +lambda_multiply = \w+ \* 2\.0  # \(N, 4\)", (tmp_path / "o" / "model.py").read_text())
 
 
 def test_unsupported_layer_exit_2_names_layer_class_and_what(tmp_path):
@@ -184,6 +185,24 @@ def test_unsupported_layer_exit_2_names_layer_class_and_what(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_untraceable_custom_layer_exit_2(tmp_path):
+    path = tmp_path / "odd.py"
+    path.write_text(textwrap.dedent('''
+        import keras, tensorflow as tf
+
+        class Cumsum(keras.layers.Layer):
+            def call(self, x):
+                return tf.math.cumsum(x, axis=-1)
+
+        def model():
+            i = keras.Input((4,))
+            return keras.Model(i, Cumsum(name="cum")(i))
+    '''))
+    r = _run(f"{path}:model", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "'cum' of class Cumsum" in r.stderr and "odd.py:6" in r.stderr
+    assert "@keras_converter('Cumsum')" in r.stderr and "Traceback" not in r.stderr
+
+
 @keras.saving.register_keras_serializable(package="tests")
 class ScaleBy(layers.Layer):
     """A custom layer: multiplies by a trainable per-channel scale."""
@@ -201,8 +220,10 @@ def test_custom_layer_registry():
     i = keras.Input((5, 5, 3))
     m = keras.Model(i, layers.Conv2D(4, 1)(ScaleBy(name="scale_by")(layers.Conv2D(3, 3)(i))))
     m.get_layer("scale_by").scale.assign(np.array([0.5, -2.0, 3.0], np.float32))
-    with pytest.raises(UnsupportedLayerError, match="'scale_by' of class ScaleBy"):
-        compare.keras_to_torch(m)
+    traced = compare.port_checks(m)  # no converter: call() traced, self.scale a trainable `variable` node
+    ops = {n.name: n.op for n in traced.graph.nodes}
+    assert ops["scale_by_scale"] == "variable" and ops["scale_by_multiply"] == "mul", ops
+    assert not [c for c in traced.checks if not c.passed]
 
     @keras_converter("ScaleBy")
     def scale_by(ctx, layer, call):

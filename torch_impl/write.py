@@ -112,7 +112,8 @@ def state_dict(graph: Graph, dtype=torch.float32) -> dict:
     sd = {}
     for node in graph.nodes:
         for k, v in node.weights.items():
-            sd[f"{node.name}.{k}"] = torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
+            t = torch.from_numpy(np.ascontiguousarray(v))
+            sd[f"{node.name}.{k}"] = t.to(dtype) if t.is_floating_point() else t  # integer constants stay integers
         if node.op == "batch_norm" and "shares" not in node.attrs:
             sd[f"{node.name}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     return sd

@@ -103,6 +103,7 @@ class Call:
     names: dict | None = None  # id(KerasTensor) -> graph name, for tensors reached by attribute (masks)
     pull: object = None  # pull(KerasTensor) -> graph name, converting a node the functional graph left out
     masks: dict | None = None  # masks Keras hands this call at run time (keras_impl/masks.py), by argument
+    base: str = ""  # inside a traced custom layer: the scoped name ("block/att") its node is named after
 
 
 def same_pads(size, kernel, stride, dilation=1) -> tuple:

@@ -3,6 +3,8 @@ rescale, normalize, scale, prelu, group_norm, layer_norm_axes."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from torch_impl.emit import Emitted, fmt, torch_emitter
 
 __all__ = ["activation_expr"]
@@ -11,7 +13,7 @@ _SIMPLE = {
     "relu": "F.relu({x})", "relu6": "F.relu6({x})", "sigmoid": "torch.sigmoid({x})", "tanh": "torch.tanh({x})",
     "selu": "F.selu({x})", "silu": "F.silu({x})", "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0",
     "hard_silu": "{x} * (F.relu6({x} + 3.0) / 6.0)", "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
-    "exp": "torch.exp({x})", "mish": "F.mish({x})", "identity": "{x}", "log_sigmoid": "F.logsigmoid({x})",
+    "exp": "torch.exp({x})", "erf": "torch.erf({x})", "mish": "F.mish({x})", "identity": "{x}", "log_sigmoid": "F.logsigmoid({x})",
     "tanh_shrink": "F.tanhshrink({x})", "hard_tanh": "F.hardtanh({x})", "neg": "-{x}", "sqrt": "torch.sqrt({x})",
     "abs": "torch.abs({x})", "square": "torch.square({x})", "log": "torch.log({x})",
 }
@@ -162,3 +164,17 @@ def multi_head_attention(node, args, module, graph=None):
 def parameter(node, args, module, graph=None):
     wshape = tuple(node.weights["weight"].shape)
     return Emitted(f"Parameter({fmt(wshape)}, {fmt(tuple(node.attrs['shape']))})", f"{module}({args[0]})", ("Parameter",))
+
+
+@torch_emitter("variable")
+def variable(node, args, module, graph=None):
+    if "shares" in node.attrs:  # a later call of the custom layer reads the same parameter
+        return Emitted(None, f"{module}()")
+    return Emitted(f"Variable({fmt(tuple(node.weights['weight'].shape))})", f"{module}()", ("Variable",))
+
+
+@torch_emitter("constant")
+def constant(node, args, module, graph=None):
+    value = node.weights["const"]
+    dtype = "" if np.issubdtype(value.dtype, np.floating) else f", dtype=torch.{np.dtype(value.dtype).name}"
+    return Emitted(f"Constant({fmt(tuple(value.shape))}{dtype})", f"{module}()", ("Constant",))

@@ -29,12 +29,23 @@ class AvgPoolSame(nn.Module):
 class Constant(nn.Module):
     """A constant array of the Keras graph (its values come with the weights)."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, dtype=None):
         super().__init__()
-        self.register_buffer("const", torch.zeros(shape))
+        self.register_buffer("const", torch.zeros(shape, dtype=dtype))
 
     def forward(self):
         return self.const
+''',
+    "Variable": '''
+class Variable(nn.Module):
+    """A trainable array a custom Keras layer owns (self.add_weight) and reads in call()."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self):
+        return self.weight
 ''',
     "Scale": '''
 class Scale(nn.Module):

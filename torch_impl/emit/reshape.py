@@ -72,3 +72,13 @@ def slice_(node, args, module, graph=None):
     while parts and parts[-1] == ":":
         parts.pop()
     return Emitted(None, f"{args[0]}[{', '.join(parts)}]")
+
+
+@torch_emitter("matmul")
+def matmul(node, args, module, graph=None):
+    return Emitted(None, f"torch.matmul({args[0]}, {args[1]})")
+
+
+@torch_emitter("take")
+def take(node, args, module, graph=None):
+    return Emitted(None, f"{args[0]}[{args[1]}.long()]")

@@ -1,0 +1,30 @@
+"""The nodes a traced custom layer adds (keras_impl/trace.py): its own
+variables, read as trainable parameters, and concrete arrays computed during
+the trace (ops.arange(maxlen)) that a layer reads."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_impl.convert import keras_converter
+
+__all__ = []
+
+
+@keras_converter("ops.TracedVariable")
+def traced_variable(ctx, layer, call):
+    """A variable the custom layer owns (self.add_weight) and reads in call():
+    a trainable parameter named after it, in its own shape (no batch axis)."""
+    var = layer.variable
+    ctx.emit("variable", [], call.outputs[0], layout="as_is", weights={"weight": (var, [])},
+             keras_shape=tuple(var.shape))
+
+
+@keras_converter("ops.TracedConstant")
+def traced_constant(ctx, layer, call):
+    value = np.asarray(layer.value)
+    if np.issubdtype(value.dtype, np.floating):
+        value = value.astype(ctx.dtype)
+    ctx.emit("constant", [], call.outputs[0], layout="as_is", weights={"const": value}, keras_shape=value.shape)
+    ctx.graph.tensors[call.outputs[0]].dtype = keras.backend.standardize_dtype(value.dtype)

@@ -1,0 +1,267 @@
+"""Custom Keras layers without a converter, traced into their inner layers and keras.ops.
+
+A `keras.layers.Layer` subclass that the converter registry lacks is read by
+running its `call()` on symbolic inputs (`keras.Input`), the way a functional
+model is built: every Keras layer and keras.ops function it calls on a
+KerasTensor records a `Node` (keras/src/ops/operation.py `Operation.__call__`
+-> `symbolic_call`, keras/src/ops/node.py), so the call becomes a small graph
+of ordinary nodes that keras_impl/read.py walks like a nested model, under the
+custom layer's name. Three things a functional trace does not record are made
+nodes here:
+
+- a variable the layer owns and reads in call() (`ops.matmul(x, self.w)`):
+  Keras stores the variable itself in the node's arguments; it becomes a
+  `TracedVariable` node, a trainable parameter of the port;
+- a layer called on a concrete tensor (keras.io's TokenAndPositionEmbedding:
+  `self.pos_emb(ops.arange(maxlen))` runs eagerly, which would fold the
+  position table into a constant): during the trace such calls get their
+  concrete tensors as `TracedConstant` nodes and record a node themselves;
+- other concrete tensors stay call arguments (converters read them as constants).
+
+Unknown sizes other than the batch (a sequence of any length) are traced at
+UNKNOWN_SEQUENCE_STEPS, the length the port checks them on: keras-hub's
+PositionEmbedding slices its table with `ops.shape(x)[1]`, which a symbolic
+None cannot do. The written model.py then takes that length.
+
+A call that cannot run on symbolic tensors (a tf.* function, Python `if` on a
+tensor value) stops the trace: `UntraceableLayerError` (exit 2) names the
+layer, its class, the line that stopped it and the way out (a converter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import re
+import traceback
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import tree
+from keras.src.ops.node import Node
+from keras.src.ops.operation import Operation
+from keras.src.ops.symbolic_arguments import SymbolicArguments
+from keras.src.utils.naming import to_snake_case
+
+from keras_impl.convert import UnsupportedLayerError
+from shared.port_check import UNKNOWN_SEQUENCE_STEPS
+
+__all__ = ["TracedFunction", "TracedVariable", "TracedConstant", "UntraceableLayerError", "trace_call", "local_name"]
+
+_KERAS_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras,))
+
+
+class UntraceableLayerError(UnsupportedLayerError):
+    """A custom layer whose call() cannot run on symbolic tensors."""
+
+
+class TracedVariable(Operation):
+    """Reads one Keras variable: the node a layer's own weight becomes."""
+
+    def __init__(self, variable):
+        super().__init__(name=variable.name)
+        self.variable = variable
+
+    def call(self):
+        return self.variable.value
+
+    def compute_output_spec(self):
+        return keras.KerasTensor(tuple(self.variable.shape), dtype=self.variable.dtype)
+
+
+class TracedConstant(Operation):
+    """A concrete array computed during the trace (ops.arange(maxlen)) fed to a layer."""
+
+    def __init__(self, value):
+        super().__init__(name="constant")
+        self.value = np.asarray(keras.ops.convert_to_numpy(value))
+
+    def call(self):
+        return keras.ops.convert_to_tensor(self.value)
+
+    def compute_output_spec(self):
+        return keras.KerasTensor(self.value.shape, dtype=keras.backend.standardize_dtype(self.value.dtype))
+
+
+class _TracedNode:
+    """A keras Node with its variables replaced by TracedVariable outputs."""
+
+    def __init__(self, node, arguments, input_tensors):
+        self.operation = node.operation
+        self.arguments = arguments
+        self.input_tensors = input_tensors
+        self.outputs = node.outputs
+        self.is_input = False
+
+
+class TracedFunction:
+    """One traced call of a custom layer: inputs (keras.Input tensors, in the
+    order of the call's input tensors), outputs, nodes in topological order."""
+
+    def __init__(self, layer, inputs, outputs, nodes):
+        self.layer = layer
+        self.name = layer.name
+        self.inputs = inputs
+        self.outputs = outputs
+        self.nodes = nodes
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, (keras.KerasTensor, keras.Variable)) and keras.ops.is_tensor(x)
+
+
+@contextlib.contextmanager
+def _layers_record_nodes():
+    """While tracing, a Layer called on concrete tensors only (no KerasTensor)
+    records a node, its concrete inputs as TracedConstant nodes, instead of
+    running eagerly (its weights would be folded into a constant)."""
+    original = Operation.__call__
+
+    def call(self, *args, **kwargs):
+        flat = tree.flatten((args, kwargs))
+        # executing eagerly: at the trace's own level, not inside the TF graph in
+        # which Keras infers a nested layer's output spec (compute_output_spec)
+        if tf.executing_eagerly() and isinstance(self, keras.layers.Layer) and not any(isinstance(a, keras.KerasTensor) for a in flat) \
+                and any(_is_concrete(a) for a in flat):
+            as_node = lambda a: TracedConstant(a).symbolic_call() if _is_concrete(a) else a  # noqa: E731
+            args, kwargs = tree.map_structure(as_node, args), tree.map_structure(as_node, kwargs)
+            outputs = self.symbolic_call(*args, **kwargs)
+            # Layer.__call__ records a layer's node itself, for symbolic
+            # arguments only (keras/src/layers/layer.py, step 8): record it here.
+            Node(operation=self, call_args=args, call_kwargs=kwargs, outputs=outputs)
+            return outputs
+        return original(self, *args, **kwargs)
+
+    Operation.__call__ = call
+    try:
+        yield
+    finally:
+        Operation.__call__ = original
+
+
+def _stopped_at(error: BaseException, layer) -> str:
+    """'file:line in fn: code' of the innermost frame outside Keras and TF (the user's call)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    here = os.path.abspath(__file__)
+    user = [f for f in frames if not f.filename.startswith(_KERAS_DIRS) and "/tensorflow/" not in f.filename
+            and os.path.abspath(f.filename) != here]
+    if not user:
+        return f"{type(layer).__name__}.call"
+    try:  # the layer's own source file first (a frame of optree or a helper library is no answer)
+        own = os.path.abspath(inspect.getsourcefile(type(layer)))
+        user = [f for f in user if os.path.abspath(f.filename) == own] or user
+    except TypeError:
+        pass
+    f = user[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+
+
+def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return UntraceableLayerError(
+        f"layer {layer.name!r} of class {type(layer).__name__} has no converter and its call() cannot be traced "
+        f"on symbolic tensors: stopped at {_stopped_at(error, layer)} ({type(error).__name__}: {first[:200]}). "
+        f"A tf.* function or Python control flow on a tensor value cannot be traced; register a converter "
+        f"with @keras_converter({type(layer).__name__!r}) (README, 'Your own layers')"
+    )
+
+
+def trace_call(layer, node, variable_ops: dict) -> tuple:
+    """Trace one call (a functional-graph `node`) of `layer`: (TracedFunction,
+    the call's KerasTensors that its `inputs` stand for, in the same order).
+
+    Args:
+        variable_ops: id(keras variable) -> its TracedVariable, shared by every
+            trace of one walk (a layer called twice reads the same parameter).
+    """
+    inputs = {}
+
+    def as_input(t):
+        if not isinstance(t, keras.KerasTensor):
+            return t
+        if id(t) not in inputs:
+            shape = tuple(t.shape[:1]) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
+            inputs[id(t)] = (t, keras.Input(batch_shape=shape, dtype=t.dtype, sparse=t.sparse))
+        return inputs[id(t)][1]
+
+    args = tree.map_structure(as_input, node.arguments.args)
+    kwargs = tree.map_structure(as_input, node.arguments.kwargs)
+    if getattr(layer, "_call_has_training_arg", False):
+        kwargs["training"] = False
+    try:
+        with _layers_record_nodes():
+            outputs = layer.call(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
+        raise _untraceable(layer, e) from None
+    flat = tree.flatten(outputs)
+    if len(flat) != len(node.outputs) or not all(isinstance(t, keras.KerasTensor) for t in flat):
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} of class {type(layer).__name__}: traced call() returned {len(flat)} value(s) "
+            f"({', '.join(type(t).__name__ for t in flat)}), Keras recorded {len(node.outputs)} tensor output(s)")
+    sym_inputs = [pair[1] for pair in inputs.values()]
+    nodes = _collect(flat, {id(t) for t in sym_inputs}, variable_ops)
+    return TracedFunction(layer, sym_inputs, flat, nodes), [pair[0] for pair in inputs.values()]
+
+
+def _collect(outputs, stop: set, variable_ops: dict) -> list:
+    """The nodes between the traced inputs and `outputs`, topologically sorted
+    (depth-first post-order), variables in arguments made TracedVariable nodes."""
+    order, seen = [], set()
+
+    def visit(t):
+        if id(t) in stop or not hasattr(t, "_keras_history"):
+            return
+        op, index, _ = t._keras_history
+        if op is None:
+            return
+        node = op._inbound_nodes[index]
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        for a in node.arguments.keras_tensors:
+            visit(a)
+        order.append(_with_variables(node, variable_ops, order))
+
+    for t in outputs:
+        visit(t)
+    return [n for n in order if not (n.operation is not None and isinstance(n.operation, keras.layers.InputLayer))]
+
+
+def _with_variables(node, variable_ops: dict, order: list):
+    flat = tree.flatten((node.arguments.args, node.arguments.kwargs))
+    if not any(isinstance(a, keras.Variable) for a in flat):
+        return _TracedNode(node, node.arguments, list(node.arguments.keras_tensors))
+
+    def read(a):
+        if not isinstance(a, keras.Variable):
+            return a
+        op = variable_ops.get(id(a))
+        if op is None:
+            op = variable_ops[id(a)] = TracedVariable(a)
+        out = op.symbolic_call()
+        order.append(_TracedNode(op._inbound_nodes[-1], SymbolicArguments(), []))
+        return out
+
+    args = tree.map_structure(read, node.arguments.args)
+    kwargs = tree.map_structure(read, node.arguments.kwargs)
+    arguments = SymbolicArguments(*args, **kwargs)
+    return _TracedNode(node, arguments, list(arguments.keras_tensors))
+
+
+def local_name(op, parent) -> str:
+    """The name of `op` inside a traced layer `parent`: the attribute that
+    holds it (`self.att` -> "att"), else its own name with Keras' uid suffix
+    dropped ("dense_12" -> "dense"), so that a cast copy of the model (new
+    uids) names its tensors alike."""
+    if isinstance(op, TracedVariable):
+        return op.variable.name
+    for k, v in vars(parent).items():
+        if v is op and not k.startswith("_"):
+            return k
+    for k, v in vars(parent).items():
+        if v is op:
+            return k.lstrip("_")
+    snake = to_snake_case(type(op).__name__)
+    return snake if re.fullmatch(re.escape(snake) + r"(_\d+)?", op.name) else op.name
