@@ -45,6 +45,7 @@ from shared.verify import (SAME_WEIGHT, Mapping, attribute_notes, check_mapping,
                            match, padding_notes, weight_notes, weights_to_torch)
 from shared.verify_attention import swapped_projections
 from shared.verify_data import draw_data, make_targets
+from shared.verify_evidence import supported_notes
 
 __all__ = ["VerifyOptions", "VerifyResult", "run_verify", "make_targets"]
 
@@ -122,7 +123,8 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     notes = [n for n in (loss.get("note"), optimizer.get("note")) if n]
     notes += [f"{p.keras} <-> {p.torch}: {p.note}" for p in mapping.pairs if p.note]
     kby, tby = {k.name: k for k in krecs}, {t.path: t for t in trecs}
-    diagnoses = [n for p in mapping.pairs for n in attribute_notes(kby[p.keras], tby[p.torch])]
+    suspects = [(p.keras, kby[p.keras].layer, n) for p in mapping.pairs for n in attribute_notes(kby[p.keras], tby[p.torch])]
+    diagnoses = []
     if opts.weights == "as-is":
         tw0 = ts.weights()
         diagnoses += [n for p in mapping.pairs for n in weight_notes(p, kw0[p.keras], tw0[p.torch])]
@@ -166,6 +168,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
                   f"{c.detail['diagnosis']}" for c in checks
                   if c.info and not c.passed and c.check.startswith("stock torch")]
         diagnoses += _bn_variance_diagnosis(sides["float64"], mapping, kby, tby, batches, loss, optimizer, checks)
+    supported, unsupported = supported_notes(suspects, checks, where)  # attributes alone are no evidence
+    diagnoses = [n for n in supported if n not in diagnoses] + diagnoses
+    notes += unsupported
     diagnoses += [f"{c.check}: {c.detail['trap']}" for c in checks if c.detail.get("trap")]
     config = {"loss": {k: v for k, v in loss.items() if k != "config"}, "optimizer": {k: v for k, v in optimizer.items() if k != "config"},
               "weights": opts.weights, "batch": int(len(x)), "steps": opts.steps, "seed": opts.seed}
@@ -175,9 +180,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
 def _float64_keras(ks, ts64, x, exact: list) -> tuple:
     """(the Keras float64 side the float64 checks use, a note saying which).
 
-    TF's leaky_relu / gelu kernels and MultiHeadAttention's 1/sqrt(key_dim)
-    keep a float32 constant even in float64 (keras_impl/verify.py
-    _EXACT_FLOAT64): a hand-written port computes them exactly, a port that
+    TF's leaky_relu / gelu kernels, dot-product attention's scale and
+    Rescaling keep a float32 constant even in float64
+    (keras_impl/verify_exact.py has the measured table): a hand-written port computes them exactly, a port that
     reproduces TF (`compare.py port`'s model.py does) keeps the constant.
     Both are faithful, and they differ by ~1e-9, a thousand times the float64
     tolerance; so the float64 checks take the Keras copy whose model output
@@ -186,8 +191,8 @@ def _float64_keras(ks, ts64, x, exact: list) -> tuple:
     t = np.asarray(ts64.forward(x), dtype=np.float64)
     d_exact = float(np.max(np.abs(np.asarray(exact_side.forward(x), dtype=np.float64) - t)))
     d_tf = float(np.max(np.abs(np.asarray(as_tf.forward(x), dtype=np.float64) - t)))
-    why = ("TF's leaky_relu / gelu kernels and MultiHeadAttention's 1/sqrt(key_dim) scale keep a float32 constant "
-           "even in float64")
+    why = ("TF's leaky_relu / gelu kernels, dot-product attention's 1/sqrt(key_dim) scale and Rescaling keep a "
+           "float32 constant even in float64")
     if d_tf < d_exact:
         return as_tf, (f"float64 checks: the port keeps TF's float32 constants in {exact} ({why}), so they use Keras "
                        f"as TF computes it (model output {d_tf:.3g} from it, {d_exact:.3g} from the exact forms)")
