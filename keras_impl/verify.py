@@ -25,7 +25,7 @@ from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
 from shared.errors import UsageError
 from shared.verify import KerasRecord
-from keras_impl.verify_exact import fired, make_exact
+from keras_impl.verify_exact import fired, make_exact, operations
 from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, comparison_mask, projections as _projections
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
@@ -356,7 +356,7 @@ def _copy(model, dtype: str, exact: bool = True):
         clone = _clone_by_path(model, dtype)
     patched = []
     if dtype == "float64" and exact:
-        layers = list(clone._flatten_layers(include_self=False, recursive=True))
+        layers = operations(clone)
         make_exact(clone, layers)
         try:
             patched = fired(clone, _probe_input(clone))

@@ -119,9 +119,25 @@ def _wrap(layer) -> None:
     layer.call = exact_call
 
 
+def operations(clone) -> list:
+    """Every layer of the clone and every op node of its functional graphs
+    (`keras.ops.gelu(x, approximate=True)` in a functional model is an
+    Operation, not a layer), nested models included; the clone itself not."""
+    out, seen = [], {id(clone)}
+    todo = list(clone._flatten_layers(include_self=False, recursive=True)) + list(getattr(clone, "operations", []))
+    while todo:
+        op = todo.pop(0)
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        out.append(op)
+        todo += list(getattr(op, "operations", []))
+    return out
+
+
 def make_exact(clone, layers: list) -> None:
     """Make the float64 clone compute TF's float32-constant kernels exactly:
-    every layer's call (the model's own included) runs inside exact_kernels;
+    every layer's and op's call (the model's own included) runs inside exact_kernels;
     Rescaling's scale and offset and MultiHeadAttention's 1/sqrt(key_dim)
     become float64 scalars (a tf.cast of a Python float goes through float32)."""
     for layer in layers:
@@ -138,5 +154,5 @@ def fired(clone, x) -> list:
     """Names of the clone's layers that ran an exact kernel on x (one forward pass)."""
     _STATE.fired = {}
     clone(x, training=False)
-    names = {layer.name for layer in clone._flatten_layers(include_self=False, recursive=True)}
+    names = {op.name for op in operations(clone)}
     return [n for n in _STATE.fired if n in names]

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.checks import Check, compare_arrays
-from shared.tolerances import ZERO_GRADIENT_F64, for_check
+from shared.checks import Check, compare_arrays, compare_envelope
+from shared.tolerances import ZERO_GRADIENT_F64, derived_tolerance, for_check, trajectory_envelope
 from shared.training import stock_training_row
 from shared.verify import (SAME_WEIGHT, Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes,
                            match, padding_notes, weight_notes, weights_to_torch)
@@ -54,6 +54,8 @@ DTYPES = ("float64", "float32")
 # "equal to n/(n-1)" within 1e-6 (the factor itself is 1 + 1/(n-1), >= 1e-5 away
 # from 1 for n up to 1e5), "moved at all" above 1e-9.
 RATIO_RTOL = 1e-6
+TRAJECTORY_NOTE = ("derived step by step: 4 x the largest float32-vs-float64 divergence either side has shown so far "
+                   "+ 4 ulp floor (shared/tolerances.py trajectory_envelope)")
 MOVED = 1e-9
 # Weights whose gradient is zero in exact arithmetic: an attention key projection's
 # bias adds q.b_key to every score of a softmax row, which the softmax ignores.
@@ -162,8 +164,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         noise = {(p.keras, w) for p in mapping.pairs for role, w in ZERO_GRADIENT
                  if kby[p.keras].attrs.get("role") == role and optimizer["class"] in ("Adam", "AdamW")}
         notes += [ZERO_GRADIENT_NOTE.format(w=f"{k}.{w}") for k, w in sorted(noise)]
+        ref = {}  # float64 first: the float32 rows derive their tolerances from it
         for d in DTYPES:
-            checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn, noise)
+            checks += _training(sides[d], mapping, batches, loss, optimizer, d, bn, noise, ref)
         notes += [f"{c.check}: max relative difference {c.max_rel_diff:.3g} after {len(batches)} steps. "
                   f"{c.detail['diagnosis']}" for c in checks
                   if c.info and not c.passed and c.check.startswith("stock torch")]
@@ -352,8 +355,12 @@ def _gradients(sides, mapping, x, y, loss, dtype, zero: dict) -> list:
     return checks
 
 
-def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozenset()) -> list:
-    """noise: (Keras record, weight name) compared as information in float32 (ZERO_GRADIENT)."""
+def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozenset(), ref=None) -> list:
+    """noise: (Keras record, weight name) compared as information in float32 (ZERO_GRADIENT).
+    ref: filled by the float64 run with its results; the float32 run then
+    derives its tolerances from them as the engine does (shared/judge.py):
+    4 x each side's own float32-vs-float64 error (+ 4 ulp), the loss curve
+    step by step (shared/tolerances.py trajectory_envelope)."""
     ks, ts = sides
     tol = for_check("training", dtype, batchnorm=bn)
     kl, kw = ks.train(batches, loss, optimizer)
@@ -361,15 +368,27 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
     if any(m is not None for m in masks):  # a per-step output of a masked model: its loss skips masked steps
         batches = [(x, y, m) for (x, y), m in zip(batches, masks)]
     tl, tw = ts.train(batches, loss, optimizer)
+    ref = {} if ref is None else ref
+    derive = dtype == "float32" and "float64" in ref
+    if dtype == "float64":
+        ref["float64"] = (kl, kw, tl, tw)
     ctx = {"dtype": dtype}
-    checks = [compare_arrays(f"training loss per step ({len(batches)} steps, {optimizer['class']})", kl, tl, tol, **ctx)]
+    name = f"training loss per step ({len(batches)} steps, {optimizer['class']})"
+    if derive:
+        kl64, kw64, tl64, tw64 = ref["float64"]
+        checks = [compare_envelope(name, kl, tl, trajectory_envelope(kl, kl64, tl, tl64), TRAJECTORY_NOTE, **ctx)]
+    else:
+        checks = [compare_arrays(name, kl, tl, tol, **ctx)]
     for p in mapping.pairs:
         for name, a in kw[p.keras].items():
             info = dtype == "float32" and (p.keras, name) in noise
-            c = compare_arrays(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", weights_to_torch(p, name, a),
-                               tw[p.torch][name], tol, detail={"pair": p.keras, "name": name}, info=info, **ctx)
+            a, b = weights_to_torch(p, name, a), tw[p.torch][name]
+            t = tol if not derive else derived_tolerance(a, weights_to_torch(p, name, kw64[p.keras][name]), b,
+                                                         tw64[p.torch][name], max_asymmetry=None)
+            c = compare_arrays(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", a, b, t,
+                               detail={"pair": p.keras, "name": name}, info=info, **ctx)
             if not c.passed and dtype == "float64":
-                c.detail["trap"] = _known_trap(f"{p.keras}.{name}", weights_to_torch(p, name, a), tw[p.torch][name])
+                c.detail["trap"] = _known_trap(f"{p.keras}.{name}", a, b)
             checks.append(c)
     stock = getattr(ts, "stock_training", None)  # torch only: dense Embedding gradients
     dense = stock(batches, loss, optimizer) if stock is not None and dtype == "float64" else None
