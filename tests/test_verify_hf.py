@@ -94,3 +94,59 @@ def test_gpt2_conv1d_weight_copied_into_linear_untransposed_is_caught():
     out = check(res, "model output", "float64")
     assert not res.passed and res.localisation["first_differing"] == "c_fc", res.localisation
     print(f"GPT-2 Conv1D weight reshaped, not transposed: c_fc first differing, model output off by {out.max_abs_diff:.3g}")
+
+
+# ---- traps of HF ports (sizes for TRAPS.md, "Hugging Face ports"); pytest -s prints them
+V = 11  # vocabulary
+
+
+def text_keras():
+    """Embedding -> LayerNormalization(eps=1e-12, BERT's) -> mean -> Dense: ids (T,)."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((T,), dtype="int32")
+    y = keras.layers.Embedding(V, D, name="wte")(x)
+    y = keras.layers.LayerNormalization(epsilon=1e-12, name="ln")(y)
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    model = keras.Model(x, keras.layers.Dense(2, name="head")(y))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer=keras.optimizers.SGD(0.5))
+    return model
+
+
+class TextPort(nn.Module):
+    padding_idx, ln_eps = None, 1e-12
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(V, D, padding_idx=self.padding_idx)
+        self.ln = nn.LayerNorm(D, eps=self.ln_eps)
+        self.head = nn.Linear(D, 2)
+
+    def forward(self, ids):
+        return self.head(self.ln(self.wte(ids)).mean(1))
+
+
+def test_text_port_passes():
+    res = compare.verify_models(text_keras(), TextPort(), train_steps=2)
+    assert res.passed, [(c.dtype, c.check, c.max_abs_diff) for c in failing(res)]
+
+
+def test_padding_idx_row_is_frozen_in_torch_and_trained_in_keras():
+    class PaddingIdx(TextPort):
+        padding_idx = 0  # HF's pad_token_id: no gradient for row 0; Keras' Embedding trains it
+    res = compare.verify_models(text_keras(), PaddingIdx(), train_steps=2)
+    row = check(res, "wte.weight after training <-> torch 'wte.weight'", "float64")
+    grad = check(res, "gradient wte.weight <-> torch 'wte.weight'", "float64")
+    assert check(res, "model output", "float64").passed  # inference agrees
+    assert not grad.passed and grad.where.startswith("[0,"), grad.where  # row 0 located
+    assert not row.passed and row.where.startswith("[0,"), row.where
+    print(f"padding_idx=0: gradient of row 0 off by {grad.max_abs_diff:.3g}, trained row 0 by {row.max_abs_diff:.3g} after 2 SGD(0.5) steps")
+
+
+def test_layer_norm_eps_bert_vs_torch_default():
+    class Eps(TextPort):
+        ln_eps = 1e-5  # torch's default for BERT's 1e-12
+    res = compare.verify_models(text_keras(), Eps(), train_steps=0, gradients=False)
+    ln = check(res, "output of ln <-> torch 'ln'", "float64")
+    assert res.localisation["first_differing"] == "ln" and not ln.passed
+    assert any("LayerNorm epsilon differs: Keras 1e-12, torch 'ln' 1e-05" in d for d in res.diagnoses), res.diagnoses
+    print(f"LayerNorm eps 1e-5 for 1e-12: ln output off by {ln.max_abs_diff:.3g} (float64), located at ln")

@@ -141,3 +141,15 @@ def test_tanh_gelu_port_passes_in_float64():
     assert res.passed and out.max_abs_diff < 1e-14, ([c.check for c in failing(res)], out)
     assert any("computed exactly" in n for n in res.notes), res.notes
     print(f"tanh gelu (keras.ops.gelu(approximate=True)): float64 output {out.max_abs_diff:.2g}")
+
+
+def test_exact_gelu_port_of_a_tanh_gelu_model_is_located():
+    class ExactGelu(_TanhGeluBlock):
+        def forward(self, x):  # HF "gelu" where the model has "gelu_new"
+            return self.down(torch.nn.functional.gelu(self.up(self.ln(x))))
+    res = compare.verify_models(_tanh_gelu_keras(), ExactGelu(), train_steps=0, gradients=False)
+    down = check(res, "output of down <-> torch 'down'", "float64")
+    between = res.localisation["between"]
+    assert res.localisation["first_differing"] == "down" and len(between) == 1 and between[0].startswith("gelu"), between
+    assert "gelu(approximate=True)" in " ".join(res.localisation["keras_ops"]) and not down.passed
+    print(f"exact gelu for tanh gelu: located between up and down, down output off by {down.max_abs_diff:.3g}")
