@@ -25,6 +25,7 @@ from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
 from shared.errors import UsageError
 from shared.verify import KerasRecord
+from keras_impl.verify_exact import fired, make_exact, operations
 from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, comparison_mask, projections as _projections
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
@@ -346,61 +347,39 @@ class KerasSide:
         return losses, side.weights()
 
 
-def _exact_leaky_relu(slope: float):
-    def leaky_relu(x, negative_slope=None):
-        return tf.where(x >= 0, x, x * tf.constant(slope if negative_slope is None else negative_slope, x.dtype))
-    return leaky_relu
-
-
-def _exact_gelu(x):
-    return 0.5 * x * (1.0 + tf.math.erf(x / tf.constant(np.sqrt(2.0), x.dtype)))
-
-
-_exact_gelu.__name__ = "gelu"  # the graph reader knows activations by name
-
-# TF kernels that keep a float32 constant even in float64 (measured with TF 2.21 at x = -1:
-# tf.nn.leaky_relu(alpha=0.3) gives -0.30000001192 (alpha is a float32 op attribute),
-# tf.nn.gelu gives -0.158655258 where Phi(-1) = -0.158655254). In float32 both are
-# exact to float32, so they only matter for the float64 copy, whose purpose is to
-# put rounding out of the way: there they are computed exactly.
-_EXACT_FLOAT64 = {"leaky_relu": _exact_leaky_relu(0.2), "gelu": _exact_gelu}
-# MultiHeadAttention scales by the Python float 1/sqrt(key_dim), which both of its
-# paths tf.cast to the compute dtype (backend/tensorflow/nn.py
-# _dot_product_attention_xla: tf.cast(scale, logits.dtype); the einsum path:
-# ops.cast(self._inverse_sqrt_key_dim, query.dtype)); tf.cast converts a Python
-# float to a float32 tensor first. Measured with TF 2.21, key_dim=3: the float64
-# scale is 1/sqrt(3) - 1.04e-8 and dot_product_attention is 2.8e-9 relative off the
-# exact softmax attention (1.2e-16 with a float64 scalar). Exact for key_dim a power
-# of 4 (0.5, 0.25, ...); the float64 copy gets the scale as a float64 scalar.
-
-
 def _copy(model, dtype: str, exact: bool = True):
-    """cast_model, and in float64 (with exact) the exact forms of _EXACT_FLOAT64
-    and of MultiHeadAttention's scale (names in model._verify_exact)."""
+    """cast_model, and in float64 (with exact) TF's float32-constant kernels
+    computed exactly (keras_impl/verify_exact.py; names in model._verify_exact)."""
     try:
         clone = cast_model(model, dtype)
     except ValueError:  # the clone lists its variables in another order: copy them by path
         clone = _clone_by_path(model, dtype)
     patched = []
     if dtype == "float64" and exact:
-        for layer in clone._flatten_layers(include_self=False, recursive=True):
-            if type(layer).__name__ == "LeakyReLU":
-                fn = _exact_leaky_relu(float(layer.negative_slope))
-                layer.call = lambda x, fn=fn: fn(x)
-                patched.append(layer.name)
-                continue
-            if type(layer).__name__ == "MultiHeadAttention":
-                # a float64 scalar stays float64 through tf.cast (see _EXACT_FLOAT64)
-                layer._inverse_sqrt_key_dim = np.float64(1.0) / np.sqrt(np.float64(layer._key_dim))
-                patched.append(layer.name)
-                continue
-            act = getattr(layer, "activation", None)
-            name = getattr(act, "__name__", "")
-            if name in _EXACT_FLOAT64 and not (name == "gelu" and getattr(layer, "approximate", False)):
-                layer.activation = _EXACT_FLOAT64[name]
-                patched.append(layer.name)
+        layers = operations(clone)
+        make_exact(clone, layers)
+        try:
+            patched = fired(clone, _probe_input(clone))
+        except Exception:  # noqa: BLE001 - a probe the model refuses: name what may fire
+            patched = [layer.name for layer in layers if _may_fire(layer)]
+        patched += [layer.name for layer in layers if type(layer).__name__ == "Rescaling" and layer.name not in patched]
     clone._verify_exact = patched
     return clone
+
+
+def _probe_input(model):
+    """Zeros of the model's input shape (unknown sizes 1 and 2), ids as int."""
+    def one(t):
+        shape = [1] + [2 if s is None else s for s in t.shape[1:]]
+        kind = keras.backend.standardize_dtype(t.dtype)
+        return np.zeros(shape, dtype=kind if "int" in kind else "float64")
+    xs = [one(t) for t in model.inputs]
+    return xs[0] if len(xs) == 1 else xs
+
+
+def _may_fire(layer) -> bool:
+    act = getattr(getattr(layer, "activation", None), "__name__", "")
+    return act in ("gelu", "leaky_relu") or type(layer).__name__ in ("LeakyReLU", "MultiHeadAttention")
 
 
 def _clone_by_path(model, dtype: str):

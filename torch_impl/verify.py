@@ -78,8 +78,16 @@ def _reset_before(m: nn.Module) -> bool:
         ("bias" not in params or tuple(params["bias"].shape) == (rows,))
 
 
+def _hf_conv1d(m: nn.Module) -> bool:
+    """Hugging Face's `Conv1D` (transformers/pytorch_utils.py, GPT-2's c_attn / c_fc / c_proj):
+    a Linear whose weight is stored (in, out) and applied as x @ W + b."""
+    w = getattr(m, "weight", None)
+    return type(m).__name__ == "Conv1D" and hasattr(m, "nf") and isinstance(w, nn.Parameter) and w.dim() == 2 \
+        and w.shape[1] == m.nf
+
+
 def _kind(m: nn.Module) -> str:
-    if isinstance(m, nn.Linear):
+    if isinstance(m, nn.Linear) or _hf_conv1d(m):
         return "linear"
     if _rnn(m):
         return next(kind for cls, kind in _RNN_KINDS.items() if isinstance(m, cls))
@@ -146,6 +154,8 @@ def _parts(path: str, m: nn.Module) -> list:
                          if getattr(m, f"{w}_l{layer}{sfx}", None) is not None}
                 out.append((f"{path}[l{layer}{sfx}]", names))
         return out
+    if _hf_conv1d(m):  # weight (in, out): seen as the (out, in) of nn.Linear
+        return [(path, {n: (m, n, None, n == "weight") for n in _own_tensors(m)})]
     return [(path, {n: (m, n, None) for n in _own_tensors(m)})]
 
 
@@ -157,9 +167,10 @@ def _views(model: nn.Module) -> dict:
 
 
 def _tensor(view) -> torch.Tensor:
-    owner, name, rows = view
+    owner, name, rows = view[:3]
     t = getattr(owner, name)
-    return t if rows is None else t[rows[0]:rows[1]]
+    t = t if rows is None else t[rows[0]:rows[1]]
+    return t.T if view[3:] == (True,) else t  # HF Conv1D: a transposed view, written through in place
 
 
 def _tensor_owner_attr(view):
@@ -167,9 +178,10 @@ def _tensor_owner_attr(view):
 
 
 def _grad(view):
-    owner, name, rows = view
+    owner, name, rows = view[:3]
     g = getattr(owner, name).grad
-    return None if g is None else (g if rows is None else g[rows[0]:rows[1]])
+    g = None if g is None else (g if rows is None else g[rows[0]:rows[1]])
+    return g.T if g is not None and view[3:] == (True,) else g
 
 
 def _split_record(rec: TorchRecord, m: nn.Module) -> list:
@@ -242,11 +254,13 @@ class TorchSide:
                     mode.inside -= 1
                     mode.last_param_module = path
                     rec = seen.get(path)
-                    if isinstance(m, nn.Linear) and m.out_features % 3 == 0 and isinstance(out, torch.Tensor):
+                    if isinstance(m, nn.Linear) and m.out_features % 3 == 0 and isinstance(out, torch.Tensor):  # fused qkv
                         mode.linear_out[id(out)] = path
                         mode.keep.append(out)
                     if rec is None:
                         seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
+                                                 {n: tuple(_tensor(v).shape) for n, v in _parts(path, m)[0][1].items()}
+                                                 if _hf_conv1d(m) else
                                                  {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
                                                  shape_of(args[0], mode.pack_steps) if args else (),
                                                  shape_of(first_output(out), mode.pack_steps))
