@@ -366,9 +366,29 @@ def cast_model(model, dtype: str):
             clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)
     finally:
         keras.config.set_dtype_policy(policy)
-    clone.set_weights(model.get_weights())
+    _copy_weights(model, clone)
     _same_names(model, clone)
     return clone
+
+
+def _copy_weights(model, clone) -> None:
+    """model's weights into clone, each into the variable of the same name and
+    shape: by position where the two lists agree (the usual case), else the
+    next unused variable of that name and shape, so that no two (8,) vectors
+    (a bias, BatchNorm's beta) can be swapped silently by a different order."""
+    src, dst = model.weights, clone.weights
+    key = lambda v: (v.name, tuple(v.shape))  # noqa: E731
+    if [key(v) for v in src] != [key(v) for v in dst]:
+        pools = {}
+        for v in src:
+            pools.setdefault(key(v), []).append(v)
+        src = [pools[key(v)].pop(0) if pools.get(key(v)) else None for v in dst]
+        if any(v is None for v in src):
+            missing = next(v for v, s in zip(dst, src) if s is None)
+            raise UsageError(f"the float64 copy of {model.name!r} has a weight {missing.path!r} {tuple(missing.shape)} "
+                             "that the model lacks (a custom layer whose get_config does not rebuild it)")
+    for v, w in zip(dst, src):
+        v.assign(keras.ops.cast(w.value, v.dtype))
 
 
 def _same_names(model, clone) -> None:
