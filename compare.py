@@ -491,7 +491,7 @@ def cmd_port_reverse(args, out: Path) -> int:
         work = Path(work)
         atomic_write_text(work / "model_keras.py", res.source)
         files = k.save(res.model, work)
-        res.checks.append(pr.plain_load_check(k, res, xs[0], work / "model.keras", work))
+        res.checks.append(pr.plain_load_check(k, res, xs if len(xs) > 1 else xs[0], work / "model.keras", work))
         if not args.no_onnx:
             res.checks += pr.onnx_checks(k, t, module, res, xs[0], work)
             files.update({"onnx": ["keras.onnx", "torch.onnx"]})

@@ -206,10 +206,12 @@ class ReadContext:
         key = a.target if a.op == "get_attr" else a.name
         if key in self.param_nodes:
             return self.param_nodes[key]
-        if a in self.batchy:
-            raise self.unsupported(f"{a.name} is computed from the batch size only (torch.arange(batch)...); "
-                                   "the port reads constants that broadcast over the batch")
         value = self.values[a]
+        if a in self.batchy:  # sized by the batch: a constant when every row is the same (a mask expanded over it)
+            if value.dim() == 0 or any(not torch.equal(value[i], value[0]) for i in range(1, value.shape[0])):
+                raise self.unsupported(f"{a.name} is computed from the batch size (torch.arange(batch)...); "
+                                       "the port reads constants that broadcast over the batch")
+            value = value[:1]
         shape = tuple(value.shape)
         rank = max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
         full = (1,) * (rank - len(shape)) + shape
@@ -250,15 +252,16 @@ def _input_dtype(spec: InputSpec, module_dtype) -> str:
 
 
 def _mark_static(ctx, n) -> bool:
-    """Fold `n` when it computes from constants and sizes only (no input, no trainable parameter)."""
+    """True when `n` makes no neutral node: a parameter (read where it is used),
+    a size, or a value computed from constants and sizes only (folded, its value
+    read from the example run; `ctx.batchy` when it depends on the batch size)."""
     if n.op == "get_attr":
         if n.target not in ctx.trainable:
             ctx.static.add(n)
         return True
-    if n.op not in ("call_function", "call_method"):
-        return False
     ins = n.all_input_nodes
-    if any(a not in ctx.static for a in ins):
+    folded = n.op in ("call_function", "call_method") and all(a in ctx.static for a in ins)
+    if not (folded or _is_static(ctx.values[n])):
         return False
     ctx.static.add(n)
     if any(a in ctx.batchy for a in ins) or (getattr(n.target, "_opname", "") == "sym_size" and n.args[1] == 0):
@@ -300,9 +303,7 @@ def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
             ctx.tensor_of[n] = n.name
         elif n.op == "output":
             graph.outputs = _outputs(ctx, n)
-        elif _is_static(values[n]) or _mark_static(ctx, n):
-            if _is_static(values[n]):
-                ctx.static.add(n)
+        elif _mark_static(ctx, n):
             continue
         else:
             key = op_key(n, ctx.modules)

@@ -243,6 +243,8 @@ def matmul(ctx, n):
 def sdpa(ctx, n):
     q, k, v = n.args[:3]
     mask = ctx.arg(3, "attn_mask")
+    if mask is not None and mask in ctx.static and ctx.values[mask].dtype == torch.bool and bool(ctx.values[mask].all()):
+        mask = None  # a constant all-True mask (transformers builds one for ViT) masks nothing
     if ctx.value(ctx.arg(4, "dropout_p", 0.0)):
         raise ctx.unsupported("attention dropout (the port reads eval-mode modules)")
     if ctx.value(n.kwargs.get("enable_gqa", False)):
