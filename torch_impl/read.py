@@ -341,8 +341,11 @@ def graph_values(module, graph: Graph, inputs) -> dict:
     values = _run(gm, xs)
     by_name = {n.name: v for n, v in values.items()}
     out = {name: np.asarray(x) for name, x in zip(graph.inputs, inputs)}
+    batch = len(inputs[0])
     for name, spec in graph.tensors.items():
         v = by_name.get(name)
         if isinstance(v, torch.Tensor) and name not in out:
-            out[name] = v.detach().numpy()
+            v = v.detach().numpy()
+            # computed from constants only (BERT's position embeddings): one row, which the graph broadcasts over the batch
+            out[name] = np.broadcast_to(v, (batch, *v.shape[1:])).copy() if v.ndim and v.shape[0] == 1 != batch else v
     return out
