@@ -13,22 +13,29 @@ __all__ = ["SDPA_HELPER"]
 
 # torch.nn.functional.scaled_dot_product_attention (torch/nn/functional.py,
 # its documented reference implementation): softmax(q @ k^T * scale + mask) @ v,
-# scale = 1 / sqrt(head_dim) unless given, a boolean mask keeps the True cells
-# (False -> -inf), a float mask is added. Written out with keras.ops so float64
-# stays float64 (keras.ops.dot_product_attention takes (B, T, H, D)).
+# scale = 1 / sqrt(head_dim) unless given; a boolean mask keeps the True cells
+# (False -> -inf), a float mask is added. A query row with no cell kept gives
+# 0, not NaN: torch's math and CPU flash kernels use a safe softmax there
+# (aten/src/ATen/native/transformers/attention.cpp, `_safe_softmax`; GPT-2
+# with a padding mask at position 0 meets it). Written out with keras.ops so
+# float64 stays float64 (keras.ops.dot_product_attention takes (B, T, H, D)).
 SDPA_HELPER = '''
 def scaled_dot_product_attention(q, k, v, mask=None, scale=None, causal=False):
-    """torch's F.scaled_dot_product_attention on (N, heads, T, head_dim) tensors."""
+    """torch's F.scaled_dot_product_attention on (N, heads, T, head_dim) tensors;
+    a query row that may attend to nothing gives 0, as torch's safe softmax."""
     scale = 1.0 / float(q.shape[-1]) ** 0.5 if scale is None else scale
     scores = ops.multiply(ops.matmul(q, ops.swapaxes(k, -1, -2)), scale)  # (N, heads, Tq, Tk)
-    if causal:
-        keep = ops.tril(ops.ones((scores.shape[-2], scores.shape[-1]), dtype="bool"))
-        scores = ops.where(keep, scores, float("-inf"))
-    if mask is not None and mask.dtype == "bool":
-        scores = ops.where(mask, scores, float("-inf"))
-    elif mask is not None:
+    keep = mask if mask is not None and mask.dtype == "bool" else None
+    if mask is not None and keep is None:
         scores = ops.add(scores, mask)
-    return ops.matmul(ops.softmax(scores, axis=-1), v)
+    if causal:
+        lower = ops.tril(ops.ones((scores.shape[-2], scores.shape[-1]), dtype="bool"))
+        keep = lower if keep is None else ops.logical_and(keep, lower)
+    if keep is None:
+        return ops.matmul(ops.softmax(scores, axis=-1), v)
+    probs = ops.softmax(ops.where(keep, scores, float("-inf")), axis=-1)
+    probs = ops.where(ops.any(keep, axis=-1, keepdims=True), probs, 0.0)
+    return ops.matmul(probs, v)
 '''
 
 

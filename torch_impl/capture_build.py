@@ -72,7 +72,8 @@ def _groups(ep, root, known, state_of) -> dict:
         for m in members:
             for a in m.all_input_nodes:
                 own = state_of.get(a.name, "").startswith(path + ".")
-                if a not in mset and not own and a not in ext:
+                size = not isinstance(a.meta.get("val"), torch.Tensor)  # a size the module computes again itself
+                if a not in mset and not own and not size and a not in ext:
                     ext.append(a)
         leaving = [m for m in members if any(u not in mset for u in m.users)]
         if len(ext) == 1 and len(leaving) == 1 and leaving[0] is members[-1]:
