@@ -138,8 +138,8 @@ def _export(module, specs) -> Captured:
         from torch_impl.capture_build import rebuild
 
         gm = rebuild(ep, wrapper, names or _positional_names(module, len(xs)), type(module).__name__)
+        _check_same(gm, wrapper, xs, type(module).__name__)  # an eager call: it also names the outputs
         out_names = list(wrapper.out_names)
-        _check_same(gm, wrapper, xs, type(module).__name__)
     except UsageError:
         raise
     except Exception as e:
