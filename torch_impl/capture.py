@@ -105,15 +105,26 @@ def capture(module, specs, how: str = "auto") -> Captured:
 def _capture(module, specs, how) -> Captured:
     if how in ("auto", "fx") and len(specs) == 1 and specs[0].name is None:
         try:
-            return _fx(module)
+            cap = _fx(module)
+            if how == "fx" or len(cap.inputs) == 1:  # optional arguments (timm's attn_mask=None): torch.export
+                return cap
         except UsageError:
             if how == "fx":
                 raise
     return _export(module, specs)
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with every module that has a reader kept whole (timm's BatchNormAct2d)."""
+
+    def is_leaf_module(self, m, qualname) -> bool:
+        from torch_impl.capture_build import known_module_classes
+
+        return super().is_leaf_module(m, qualname) or type(m).__name__ in known_module_classes()
+
+
 def _fx(module) -> Captured:
-    tracer = fx.Tracer()
+    tracer = _Tracer()
     tracer.record_stack_traces = True
     try:
         g = tracer.trace(module)

@@ -199,6 +199,18 @@ class ReadContext:
         """The fx node's value IS its argument's tensor (contiguous, eval-mode dropout...)."""
         self.tensor_of[self.node] = self.tensor(a)
 
+    def is_parameter(self, a) -> bool:
+        return isinstance(a, fx.Node) and a.op == "get_attr" and a.target in self.trainable
+
+    def parameter_view(self, a: fx.Node) -> str:
+        """The node's value, a view of parameter `a` (ConvNeXt's gamma.reshape(1, -1, 1, 1)),
+        as a `parameter` node of that shape over `a`'s weight."""
+        shape = tuple(self.values[self.node].shape)
+        full = shape if len(shape) and shape[0] == 1 else (1, *shape)
+        out = self.emit("parameter", [self.graph.inputs[0]], attrs={"shape": list(full), "trainable": True},
+                        weights={"weight": self.values[a]}, params={"weight": a.target}, shape=(None, *full[1:]), internal=True)
+        return out
+
     def parameter(self, a: fx.Node) -> str:
         """A get_attr tensor as a `parameter` node broadcast over the batch:
         trainable for the module's parameters, a constant for buffers and
@@ -281,7 +293,18 @@ def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
 
     module.eval()
     specs = as_specs(input_shape)
-    cap = capture(module, specs)
+    try:
+        return _read(module, specs, capture(module, specs), name)
+    except UnsupportedOpError as fx_error:
+        if capture(module, specs).how != "fx":
+            raise
+        try:  # torch.fx traced it but a reader refused a node: read torch.export's ATen graph instead
+            return _read(module, specs, capture(module, specs, "export"), name)
+        except UsageError:
+            raise fx_error from None  # the fx node names the user's own call (function.cumsum)
+
+
+def _read(module, specs, cap, name) -> Graph:
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     xs = example_inputs(specs, EXAMPLE_BATCH, dtype)
     try:
