@@ -434,9 +434,10 @@ def cmd_port(argv) -> int:
     from shared import port as sp
 
     p = sp.port_parser(_Parser, DEFAULT_THREADS)
-    p.add_argument("--input-shape", metavar="C,H,W", type=argtypes.shape,
+    p.add_argument("--input-shape", metavar="C,H,W", type=argtypes.input_shape,
                    help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
-                        "function returning one), its input shape without the batch")
+                        "function returning one), its input shape without the batch; several named inputs (keyword "
+                        "arguments): NAME=SHAPE[:DTYPE[:HIGH]],... e.g. input_ids=16:int64,attention_mask=16:int64:2")
     p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
     args = p.parse_args(argv)
     from shared.atomic import atomic_dir, check_writable_dir
@@ -495,7 +496,7 @@ def cmd_port_reverse(args, out: Path) -> int:
         work = Path(work)
         atomic_write_text(work / "model_keras.py", res.source)
         files = k.save(res.model, work)
-        res.checks.append(pr.plain_load_check(k, res, xs[0], work / "model.keras", work))
+        res.checks.append(pr.plain_load_check(k, res, xs if len(xs) > 1 else xs[0], work / "model.keras", work))
         if not args.no_onnx:  # an exporter's failure is an information row, never the verdict
             res.checks += pr.onnx_checks(k, t, module, res, xs[0], work, shown_as=out)
             files.update({"onnx": sp.written_onnx(work)})

@@ -244,7 +244,8 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
         grads = tape.gradient(value, trainable)
         opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    return losses, get_weights(model, graph)
+    constants = {f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+    return losses, {k: v for k, v in get_weights(model, graph).items() if k not in constants}
 
 
 def export_onnx(model, graph: Graph, path, opset: int) -> Path:
@@ -367,8 +368,9 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
     for inputs, y in batches:
         xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
         with tf.GradientTape() as tape:
-            out = model(xs if len(xs) > 1 else xs[0], training=True)
+            out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=True))[0]  # the loss reads the first output
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
         opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    return losses, get_weights(model, graph)
+    constants = {f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+    return losses, {k: v for k, v in get_weights(model, graph).items() if k not in constants}

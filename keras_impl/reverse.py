@@ -38,9 +38,18 @@ def _keras_layout(graph: Graph, name: str, x: np.ndarray) -> np.ndarray:
     return x if perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
 
 
-def forward(model, graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Inference output for a neutral-layout input, in Keras' own layout."""
-    return keras.ops.convert_to_numpy(model(_keras_layout(graph, graph.inputs[0], x), training=False))
+def _keras_inputs(graph: Graph, x) -> list:
+    """One neutral-layout array (the first input) or one per input -> Keras' layout."""
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    return [_keras_layout(graph, name, a) for name, a in zip(graph.inputs, xs)]
+
+
+def forward(model, graph: Graph, x) -> np.ndarray:
+    """Inference output (the first, where the model has several) for neutral-layout
+    input(s), in Keras' own layout."""
+    xs = _keras_inputs(graph, x)
+    out = model(xs if len(xs) > 1 else xs[0], training=False)
+    return keras.ops.convert_to_numpy(keras.tree.flatten(out)[0])
 
 
 def export_onnx(model, config, path, model_name: str | None = None) -> Path:
@@ -59,15 +68,18 @@ def save(model, folder: Path) -> dict:
 _PLAIN_LOAD = """
 import sys, numpy as np, keras
 m = keras.models.load_model(sys.argv[1])
-np.save(sys.argv[3], keras.ops.convert_to_numpy(m(np.load(sys.argv[2]), training=False)))
+with np.load(sys.argv[2]) as z:
+    xs = [z[f"x{i}"] for i in range(len(z.files))]
+y = m(xs if len(xs) > 1 else xs[0], training=False)
+np.save(sys.argv[3], keras.ops.convert_to_numpy(keras.tree.flatten(y)[0]))
 """
 
 
-def load_in_fresh_process(path: Path, graph: Graph, x: np.ndarray, work: Path) -> tuple:
-    """(output in Keras' layout, None) of `keras.models.load_model(path)` run in a
+def load_in_fresh_process(path: Path, graph: Graph, x, work: Path) -> tuple:
+    """(first output in Keras' layout, None) of `keras.models.load_model(path)` run in a
     fresh isolated Python (-I: nothing of this project importable), or (None, error line)."""
-    xin, xout = work / ".load_check_x.npy", work / ".load_check_y.npy"
-    np.save(xin, _keras_layout(graph, graph.inputs[0], x))
+    xin, xout = work / ".load_check_x.npz", work / ".load_check_y.npy"
+    np.savez(xin, **{f"x{i}": a for i, a in enumerate(_keras_inputs(graph, x))})
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         proc = subprocess.run([sys.executable, "-I", "-c", _PLAIN_LOAD, str(path), str(xin), str(xout)],

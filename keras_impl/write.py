@@ -41,8 +41,12 @@ __all__ = ["write_source", "build_model", "graph_values", "keras_writer", "WRITE
 WRITERS = Registry("@keras_writer")
 # Automatic names of the keras.ops operations the writers use (snake_case of the class).
 _OPS_AUTO_NAMES = {"add", "subtract", "multiply", "divide", "mean", "max", "maximum", "minimum", "pad", "get_item",
-                   "ones_like", "concatenate", "gelu", "log_softmax", "power", "true_divide", "erf"}
-_RESERVED = {"keras", "layers", "ops", "build_model", "model", "batch_ones", "np", "gelu", "adaptive_average_pooling_2d"}
+                   "ones_like", "concatenate", "gelu", "log_softmax", "power", "true_divide", "erf", "where", "equal",
+                   "not_equal", "cast", "matmul", "stop_gradient", "expand_dims", "logical_and", "logical_or", "softmax",
+                   "swapaxes", "sum", "sqrt", "rsqrt", "exp", "negative", "greater", "less", "greater_equal",
+                   "less_equal", "tril", "ones", "logical_not", "abs", "log", "reciprocal"}
+_RESERVED = {"keras", "layers", "ops", "build_model", "model", "batch_ones", "np", "gelu", "adaptive_average_pooling_2d",
+             "scaled_dot_product_attention"}
 
 
 def keras_writer(*ops: str, replace: bool = False):
@@ -163,7 +167,10 @@ class Writer:
         if not self.uses_batch_ones:
             x = self.graph.inputs[0]
             idx = ", ".join([":"] + [":1"] * (self.rank(x) - 1))
-            self.lines.append(f"    batch_ones = layers.Reshape((1,), name='batch_ones')(ops.ones_like({self.var[x]}[{idx}]))  # (N, 1)")
+            ones = f"ops.ones_like({self.var[x]}[{idx}])"
+            if self.graph.tensors[x].dtype not in ("float32", "float64"):  # integer ids: float ones for the Dense
+                ones = f"ops.cast({ones}, keras.config.floatx())"
+            self.lines.append(f"    batch_ones = layers.Reshape((1,), name='batch_ones')({ones})  # (N, 1)")
             self._layers.add("batch_ones")
             self.uses_batch_ones = True
         return "batch_ones"
@@ -200,7 +207,7 @@ def _conv_consumer(graph, name) -> bool:
 
 
 def _writer_pass(graph: Graph) -> Writer:
-    from keras_impl import write_ops, write_tensor_ops  # noqa: F401  (register writers)
+    from keras_impl import write_math_ops, write_ops, write_tensor_ops  # noqa: F401  (register writers)
 
     w = Writer(graph)
     for name in graph.inputs:

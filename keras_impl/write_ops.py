@@ -104,7 +104,8 @@ def linear(w, node):
     name = w.layer_name(node.name)
     bias = "" if a["bias"] else "use_bias=False, "
     w.out(f"layers.Dense({a['out_features']}, {bias}name={name!r})({x})", None)
-    w.weight("weight", name, "kernel", [("transpose", (1, 0))])
+    # torch Linear: weight (out, in); transformers' Conv1D (GPT-2): weight (in, out), Keras' own layout
+    w.weight("weight", name, "kernel", [] if a.get("weight_in_out") else [("transpose", (1, 0))])
     if a["bias"]:
         w.weight("bias", name, "bias")
 
@@ -158,8 +159,13 @@ def parameter(w, node):
     size = int(np.prod(kshape))
     name = w.layer_name(node.name)
     ones = w.batch_ones()
-    w.out(f"layers.Reshape({_t(kshape)}, name={w.layer_name(name + '_reshape')!r})(layers.Dense({size}, use_bias=False, name={name!r})({ones}))", perm,
-          comment="a trainable torch parameter")
+    trainable = node.attrs.get("trainable", True)
+    expr = (f"layers.Reshape({_t(kshape)}, name={w.layer_name(name + '_reshape')!r})(layers.Dense({size}, use_bias=False, "
+            f"{'' if trainable else 'trainable=False, '}name={name!r})({ones}))")
+    dtype = str(node.weights["weight"].dtype)
+    if dtype not in ("float32", "float64"):  # integer or boolean constants (position ids, masks): exact below 2**24
+        expr = f"ops.cast({expr}, {dtype!r})"
+    w.out(expr, perm, comment="a trainable torch parameter" if trainable else "a torch buffer or constant")
     neutral = tuple(int(s) for s in node.attrs["shape"])
     steps = [("reshape", (1, *kshape))] + ([("transpose", perm)] if perm else []) + [("reshape", tuple(node.weights["weight"].shape))]
     assert int(np.prod(neutral)) == size

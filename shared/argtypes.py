@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "nonneg_int", "nonneg_float", "shape"]
+__all__ = ["positive_int", "nonneg_int", "nonneg_float", "shape", "input_shape"]
 
 
 def positive_int(s: str) -> int:
@@ -40,3 +40,13 @@ def shape(s: str) -> tuple:
     if not dims or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"{s!r}: sizes must be positive")
     return dims
+
+
+def input_shape(s: str):
+    """`--input-shape`: "3,64,64", or named inputs "input_ids=16:int64,attention_mask=16:int64" (shared/inputs.py)."""
+    from shared.inputs import parse_input_shape
+
+    try:
+        return parse_input_shape(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

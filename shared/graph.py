@@ -39,7 +39,7 @@ already broadcastable against the neutral tensor).
 | op | attrs | weights |
 |---|---|---|
 | `conv` | dims (1/2/3), in_channels, out_channels, kernel_size, stride, dilation, groups, padding = [(before, after)] per spatial dim (asymmetric allowed: TF "same" is made explicit here) | weight (O, I/groups, *k), bias? |
-| `linear` | in_features, out_features (acts on the last axis) | weight (out, in), bias? |
+| `linear` | in_features, out_features (acts on the last axis); weight_in_out (transformers' Conv1D: weight is (in, out)) | weight (out, in), bias? |
 | `batch_norm` | num_features, eps, momentum (torch meaning: new = (1-m)*old + m*batch), axis=1 | weight?, bias?, running_mean, running_var |
 | `layer_norm` | normalized_shape, eps, elementwise_affine, bias (over the last len(normalized_shape) axes) | weight?, bias? |
 | `pad` | pads (F.pad order: last axis first, (before, after) pairs flattened), value | |
@@ -65,7 +65,7 @@ already broadcastable against the neutral tensor).
 | `dropout` | p (identity in inference) | |
 | `identity` | | |
 | `slice` | index: one entry per axis from the batch on: [start, stop, step] (None = open end) or an int (picks one, the axis is dropped) | |
-| `parameter` | shape: the output's shape with a leading 1 (broadcast over the batch of input 0, the model input); a trainable array (ViT's class token and position embedding, ConvNeXt's layer scale) | weight (the source's own shape) |
+| `parameter` | shape: the output's shape with a leading 1 (broadcast over the batch of input 0, the model input); a trainable array (ViT's class token and position embedding, ConvNeXt's layer scale); trainable=False: a buffer or a constant folded from the example run (BERT's position ids), any dtype | weight (the source's own shape) |
 | `adaptive_avg_pool` | output_size (2-d): torch's adaptive average pooling where windows differ in size | |
 | `multi_head_attention` | embed_dim, num_heads, bias; inputs query, key, value (batch first) | q_weight, k_weight, v_weight (E, E), q_bias, k_bias, v_bias, out_weight (E, E), out_bias |
 | `embedding` | num_embeddings, embedding_dim (input: integer ids of any shape) | weight (V, D) |
@@ -79,8 +79,15 @@ already broadcastable against the neutral tensor).
 | `attention` | num_heads, key_dim, value_dim, q/k/v in features, out_features (output shape), bias, scale, causal, fast (Keras' fused dot_product_attention path: masked logits set to -0.7 * float32 max; else the einsum path: masked logits -1e9 and probabilities zeroed). Inputs: query, value, key, then optional boolean masks named in attrs["masks"] (query/value/key/attention) | query.weight (H*dk, Fq), key.weight (H*dk, Fk), value.weight (H*dv, Fv), output.weight (Fo, H*dv), biases |
 | `variable` | (no inputs) a trainable array a traced custom layer owns and reads in call(), in its own shape (keras_impl/trace.py) | weight |
 | `constant` | (no inputs) a concrete array computed while tracing a custom layer (ops.arange(maxlen)); integer arrays stay integers | const |
-| `matmul` | torch.matmul of two inputs (numpy semantics, batch first) | |
 | `take` | rows of input 0 (a table) picked by the integer ids of input 1 (ops.take(table, ids, axis=0)) | |
+| `embedding` (torch) | num_embeddings, embedding_dim, padding_idx? (torch gives that row no gradient) | weight (V, D) |
+| `cast` | dtype (numpy name) | |
+| `math` | fn: sqrt, rsqrt, exp, log, erf, negative, abs, reciprocal, logical_not, sin, cos (elementwise) | |
+| `compare` | fn: equal, not_equal, less, less_equal, greater, greater_equal; optional scalar const (the right operand) | |
+| `where` | x, y: scalar or None (None: the next input); inputs: condition, then the tensor operands | |
+| `reduce_sum` | axes, keepdim | |
+| `matmul` | torch.matmul of two inputs (numpy broadcasting, batch first); the Keras writer takes two tensors of equal rank (>= 3) | |
+| `scaled_dot_product_attention` | scale (None: 1/sqrt(head_dim)), causal, mask (None/"bool"/"add"); inputs q, k, v (N, heads, T, head_dim), then the mask; a row with nothing kept gives 0 (torch's safe softmax) | |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
 
 Any node may carry attrs["shares"] = the name of an earlier node: a second

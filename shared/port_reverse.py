@@ -108,7 +108,7 @@ def _training_checks(k, t, module, graph, source, plan, loss, batch, seed) -> li
     mod, km = t.cast(module, dtype), k.build(graph, source, plan, dtype=dtype)[0]
     batches = []
     for i in range(TRAIN_STEPS):
-        xs = [x.astype(dtype) for x in pc.random_inputs(graph, batch, seed + 100 + i)]
+        xs = [x.astype(dtype) if x.dtype.kind == "f" else x for x in pc.random_inputs(graph, batch, seed + 100 + i)]
         batches.append((xs, pc.random_targets(graph, loss, batch, seed + 100 + i)))
     kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
     tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)

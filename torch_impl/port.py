@@ -125,20 +125,13 @@ def load_module(spec: str, weights: str | None = None):
     return model.eval()
 
 
-def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
-    """(mean loss, {graph weight key: gradient}) of the user's module in eval mode.
-
-    The twin of keras_impl.port.loss_and_grads for the reverse port: the traced
-    module runs with gradients, parameters are matched to graph keys through
-    torch_impl.read.params_by_key (slices of a parameter, e.g. a part of
-    in_proj_weight, keep their rows)."""
+def _captured_run(module, graph: Graph, inputs: list, dtype) -> dict:
+    """{fx node name: value} of one forward pass (with gradients) of the graph
+    the module was read from (torch.fx or torch.export, torch_impl/capture.py)."""
     import torch.fx as fx
 
-    from torch_impl.read import params_by_key, trace
+    from torch_impl.read import captured
 
-    gm = trace(module)
-    dtype = next(module.parameters()).dtype
-    x = torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype)
     values = {}
 
     class Recorder(fx.Interpreter):
@@ -146,8 +139,23 @@ def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spe
             values[n.name] = super().run_node(n)
             return values[n.name]
 
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    Recorder(captured(module, graph).gm).run(*[x.to(dtype) if x.is_floating_point() else x for x in xs])
+    return values
+
+
+def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
+    """(mean loss, {graph weight key: gradient}) of the user's module in eval mode.
+
+    The twin of keras_impl.port.loss_and_grads for the reverse port: the traced
+    module runs with gradients, parameters are matched to graph keys through
+    torch_impl.read.params_by_key (slices of a parameter, e.g. a part of
+    in_proj_weight, keep their rows)."""
+    from torch_impl.read import params_by_key
+
+    dtype = next(module.parameters()).dtype
     module.zero_grad(set_to_none=True)
-    Recorder(gm).run(x)
+    values = _captured_run(module, graph, inputs, dtype)
     out_name = graph.outputs[0]
     out, logits = values[out_name], bool(spec["from_logits"])
     if spec.get("keras_uses_logits"):
@@ -184,7 +192,7 @@ def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float,
     losses = []
     for inputs, y in batches:
         opt.zero_grad(set_to_none=True)
-        out = module(torch.as_tensor(np.ascontiguousarray(inputs[0])).to(dtype))
+        out = _captured_run(module, graph, inputs, dtype)[graph.outputs[0]]
         target = torch.as_tensor(np.asarray(y))
         loss = torch_loss(spec, out, target if spec["kind"] == "sparse_ce" else target.to(dtype), bool(spec["from_logits"]))
         loss.backward()

@@ -37,12 +37,13 @@ import torch.fx as fx
 from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, Node, TensorSpec
+from shared.inputs import DEFAULT_INT_HIGH, InputSpec, as_specs
 from shared.registries import Registry
+from torch_impl.capture import EXAMPLE_BATCH, capture, example_inputs
 
 __all__ = ["read_graph", "graph_values", "trace", "UnsupportedOpError", "torch_reader", "READERS", "params_by_key"]
 
 READERS = Registry("@torch_reader")
-EXAMPLE_BATCH = 2  # the example input's batch: dimension 0 of every tensor
 
 
 class UnsupportedOpError(UsageError):
@@ -62,6 +63,8 @@ def op_key(node: fx.Node, modules: dict) -> str:
         return type(modules[node.target]).__name__
     if node.op == "call_method":
         return f"method.{node.target}"
+    if isinstance(node.target, torch._ops.OpOverload):  # torch.export's ATen ops: "aten.add"
+        return f"aten.{node.target._opname}"
     return f"function.{getattr(node.target, '__name__', str(node.target))}"
 
 
@@ -82,19 +85,16 @@ def source_line(node: fx.Node) -> str:
 
 def trace(module) -> fx.GraphModule:
     """symbolic_trace with stack traces; a failure is a UsageError naming why."""
-    tracer = fx.Tracer()
-    tracer.record_stack_traces = True
-    try:
-        g = tracer.trace(module)
-    except Exception as e:  # data-dependent control flow and friends
-        if user_code.is_out_of_memory(e):
-            raise
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"torch.fx cannot trace {type(module).__name__}: {first}") from None
-    return fx.GraphModule(tracer.root, g, type(module).__name__)
+    return capture(module, (InputSpec(None, ()),), "fx").gm
 
 
-def _run(gm: fx.GraphModule, x: torch.Tensor) -> dict:
+def captured(module, graph: Graph):
+    """The capture `graph` was read from, for this module (a cast copy is captured anew)."""
+    specs = tuple(InputSpec(d["name"], tuple(d["shape"]), d["dtype"], d.get("high")) for d in graph.meta["input_specs"])
+    return capture(module, specs, graph.meta.get("capture", "auto"))
+
+
+def _run(gm: fx.GraphModule, xs) -> dict:
     """fx node -> concrete value of one forward pass (no grad)."""
     values = {}
 
@@ -106,7 +106,7 @@ def _run(gm: fx.GraphModule, x: torch.Tensor) -> dict:
             return v
 
     with torch.no_grad():
-        Recorder(gm).run(x)
+        Recorder(gm).run(*(xs if isinstance(xs, (list, tuple)) else [xs]))
     return values
 
 
@@ -119,6 +119,9 @@ class ReadContext:
         self.tensor_of: dict = {}  # fx node -> graph tensor name
         self.tuples: dict = {}  # fx node of a tuple value -> its tensors' names
         self.param_nodes: dict = {}  # get_attr target -> graph tensor of its `parameter` node
+        self.static: set = set()  # fx nodes computed from constants and sizes only (folded, read from the example run)
+        self.batchy: set = set()  # static nodes whose value depends on the batch size
+        self.trainable = {k for k, p in gm.named_parameters() if p.requires_grad}
         self.node = None
         self._taken: set = set()
 
@@ -141,12 +144,17 @@ class ReadContext:
         """The graph tensor of an fx argument (a get_attr parameter becomes a `parameter` node)."""
         if isinstance(a, fx.Node) and a in self.tensor_of:
             return self.tensor_of[a]
-        if isinstance(a, fx.Node) and a.op == "get_attr":
+        if isinstance(a, fx.Node) and (a.op == "get_attr" or a in self.static) and isinstance(self.values.get(a), torch.Tensor):
             return self.parameter(a)
         raise self.unsupported(f"argument {a!r} is not a tensor the port has read")
 
+    def value_list(self, a) -> list:
+        """The fx nodes of a list argument (aten.cat's tensors)."""
+        return list(a)
+
     def is_tensor(self, a) -> bool:
-        return isinstance(a, fx.Node) and (a in self.tensor_of or (a.op == "get_attr" and isinstance(self.values.get(a), torch.Tensor)))
+        return isinstance(a, fx.Node) and (a in self.tensor_of or ((a.op == "get_attr" or a in self.static)
+                                                                   and isinstance(self.values.get(a), torch.Tensor)))
 
     def shape(self, a) -> tuple:
         return tuple(self.graph.tensors[self.tensor(a)].shape) if not isinstance(a, fx.Node) or a in self.tensor_of else tuple(self.values[a].shape)
@@ -190,19 +198,41 @@ class ReadContext:
         """The fx node's value IS its argument's tensor (contiguous, eval-mode dropout...)."""
         self.tensor_of[self.node] = self.tensor(a)
 
+    def is_parameter(self, a) -> bool:
+        return isinstance(a, fx.Node) and a.op == "get_attr" and a.target in self.trainable
+
+    def parameter_view(self, a: fx.Node) -> str:
+        """The node's value, a view of parameter `a` (ConvNeXt's gamma.reshape(1, -1, 1, 1)),
+        as a `parameter` node of that shape over `a`'s weight."""
+        shape = tuple(self.values[self.node].shape)
+        full = shape if len(shape) and shape[0] == 1 else (1, *shape)
+        out = self.emit("parameter", [self.graph.inputs[0]], attrs={"shape": list(full), "trainable": True},
+                        weights={"weight": self.values[a]}, params={"weight": a.target}, shape=(None, *full[1:]), internal=True)
+        return out
+
     def parameter(self, a: fx.Node) -> str:
-        """A get_attr tensor as a trainable `parameter` node broadcast over the batch."""
-        if a.target in self.param_nodes:
-            return self.param_nodes[a.target]
+        """A get_attr tensor as a `parameter` node broadcast over the batch:
+        trainable for the module's parameters, a constant for buffers and
+        values folded from constants (BERT's position ids, a causal mask)."""
+        key = a.target if a.op == "get_attr" else a.name
+        if key in self.param_nodes:
+            return self.param_nodes[key]
         value = self.values[a]
+        if a in self.batchy:  # sized by the batch: a constant when every row is the same (a mask expanded over it)
+            if value.dim() == 0 or any(not torch.equal(value[i], value[0]) for i in range(1, value.shape[0])):
+                raise self.unsupported(f"{a.name} is computed from the batch size (torch.arange(batch)...); "
+                                       "the port reads constants that broadcast over the batch")
+            value = value[:1]
         shape = tuple(value.shape)
         rank = max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
         full = (1,) * (rank - len(shape)) + shape
+        trainable = a.op == "get_attr" and a.target in self.trainable
         saved, self.node = self.node, a
-        out = self.emit("parameter", [self.graph.inputs[0]], attrs={"shape": list(full)}, weights={"weight": value},
-                        params={"weight": a.target}, shape=(None, *full[1:]), internal=True)
+        out = self.emit("parameter", [self.graph.inputs[0]], attrs={"shape": list(full), "trainable": trainable},
+                        weights={"weight": value}, params={"weight": a.target} if trainable else None,
+                        shape=(None, *full[1:]), internal=True)
         self.node = saved
-        self.param_nodes[a.target] = out
+        self.param_nodes[key] = out
         return out
 
     def module_params(self, prefix: str, names) -> dict:
@@ -228,35 +258,76 @@ def _is_static(v) -> bool:
     return False
 
 
+def _input_dtype(spec: InputSpec, module_dtype) -> str:
+    return str(module_dtype).replace("torch.", "") if spec.dtype == "float32" else spec.dtype
+
+
+def _mark_static(ctx, n) -> bool:
+    """True when `n` makes no neutral node: a parameter (read where it is used),
+    a size, or a value computed from constants and sizes only (folded, its value
+    read from the example run; `ctx.batchy` when it depends on the batch size)."""
+    if n.op == "get_attr":
+        if n.target not in ctx.trainable:
+            ctx.static.add(n)
+        return True
+    ins = n.all_input_nodes
+    folded = n.op in ("call_function", "call_method") and all(a in ctx.static for a in ins)
+    if not (folded or _is_static(ctx.values[n])):
+        return False
+    ctx.static.add(n)
+    if any(a in ctx.batchy for a in ins) or (getattr(n.target, "_opname", "") == "sym_size" and n.args[1] == 0):
+        ctx.batchy.add(n)
+    return True
+
+
+def _outputs(ctx, n) -> list:
+    outs = n.args[0] if isinstance(n.args[0], (list, tuple)) else [n.args[0]]
+    return [ctx.tensor(o) for o in outs if o is not None]
+
+
 def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
-    """Read an nn.Module (eval mode) into a neutral Graph; input_shape without the batch (C,H,W)."""
-    from torch_impl import read_ops, read_tensor_ops  # noqa: F401  (register readers)
+    """Read an nn.Module (eval mode) into a neutral Graph; input_shape: (C, H, W)
+    without the batch, or InputSpecs of named inputs (shared/inputs.py)."""
+    from torch_impl import read_aten, read_aten_layout, read_ops, read_tensor_ops  # noqa: F401  (register readers)
 
     module.eval()
-    gm = trace(module)
-    dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    x = torch.randn(EXAMPLE_BATCH, *input_shape, dtype=dtype)
+    specs = as_specs(input_shape)
     try:
-        values = _run(gm, x)
+        return _read(module, specs, capture(module, specs), name)
+    except UnsupportedOpError as fx_error:
+        if capture(module, specs).how != "fx":
+            raise
+        try:  # torch.fx traced it but a reader refused a node: read torch.export's ATen graph instead
+            return _read(module, specs, capture(module, specs, "export"), name)
+        except UsageError:
+            raise fx_error from None  # the fx node names the user's own call (function.cumsum)
+
+
+def _read(module, specs, cap, name) -> Graph:
+    dtype = next((p.dtype for p in module.parameters()), torch.float32)
+    xs = example_inputs(specs, EXAMPLE_BATCH, dtype)
+    try:
+        values = _run(cap.gm, xs)
     except Exception as e:
         if user_code.is_out_of_memory(e) or user_code.user_fault(e) is not None:  # compare.py names the user's line
             raise
-        raise UsageError(f"{type(module).__name__} does not run on an input of shape (N, {', '.join(map(str, input_shape))}): "
+        raise UsageError(f"{type(module).__name__} does not run on inputs {', '.join(f'(N, {s.shape})' for s in specs)}: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    graph = Graph(name=name or type(module).__name__, meta={"source": "torch", "torch_version": torch.__version__})
-    ctx = ReadContext(gm, graph, values)
-    for n in gm.graph.nodes:
+    meta = {"source": "torch", "torch_version": torch.__version__, "capture": cap.how,
+            "input_specs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "high": s.high} for s in specs]}
+    graph = Graph(name=name or type(module).__name__, meta=meta)
+    ctx = ReadContext(cap.gm, graph, values)
+    places = iter(specs)
+    for n in cap.gm.graph.nodes:
         ctx.node = n
         if n.op == "placeholder":
-            if graph.inputs:
-                raise UsageError(f"{type(module).__name__}.forward takes several inputs; the port reads one image input")
-            graph.tensors[n.name] = TensorSpec(n.name, (None, *input_shape), str(dtype).replace("torch.", ""))
+            spec = next(places)
+            graph.tensors[n.name] = TensorSpec(n.name, (None, *spec.shape), _input_dtype(spec, dtype))
             graph.inputs.append(n.name)
             ctx.tensor_of[n] = n.name
         elif n.op == "output":
-            outs = n.args[0] if isinstance(n.args[0], (list, tuple)) else [n.args[0]]
-            graph.outputs = [ctx.tensor(o) for o in outs]
-        elif n.op == "get_attr" or _is_static(values[n]):
+            graph.outputs = _outputs(ctx, n)
+        elif _mark_static(ctx, n):
             continue
         else:
             key = op_key(n, ctx.modules)
@@ -264,9 +335,22 @@ def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
                 raise ctx.unsupported("not supported by the port (register a reader with "
                                       f"@torch_reader({key!r}), see torch_impl/read_ops.py)")
             READERS[key](ctx, n)
-            if n not in ctx.tensor_of and isinstance(values[n], torch.Tensor):
+            if n not in ctx.tensor_of and n not in ctx.tuples and isinstance(values[n], torch.Tensor):
                 raise ctx.unsupported("its reader produced no tensor")
+    graph.meta["output_names"] = list(cap.outputs) if len(cap.outputs) == len(graph.outputs) else None
+    graph.meta["input_high"] = _int_highs(graph, specs)
     return graph
+
+
+def _int_highs(graph: Graph, specs) -> dict:
+    """Integer inputs' random upper bound: the spec's, else the Embedding it feeds, else DEFAULT_INT_HIGH."""
+    out = {}
+    for name, spec in zip(graph.inputs, specs):
+        if not spec.is_int:
+            continue
+        emb = next((n for n in graph.nodes if n.op == "embedding" and n.inputs[0] == name), None)
+        out[name] = spec.high or (int(emb.attrs["num_embeddings"]) if emb else DEFAULT_INT_HIGH)
+    return out
 
 
 def params_by_key(graph: Graph) -> dict:
@@ -276,13 +360,16 @@ def params_by_key(graph: Graph) -> dict:
 
 def graph_values(module, graph: Graph, inputs) -> dict:
     """Every tensor of one forward pass of `module` (numpy, by graph name)."""
-    gm = trace(module)
-    x = torch.as_tensor(np.ascontiguousarray(inputs[0]))
-    values = _run(gm, x)
+    gm = captured(module, graph).gm
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    values = _run(gm, xs)
     by_name = {n.name: v for n, v in values.items()}
-    out = {graph.inputs[0]: np.asarray(inputs[0])}
+    out = {name: np.asarray(x) for name, x in zip(graph.inputs, inputs)}
+    batch = len(inputs[0])
     for name, spec in graph.tensors.items():
         v = by_name.get(name)
         if isinstance(v, torch.Tensor) and name not in out:
-            out[name] = v.detach().numpy()
+            v = v.detach().numpy()
+            # computed from constants only (BERT's position embeddings): one row, which the graph broadcasts over the batch
+            out[name] = np.broadcast_to(v, (batch, *v.shape[1:])).copy() if v.ndim and v.shape[0] == 1 != batch else v
     return out

@@ -111,7 +111,7 @@ def activation(ctx, n):
 
 @torch_reader("GELU", "function.gelu")
 def gelu(ctx, n):
-    approx = ctx.module().approximate if n.op == "call_module" else ctx.value(ctx.arg(1, "approximate", "none"))
+    approx = getattr(ctx.module(), "approximate", "none") if n.op == "call_module" else ctx.value(ctx.arg(1, "approximate", "none"))
     ctx.emit("activation", [ctx.tensor(n.args[0])], attrs={"fn": "gelu", "approximate": approx == "tanh"})
 
 

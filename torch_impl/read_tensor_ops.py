@@ -133,6 +133,8 @@ def pad(ctx, n):
 # -------------------------------------------------------------- layout ---
 def _reshape(ctx, n, x):
     in_v, out_v = ctx.value(x), ctx.value(n)
+    if ctx.is_parameter(x) and out_v.numel() == in_v.numel():
+        return ctx.parameter_view(x)
     if out_v.shape[0] != in_v.shape[0]:
         raise ctx.unsupported(f"a reshape that changes the batch axis ({tuple(in_v.shape)} -> {tuple(out_v.shape)})")
     if out_v.shape[1:] == in_v.shape[1:]:
