@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import port_check as pc
+from shared.memory import MemoryLog
 from shared.checks import Check, compare_arrays, compare_named
 from shared.tolerances import Tolerance, for_check
 
@@ -66,13 +67,15 @@ def torch_to_keras(k, t, module, input_shape, dtype: str = "float32") -> tuple:
     return model, source, plan, graph
 
 
-def _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth) -> tuple:
+def _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth, mem) -> tuple:
     """(rows, torch values, Keras model) of one dtype: output, every node, loss, gradients."""
     mod = t.cast(module, dtype)
     km = k.build(graph, source, plan, dtype=dtype)[0]
     xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
     tol = for_check("forward", dtype)
+    mem.mark(f"{dtype}: models built")
     a, b = t.values(mod, graph, xd), k.values(km, graph, xd)
+    mem.mark(f"{dtype}: node values")
     node_tol = tol
     if dtype == "float32" and truth is not None:
         def node_tol(name):
@@ -85,6 +88,7 @@ def _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth) 
     rows += ([first] if first else []) + nodes
     kl, kg = k.loss_and_grads(km, graph, xd, y, loss)
     tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
+    mem.mark(f"{dtype}: gradients")
     rows.append(compare_arrays(f"loss ({loss['kind']})", tl, kl, tol, **ctx))
     gtol = for_check("gradient", dtype)
     if dtype == "float32" and truth is not None:  # the same allowance as the nodes, on torch's own gradient error
@@ -132,8 +136,12 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     """Port `module` to Keras and prove it (see the module docstring).
     `inputs`: numpy arrays in PyTorch's layout (default: seeded random ones)."""
     t0 = time.perf_counter()
+    mem = MemoryLog()
+    mem.mark("start")
     model, source, plan, graph = torch_to_keras(k, t, module, input_shape)
-    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
+    mem.mark("read + build")
+    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0},
+            "memory": mem}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
     loss = k.infer_loss(model, graph)
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
@@ -141,15 +149,17 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     checks, truth = [], None
     for dtype in sorted(dtypes, key=lambda d: d != "float64"):  # float64 first: the float32 rows measure against it
         t0 = time.perf_counter()
-        rows, values, km = _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth)
+        rows, values, km = _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth, mem)
         truth = values if dtype == "float64" else truth
         checks = rows + checks if dtype == "float32" else checks + rows
         model = km if dtype == "float32" else model
         info["timings_s"][dtype] = time.perf_counter() - t0
+        mem.mark(f"{dtype} checks done")
     if training:
         t0 = time.perf_counter()
         checks += _training_checks(k, t, module, graph, source, plan, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
         info["timings_s"]["training"] = time.perf_counter() - t0
+        mem.mark("training")
     return ReverseResult(graph, model, source, plan, checks, info)
 
 
