@@ -97,9 +97,12 @@ def compare_arrays(
 
     A shape mismatch, or a NaN/inf on one side only, fails with where saying so.
     """
+    a, b = np.asarray(a), np.asarray(b)
+    context.setdefault("tolerance_from", tolerance.derivation)
+    if a.shape == b.shape and a.ndim and a.size and _lean_dtype(a) and _lean_dtype(b) and np.isfinite(a).all() and np.isfinite(b).all():
+        return _compare_finite(check, a, b, tolerance, a_name, b_name, labels, context)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    context.setdefault("tolerance_from", tolerance.derivation)
     if a.shape != b.shape:
         return Check(check, a_name, b_name, float("inf"), float("inf"), 0.0, False,
                      f"shape {a.shape} vs {b.shape}", **context)
@@ -124,6 +127,30 @@ def compare_arrays(
     where = _where(idx, labels)
     if diff.ndim:
         where += f": {a[idx]:.9g} vs {b[idx]:.9g}"
+    return Check(check, a_name, b_name, max_abs, max_abs / max(1.0, scale), allowed, bool(max_abs <= allowed), where,
+                 **context)
+
+
+def _lean_dtype(x) -> bool:
+    return x.dtype in (np.float32, np.float64)
+
+
+def _compare_finite(check, a, b, tolerance, a_name, b_name, labels, context) -> Check:
+    """compare_arrays for same-shape, non-empty, non-scalar, all-finite float32/float64
+    arrays: the same figures from one float64 temporary instead of five (a
+    133M-parameter model's largest gradient is 0.8 GB in float64): max|b| as
+    max(max b, -min b), |a - b| in place, float32 values widened exactly."""
+    scale = float(max(b.max(), -b.min()))
+    allowed = tolerance.allowed(scale)
+    diff = np.subtract(a, b, dtype=np.float64)
+    np.abs(diff, out=diff)
+    flat = int(np.argmax(diff))
+    idx = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    max_abs = float(diff.flat[flat])
+    del diff
+    where = _where(idx, labels)
+    if a.ndim:
+        where += f": {float(a[idx]):.9g} vs {float(b[idx]):.9g}"
     return Check(check, a_name, b_name, max_abs, max_abs / max(1.0, scale), allowed, bool(max_abs <= allowed), where,
                  **context)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from shared import port_check as pc
-from shared.memory import MemoryLog
+from shared.memory import MemoryLog, release
+from shared.spill import spill
 from shared.checks import Check, compare_arrays, compare_named
 from shared.tolerances import Tolerance, for_check
 
@@ -67,74 +68,127 @@ def torch_to_keras(k, t, module, input_shape, dtype: str = "float32") -> tuple:
     return model, source, plan, graph
 
 
-def _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth, mem) -> tuple:
-    """(rows, torch values, Keras model) of one dtype: output, every node, loss, gradients."""
-    mod = t.cast(module, dtype)
+def _keras_half(k, graph, source, plan, xd, y, loss, dtype, keep: bool, mem) -> tuple:
+    """The Keras side of one dtype, run first (its loss sets loss["keras_uses_logits"],
+    which the torch side reads): (node values, loss, gradients, the model or
+    None), the arrays parked on disk and the model dropped unless `keep`."""
     km = k.build(graph, source, plan, dtype=dtype)[0]
+    mem.mark(f"{dtype}: Keras model built")
+    b = spill(k.values(km, graph, xd))
+    kl, kg = k.loss_and_grads(km, graph, xd, y, loss)
+    kg = spill(kg)
+    mem.mark(f"{dtype}: Keras values + gradients")
+    if not keep:
+        del km
+        km = None
+        release()
+    return b, kl, kg, km
+
+
+def _torch_half(t, module, graph, xd, y, loss, dtype, mem) -> tuple:
+    """The torch side of one dtype: (node values, loss, gradients); the dtype copy is dropped."""
+    mod = t.cast(module, dtype)
+    a = t.values(mod, graph, xd)
+    tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
+    del mod
+    release()
+    mem.mark(f"{dtype}: torch values + gradients")
+    return a, tl, tg
+
+
+def _own_error(x: np.ndarray, reference) -> float:
+    """max |x - reference|, x widened to float64 (one temporary)."""
+    d = np.subtract(x, reference, dtype=np.float64)
+    return float(max(d.max(), -d.min())) if d.size else 0.0
+
+
+def _grad_rows(tg, kg, truth, dtype, ctx) -> list:
+    gtol = for_check("gradient", dtype)
+    if not (dtype == "float32" and truth is not None):
+        return compare_named("grad", tg, kg, gtol, **ctx)
+    rows = []  # the same allowance as the nodes, on torch's own gradient error
+    for key in tg:
+        own = _own_error(tg[key], truth[1][key]) if key in truth[1] else 0.0
+        if key in kg:
+            rows.append(compare_arrays(f"grad {key}", tg[key], kg[key], Tolerance(rel=gtol.rel, abs=F32_OWN_ERROR_FACTOR * own), **ctx))
+    rows += compare_named("grad", {}, {key: kg[key] for key in kg if key not in tg}, gtol, **ctx)
+    rows += compare_named("grad", {key: v for key, v in tg.items() if key not in kg}, {}, gtol, **ctx)
+    return rows
+
+
+def _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth, mem) -> tuple:
+    """(rows, torch values and gradients parked on disk, Keras model or None) of one dtype:
+    output, every node, loss, gradients. The Keras model is kept for float32 only."""
     xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
     tol = for_check("forward", dtype)
-    mem.mark(f"{dtype}: models built")
-    a, b = t.values(mod, graph, xd), k.values(km, graph, xd)
-    mem.mark(f"{dtype}: node values")
+    b, kl, kg, km = _keras_half(k, graph, source, plan, xd, y, loss, dtype, dtype == "float32", mem)
+    a, tl, tg = _torch_half(t, module, graph, xd, y, loss, dtype, mem)
     node_tol = tol
     if dtype == "float32" and truth is not None:
         def node_tol(name):
-            own = float(np.abs(a[name].astype(np.float64) - truth[0][name]).max()) if name in truth[0] and name in a else 0.0
+            own = _own_error(a[name], truth[0][name]) if name in truth[0] and name in a else 0.0
             return Tolerance(rel=tol.rel, abs=F32_OWN_ERROR_FACTOR * own)
     ctx = {"a_name": t.NAME, "b_name": k.NAME, "model": graph.name, "dtype": dtype}
     nodes = pc.node_checks(graph, a, b, node_tol, dtype=dtype, a_name=t.NAME, b_name=k.NAME)
     rows = [compare_arrays(f"output {o}", a[o], b[o], node_tol(o) if callable(node_tol) else tol, **ctx) for o in graph.outputs]
     first = pc.first_differing(graph, nodes)
     rows += ([first] if first else []) + nodes
-    kl, kg = k.loss_and_grads(km, graph, xd, y, loss)
-    tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
-    mem.mark(f"{dtype}: gradients")
+    b.close()
     rows.append(compare_arrays(f"loss ({loss['kind']})", tl, kl, tol, **ctx))
-    gtol = for_check("gradient", dtype)
-    if dtype == "float32" and truth is not None:  # the same allowance as the nodes, on torch's own gradient error
-        for key in tg:
-            own = float(np.abs(tg[key].astype(np.float64) - truth[1][key]).max()) if key in truth[1] else 0.0
-            if key in kg:
-                rows.append(compare_arrays(f"grad {key}", tg[key], kg[key], Tolerance(rel=gtol.rel, abs=F32_OWN_ERROR_FACTOR * own), **ctx))
-        rows += compare_named("grad", {}, {key: v for key, v in kg.items() if key not in tg}, gtol, **ctx)
-        rows += compare_named("grad", {key: v for key, v in tg.items() if key not in kg}, {}, gtol, **ctx)
-    else:
-        rows += compare_named("grad", tg, kg, gtol, **ctx)
-    return rows, (a, tg), km
+    rows += _grad_rows(tg, kg, truth, dtype, ctx)
+    kg.close()
+    mem.mark(f"{dtype}: compared")
+    return rows, (spill(a), spill(tg)) if dtype == "float64" else None, km
 
 
-def _training_checks(k, t, module, graph, source, plan, loss, batch, seed) -> list:
+def _training_checks(k, t, module, graph, source, plan, loss, batch, seed, mem) -> list:
     """TRAIN_STEPS SGD+momentum steps in training mode (BatchNorm on batch
     statistics), float64, same start, same batches. BatchNorm's running
     variance is an information row: torch updates it with the unbiased batch
-    variance, Keras with the biased one."""
+    variance, Keras with the biased one. Keras trains first, its weights parked
+    on disk and its model dropped before torch's copy is made."""
     dtype = "float64"
-    mod, km = t.cast(module, dtype), k.build(graph, source, plan, dtype=dtype)[0]
     batches = []
     for i in range(TRAIN_STEPS):
         xs = [x.astype(dtype) for x in pc.random_inputs(graph, batch, seed + 100 + i)]
         batches.append((xs, pc.random_targets(graph, loss, batch, seed + 100 + i)))
+    km = k.build(graph, source, plan, dtype=dtype)[0]
     kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    kw = spill(kw)
+    del km
+    release()
+    mem.mark("training: Keras steps")
+    mod = t.cast(module, dtype)
     tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    del mod
+    release()
+    mem.mark("training: torch steps")
     tol = for_check("training", dtype)
     ctx = {"a_name": t.NAME, "b_name": k.NAME, "model": graph.name, "dtype": dtype}
     rows = [compare_arrays(f"training loss per step (SGD, {TRAIN_STEPS} steps)", np.array(tl), np.array(kl), tol, **ctx)]
     var_keys = {key for key in tw if key.endswith(".running_var")}
     rows += compare_named("trained", {n: v for n, v in tw.items() if n not in var_keys},
-                          {n: v for n, v in kw.items() if n not in var_keys}, tol, **ctx)
+                          kw.only(n for n in kw if n not in var_keys), tol, **ctx)
     if var_keys:
-        diffs = compare_named("v", {n: tw[n] for n in var_keys}, {n: kw[n] for n in var_keys}, tol, **ctx)
+        diffs = compare_named("v", {n: tw[n] for n in var_keys}, kw.only(var_keys), tol, **ctx)
         w = max(diffs, key=lambda c: c.max_abs_diff)
         rows.append(Check("trained BatchNorm running_var (torch: unbiased batch variance, Keras: biased; not a port error)",
                           w.a, w.b, w.max_abs_diff, w.max_rel_diff, w.tolerance, True, f"{w.check[2:]} {w.where}",
                           model=graph.name, dtype=dtype, info=True))
+    kw.close()
     return rows
 
 
 def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0, batch: int = 4,
                         dtypes=("float32", "float64"), training: bool = True) -> ReverseResult:
     """Port `module` to Keras and prove it (see the module docstring).
-    `inputs`: numpy arrays in PyTorch's layout (default: seeded random ones)."""
+    `inputs`: numpy arrays in PyTorch's layout (default: seeded random ones).
+
+    Memory (issue 18): one model copy of one dtype and one framework at a
+    time besides the float32 torch module; the arrays a later comparison needs
+    wait on disk (shared/spill.py). The run order is float64, training,
+    float32 (the float32 Keras model, the one kept, is built last); the rows
+    keep their order: float32, float64, training."""
     t0 = time.perf_counter()
     mem = MemoryLog()
     mem.mark("start")
@@ -146,8 +200,13 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     loss = k.infer_loss(model, graph)
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
     info["loss"] = loss
-    checks, truth = [], None
+    if "float32" in dtypes:  # rebuilt by the float32 checks, last
+        model = None
+        release()
+    checks, train_rows, truth = [], [], None
     for dtype in sorted(dtypes, key=lambda d: d != "float64"):  # float64 first: the float32 rows measure against it
+        if dtype == "float32" and training:
+            train_rows = _timed_training(k, t, module, graph, source, plan, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed, info)
         t0 = time.perf_counter()
         rows, values, km = _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth, mem)
         truth = values if dtype == "float64" else truth
@@ -155,12 +214,19 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
         model = km if dtype == "float32" else model
         info["timings_s"][dtype] = time.perf_counter() - t0
         mem.mark(f"{dtype} checks done")
-    if training:
-        t0 = time.perf_counter()
-        checks += _training_checks(k, t, module, graph, source, plan, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
-        info["timings_s"]["training"] = time.perf_counter() - t0
-        mem.mark("training")
-    return ReverseResult(graph, model, source, plan, checks, info)
+    if training and "float32" not in dtypes:
+        train_rows = _timed_training(k, t, module, graph, source, plan, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed, info)
+    for arrays in truth or ():
+        arrays.close()
+    return ReverseResult(graph, model, source, plan, checks + train_rows, info)
+
+
+def _timed_training(k, t, module, graph, source, plan, loss, batch, seed, info) -> list:
+    t0 = time.perf_counter()
+    rows = _training_checks(k, t, module, graph, source, plan, loss, batch, seed, info["memory"])
+    info["timings_s"]["training"] = time.perf_counter() - t0
+    info["memory"].mark("training")
+    return rows
 
 
 def plain_load_check(k, res: ReverseResult, x: np.ndarray, path: Path, work: Path) -> Check:
