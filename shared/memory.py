@@ -41,10 +41,30 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     return rss / _BYTES_PER_MIB if sys.platform == "darwin" else rss / _KIB_PER_MIB
 
 
+def _libc_trim():
+    """glibc's malloc_trim, or None (another C library, another system)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _libc_trim()
+
+
 def release() -> None:
-    """Collect now: the big arrays of a finished stage sit in reference cycles
-    (Keras layers, torch modules) that would otherwise wait for a later collection."""
+    """Collect now, then hand freed heap pages back to the system.
+
+    The big arrays of a finished stage sit in reference cycles (Keras layers,
+    torch modules) that would otherwise wait for a later collection; once
+    freed, glibc keeps the pages of its arenas (TensorFlow's and torch's
+    tensors below its mmap threshold live there) and the RSS stays high until
+    malloc_trim(0) returns them."""
     gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 class MemoryLog:

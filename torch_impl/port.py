@@ -211,6 +211,8 @@ def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float,
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+    opt.zero_grad(set_to_none=True)  # gradients and momentum go before the weights are copied out
+    del opt
     module.eval()
     state = module.state_dict()
     weights = {}
