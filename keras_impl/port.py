@@ -179,9 +179,14 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
 
 def get_weights(model, graph: Graph) -> dict:
     """Every mapped weight, neutral layout, by state key."""
+    return dict(iter_weights(model, graph))
+
+
+def iter_weights(model, graph: Graph):
+    """(state key, weight in the neutral layout) pairs, one converted at a time."""
     variables = _variables(model, graph)
-    return {k: apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
-            for k, s in graph.weight_sources.items()}
+    for k, s in graph.weight_sources.items():
+        yield k, apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
 
 
 def set_weights(model, graph: Graph, tensors: dict) -> None:
@@ -339,12 +344,13 @@ class GraphWeights:
         return out
 
 
-def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float) -> tuple:
+def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float, lazy: bool = False) -> tuple:
     """Train `model` in training mode (BatchNorm on batch statistics, updating
     its moving statistics; Dropout rates set to 0 so both sides stay
     deterministic) with keras.optimizers.SGD; (losses, weights by state key).
 
-    batches: [(inputs, y)], inputs in the graph's neutral layout."""
+    batches: [(inputs, y)], inputs in the graph's neutral layout; lazy: the
+    weights as iter_weights' pairs (one converted at a time), not a dict."""
     for layer in _iter_layers(model):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
@@ -363,4 +369,4 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
         opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    return losses, get_weights(model, graph)
+    return losses, (iter_weights(model, graph) if lazy else get_weights(model, graph))

@@ -149,9 +149,9 @@ def _torch_training(t, module, graph, batches, loss, mem) -> tuple:
 
 def _keras_training(k, graph, source, plan, batches, loss, mem) -> tuple:
     km = k.build(graph, source, plan, dtype="float64")[0]
-    kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM, lazy=True)
+    kw = spill(kw)  # written as converted, one weight at a time
     del km
-    kw = spill(kw)
     release()
     mem.mark("training: Keras steps")
     return kl, kw

@@ -25,10 +25,11 @@ SPILL_PREFIX = "ktp-spill-"  # temporary folder name prefix (in the system's tem
 class SpilledArrays(Mapping):
     """{name: array} on disk; `m[name]` loads that array."""
 
-    def __init__(self, arrays: Mapping):
+    def __init__(self, arrays):
+        """arrays: a mapping, or (name, array) pairs (a generator: one array made at a time)."""
         self._dir = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX)
         self._files: dict = {}
-        for i, (name, value) in enumerate(arrays.items()):
+        for i, (name, value) in enumerate(arrays.items() if isinstance(arrays, Mapping) else arrays):
             path = Path(self._dir.name) / f"{i}.npy"
             np.save(path, np.asarray(value), allow_pickle=False)
             self._files[name] = path
@@ -58,9 +59,11 @@ class SpilledArrays(Mapping):
         self._dir.cleanup()
 
 
-def spill(arrays: dict) -> SpilledArrays:
-    """The arrays of `arrays` moved to disk: the dict is emptied, so its memory
-    goes as soon as the caller holds no other reference to them."""
+def spill(arrays) -> SpilledArrays:
+    """The arrays of `arrays` (a dict, or (name, array) pairs) moved to disk: a
+    dict is emptied, so its memory goes as soon as the caller holds no other
+    reference to them."""
     out = SpilledArrays(arrays)
-    arrays.clear()
+    if isinstance(arrays, dict):
+        arrays.clear()
     return out
