@@ -20,6 +20,7 @@ the torch module as the reference (a):
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,25 +204,30 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     info["loss"] = loss
     order = sorted(dtypes, key=lambda d: d != "float32")  # float32 first: its Keras model exists already
     xd = {d: [x.astype(d) if x.dtype.kind == "f" else x for x in xs] for d in order}
-    sides, t0 = {}, time.perf_counter()
-    sides[order[0], "keras"] = _keras_side(k, model, graph, xd[order[0]], y, loss, order[0], mem)  # sets keras_uses_logits
+    sides = {}
+    with _clock(timings, order[0]):
+        sides[order[0], "keras"] = _keras_side(k, model, graph, xd[order[0]], y, loss, order[0], mem)  # sets keras_uses_logits
     model = None  # rebuilt at the end: meanwhile its memory serves the other copies
     release()
     for dtype in order:
-        sides[dtype, "torch"] = _torch_side(t, module, graph, xd[dtype], y, loss, dtype, mem)
+        with _clock(timings, dtype):
+            sides[dtype, "torch"] = _torch_side(t, module, graph, xd[dtype], y, loss, dtype, mem)
     trained = {}
     if training:
         batches = _train_batches(graph, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
-        trained["torch"] = _torch_training(t, module, graph, batches, loss, mem)
+        with _clock(timings, "training"):
+            trained["torch"] = _torch_training(t, module, graph, batches, loss, mem)
     for dtype in order[1:]:
-        km = k.build(graph, source, plan, dtype=dtype)[0]
-        sides[dtype, "keras"] = _keras_side(k, km, graph, xd[dtype], y, loss, dtype, mem)
-        del km
-        release()
+        with _clock(timings, dtype):
+            km = k.build(graph, source, plan, dtype=dtype)[0]
+            sides[dtype, "keras"] = _keras_side(k, km, graph, xd[dtype], y, loss, dtype, mem)
+            del km
+            release()
     if training:
-        trained["keras"] = _keras_training(k, graph, source, plan, batches, loss, mem)
-    timings["checks"] = time.perf_counter() - t0
-    model = k.build(graph, source, plan, dtype="float32")[0]
+        with _clock(timings, "training"):
+            trained["keras"] = _keras_training(k, graph, source, plan, batches, loss, mem)
+    with _clock(timings, "float32"):
+        model = k.build(graph, source, plan, dtype="float32")[0]
     mem.mark("float32 model rebuilt")
     checks = _all_rows(k, t, graph, sides, trained, loss, timings)
     for side in list(sides.values()) + [w for _, w in trained.values()]:
@@ -235,13 +241,23 @@ def _all_rows(k, t, graph, sides, trained, loss, timings) -> list:
     """float32 rows (measured against torch's float64 side when there is one), float64 rows, training rows."""
     checks = []
     for dtype in sorted({d for d, _ in sides}, key=lambda d: d != "float32"):
-        t0 = time.perf_counter()
         truth = sides.get(("float64", "torch")) if dtype == "float32" else None
-        checks += _dtype_rows(k, t, graph, sides[dtype, "torch"], sides[dtype, "keras"], loss, dtype, truth)
-        timings[f"compare {dtype}"] = time.perf_counter() - t0
+        with _clock(timings, dtype):
+            checks += _dtype_rows(k, t, graph, sides[dtype, "torch"], sides[dtype, "keras"], loss, dtype, truth)
     if trained:
-        checks += _training_rows(k, t, graph, trained["torch"], trained["keras"])
+        with _clock(timings, "training"):
+            checks += _training_rows(k, t, graph, trained["torch"], trained["keras"])
     return checks
+
+
+@contextmanager
+def _clock(timings: dict, key: str):
+    """Add the block's wall time to timings[key] (a dtype's work is spread over the run)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 def plain_load_check(k, res: ReverseResult, x: np.ndarray, path: Path, work: Path) -> Check:
