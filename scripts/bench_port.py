@@ -128,16 +128,16 @@ def _watch(proc, kill_above: float, seen: dict) -> None:
         time.sleep(RSS_POLL_S)
 
 
-def rss_run(port_argv: list, threads: int, kill_above: float) -> int:
+def rss_run(port_argv: list, threads: int, kill_above: float, compare_py: Path = REPO / "compare.py") -> int:
     """`python compare.py PORT_ARGV --threads N` in a child; prints its peak RSS and the per-stage figures."""
     import subprocess
     import threading
 
-    cmd = [sys.executable, str(REPO / "compare.py"), *port_argv, "--threads", str(threads), "--quiet"]
+    cmd = [sys.executable, str(compare_py), *port_argv, "--threads", str(threads), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "3", "KTP_MEMORY_TRACE": "1"}
     print("$ " + " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env)
+    proc = subprocess.Popen(cmd, cwd=Path(compare_py).parent, env=env)
     seen = {"max": 0.0, "killed": False}
     watcher = threading.Thread(target=_watch, args=(proc, kill_above, seen), daemon=True)
     watcher.start()
@@ -169,9 +169,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--rss", action="store_true", help="peak RSS of the compare.py command after `--` (see above)")
     p.add_argument("--kill-above", type=float, default=0.0, metavar="MiB", help="with --rss: kill the child above this RSS")
+    p.add_argument("--compare", type=Path, default=REPO / "compare.py", metavar="PATH",
+                   help="with --rss: this compare.py (another checkout: a before/after measurement)")
     args = p.parse_args(argv)
     if args.rss:
-        return rss_run(port_argv, args.threads, args.kill_above)
+        return rss_run(port_argv, args.threads, args.kill_above, args.compare)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import compare
     from port_apps import APPS

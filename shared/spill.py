@@ -22,20 +22,31 @@ __all__ = ["SpilledArrays", "spill"]
 SPILL_PREFIX = "ktp-spill-"  # temporary folder name prefix (in the system's temp dir)
 
 
+class _Kept:
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 class SpilledArrays(Mapping):
     """{name: array} on disk; `m[name]` loads that array."""
 
     def __init__(self, arrays):
         """arrays: a mapping, or (name, array) pairs (a generator: one array made at a time)."""
         self._dir = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX)
-        self._files: dict = {}
+        self._files: dict = {}  # name -> .npy path, or the value itself (kept in memory: not a numeric ndarray)
         for i, (name, value) in enumerate(arrays.items() if isinstance(arrays, Mapping) else arrays):
+            if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+                self._files[name] = _Kept(value)
+                continue
             path = Path(self._dir.name) / f"{i}.npy"
-            np.save(path, np.asarray(value), allow_pickle=False)
+            np.save(path, value, allow_pickle=False)
             self._files[name] = path
 
     def __getitem__(self, name):
-        return np.load(self._files[name], allow_pickle=False)
+        where = self._files[name]
+        return where.value if isinstance(where, _Kept) else np.load(where, allow_pickle=False)
 
     def __iter__(self):
         return iter(self._files)

@@ -59,3 +59,9 @@ def test_lean_compare_chunks_keep_the_first_largest(monkeypatch):
     lean = compare_arrays("x", a, b, Tolerance(rel=0.0))
     monkeypatch.setattr(checks, "_lean_dtype", lambda x: False)
     assert compare_arrays("x", a, b, Tolerance(rel=0.0)) == lean  # np.argmax over the whole: the first
+
+
+def test_spill_keeps_what_is_not_a_numeric_array():
+    s = spill({"f": 1.5, "o": np.array([None, 1], dtype=object), "a": np.ones(2)})
+    assert s["f"] == 1.5 and s["o"][0] is None and np.array_equal(s["a"], np.ones(2))
+    s.close()
