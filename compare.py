@@ -495,17 +495,22 @@ def cmd_port_reverse(args, out: Path) -> int:
     with atomic_dir(out) as work, ui:
         work = Path(work)
         atomic_write_text(work / "model_keras.py", res.source)
+        mem = res.info["memory"]
         files = k.save(res.model, work)
+        mem.mark("save")
         res.checks.append(pr.plain_load_check(k, res, xs if len(xs) > 1 else xs[0], work / "model.keras", work))
+        mem.mark("fresh-process reload")
         if not args.no_onnx:  # an exporter's failure is an information row, never the verdict
             res.checks += pr.onnx_checks(k, t, module, res, xs[0], work, shown_as=out)
             files.update({"onnx": sp.written_onnx(work)})
+            mem.mark("onnx")
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
         data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
                  "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
         report = rpt.build_report(res.checks, environment=env, data=data,
                                   artifacts={**files, "model_keras.py": "model_keras.py", "loss": res.info["loss"],
-                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]})
+                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"],
+                                             "memory_mib": mem.stages})
         atomic_write_text(work / "report.json", rpt.dumps(report))
         atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
     if args.quiet:

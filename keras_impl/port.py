@@ -187,9 +187,14 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
 
 def get_weights(model, graph: Graph) -> dict:
     """Every mapped weight, neutral layout, by state key."""
+    return dict(iter_weights(model, graph))
+
+
+def iter_weights(model, graph: Graph):
+    """(state key, weight in the neutral layout) pairs, one converted at a time."""
     variables = _variables(model, graph)
-    return {k: apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
-            for k, s in graph.weight_sources.items()}
+    for k, s in graph.weight_sources.items():
+        yield k, apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
 
 
 def set_weights(model, graph: Graph, tensors: dict) -> None:
@@ -348,12 +353,13 @@ class GraphWeights:
         return out
 
 
-def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float) -> tuple:
+def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float, lazy: bool = False) -> tuple:
     """Train `model` in training mode (BatchNorm on batch statistics, updating
     its moving statistics; Dropout rates set to 0 so both sides stay
     deterministic) with keras.optimizers.SGD; (losses, weights by state key).
 
-    batches: [(inputs, y)], inputs in the graph's neutral layout."""
+    batches: [(inputs, y)], inputs in the graph's neutral layout; lazy: the
+    weights as iter_weights' pairs (one converted at a time), not a dict."""
     for layer in _iter_layers(model):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
@@ -373,4 +379,5 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
         opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
         losses.append(float(keras.ops.convert_to_numpy(value)))
     constants = {f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
-    return losses, {k: v for k, v in get_weights(model, graph).items() if k not in constants}
+    pairs = ((k, v) for k, v in iter_weights(model, graph) if k not in constants)
+    return losses, (pairs if lazy else dict(pairs))

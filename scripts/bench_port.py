@@ -12,6 +12,16 @@ needs it, weights=None, 10 classes):
 
     python scripts/bench_port.py [--threads 2] [--only ResNet50,VGG16] [--no-verdict] [--json out.json]
 
+Peak resident memory of one `compare.py port` run (issue 18): the command runs
+in a child process (OMP_NUM_THREADS and --threads set to --threads); its peak
+RSS is the child's ru_maxrss (os.wait4; the fresh-process reload it starts is
+a grandchild and counts only if larger), printed with the per-stage figures
+the port records in report.json (artifacts.memory_mib, current and peak RSS
+at each stage boundary). --kill-above MiB kills the child when its current
+RSS passes that, so a runaway run cannot take a shared machine down:
+
+    python scripts/bench_port.py --threads 1 --rss -- port tests/reverse_families.py:vgg11_bn --input-shape 3,64,64 --out /tmp/vgg
+
 torchvision is imported with its C++ meta registrations stubbed out
 (torchvision._meta_registrations), since its compiled ops cannot load here;
 the models used need none of them.
@@ -42,6 +52,7 @@ TORCHVISION = {
 }
 BATCH = 8
 REPEATS = 10
+RSS_POLL_S = 0.2  # how often --kill-above reads the child's current RSS
 
 
 def _torchvision():
@@ -97,8 +108,58 @@ def speed(name: str, torch) -> dict:
     return {"generated_s": gen, "torchvision_s": tv, "ratio": tv / gen}
 
 
+def _child_rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")), 0.0)
+    except OSError:
+        return 0.0
+
+
+def _watch(proc, kill_above: float, seen: dict) -> None:
+    """Poll the child's RSS (its highest reading into seen["max"]); kill it above `kill_above` MiB."""
+    while proc.poll() is None:
+        rss = _child_rss_mib(proc.pid)
+        seen["max"] = max(seen["max"], rss)
+        if kill_above and rss > kill_above:
+            seen["killed"] = True
+            proc.kill()
+            return
+        time.sleep(RSS_POLL_S)
+
+
+def rss_run(port_argv: list, threads: int, kill_above: float, compare_py: Path = REPO / "compare.py") -> int:
+    """`python compare.py PORT_ARGV --threads N` in a child; prints its peak RSS and the per-stage figures."""
+    import subprocess
+    import threading
+
+    cmd = [sys.executable, str(compare_py), *port_argv, "--threads", str(threads), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "3", "KTP_MEMORY_TRACE": "1"}
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=Path(compare_py).parent, env=env)
+    seen = {"max": 0.0, "killed": False}
+    watcher = threading.Thread(target=_watch, args=(proc, kill_above, seen), daemon=True)
+    watcher.start()
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    peak = ru.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else ru.ru_maxrss / 1024
+    killed = f" (killed above {kill_above:.0f} MiB)" if seen["killed"] else ""
+    print(f"exit {proc.returncode}{killed}  wall {wall:.1f} s  peak RSS {peak:,.0f} MiB ({peak / 1024:.2f} GiB)", flush=True)
+    out = port_argv[port_argv.index("--out") + 1] if "--out" in port_argv else None
+    report = Path(out, "report.json") if out else None
+    if report is not None and report.is_file() and not seen["killed"]:
+        stages = json.loads(report.read_text())["artifacts"].get("memory_mib", {})
+        for stage, row in stages.items():
+            print(f"  {stage:28s} rss {row['rss']:9,.0f} MiB  peak {row['peak']:9,.0f} MiB  child peak {row.get('child_peak', 0):7,.0f} MiB")
+    return proc.returncode
+
+
 def main(argv=None) -> int:
-    from port_apps import APPS
+    argv = list(sys.argv[1:] if argv is None else argv)
+    port_argv = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -106,9 +167,16 @@ def main(argv=None) -> int:
     p.add_argument("--no-verdict", action="store_true", help="speed comparison only")
     p.add_argument("--no-speed", action="store_true", help="verdict times only")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--rss", action="store_true", help="peak RSS of the compare.py command after `--` (see above)")
+    p.add_argument("--kill-above", type=float, default=0.0, metavar="MiB", help="with --rss: kill the child above this RSS")
+    p.add_argument("--compare", type=Path, default=REPO / "compare.py", metavar="PATH",
+                   help="with --rss: this compare.py (another checkout: a before/after measurement)")
     args = p.parse_args(argv)
+    if args.rss:
+        return rss_run(port_argv, args.threads, args.kill_above, args.compare)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import compare
+    from port_apps import APPS
 
     fw = compare.frameworks(args.threads)
     torch = fw.torch

@@ -26,6 +26,7 @@ import numpy as np
 from shared import port_check as pc
 from shared.checks import Check, compare_arrays, compare_named
 from shared.errors import UsageError
+from shared.spill import spill
 from shared.tolerances import for_check
 from shared.training import stock_training_row
 
@@ -139,8 +140,10 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
         k = keras_side if dtype == keras_side.dtype else keras_side.with_dtype(dtype)
         t = torch_side if dtype == torch_side.dtype else torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        forward, straddles, keras_values[dtype] = _forward(graph, k, t, xd, dtype)
+        forward, straddles, values = _forward(graph, k, t, xd, dtype)
+        keras_values[dtype] = spill(values)  # read again only by excuse_float32_drift, after both dtypes
         checks += forward + _gradients(graph, k, t, xd, y, loss, dtype, straddles, grads64 if dtype == "float64" else None)
+        grads64.update({side: spill(g) for side, g in grads64.items() if isinstance(g, dict)})
         if train_config is not None and train_config.steps and graph.weight_sources:
             checks += _training(graph, k, t, xd, y, loss, train_config, dtype, straddles)
         info["timings_s"][dtype] = time.perf_counter() - t0
@@ -148,6 +151,8 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
         checks = pc.excuse_float32_drift(checks, keras_values["float32"], keras_values["float64"], graph)
     if "float32" in dtypes and grads64:  # gradients that are zero in exact arithmetic: float32 noise
         checks = pc.excuse_zero_gradients(checks, grads64["keras"], grads64["torch"])
+    for arrays in list(keras_values.values()) + list(grads64.values()):
+        arrays.close()
     keras_values.clear()
     if onnx_dir is not None:
         from shared.onnx_check import ONNX_OPSET

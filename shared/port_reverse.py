@@ -20,12 +20,15 @@ the torch module as the reference (a):
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from shared import port_check as pc
+from shared.memory import MemoryLog, release
+from shared.spill import spill
 from shared.checks import Check, compare_arrays, compare_named
 from shared.tolerances import Tolerance, for_check
 
@@ -66,60 +69,110 @@ def torch_to_keras(k, t, module, input_shape, dtype: str = "float32") -> tuple:
     return model, source, plan, graph
 
 
-def _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth) -> tuple:
-    """(rows, torch values, Keras model) of one dtype: output, every node, loss, gradients."""
+def _torch_side(t, module, graph, xd, y, loss, dtype, mem) -> dict:
+    """torch's node values, loss and gradients in one dtype, the arrays parked on
+    disk; the dtype copy of the module is dropped."""
     mod = t.cast(module, dtype)
-    km = k.build(graph, source, plan, dtype=dtype)[0]
-    xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
+    a = t.values(mod, graph, xd)
+    tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
+    del mod
+    release()
+    mem.mark(f"{dtype}: torch values + gradients")
+    return {"values": spill(a), "loss": tl, "grads": spill(tg)}
+
+
+def _keras_side(k, km, graph, xd, y, loss, dtype, mem) -> dict:
+    """Keras' node values, loss and gradients of model `km`, the arrays parked on disk.
+    Its loss sets loss["keras_uses_logits"], which torch's loss then reads."""
+    b = spill(k.values(km, graph, xd))
+    kl, kg = k.loss_and_grads(km, graph, xd, y, loss)
+    mem.mark(f"{dtype}: Keras values + gradients")
+    return {"values": b, "loss": kl, "grads": spill(kg)}
+
+
+def _own_error(x: np.ndarray, reference) -> float:
+    """max |x - reference|, x widened to float64 (one temporary)."""
+    d = np.subtract(x, reference, dtype=np.float64)
+    return float(max(d.max(), -d.min())) if d.size else 0.0
+
+
+def _grad_rows(tg, kg, truth, dtype, ctx) -> list:
+    gtol = for_check("gradient", dtype)
+    if truth is None:
+        return compare_named("grad", tg, kg, gtol, **ctx)
+    rows = []  # float32: the same allowance as the nodes, on torch's own gradient error
+    for key in tg:
+        own = _own_error(tg[key], truth["grads"][key]) if key in truth["grads"] else 0.0
+        if key in kg:
+            rows.append(compare_arrays(f"grad {key}", tg[key], kg[key], Tolerance(rel=gtol.rel, abs=F32_OWN_ERROR_FACTOR * own), **ctx))
+    rows += compare_named("grad", {}, kg.only(key for key in kg if key not in tg), gtol, **ctx)
+    rows += compare_named("grad", tg.only(key for key in tg if key not in kg), {}, gtol, **ctx)
+    return rows
+
+
+def _dtype_rows(k, t, graph, ts: dict, ks: dict, loss, dtype, truth) -> list:
+    """The rows of one dtype: output, every node, loss, gradients; `truth`: torch's
+    float64 side, for the float32 rows' own-error allowance (None for float64)."""
+    a, b = ts["values"], ks["values"]
     tol = for_check("forward", dtype)
-    a, b = t.values(mod, graph, xd), k.values(km, graph, xd)
     node_tol = tol
-    if dtype == "float32" and truth is not None:
+    if truth is not None:
         def node_tol(name):
-            own = float(np.abs(a[name].astype(np.float64) - truth[0][name]).max()) if name in truth[0] and name in a else 0.0
+            own = _own_error(a[name], truth["values"][name]) if name in truth["values"] and name in a else 0.0
             return Tolerance(rel=tol.rel, abs=F32_OWN_ERROR_FACTOR * own)
     ctx = {"a_name": t.NAME, "b_name": k.NAME, "model": graph.name, "dtype": dtype}
     nodes = pc.node_checks(graph, a, b, node_tol, dtype=dtype, a_name=t.NAME, b_name=k.NAME)
     rows = [compare_arrays(f"output {o}", a[o], b[o], node_tol(o) if callable(node_tol) else tol, **ctx) for o in graph.outputs]
     first = pc.first_differing(graph, nodes)
     rows += ([first] if first else []) + nodes
-    kl, kg = k.loss_and_grads(km, graph, xd, y, loss)
-    tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
-    rows.append(compare_arrays(f"loss ({loss['kind']})", tl, kl, tol, **ctx))
-    gtol = for_check("gradient", dtype)
-    if dtype == "float32" and truth is not None:  # the same allowance as the nodes, on torch's own gradient error
-        for key in tg:
-            own = float(np.abs(tg[key].astype(np.float64) - truth[1][key]).max()) if key in truth[1] else 0.0
-            if key in kg:
-                rows.append(compare_arrays(f"grad {key}", tg[key], kg[key], Tolerance(rel=gtol.rel, abs=F32_OWN_ERROR_FACTOR * own), **ctx))
-        rows += compare_named("grad", {}, {key: v for key, v in kg.items() if key not in tg}, gtol, **ctx)
-        rows += compare_named("grad", {key: v for key, v in tg.items() if key not in kg}, {}, gtol, **ctx)
-    else:
-        rows += compare_named("grad", tg, kg, gtol, **ctx)
-    return rows, (a, tg), km
+    rows.append(compare_arrays(f"loss ({loss['kind']})", ts["loss"], ks["loss"], tol, **ctx))
+    return rows + _grad_rows(ts["grads"], ks["grads"], truth, dtype, ctx)
 
 
-def _training_checks(k, t, module, graph, source, plan, loss, batch, seed) -> list:
-    """TRAIN_STEPS SGD+momentum steps in training mode (BatchNorm on batch
-    statistics), float64, same start, same batches. BatchNorm's running
-    variance is an information row: torch updates it with the unbiased batch
-    variance, Keras with the biased one."""
+def _train_batches(graph, loss, batch, seed) -> list:
     dtype = "float64"
-    mod, km = t.cast(module, dtype), k.build(graph, source, plan, dtype=dtype)[0]
     batches = []
     for i in range(TRAIN_STEPS):
         xs = [x.astype(dtype) if x.dtype.kind == "f" else x for x in pc.random_inputs(graph, batch, seed + 100 + i)]
         batches.append((xs, pc.random_targets(graph, loss, batch, seed + 100 + i)))
-    kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    return batches
+
+
+def _torch_training(t, module, graph, batches, loss, mem) -> tuple:
+    """TRAIN_STEPS SGD+momentum steps of a float64 copy in training mode: (losses, weights on disk)."""
+    mod = t.cast(module, "float64")
     tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    del mod
+    release()
+    mem.mark("training: torch steps")
+    return tl, spill(tw)
+
+
+def _keras_training(k, graph, source, plan, batches, loss, mem) -> tuple:
+    km = k.build(graph, source, plan, dtype="float64")[0]
+    kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM, lazy=True)
+    kw = spill(kw)  # written as converted, one weight at a time
+    del km
+    release()
+    mem.mark("training: Keras steps")
+    return kl, kw
+
+
+def _training_rows(k, t, graph, trained_t, trained_k) -> list:
+    """TRAIN_STEPS SGD+momentum steps in training mode (BatchNorm on batch
+    statistics), float64, same start, same batches: losses per step and every
+    weight after. BatchNorm's running variance is an information row: torch
+    updates it with the unbiased batch variance, Keras with the biased one."""
+    dtype = "float64"
+    (tl, tw), (kl, kw) = trained_t, trained_k
     tol = for_check("training", dtype)
     ctx = {"a_name": t.NAME, "b_name": k.NAME, "model": graph.name, "dtype": dtype}
     rows = [compare_arrays(f"training loss per step (SGD, {TRAIN_STEPS} steps)", np.array(tl), np.array(kl), tol, **ctx)]
     var_keys = {key for key in tw if key.endswith(".running_var")}
-    rows += compare_named("trained", {n: v for n, v in tw.items() if n not in var_keys},
-                          {n: v for n, v in kw.items() if n not in var_keys}, tol, **ctx)
+    rows += compare_named("trained", tw.only(n for n in tw if n not in var_keys),
+                          kw.only(n for n in kw if n not in var_keys), tol, **ctx)
     if var_keys:
-        diffs = compare_named("v", {n: tw[n] for n in var_keys}, {n: kw[n] for n in var_keys}, tol, **ctx)
+        diffs = compare_named("v", tw.only(var_keys), kw.only(var_keys), tol, **ctx)
         w = max(diffs, key=lambda c: c.max_abs_diff)
         rows.append(Check("trained BatchNorm running_var (torch: unbiased batch variance, Keras: biased; not a port error)",
                           w.a, w.b, w.max_abs_diff, w.max_rel_diff, w.tolerance, True, f"{w.check[2:]} {w.where}",
@@ -130,27 +183,81 @@ def _training_checks(k, t, module, graph, source, plan, loss, batch, seed) -> li
 def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0, batch: int = 4,
                         dtypes=("float32", "float64"), training: bool = True) -> ReverseResult:
     """Port `module` to Keras and prove it (see the module docstring).
-    `inputs`: numpy arrays in PyTorch's layout (default: seeded random ones)."""
+    `inputs`: numpy arrays in PyTorch's layout (default: seeded random ones).
+
+    Memory (issue 18): TensorFlow's oneDNN allocator keeps the most it ever
+    held, so the torch work (every dtype, training) runs while the Keras side
+    holds only the float32 model, then the Keras work with torch's copies gone;
+    one model copy of one dtype at a time, and every array a comparison needs
+    waits on disk (shared/spill.py) until the comparisons, which come last,
+    in the rows' order: float32, float64, training."""
     t0 = time.perf_counter()
+    mem = MemoryLog()
+    mem.mark("start")
     model, source, plan, graph = torch_to_keras(k, t, module, input_shape)
-    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
+    mem.mark("read + build")
+    timings = {"port": time.perf_counter() - t0}
+    info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": timings, "memory": mem}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
     loss = k.infer_loss(model, graph)
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
     info["loss"] = loss
-    checks, truth = [], None
-    for dtype in sorted(dtypes, key=lambda d: d != "float64"):  # float64 first: the float32 rows measure against it
-        t0 = time.perf_counter()
-        rows, values, km = _dtype_checks(k, t, module, graph, source, plan, xs, y, loss, dtype, truth)
-        truth = values if dtype == "float64" else truth
-        checks = rows + checks if dtype == "float32" else checks + rows
-        model = km if dtype == "float32" else model
-        info["timings_s"][dtype] = time.perf_counter() - t0
+    order = sorted(dtypes, key=lambda d: d != "float32")  # float32 first: its Keras model exists already
+    xd = {d: [x.astype(d) if x.dtype.kind == "f" else x for x in xs] for d in order}
+    sides = {}
+    with _clock(timings, order[0]):
+        sides[order[0], "keras"] = _keras_side(k, model, graph, xd[order[0]], y, loss, order[0], mem)  # sets keras_uses_logits
+    model = None  # rebuilt at the end: meanwhile its memory serves the other copies
+    release()
+    for dtype in order:
+        with _clock(timings, dtype):
+            sides[dtype, "torch"] = _torch_side(t, module, graph, xd[dtype], y, loss, dtype, mem)
+    trained = {}
     if training:
-        t0 = time.perf_counter()
-        checks += _training_checks(k, t, module, graph, source, plan, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
-        info["timings_s"]["training"] = time.perf_counter() - t0
+        batches = _train_batches(graph, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
+        with _clock(timings, "training"):
+            trained["torch"] = _torch_training(t, module, graph, batches, loss, mem)
+    for dtype in order[1:]:
+        with _clock(timings, dtype):
+            km = k.build(graph, source, plan, dtype=dtype)[0]
+            sides[dtype, "keras"] = _keras_side(k, km, graph, xd[dtype], y, loss, dtype, mem)
+            del km
+            release()
+    if training:
+        with _clock(timings, "training"):
+            trained["keras"] = _keras_training(k, graph, source, plan, batches, loss, mem)
+    with _clock(timings, "float32"):
+        model = k.build(graph, source, plan, dtype="float32")[0]
+    mem.mark("float32 model rebuilt")
+    checks = _all_rows(k, t, graph, sides, trained, loss, timings)
+    for side in list(sides.values()) + [w for _, w in trained.values()]:
+        for arrays in (side["values"], side["grads"]) if isinstance(side, dict) else (side,):
+            arrays.close()
+    mem.mark("compared")
     return ReverseResult(graph, model, source, plan, checks, info)
+
+
+def _all_rows(k, t, graph, sides, trained, loss, timings) -> list:
+    """float32 rows (measured against torch's float64 side when there is one), float64 rows, training rows."""
+    checks = []
+    for dtype in sorted({d for d, _ in sides}, key=lambda d: d != "float32"):
+        truth = sides.get(("float64", "torch")) if dtype == "float32" else None
+        with _clock(timings, dtype):
+            checks += _dtype_rows(k, t, graph, sides[dtype, "torch"], sides[dtype, "keras"], loss, dtype, truth)
+    if trained:
+        with _clock(timings, "training"):
+            checks += _training_rows(k, t, graph, trained["torch"], trained["keras"])
+    return checks
+
+
+@contextmanager
+def _clock(timings: dict, key: str):
+    """Add the block's wall time to timings[key] (a dtype's work is spread over the run)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 def plain_load_check(k, res: ReverseResult, x: np.ndarray, path: Path, work: Path) -> Check:

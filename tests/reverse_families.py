@@ -45,3 +45,21 @@ def build(torchvision, name: str, seed: int = 0):
             if n.endswith("layer_scale"):
                 p.uniform_(0.5, 1.0, generator=g)
     return module, shape
+
+
+def _factory(name):
+    def make():
+        from tests.tv import load_torchvision
+
+        tv = load_torchvision()
+        if tv is None:
+            raise RuntimeError("torchvision is not installed (pip install --no-deps torchvision==0.28.0)")
+        return build(tv, name)[0]
+
+    make.__name__ = name
+    make.__doc__ = f"torchvision {FAMILIES[name][0]}, seeded, BatchNorm statistics randomised; input {FAMILIES[name][2]}."
+    return make
+
+
+for _name in FAMILIES:  # vgg11_bn(), resnet18(), ...: `compare.py port tests/reverse_families.py:vgg11_bn --input-shape 3,64,64`
+    globals()[_name] = _factory(_name)

@@ -172,7 +172,8 @@ def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spe
             continue  # a buffer (running statistics): no gradient
         g = params[name].grad
         g = torch.zeros_like(params[name]) if g is None else g
-        grads[key] = (g if rows is None else g[rows[0]:rows[1]]).detach().numpy().copy()
+        # whole gradients are handed over, not copied (the .grad tensors are dropped just below)
+        grads[key] = g.detach().numpy() if rows is None else g[rows[0]:rows[1]].detach().numpy().copy()
     module.zero_grad(set_to_none=True)
     return float(loss.detach()), grads
 
@@ -198,6 +199,8 @@ def module_sgd_steps(module, graph: Graph, batches: list, spec: dict, lr: float,
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+    opt.zero_grad(set_to_none=True)  # gradients and momentum go before the weights are copied out
+    del opt
     module.eval()
     state = module.state_dict()
     weights = {}
