@@ -18,10 +18,23 @@ nodes here:
   concrete tensors as `TracedConstant` nodes and record a node themselves;
 - other concrete tensors stay call arguments (converters read them as constants).
 
+- a variable the layer converts itself (`ops.convert_to_tensor(self.table)`,
+  `ops.cast(self.table, dtype)`: keras-hub's PositionEmbedding): Keras reads
+  it eagerly, which would fold it into a constant; during the trace both
+  return the variable's `TracedVariable` output (then a symbolic cast).
+
 Unknown sizes other than the batch (a sequence of any length) are traced at
 UNKNOWN_SEQUENCE_STEPS, the length the port checks them on: keras-hub's
 PositionEmbedding slices its table with `ops.shape(x)[1]`, which a symbolic
 None cannot do. The written model.py then takes that length.
+
+The batch size is traced as TRACE_BATCH, a size no other axis has, so that a
+layer using it as a value (`ops.broadcast_to(t, ops.shape(x))`,
+`ops.tile(token, (ops.shape(x)[0], 1, 1))`: keras-hub's PositionEmbedding and
+ViTPatchingAndEmbedding) traces; the converters read TRACE_BATCH in a size
+argument as "the batch size at run time" (`x.shape[0]` in model.py), and the
+walker reads it back as an unknown batch (None) in every traced shape. The
+per-node values (keras_impl/read.py graph_values) trace at the real batch.
 
 A call that cannot run on symbolic tensors (a tf.* function, Python `if` on a
 tensor value) stops the trace: `UntraceableLayerError` (exit 2) names the
@@ -48,7 +61,15 @@ from keras.src.utils.naming import to_snake_case
 from keras_impl.convert import UnsupportedLayerError
 from shared.port_check import UNKNOWN_SEQUENCE_STEPS
 
-__all__ = ["TracedFunction", "TracedVariable", "TracedConstant", "UntraceableLayerError", "trace_call", "local_name"]
+__all__ = ["TracedFunction", "TracedVariable", "TracedConstant", "UntraceableLayerError", "trace_call", "local_name",
+           "TRACE_BATCH", "traced_shape"]
+
+# The batch size a custom layer's call() is traced at (read_graph): a prime
+# far above any axis of the models the port checks, so a size argument equal
+# to it can only have come from ops.shape(x)[0]. Only shapes are computed at
+# it (Keras' compute_output_spec runs the ops in a scratch FuncGraph), never
+# arrays, so its size costs nothing.
+TRACE_BATCH = 9973
 
 _KERAS_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras,))
 
@@ -108,6 +129,12 @@ class TracedFunction:
         self.nodes = nodes
 
 
+def traced_shape(shape) -> tuple:
+    """A traced tensor's shape with TRACE_BATCH on axis 0 read back as the unknown batch (None)."""
+    shape = tuple(shape)
+    return (None,) + shape[1:] if shape[:1] == (TRACE_BATCH,) else shape
+
+
 def _is_concrete(x) -> bool:
     return not isinstance(x, (keras.KerasTensor, keras.Variable)) and keras.ops.is_tensor(x)
 
@@ -141,6 +168,46 @@ def _layers_record_nodes():
         Operation.__call__ = original
 
 
+@contextlib.contextmanager
+def _variables_read_symbolically(variable_ops: dict):
+    """While tracing, `ops.convert_to_tensor(v)` and `ops.cast(v, dtype)` of a
+    keras.Variable `v` return the variable's TracedVariable output (a cast
+    after it stays a symbolic ops.cast), so the variable stays a trainable
+    parameter. Patched on keras.ops (keras/ops/__init__.py re-exports
+    keras.src.ops.core's functions) and keras.src.ops (Keras' own modules)."""
+    from keras.src.ops import core
+
+    originals = {name: getattr(core, name) for name in ("convert_to_tensor", "cast")}
+
+    def read(v):
+        op = variable_ops.get(id(v))
+        if op is None:
+            op = variable_ops[id(v)] = TracedVariable(v)
+        return op.symbolic_call()
+
+    def convert_to_tensor(x, dtype=None, **kw):
+        if isinstance(x, keras.Variable) and tf.executing_eagerly():
+            x = read(x)
+            return x if dtype is None or keras.backend.standardize_dtype(dtype) == x.dtype else core.Cast(dtype)(x)
+        return originals["convert_to_tensor"](x, dtype=dtype, **kw)
+
+    def cast(x, dtype):
+        if isinstance(x, keras.Variable) and tf.executing_eagerly():
+            return core.Cast(dtype)(read(x))
+        return originals["cast"](x, dtype)
+
+    patched = {"convert_to_tensor": convert_to_tensor, "cast": cast}
+    modules = (keras.ops, keras.src.ops)
+    saved = [(m, name, getattr(m, name)) for m in modules for name in patched]
+    for m, name, _ in saved:
+        setattr(m, name, patched[name])
+    try:
+        yield
+    finally:
+        for m, name, fn in saved:
+            setattr(m, name, fn)
+
+
 def _stopped_at(error: BaseException, layer) -> str:
     """'file:line in fn: code' of the innermost frame outside Keras and TF (the user's call)."""
     frames = traceback.extract_tb(error.__traceback__)
@@ -168,21 +235,24 @@ def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
     )
 
 
-def trace_call(layer, node, variable_ops: dict) -> tuple:
+def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tuple:
     """Trace one call (a functional-graph `node`) of `layer`: (TracedFunction,
     the call's KerasTensors that its `inputs` stand for, in the same order).
 
     Args:
         variable_ops: id(keras variable) -> its TracedVariable, shared by every
             trace of one walk (a layer called twice reads the same parameter).
+        batch: the batch size to trace at: the real one when the trace is
+            run eagerly (graph_values), else TRACE_BATCH.
     """
+    batch = TRACE_BATCH if batch is None else int(batch)
     inputs = {}
 
     def as_input(t):
         if not isinstance(t, keras.KerasTensor):
             return t
         if id(t) not in inputs:
-            shape = tuple(t.shape[:1]) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
+            shape = (batch if t.shape[0] is None else t.shape[0],) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
             inputs[id(t)] = (t, keras.Input(batch_shape=shape, dtype=t.dtype, sparse=t.sparse))
         return inputs[id(t)][1]
 
@@ -191,7 +261,7 @@ def trace_call(layer, node, variable_ops: dict) -> tuple:
     if getattr(layer, "_call_has_training_arg", False):
         kwargs["training"] = False
     try:
-        with _layers_record_nodes():
+        with _layers_record_nodes(), _variables_read_symbolically(variable_ops):
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
         raise _untraceable(layer, e) from None
