@@ -44,6 +44,7 @@ layer, its class, the line that stopped it and the way out (a converter).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import re
@@ -159,7 +160,20 @@ def _layers_record_nodes():
             # arguments only (keras/src/layers/layer.py, step 8): record it here.
             Node(operation=self, call_args=args, call_kwargs=kwargs, outputs=outputs)
             return outputs
-        return original(self, *args, **kwargs)
+        try:
+            return original(self, *args, **kwargs)
+        except TypeError as e:
+            if not (tf.executing_eagerly() and isinstance(self, keras.layers.Layer) and "compute_output_spec()" in str(e)):
+                raise
+        # A layer whose own compute_output_spec lacks the call's keywords
+        # (keras-hub's CachedMultiHeadAttention gets `cache=None`, MultiHeadAttention's
+        # compute_output_spec takes none): Keras' default, which runs call() on
+        # placeholders (keras/src/layers/layer.py Layer.compute_output_spec).
+        self.compute_output_spec = functools.partial(keras.layers.Layer.compute_output_spec, self)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.compute_output_spec
 
     Operation.__call__ = call
     try:
@@ -264,6 +278,8 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
         with _layers_record_nodes(), _variables_read_symbolically(variable_ops):
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
+        if os.environ.get("TRACE_DEBUG"):
+            raise
         raise _untraceable(layer, e) from None
     flat = tree.flatten(outputs)
     if len(flat) != len(node.outputs) or not all(isinstance(t, keras.KerasTensor) for t in flat):

@@ -17,7 +17,7 @@ import keras
 from keras_impl.convert import keras_converter, unsupported
 from keras_impl.trace import TRACE_BATCH
 
-__all__ = ["batch_sizes", "record_input_high"]
+__all__ = ["batch_sizes", "record_input_high", "unbatched_constant"]
 
 
 def batch_sizes(layer, sizes, *, where: str) -> list:
@@ -33,6 +33,21 @@ def batch_sizes(layer, sizes, *, where: str) -> list:
         else:
             out.append(s)
     return out
+
+
+def unbatched_constant(layer, value):
+    """A constant a traced call computed eagerly at the traced batch size
+    (keras-hub's causal mask: ops.broadcast_to(mask, (batch, T, S)) of
+    concrete tensors) is the same for every row: its first row, which
+    broadcasts over the run-time batch. Rows that differ are refused."""
+    import numpy as np
+
+    a = np.asarray(value)
+    if a.ndim == 0 or a.shape[0] != TRACE_BATCH:
+        return a
+    if not (a == a[:1]).all():
+        raise unsupported(layer, f"a constant of shape {a.shape} that differs along the batch axis")
+    return np.ascontiguousarray(a[:1])
 
 
 def _with_batch(ctx, inputs: list, sizes: list) -> list:
