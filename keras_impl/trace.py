@@ -18,10 +18,12 @@ nodes here:
   concrete tensors as `TracedConstant` nodes and record a node themselves;
 - other concrete tensors stay call arguments (converters read them as constants).
 
-- a variable the layer converts itself (`ops.convert_to_tensor(self.table)`,
-  `ops.cast(self.table, dtype)`: keras-hub's PositionEmbedding): Keras reads
-  it eagerly, which would fold it into a constant; during the trace both
-  return the variable's `TracedVariable` output (then a symbolic cast).
+- a variable a keras.ops function reads with no symbolic tensor beside it
+  (`ops.convert_to_tensor(self.table)`: keras-hub's PositionEmbedding;
+  `ops.tile(self.class_token, (batch, 1, 1))`: ViTPatchingAndEmbedding): Keras
+  would run it eagerly and fold the variable into a constant; during the
+  trace a variable counts as symbolic, so the op records a node and the
+  variable becomes a `TracedVariable` as above.
 
 Unknown sizes other than the batch (a sequence of any length) are traced at
 UNKNOWN_SEQUENCE_STEPS, the length the port checks them on: keras-hub's
@@ -182,44 +184,39 @@ def _layers_record_nodes():
         Operation.__call__ = original
 
 
+# The modules whose keras.ops functions decide "symbolic or eager" with their
+# own binding of any_symbolic_tensors (keras/src/backend/common/keras_tensor.py).
+_SYMBOLIC_CHECKS = ("keras.src.ops.operation", "keras.src.ops.core", "keras.src.ops.numpy", "keras.src.ops.nn",
+                    "keras.src.ops.math", "keras.src.ops.linalg", "keras.src.ops.image", "keras.src.activations.activations")
+
+
 @contextlib.contextmanager
-def _variables_read_symbolically(variable_ops: dict):
-    """While tracing, `ops.convert_to_tensor(v)` and `ops.cast(v, dtype)` of a
-    keras.Variable `v` return the variable's TracedVariable output (a cast
-    after it stays a symbolic ops.cast), so the variable stays a trainable
-    parameter. Patched on keras.ops (keras/ops/__init__.py re-exports
-    keras.src.ops.core's functions) and keras.src.ops (Keras' own modules)."""
-    from keras.src.ops import core
+def _variables_symbolic():
+    """While tracing, a keras.Variable counts as a symbolic tensor for the
+    keras.ops functions called at the trace's level: `ops.convert_to_tensor(self.table)`,
+    `ops.cast(self.table, dtype)` (keras-hub's PositionEmbedding),
+    `ops.tile(self.class_token, (batch, 1, 1))` (ViTPatchingAndEmbedding) record a
+    node reading the variable (a TracedVariable, trainable) instead of running
+    eagerly and folding it into a constant."""
+    import importlib
 
-    originals = {name: getattr(core, name) for name in ("convert_to_tensor", "cast")}
+    from keras.src.backend.common import keras_tensor
 
-    def read(v):
-        op = variable_ops.get(id(v))
-        if op is None:
-            op = variable_ops[id(v)] = TracedVariable(v)
-        return op.symbolic_call()
+    original = keras_tensor.any_symbolic_tensors
 
-    def convert_to_tensor(x, dtype=None, **kw):
-        if isinstance(x, keras.Variable) and tf.executing_eagerly():
-            x = read(x)
-            return x if dtype is None or keras.backend.standardize_dtype(dtype) == x.dtype else core.Cast(dtype)(x)
-        return originals["convert_to_tensor"](x, dtype=dtype, **kw)
+    def any_symbolic_tensors(args=None, kwargs=None):
+        if original(args, kwargs):
+            return True
+        return tf.executing_eagerly() and any(isinstance(a, keras.Variable) for a in tree.flatten((args, kwargs)))
 
-    def cast(x, dtype):
-        if isinstance(x, keras.Variable) and tf.executing_eagerly():
-            return core.Cast(dtype)(read(x))
-        return originals["cast"](x, dtype)
-
-    patched = {"convert_to_tensor": convert_to_tensor, "cast": cast}
-    modules = (keras.ops, keras.src.ops)
-    saved = [(m, name, getattr(m, name)) for m in modules for name in patched]
-    for m, name, _ in saved:
-        setattr(m, name, patched[name])
+    modules = [importlib.import_module(m) for m in _SYMBOLIC_CHECKS]
+    for m in modules:
+        m.any_symbolic_tensors = any_symbolic_tensors
     try:
         yield
     finally:
-        for m, name, fn in saved:
-            setattr(m, name, fn)
+        for m in modules:
+            m.any_symbolic_tensors = original
 
 
 def _stopped_at(error: BaseException, layer) -> str:
@@ -275,7 +272,7 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
     if getattr(layer, "_call_has_training_arg", False):
         kwargs["training"] = False
     try:
-        with _layers_record_nodes(), _variables_read_symbolically(variable_ops):
+        with _layers_record_nodes(), _variables_symbolic():
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
         if os.environ.get("TRACE_DEBUG"):

@@ -66,16 +66,22 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("float", "bfloat"))
 
 
-@keras_converter("ops.Cast")
+@keras_converter("ops.Cast", "ops.ConvertToTensor")
 def cast(ctx, layer, call):
     """ops.cast(x, dtype) (keras/src/ops/core.py Cast). A float target is the
     model's float dtype: float -> float is an identity (one model.py serves
     float32 and float64: `Model().double()`); int/bool -> float casts to the
     dtype the module's parameters have (helper FloatCast). Integer and bool
-    targets stay what they say."""
-    target = keras.backend.standardize_dtype(layer.dtype)
+    targets stay what they say. ops.convert_to_tensor(x, dtype=None) of a
+    traced variable is the variable itself."""
     x = ctx.tensor(call.inputs[0], "as_is")
     source = ctx.graph.tensors[x].dtype
+    if getattr(layer, "sparse", None) or getattr(layer, "ragged", None):
+        raise unsupported(layer, "a sparse or ragged tensor")
+    target = source if layer.dtype is None else keras.backend.standardize_dtype(layer.dtype)
+    if target == source:
+        ctx.emit("identity", [x], call.outputs[0], layout="as_is")
+        return
     if _is_float(target) and _is_float(source):
         ctx.emit("identity", [x], call.outputs[0], layout="as_is")
         return
