@@ -209,14 +209,25 @@ def _variables_symbolic():
             return True
         return tf.executing_eagerly() and any(isinstance(a, keras.Variable) for a in tree.flatten((args, kwargs)))
 
+    from keras.src.ops.core import ConvertToTensor
+
+    spec = ConvertToTensor.compute_output_spec
+
+    def convert_spec(self, x):  # it reads x.sparse / x.ragged, which a Variable lacks
+        if isinstance(x, keras.Variable):
+            return keras.KerasTensor(tuple(x.shape), dtype=self.dtype or x.dtype)
+        return spec(self, x)
+
     modules = [importlib.import_module(m) for m in _SYMBOLIC_CHECKS]
     for m in modules:
         m.any_symbolic_tensors = any_symbolic_tensors
+    ConvertToTensor.compute_output_spec = convert_spec
     try:
         yield
     finally:
         for m in modules:
             m.any_symbolic_tensors = original
+        ConvertToTensor.compute_output_spec = spec
 
 
 def _stopped_at(error: BaseException, layer) -> str:
