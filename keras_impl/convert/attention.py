@@ -99,8 +99,11 @@ def multi_head_attention(ctx, layer, call):
 def _boolean(ctx, mask: str) -> str:
     """The mask as booleans: Keras casts every mask with ops.cast(m, "bool")
     (`_compute_attention_mask`), keras-hub hands int32 padding masks."""
+    from keras_impl.convert.ops_shape import boolean_input
+
     if ctx.graph.tensors[mask].dtype == "bool":
         return mask
+    boolean_input(ctx, mask)
     out = ctx.fresh_tensor(f"{mask}_bool")
     ctx.emit("cast", [mask], out, layout="as_is", attrs={"dtype": "bool"}, keras_shape=ctx.keras_shape(mask),
              internal=True, node_name=ctx.node_name(f"{ctx.current.node_name}_{mask}_bool"))

@@ -17,7 +17,7 @@ import keras
 from keras_impl.convert import keras_converter, unsupported
 from keras_impl.trace import TRACE_BATCH
 
-__all__ = ["batch_sizes", "record_input_high", "unbatched_constant"]
+__all__ = ["batch_sizes", "record_input_high", "unbatched_constant", "boolean_input"]
 
 
 def batch_sizes(layer, sizes, *, where: str) -> list:
@@ -91,10 +91,10 @@ def cast(ctx, layer, call):
     ctx.emit("cast", [x], call.outputs[0], layout="as_is", attrs={"dtype": dtype})
     ctx.graph.tensors[call.outputs[0]].dtype = ctx.dtype if dtype == "float" else dtype
     if dtype == "bool":
-        _boolean_input(ctx, x)
+        boolean_input(ctx, x)
 
 
-def _boolean_input(ctx, tensor: str) -> None:
+def boolean_input(ctx, tensor: str) -> None:
     """An integer model input read only as a boolean (a padding mask cast to
     bool after reshapes and int casts) gets random test values in {0, 1}."""
     while tensor not in ctx.graph.inputs:
