@@ -134,8 +134,10 @@ class _Walker:
             in_names = [names[id(t)] for t in node.input_tensors]
             if all(id(t) in names for t in node.outputs):
                 continue  # already converted: a mask pulled in by an earlier layer (_pull)
-            index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
-            self.calls[id(op)] = index + 1
+            index = self.calls.get(id(op), (0, op))[0]  # calls of this op in this walk (a shared layer's 2nd call: @1)
+            # the op is kept alive with its count: the operations a trace makes are
+            # new objects each time, and a freed one's id could come back for another
+            self.calls[id(op)] = (index + 1, op)
             local = (local_name(op, parent) if scope else op.name) + (f"@{index}" if index else "")
             base = f"{scope}/{local}" if scope else local
             inner = self._descend(fn, node, names, in_names, prefix, scope)
