@@ -196,7 +196,10 @@ def softmax(ctx, layer, call):
     if mask is not None:
         x = ctx.tensor(x, "as_is")
         masked = ctx.fresh_tensor(f"{call.outputs[0]}_masked")
+        from keras_impl.convert.ops_shape import boolean_input
+
         boolean = ctx.graph.tensors[mask].dtype == "bool"
+        boolean_input(ctx, mask)  # an integer model input read only as this mask: test values in {0, 1}
         ctx.emit("masked_fill", [x, ctx.tensor(mask, "as_is")], masked, layout="as_is", internal=True,
                  attrs={"value": SOFTMAX_MASKED_LOGIT, "threshold": None if boolean else 0.5})
         x = masked
