@@ -81,6 +81,12 @@ already broadcastable against the neutral tensor).
 | `constant` | (no inputs) a concrete array computed while tracing a custom layer (ops.arange(maxlen)); integer arrays stay integers | const |
 | `matmul` | torch.matmul of two inputs (numpy semantics, batch first) | |
 | `take` | rows of input 0 (a table) picked by the integer ids of input 1 (ops.take(table, ids, axis=0)) | |
+| `cast` | dtype: "float" (the model's float dtype, whatever it is at run time) or an integer/bool dtype name | |
+| `broadcast_to` | shape (numpy broadcasting, new axes on the left); a None size is the batch at run time, read from the node's last input (a model input) | |
+| `tile` | repeats (np.tile, padded to the rank); None = the batch at run time, as broadcast_to | |
+| `einsum` | equation (numpy subscripts) over the inputs | |
+| `einsum_dense` | equation, kernel_shape, bias_shape: einsum(equation, x, weight) + bias (Keras EinsumDense) | weight (Keras' kernel shape), bias? |
+| `masked_fill` | value, threshold: input 0 where the mask (input 1, broadcast) is True (or > threshold), else value | |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
 
 Any node may carry attrs["shares"] = the name of an earlier node: a second

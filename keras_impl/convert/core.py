@@ -183,7 +183,8 @@ SOFTMAX_MASKED_LOGIT = -1e9
 def softmax(ctx, layer, call):
     """Softmax.call (keras/src/layers/activations/softmax.py): with a mask, the
     masked entries become SOFTMAX_MASKED_LOGIT first (a mask that is not
-    boolean keeps the entries > 0.5), then the softmax."""
+    boolean keeps the entries > 0.5), then the softmax, then the masked
+    entries are set to 0."""
     from keras_impl.convert.sequence import kwarg_input
 
     x = call.inputs[0]
@@ -193,17 +194,19 @@ def softmax(ctx, layer, call):
     if len(axes) != 1:
         raise unsupported(layer, f"softmax over several axes {axes}")
     mask = kwarg_input(call, "mask")
-    if mask is not None:
-        x = ctx.tensor(x, "as_is")
-        masked = ctx.fresh_tensor(f"{call.outputs[0]}_masked")
-        from keras_impl.convert.ops_shape import boolean_input
+    if mask is None:
+        ctx.emit("activation", [x], call.outputs[0], attrs={"fn": "softmax", "axis": ctx.axis(x, axes[0])})
+        return
+    from keras_impl.convert.ops_shape import boolean_input
 
-        boolean = ctx.graph.tensors[mask].dtype == "bool"
-        boolean_input(ctx, mask)  # an integer model input read only as this mask: test values in {0, 1}
-        ctx.emit("masked_fill", [x, ctx.tensor(mask, "as_is")], masked, layout="as_is", internal=True,
-                 attrs={"value": SOFTMAX_MASKED_LOGIT, "threshold": None if boolean else 0.5})
-        x = masked
-    ctx.emit("activation", [x], call.outputs[0], attrs={"fn": "softmax", "axis": ctx.axis(x, axes[0])})
+    x, mask, out = ctx.tensor(x, "as_is"), ctx.tensor(mask, "as_is"), call.outputs[0]
+    boolean_input(ctx, mask)  # an integer model input read only as this mask: test values in {0, 1}
+    attrs = {"threshold": None if ctx.graph.tensors[mask].dtype == "bool" else 0.5}
+    masked, probs = ctx.fresh_tensor(f"{out}_masked"), ctx.fresh_tensor(f"{out}_probs")
+    ctx.emit("masked_fill", [x, mask], masked, layout="as_is", internal=True, attrs={**attrs, "value": SOFTMAX_MASKED_LOGIT})
+    ctx.emit("activation", [masked], probs, internal=True, attrs={"fn": "softmax", "axis": ctx.axis(x, axes[0])})
+    # then the masked entries are zeroed (a fully masked row would be uniform otherwise)
+    ctx.emit("masked_fill", [probs, mask], out, layout="as_is", attrs={**attrs, "value": 0.0})
 
 
 @keras_converter("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout")
