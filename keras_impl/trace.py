@@ -286,8 +286,6 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
         with _layers_record_nodes(), _variables_symbolic():
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
-        if os.environ.get("TRACE_DEBUG"):
-            raise
         raise _untraceable(layer, e) from None
     flat = tree.flatten(outputs)
     if len(flat) != len(node.outputs) or not all(isinstance(t, keras.KerasTensor) for t in flat):
