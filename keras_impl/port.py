@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_impl.read import call_model
 from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
@@ -169,7 +170,7 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
     variables = _variables(model, graph)
     wanted = {k: s for k, s in graph.weight_sources.items() if variables[k].trainable}
     with tf.GradientTape() as tape:
-        out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]  # the loss reads the first output
+        out = keras.tree.flatten(call_model(model, xs, training=False))[0]  # the loss reads the first output
         # Keras' TF losses take the logits behind a softmax/sigmoid output when
         # it carries them (backend/tensorflow/nn.py, _get_logits); the torch
         # side must then do the same.
@@ -244,7 +245,7 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
     losses = []
     for _ in range(train_config.steps):
         with tf.GradientTape() as tape:
-            out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))[0]
+            out = keras.tree.flatten(call_model(model, xs, training=False))[0]
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(target, out)
         grads = tape.gradient(value, trainable)
         opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
@@ -282,7 +283,9 @@ class PortSide:
 
     @property
     def dtype(self) -> str:
-        return keras.backend.standardize_dtype(self.model.inputs[0].dtype)
+        from keras_impl.read import model_float_dtype
+
+        return model_float_dtype(self.model)
 
     def graph(self) -> Graph:
         from keras_impl.read import read_graph
@@ -374,7 +377,7 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
     for inputs, y in batches:
         xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
         with tf.GradientTape() as tape:
-            out = keras.tree.flatten(model(xs if len(xs) > 1 else xs[0], training=True))[0]  # the loss reads the first output
+            out = keras.tree.flatten(call_model(model, xs, training=True))[0]  # the loss reads the first output
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
         opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
         losses.append(float(keras.ops.convert_to_numpy(value)))

@@ -35,12 +35,14 @@ from keras_impl.convert import sequence as _sequence  # noqa: F401
 from keras_impl.convert import attention as _attention  # noqa: F401
 from keras_impl.convert import traced as _traced  # noqa: F401
 from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
+from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
+from keras_impl.convert import einsum as _einsum  # noqa: F401
 from keras_impl.masks import RuntimeMasks
-from keras_impl.trace import TracedFunction, local_name, trace_call
+from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
 
-__all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward"]
+__all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward", "model_float_dtype", "call_model"]
 
 # Layers whose input is an image / a signal, so the model input they read is
 # made channels first (rank-3 inputs become N,C,L only for these).
@@ -111,7 +113,10 @@ class _Walker:
         inner = _functional_of(op)
         outer_inputs = node.input_tensors
         if inner is None and _traceable(op):
-            inner, outer_inputs = trace_call(op, node, self.variable_ops)
+            batch = None  # read_graph: TRACE_BATCH; graph_values: the real batch of the values
+            if self.ids is not None and node.input_tensors:
+                batch = keras.ops.shape(self.ids[id(node.input_tensors[0])])[0]
+            inner, outer_inputs = trace_call(op, node, self.variable_ops, batch)
             in_names = [names[id(t)] for t in outer_inputs]
         if inner is None:
             return None
@@ -129,8 +134,10 @@ class _Walker:
             in_names = [names[id(t)] for t in node.input_tensors]
             if all(id(t) in names for t in node.outputs):
                 continue  # already converted: a mask pulled in by an earlier layer (_pull)
-            index = self.calls.get(id(op), 0)  # calls of this op in this walk (a shared layer's 2nd call: @1)
-            self.calls[id(op)] = index + 1
+            index = self.calls.get(id(op), (0, op))[0]  # calls of this op in this walk (a shared layer's 2nd call: @1)
+            # the op is kept alive with its count: the operations a trace makes are
+            # new objects each time, and a freed one's id could come back for another
+            self.calls[id(op)] = (index + 1, op)
             local = (local_name(op, parent) if scope else op.name) + (f"@{index}" if index else "")
             base = f"{scope}/{local}" if scope else local
             inner = self._descend(fn, node, names, in_names, prefix, scope)
@@ -150,7 +157,7 @@ class _Walker:
                 names[id(t)] = self.unique(name) if scope else self.name_for(name, prefix or fn.name)
                 outs.append(names[id(t)])
             call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
-                        [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs])
+                        [traced_shape(t.shape) for t in node.input_tensors], [traced_shape(t.shape) for t in node.outputs])
             call.base = base if scope else ""
             call.shares = self.first_call.get(id(op))
             call.names = names
@@ -250,12 +257,25 @@ def _check_masks_read(call, new_nodes) -> None:
             raise unsupported(call.layer, f"the {key}= it receives (its converter does not use masks)")
 
 
+def model_float_dtype(model) -> str:
+    """The float dtype a model computes in: its first float input's, else
+    (integer and boolean inputs only: token ids, padding masks) its first float
+    weight's, else float32."""
+    fn = _functional_of(model) or model
+    for dtypes in ([t.dtype for t in fn.inputs], [v.dtype for v in model.weights]):
+        for d in dtypes:
+            d = keras.backend.standardize_dtype(d)
+            if d.startswith(("float", "bfloat")):
+                return d
+    return "float32"
+
+
 def read_graph(model) -> Graph:
     """Read a Keras model (Functional or Sequential, built) into a neutral Graph."""
     fn = _functional_of(model)
     if fn is None:
         raise UsageError(f"model {model.name!r} ({type(model).__name__}) is a subclassed model: the port needs a functional graph")
-    dtype = keras.backend.standardize_dtype(fn.inputs[0].dtype)
+    dtype = model_float_dtype(model)
     graph = Graph(name=model.name, meta={"source": "keras", "keras_version": keras.__version__})
     ctx = Context(graph, dtype=dtype, variable_index={id(v): i for i, v in enumerate(model.weights)})
     walker = _Walker()
@@ -283,9 +303,10 @@ def read_graph(model) -> Graph:
         first_new = len(graph.nodes)
         converter_for(call.layer)(ctx, call.layer, call)
         _check_masks_read(call, graph.nodes[first_new:])
-        for out in call.outputs:
+        for out, t in zip(call.outputs, node.outputs):
             if out not in graph.tensors:
                 raise UsageError(f"converter for layer {call.layer.name!r} ({type(call.layer).__name__}) did not produce {out!r}")
+            _keep_integer_dtype(graph.tensors[out], t)
     ctx.current = None
     for t in fn.outputs:
         out = names[id(t)]
@@ -301,6 +322,15 @@ def read_graph(model) -> Graph:
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
     return graph
+
+
+def _keep_integer_dtype(spec: TensorSpec, t) -> None:
+    """An integer or boolean Keras tensor (ids, a padding mask through
+    ops.expand_dims) keeps its dtype in the graph; float tensors are the
+    model's float dtype (Context.dtype)."""
+    dtype = keras.backend.standardize_dtype(t.dtype)
+    if not dtype.startswith(("float", "bfloat")):
+        spec.dtype = dtype
 
 
 def graph_values(model, graph: Graph, inputs) -> dict:
@@ -402,6 +432,12 @@ def _same_names(model, clone) -> None:
     for a, b in zip(ours, theirs):
         if type(a) is type(b) and a.name != b.name:
             b.name = a.name
+    for a, b in zip([model, *ours], [clone, *theirs]):  # keras.ops nodes (x[:, 0]: "get_item" comes back "get_item_1")
+        ops_a, ops_b = getattr(a, "_operations", None), getattr(b, "_operations", None)
+        if ops_a is not None and ops_b is not None and len(ops_a) == len(ops_b):
+            for oa, ob in zip(ops_a, ops_b):
+                if type(oa) is type(ob) and not isinstance(oa, keras.layers.Layer) and oa.name != ob.name:
+                    ob.name = oa.name
 
 
 def _retyped(obj, dtype: str):
@@ -425,13 +461,27 @@ def forward(model, graph: Graph, inputs) -> list:
     fn = _functional_of(model)
     xs = [keras.ops.convert_to_tensor(np.ascontiguousarray(_from_neutral(graph, n, x)), dtype=t.dtype)
           for n, x, t in zip(graph.inputs, inputs, fn.inputs)]
-    outs = tree.flatten(model(xs if len(xs) > 1 else xs[0], training=False))
+    outs = tree.flatten(call_model(model, xs, training=False))
     result = []
     for name, y in zip(graph.outputs, outs):
         spec = graph.tensors[name]
         a = keras.ops.convert_to_numpy(y)
         result.append(a if spec.keras_perm is None else np.ascontiguousarray(np.transpose(a, spec.keras_perm)))
     return result
+
+
+def call_model(model, xs: list, training: bool = False):
+    """model(inputs) with the flat list `xs` (graph.inputs order = keras.tree's
+    flat order of the model's inputs: a dict's keys sorted) in the model's own
+    input structure (keras-hub backbones take a dict of token_ids,
+    segment_ids, padding_mask); the outputs as the model returns them."""
+    fn = _functional_of(model)
+    struct = getattr(fn, "_inputs_struct", None)
+    if struct is not None and not isinstance(struct, (list, tuple)) and len(tree.flatten(struct)) == len(xs) > 1:
+        inputs = tree.pack_sequence_as(struct, list(xs))
+    else:
+        inputs = xs if len(xs) > 1 else xs[0]
+    return model(inputs, training=training)
 
 
 def _from_neutral(graph: Graph, name: str, x):

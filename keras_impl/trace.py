@@ -18,10 +18,25 @@ nodes here:
   concrete tensors as `TracedConstant` nodes and record a node themselves;
 - other concrete tensors stay call arguments (converters read them as constants).
 
+- a variable a keras.ops function reads with no symbolic tensor beside it
+  (`ops.convert_to_tensor(self.table)`: keras-hub's PositionEmbedding;
+  `ops.tile(self.class_token, (batch, 1, 1))`: ViTPatchingAndEmbedding): Keras
+  would run it eagerly and fold the variable into a constant; during the
+  trace a variable counts as symbolic, so the op records a node and the
+  variable becomes a `TracedVariable` as above.
+
 Unknown sizes other than the batch (a sequence of any length) are traced at
 UNKNOWN_SEQUENCE_STEPS, the length the port checks them on: keras-hub's
 PositionEmbedding slices its table with `ops.shape(x)[1]`, which a symbolic
 None cannot do. The written model.py then takes that length.
+
+The batch size is traced as TRACE_BATCH, a size no other axis has, so that a
+layer using it as a value (`ops.broadcast_to(t, ops.shape(x))`,
+`ops.tile(token, (ops.shape(x)[0], 1, 1))`: keras-hub's PositionEmbedding and
+ViTPatchingAndEmbedding) traces; the converters read TRACE_BATCH in a size
+argument as "the batch size at run time" (`x.shape[0]` in model.py), and the
+walker reads it back as an unknown batch (None) in every traced shape. The
+per-node values (keras_impl/read.py graph_values) trace at the real batch.
 
 A call that cannot run on symbolic tensors (a tf.* function, Python `if` on a
 tensor value) stops the trace: `UntraceableLayerError` (exit 2) names the
@@ -31,6 +46,7 @@ layer, its class, the line that stopped it and the way out (a converter).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import re
@@ -48,7 +64,15 @@ from keras.src.utils.naming import to_snake_case
 from keras_impl.convert import UnsupportedLayerError
 from shared.port_check import UNKNOWN_SEQUENCE_STEPS
 
-__all__ = ["TracedFunction", "TracedVariable", "TracedConstant", "UntraceableLayerError", "trace_call", "local_name"]
+__all__ = ["TracedFunction", "TracedVariable", "TracedConstant", "UntraceableLayerError", "trace_call", "local_name",
+           "TRACE_BATCH", "traced_shape"]
+
+# The batch size a custom layer's call() is traced at (read_graph): a prime
+# far above any axis of the models the port checks, so a size argument equal
+# to it can only have come from ops.shape(x)[0]. Only shapes are computed at
+# it (Keras' compute_output_spec runs the ops in a scratch FuncGraph), never
+# arrays, so its size costs nothing.
+TRACE_BATCH = 9973
 
 _KERAS_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras,))
 
@@ -108,6 +132,12 @@ class TracedFunction:
         self.nodes = nodes
 
 
+def traced_shape(shape) -> tuple:
+    """A traced tensor's shape with TRACE_BATCH on axis 0 read back as the unknown batch (None)."""
+    shape = tuple(shape)
+    return (None,) + shape[1:] if shape[:1] == (TRACE_BATCH,) else shape
+
+
 def _is_concrete(x) -> bool:
     return not isinstance(x, (keras.KerasTensor, keras.Variable)) and keras.ops.is_tensor(x)
 
@@ -132,13 +162,72 @@ def _layers_record_nodes():
             # arguments only (keras/src/layers/layer.py, step 8): record it here.
             Node(operation=self, call_args=args, call_kwargs=kwargs, outputs=outputs)
             return outputs
-        return original(self, *args, **kwargs)
+        try:
+            return original(self, *args, **kwargs)
+        except TypeError as e:
+            if not (tf.executing_eagerly() and isinstance(self, keras.layers.Layer) and "compute_output_spec()" in str(e)):
+                raise
+        # A layer whose own compute_output_spec lacks the call's keywords
+        # (keras-hub's CachedMultiHeadAttention gets `cache=None`, MultiHeadAttention's
+        # compute_output_spec takes none): Keras' default, which runs call() on
+        # placeholders (keras/src/layers/layer.py Layer.compute_output_spec).
+        self.compute_output_spec = functools.partial(keras.layers.Layer.compute_output_spec, self)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.compute_output_spec
 
     Operation.__call__ = call
     try:
         yield
     finally:
         Operation.__call__ = original
+
+
+# The modules whose keras.ops functions decide "symbolic or eager" with their
+# own binding of any_symbolic_tensors (keras/src/backend/common/keras_tensor.py).
+_SYMBOLIC_CHECKS = ("keras.src.ops.operation", "keras.src.ops.core", "keras.src.ops.numpy", "keras.src.ops.nn",
+                    "keras.src.ops.math", "keras.src.ops.linalg", "keras.src.ops.image", "keras.src.activations.activations")
+
+
+@contextlib.contextmanager
+def _variables_symbolic():
+    """While tracing, a keras.Variable counts as a symbolic tensor for the
+    keras.ops functions called at the trace's level: `ops.convert_to_tensor(self.table)`,
+    `ops.cast(self.table, dtype)` (keras-hub's PositionEmbedding),
+    `ops.tile(self.class_token, (batch, 1, 1))` (ViTPatchingAndEmbedding) record a
+    node reading the variable (a TracedVariable, trainable) instead of running
+    eagerly and folding it into a constant."""
+    import importlib
+
+    from keras.src.backend.common import keras_tensor
+
+    original = keras_tensor.any_symbolic_tensors
+
+    def any_symbolic_tensors(args=None, kwargs=None):
+        if original(args, kwargs):
+            return True
+        return tf.executing_eagerly() and any(isinstance(a, keras.Variable) for a in tree.flatten((args, kwargs)))
+
+    from keras.src.ops.core import ConvertToTensor
+
+    spec = ConvertToTensor.compute_output_spec
+
+    def convert_spec(self, x):  # it reads x.sparse / x.ragged, which a Variable lacks
+        if isinstance(x, keras.Variable):
+            return keras.KerasTensor(tuple(x.shape), dtype=self.dtype or x.dtype)
+        return spec(self, x)
+
+    modules = [importlib.import_module(m) for m in _SYMBOLIC_CHECKS]
+    for m in modules:
+        m.any_symbolic_tensors = any_symbolic_tensors
+    ConvertToTensor.compute_output_spec = convert_spec
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.any_symbolic_tensors = original
+        ConvertToTensor.compute_output_spec = spec
 
 
 def _stopped_at(error: BaseException, layer) -> str:
@@ -168,21 +257,24 @@ def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
     )
 
 
-def trace_call(layer, node, variable_ops: dict) -> tuple:
+def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tuple:
     """Trace one call (a functional-graph `node`) of `layer`: (TracedFunction,
     the call's KerasTensors that its `inputs` stand for, in the same order).
 
     Args:
         variable_ops: id(keras variable) -> its TracedVariable, shared by every
             trace of one walk (a layer called twice reads the same parameter).
+        batch: the batch size to trace at: the real one when the trace is
+            run eagerly (graph_values), else TRACE_BATCH.
     """
+    batch = TRACE_BATCH if batch is None else int(batch)
     inputs = {}
 
     def as_input(t):
         if not isinstance(t, keras.KerasTensor):
             return t
         if id(t) not in inputs:
-            shape = tuple(t.shape[:1]) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
+            shape = (batch if t.shape[0] is None else t.shape[0],) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
             inputs[id(t)] = (t, keras.Input(batch_shape=shape, dtype=t.dtype, sparse=t.sparse))
         return inputs[id(t)][1]
 
@@ -191,7 +283,7 @@ def trace_call(layer, node, variable_ops: dict) -> tuple:
     if getattr(layer, "_call_has_training_arg", False):
         kwargs["training"] = False
     try:
-        with _layers_record_nodes():
+        with _layers_record_nodes(), _variables_symbolic():
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
         raise _untraceable(layer, e) from None

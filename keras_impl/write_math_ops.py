@@ -67,7 +67,10 @@ def embedding(w, node):
 @keras_writer("cast")
 def cast(w, node):
     t = node.inputs[0]
-    w.out(f"ops.cast({w.arg(t)}, {node.attrs['dtype']!r})", w.perm.get(t))
+    dtype = node.attrs["dtype"]
+    # "float": the model's float dtype; model_keras.py is built under floatx = that dtype (write._exec_build)
+    target = "keras.config.floatx()" if dtype == "float" else repr(dtype)
+    w.out(f"ops.cast({w.arg(t)}, {target})", w.perm.get(t))
 
 
 _MATH = {"sqrt": "ops.sqrt", "rsqrt": "ops.rsqrt", "exp": "ops.exp", "log": "ops.log", "erf": "ops.erf",

@@ -81,13 +81,18 @@ already broadcastable against the neutral tensor).
 | `constant` | (no inputs) a concrete array computed while tracing a custom layer (ops.arange(maxlen)); integer arrays stay integers | const |
 | `take` | rows of input 0 (a table) picked by the integer ids of input 1 (ops.take(table, ids, axis=0)) | |
 | `embedding` (torch) | num_embeddings, embedding_dim, padding_idx? (torch gives that row no gradient) | weight (V, D) |
-| `cast` | dtype (numpy name) | |
 | `math` | fn: sqrt, rsqrt, exp, log, erf, negative, abs, reciprocal, logical_not, sin, cos (elementwise) | |
 | `compare` | fn: equal, not_equal, less, less_equal, greater, greater_equal; optional scalar const (the right operand) | |
 | `where` | x, y: scalar or None (None: the next input); inputs: condition, then the tensor operands | |
 | `reduce_sum` | axes, keepdim | |
 | `matmul` | torch.matmul of two inputs (numpy broadcasting, batch first); the Keras writer takes two tensors of equal rank (>= 3) | |
 | `scaled_dot_product_attention` | scale (None: 1/sqrt(head_dim)), causal, mask (None/"bool"/"add"); inputs q, k, v (N, heads, T, head_dim), then the mask; a row with nothing kept gives 0 (torch's safe softmax) | |
+| `cast` | dtype: a numpy dtype name, or "float" (the model's float dtype, whatever it is at run time: Keras casts read this way) | |
+| `broadcast_to` | shape (numpy broadcasting, new axes on the left); a None size is the batch at run time, read from the node's last input (a model input) | |
+| `tile` | repeats (np.tile, padded to the rank); None = the batch at run time, as broadcast_to | |
+| `einsum` | equation (numpy subscripts) over the inputs | |
+| `einsum_dense` | equation, kernel_shape, bias_shape: einsum(equation, x, weight) + bias (Keras EinsumDense) | weight (Keras' kernel shape), bias? |
+| `masked_fill` | value, threshold: input 0 where the mask (input 1, broadcast) is True (or > threshold), else value | |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
 
 Any node may carry attrs["shares"] = the name of an earlier node: a second

@@ -77,7 +77,14 @@ def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> li
 def random_targets(graph: Graph, loss: dict, batch: int, seed: int = 0) -> np.ndarray:
     """Seeded targets fitting the loss: class ids, one-hot, {0, 1} or N(0, 1)."""
     rng = np.random.default_rng(seed + 1)
-    shape = (batch, *(int(s) for s in graph.tensors[graph.outputs[0]].shape[1:]))
+    # an output as long as a sequence input of unknown length has its checked length
+    unknown = graph.meta.get("assumed_steps") or any(None in graph.tensors[n].shape[1:] for n in graph.inputs)
+    steps = UNKNOWN_SEQUENCE_STEPS if unknown else None
+    dims = [steps if s is None else s for s in graph.tensors[graph.outputs[0]].shape[1:]]
+    if any(s is None for s in dims):
+        raise UsageError(f"output {graph.outputs[0]!r} has unknown sizes {graph.tensors[graph.outputs[0]].shape}: "
+                         "the port cannot make targets for it")
+    shape = (batch, *(int(s) for s in dims))
     kind = loss["kind"]
     if kind == "sparse_ce":
         return rng.integers(0, shape[-1], size=shape[:-1]).astype(np.int64)

@@ -156,18 +156,3 @@ def test_registered_converter_keeps_priority():
         assert not [c for c in r.checks if not c.passed]
     finally:
         CONVERTERS.pop("Affine")
-
-
-def test_keras_hub_bert_tiny_is_refused_by_name_for_now():
-    """BertBackbone's token embedding (ReversibleEmbedding: ops.take on its own
-    variable, traced) casts with ops.cast, which has no converter yet; after it
-    PositionEmbedding uses the batch size as a value (README, "Custom layers
-    are traced"). Refused by name, exit 2, never ported wrongly."""
-    keras_hub = pytest.importorskip("keras_hub")
-    from keras_impl.convert import UnsupportedLayerError
-    from keras_impl.read import read_graph
-
-    bert = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16,
-                                         intermediate_dim=32, max_sequence_length=16)
-    with pytest.raises(UnsupportedLayerError, match="of class ops.Cast is not supported"):
-        read_graph(bert)

@@ -62,7 +62,7 @@ def multi_head_attention(ctx, layer, call):
     if layer._attention_axes not in (None, (1,), [1], 1, (-2,), [-2], -2):
         raise unsupported(layer, f"attention_axes={layer._attention_axes}")
     args = list(call.args) + [None] * 3
-    pos = {"query": args[0], "value": args[1] if args[1] is not None else call.kwargs.get("value"),
+    pos = {"query": args[0] if args[0] is not None else call.kwargs.get("query"), "value": args[1] if args[1] is not None else call.kwargs.get("value"),
            "key": args[2] if args[2] is not None else call.kwargs.get("key")}
     names = {}
     for role, t in pos.items():
@@ -79,7 +79,7 @@ def multi_head_attention(ctx, layer, call):
     for role in ("query", "value", "key", "attention"):
         m = kwarg_input(call, f"{role}_mask")
         if m is not None:
-            masks.append((role, ctx.tensor(m, "as_is")))
+            masks.append((role, _boolean(ctx, ctx.tensor(m, "as_is"))))
     attrs.update({
         "num_heads": int(layer._num_heads), "key_dim": int(layer._key_dim), "value_dim": int(layer._value_dim),
         "bias": bool(layer._use_bias), # tf.cast(python float, float64) makes a float32 tensor first (both
@@ -94,6 +94,21 @@ def multi_head_attention(ctx, layer, call):
     if names["key"] is not None:
         inputs.append(ctx.tensor(names["key"], "as_is"))
     ctx.emit("attention", inputs + [m for _, m in masks], call.outputs[0], layout="as_is", attrs=attrs, weights=weights)
+
+
+def _boolean(ctx, mask: str) -> str:
+    """The mask as booleans: Keras casts every mask with ops.cast(m, "bool")
+    (`_compute_attention_mask`), keras-hub hands int32 padding masks."""
+    from keras_impl.convert.ops_shape import boolean_input
+
+    if ctx.graph.tensors[mask].dtype == "bool":
+        return mask
+    boolean_input(ctx, mask)
+    out = ctx.fresh_tensor(f"{mask}_bool")
+    ctx.emit("cast", [mask], out, layout="as_is", attrs={"dtype": "bool"}, keras_shape=ctx.keras_shape(mask),
+             internal=True, node_name=ctx.node_name(f"{ctx.current.node_name}_{mask}_bool"))
+    ctx.graph.tensors[out].dtype = "bool"
+    return out
 
 
 def _name_of(call, target):

@@ -56,7 +56,10 @@ def activation_attrs(ctx, layer, fn, tensor: str) -> dict | None:
     """Neutral activation attrs for a Keras activation function; None for linear."""
     name = getattr(fn, "__name__", None) or keras.activations.serialize(fn)
     if name not in _ACTIVATIONS:
-        raise unsupported(layer, f"activation {name!r}")
+        traced = _traced_activation(ctx, fn, tensor)
+        if traced is None:
+            raise unsupported(layer, f"activation {name!r}")
+        return traced
     if name == "linear":
         return None
     attrs = {"fn": _ACTIVATIONS[name], **_FN_DEFAULTS.get(name, {})}
@@ -64,6 +67,34 @@ def activation_attrs(ctx, layer, fn, tensor: str) -> dict | None:
         attrs["negative_slope"] = tf_float_attr(attrs["negative_slope"])
     if attrs["fn"] in _AXIS_FNS:
         attrs["axis"] = ctx.axis(tensor, -1)
+    return attrs
+
+
+def _traced_activation(ctx, fn, tensor: str) -> dict | None:
+    """Neutral attrs of an activation function the table lacks (keras-hub's
+    `gelu_approximate(x)` = keras.activations.gelu(x, approximate=True)),
+    found by calling it on a symbolic input: one keras.ops activation applied
+    to that input, read as ops.py reads that op; None otherwise."""
+    from keras_impl.convert.ops import _PARAMETRISED, _UNARY
+
+    x = keras.Input(shape=(4,), dtype=ctx.dtype)
+    try:
+        y = fn(x)
+    except Exception:  # noqa: BLE001  (not traceable: refused by the caller)
+        return None
+    op = getattr(getattr(y, "_keras_history", None), "operation", None)
+    if op is None or list(op._inbound_nodes[y._keras_history.node_index].input_tensors) != [x]:
+        return None
+    key = "ops." + type(op).__name__
+    if key in _UNARY:
+        return dict(_UNARY[key])
+    if key not in _PARAMETRISED:
+        return None
+    fn_name, params = _PARAMETRISED[key]
+    attrs = {"fn": fn_name}
+    for p in params:
+        v = getattr(op, p)
+        attrs[p] = ctx.axis(tensor, int(v)) if p == "axis" else (v if v is None or isinstance(v, bool) else float(v))
     return attrs
 
 
@@ -143,15 +174,39 @@ def elu(ctx, layer, call):
     ctx.emit("activation", [call.inputs[0]], call.outputs[0], attrs={"fn": "elu", "alpha": float(layer.alpha)})
 
 
+# Softmax's `_large_negative_number` for float32/float64 (keras/src/layers/
+# activations/softmax.py; -3e4 for float16, which the port does not check).
+SOFTMAX_MASKED_LOGIT = -1e9
+
+
 @keras_converter("Softmax")
 def softmax(ctx, layer, call):
+    """Softmax.call (keras/src/layers/activations/softmax.py): with a mask, the
+    masked entries become SOFTMAX_MASKED_LOGIT first (a mask that is not
+    boolean keeps the entries > 0.5), then the softmax, then the masked
+    entries are set to 0."""
+    from keras_impl.convert.sequence import kwarg_input
+
     x = call.inputs[0]
-    if len(call.args) > 1 or call.kwargs.get("mask") is not None:
-        raise unsupported(layer, "a mask argument")
+    if len(call.args) > 1:
+        raise unsupported(layer, "a positional mask argument")
     axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
     if len(axes) != 1:
         raise unsupported(layer, f"softmax over several axes {axes}")
-    ctx.emit("activation", [x], call.outputs[0], attrs={"fn": "softmax", "axis": ctx.axis(x, axes[0])})
+    mask = kwarg_input(call, "mask")
+    if mask is None:
+        ctx.emit("activation", [x], call.outputs[0], attrs={"fn": "softmax", "axis": ctx.axis(x, axes[0])})
+        return
+    from keras_impl.convert.ops_shape import boolean_input
+
+    x, mask, out = ctx.tensor(x, "as_is"), ctx.tensor(mask, "as_is"), call.outputs[0]
+    boolean_input(ctx, mask)  # an integer model input read only as this mask: test values in {0, 1}
+    attrs = {"threshold": None if ctx.graph.tensors[mask].dtype == "bool" else 0.5}
+    masked, probs = ctx.fresh_tensor(f"{out}_masked"), ctx.fresh_tensor(f"{out}_probs")
+    ctx.emit("masked_fill", [x, mask], masked, layout="as_is", internal=True, attrs={**attrs, "value": SOFTMAX_MASKED_LOGIT})
+    ctx.emit("activation", [masked], probs, internal=True, attrs={"fn": "softmax", "axis": ctx.axis(x, axes[0])})
+    # then the masked entries are zeroed (a fully masked row would be uniform otherwise)
+    ctx.emit("masked_fill", [probs, mask], out, layout="as_is", attrs={**attrs, "value": 0.0})
 
 
 @keras_converter("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout")

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_impl.convert import keras_converter, unsupported
 from keras_impl.convert.core import tf_float_attr
+from keras_impl.convert.ops_shape import unbatched_constant
 
 __all__ = []
 
@@ -51,7 +52,7 @@ def binary(ctx, layer, call):
         return
     side = "right" if _is_tensor(args[0]) else "left"
     x = call.inputs[0]
-    const = np.asarray(args[1] if side == "right" else args[0])
+    const = unbatched_constant(layer, args[1] if side == "right" else args[0])
     if const.ndim == 0:
         ctx.emit(op, [x], call.outputs[0], attrs={"const": float(const), "const_side": side})
     else:

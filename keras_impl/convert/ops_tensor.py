@@ -9,6 +9,7 @@ that moves or merges it is refused (the neutral graph keeps axis 0 the batch).
 from __future__ import annotations
 
 from keras_impl.convert import keras_converter, unsupported
+from keras_impl.convert.ops_shape import record_input_high
 
 __all__ = []
 
@@ -72,4 +73,6 @@ def take(ctx, layer, call):
     table, ids = call.inputs
     if layer.axis is None and ctx.rank(table) != 1:
         raise unsupported(layer, "ops.take on a flattened table (axis=None)")
-    ctx.emit("take", [ctx.tensor(table, "as_is"), ctx.tensor(ids, "as_is")], call.outputs[0], layout="as_is")
+    ids = ctx.tensor(ids, "as_is")
+    record_input_high(ctx, ids, ctx.keras_shape(table)[0])  # random test ids index the table's rows
+    ctx.emit("take", [ctx.tensor(table, "as_is"), ids], call.outputs[0], layout="as_is")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_impl.convert import keras_converter
+from keras_impl.convert.ops_shape import unbatched_constant
 
 __all__ = []
 
@@ -23,7 +24,7 @@ def traced_variable(ctx, layer, call):
 
 @keras_converter("ops.TracedConstant")
 def traced_constant(ctx, layer, call):
-    value = np.asarray(layer.value)
+    value = unbatched_constant(layer, layer.value)
     if np.issubdtype(value.dtype, np.floating):
         value = value.astype(ctx.dtype)
     ctx.emit("constant", [], call.outputs[0], layout="as_is", weights={"const": value}, keras_shape=value.shape)

@@ -71,6 +71,8 @@ def slice_(node, args, module, graph=None):
             parts.append(f"{'' if start is None else start}:{'' if stop is None else stop}" + (f":{step}" if step not in (None, 1) else ""))
     while parts and parts[-1] == ":":
         parts.pop()
+    if not parts:  # the whole tensor (ops.slice of a table at its full size)
+        return Emitted(None, args[0])
     return Emitted(None, f"{args[0]}[{', '.join(parts)}]")
 
 
