@@ -18,6 +18,8 @@ model's names get the nested model's name as prefix (`inner/dense`).
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 from keras import tree
@@ -407,7 +409,8 @@ def _copy_weights(model, clone) -> None:
     next unused variable of that name and shape, so that no two (8,) vectors
     (a bias, BatchNorm's beta) can be swapped silently by a different order."""
     src, dst = model.weights, clone.weights
-    key = lambda v: (v.name, tuple(v.shape))  # noqa: E731
+    # Unnamed add_weight variables are numbered per process ("variable", "variable_1"): compare without the number.
+    key = lambda v: (re.sub(r"_\d+$", "", v.name), tuple(v.shape))  # noqa: E731
     if [key(v) for v in src] != [key(v) for v in dst]:
         pools = {}
         for v in src:
