@@ -148,6 +148,25 @@ def layer_norm(w, node):
         w.weight("bias", name, "beta", steps)
 
 
+@keras_writer("group_norm")
+def group_norm(w, node):
+    """layers.GroupNormalization over the channel axis (Keras' groups are
+    consecutive channels, as nn.GroupNorm's: group_normalization.py
+    _reshape_into_groups); epsilon copied (Keras' default 1e-3, torch's 1e-5)."""
+    a, t = node.attrs, node.inputs[0]
+    x = w.arg(t, "cf")
+    perm = w.want(t, "cf")
+    axis = (perm or tuple(range(w.rank(t))))[1]
+    name = w.layer_name(node.name)
+    opts = ("" if a["scale"] else "scale=False, ") + ("" if a["center"] else "center=False, ")
+    w.out(f"layers.GroupNormalization(groups={int(a['num_groups'])}, axis={-1 if axis == w.rank(t) - 1 else axis}, "
+          f"epsilon={float(a['eps'])!r}, {opts}name={name!r})({x})", perm)
+    if a["scale"]:
+        w.weight("weight", name, "gamma")
+    if a["center"]:
+        w.weight("bias", name, "beta")
+
+
 @keras_writer("parameter")
 def parameter(w, node):
     """A trainable array broadcast over the batch: Dense(prod, no bias) on ones (N, 1), reshaped."""

@@ -227,6 +227,8 @@ def slice_(w, node):
     dropped = [i for i, ix in enumerate(index) if isinstance(ix, int)]
     while parts and parts[-1] == ":":
         parts.pop()
+    if not parts:  # every axis whole: the tensor itself
+        return w.alias(x, perm)
     w.out(f"{x}[{', '.join(parts)}]", _reduced_perm(perm, r, dropped, False))
 
 

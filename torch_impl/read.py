@@ -118,6 +118,7 @@ class ReadContext:
         self.modules = dict(gm.named_modules())
         self.tensor_of: dict = {}  # fx node -> graph tensor name
         self.tuples: dict = {}  # fx node of a tuple value -> its tensors' names
+        self.moved: dict = {}  # fx node of a permute that moves the batch axis -> (input, axis now first, rest of the perm)
         self.param_nodes: dict = {}  # get_attr target -> graph tensor of its `parameter` node
         self.static: set = set()  # fx nodes computed from constants and sizes only (folded, read from the example run)
         self.batchy: set = set()  # static nodes whose value depends on the batch size
@@ -146,6 +147,9 @@ class ReadContext:
             return self.tensor_of[a]
         if isinstance(a, fx.Node) and (a.op == "get_attr" or a in self.static) and isinstance(self.values.get(a), torch.Tensor):
             return self.parameter(a)
+        if isinstance(a, fx.Node) and a in self.moved:
+            raise self.unsupported(f"{a.name} moves the batch axis: the port reads such a permute only when the "
+                                   "moved-first axis is then taken apart (unbind(0), x[i])")
         raise self.unsupported(f"argument {a!r} is not a tensor the port has read")
 
     def value_list(self, a) -> list:
@@ -196,6 +200,9 @@ class ReadContext:
 
     def alias(self, a) -> None:
         """The fx node's value IS its argument's tensor (contiguous, eval-mode dropout...)."""
+        if isinstance(a, fx.Node) and a in self.moved:  # .contiguous() of a batch-moving permute
+            self.moved[self.node] = self.moved[a]
+            return
         self.tensor_of[self.node] = self.tensor(a)
 
     def is_parameter(self, a) -> bool:
@@ -251,7 +258,7 @@ class ReadContext:
 
 def _is_static(v) -> bool:
     """Values that make no neutral node: sizes, ints, bools, None, tuples of those."""
-    if isinstance(v, (int, float, bool, torch.Size, type(None), str)):
+    if isinstance(v, (int, float, bool, torch.Size, type(None), str, torch.device, torch.dtype)):  # x.device (EdgeNeXt)
         return True
     if isinstance(v, (list, tuple)):
         return all(_is_static(a) for a in v)
@@ -335,7 +342,7 @@ def _read(module, specs, cap, name) -> Graph:
                 raise ctx.unsupported("not supported by the port (register a reader with "
                                       f"@torch_reader({key!r}), see torch_impl/read_ops.py)")
             READERS[key](ctx, n)
-            if n not in ctx.tensor_of and n not in ctx.tuples and isinstance(values[n], torch.Tensor):
+            if n not in ctx.tensor_of and n not in ctx.tuples and n not in ctx.moved and isinstance(values[n], torch.Tensor):
                 raise ctx.unsupported("its reader produced no tensor")
     graph.meta["output_names"] = list(cap.outputs) if len(cap.outputs) == len(graph.outputs) else None
     graph.meta["input_high"] = _int_highs(graph, specs)

@@ -45,20 +45,20 @@ def hf_conv1d(ctx, n):
 @torch_reader("BatchNormAct2d")
 def batch_norm_act(ctx, n):
     """timm's BatchNormAct2d: BatchNorm2d, then its `act` module (drop is identity in eval)."""
-    from torch_impl.read_ops import _ACT_MODULES
+    from torch_impl.read_ops import act_module_attrs
 
     m = ctx.module()
-    act = type(m.act).__name__
-    if act not in _ACT_MODULES and act != "Identity" or m.momentum is None or not m.track_running_stats:
-        raise ctx.unsupported(f"BatchNormAct2d with act {act}, or without momentum / running statistics")
+    act = None if type(m.act).__name__ == "Identity" else act_module_attrs(m.act)
+    if act is None and type(m.act).__name__ != "Identity" or m.momentum is None or not m.track_running_stats:
+        raise ctx.unsupported(f"BatchNormAct2d with act {type(m.act).__name__}, or without momentum / running statistics")
     weights = ({"weight": m.weight, "bias": m.bias} if m.affine else {}) | {"running_mean": m.running_mean, "running_var": m.running_var}
     attrs = {"num_features": m.num_features, "eps": float(m.eps), "momentum": float(m.momentum), "affine": m.affine,
              "scale": m.affine, "center": m.affine, "axis": 1}
     params = ctx.module_params(n.target, weights)
-    if act == "Identity":
+    if act is None:
         return ctx.emit("batch_norm", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params=params)
     bn = ctx.emit("batch_norm", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params=params, out=f"{n.name}_bn", internal=True)
-    ctx.emit("activation", [bn], attrs={"fn": _ACT_MODULES[act]})
+    ctx.emit("activation", [bn], attrs=act)
 
 
 def _embedding(ctx, ids, weight, padding_idx, param):
