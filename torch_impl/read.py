@@ -152,6 +152,18 @@ class ReadContext:
                                    "moved-first axis is then taken apart (unbind(0), x[i])")
         raise self.unsupported(f"argument {a!r} is not a tensor the port has read")
 
+    def operand(self, a) -> str:
+        """ctx.tensor(a) for an operand of an elementwise node: a parameter or
+        constant of lower rank than the result (EdgeNeXt's `self.gamma * x`, gamma
+        (C,) on (N, H, W, C)) becomes a `parameter` node of the result's rank
+        (leading 1s, numpy's broadcasting), so both operands have one rank."""
+        out = self.values.get(self.node)
+        if (isinstance(a, fx.Node) and a not in self.tensor_of and (a.op == "get_attr" or a in self.static)
+                and isinstance(self.values.get(a), torch.Tensor) and isinstance(out, torch.Tensor)
+                and 0 < self.values[a].dim() < out.dim()):
+            return self.parameter(a, rank=out.dim())
+        return self.tensor(a)
+
     def value_list(self, a) -> list:
         """The fx nodes of a list argument (aten.cat's tensors)."""
         return list(a)
@@ -217,11 +229,11 @@ class ReadContext:
                         weights={"weight": self.values[a]}, params={"weight": a.target}, shape=(None, *full[1:]), internal=True)
         return out
 
-    def parameter(self, a: fx.Node) -> str:
+    def parameter(self, a: fx.Node, rank: int | None = None) -> str:
         """A get_attr tensor as a `parameter` node broadcast over the batch:
         trainable for the module's parameters, a constant for buffers and
         values folded from constants (BERT's position ids, a causal mask)."""
-        key = a.target if a.op == "get_attr" else a.name
+        key = (a.target if a.op == "get_attr" else a.name) + (f"@{rank}" if rank else "")
         if key in self.param_nodes:
             return self.param_nodes[key]
         value = self.values[a]
@@ -231,7 +243,7 @@ class ReadContext:
                                        "the port reads constants that broadcast over the batch")
             value = value[:1]
         shape = tuple(value.shape)
-        rank = max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
+        rank = rank or max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
         full = (1,) * (rank - len(shape)) + shape
         trainable = a.op == "get_attr" and a.target in self.trainable
         saved, self.node = self.node, a
@@ -282,9 +294,23 @@ def _mark_static(ctx, n) -> bool:
     if not (folded or _is_static(ctx.values[n])):
         return False
     ctx.static.add(n)
-    if any(a in ctx.batchy for a in ins) or (getattr(n.target, "_opname", "") == "sym_size" and n.args[1] == 0):
+    if any(a in ctx.batchy for a in ins) or _is_batch_size(ctx, n):
         ctx.batchy.add(n)
     return True
+
+
+def _is_batch_size(ctx, n) -> bool:
+    """Is `n` the batch size: aten.sym_size(x, 0), fx's x.size(0), or item 0 of
+    x.shape / x.size() (`B, N, C = x.shape`) of a tensor the graph computes?"""
+    if getattr(n.target, "_opname", "") == "sym_size":
+        return n.args[1] == 0
+    if n.op == "call_method" and n.target == "size":
+        return len(n.args) > 1 and n.args[1] == 0
+    if n.op == "call_function" and getattr(n.target, "__name__", "") == "getitem" and n.args[1] == 0:
+        src = n.args[0]
+        return (isinstance(src, fx.Node) and isinstance(ctx.values.get(src), torch.Size) and src not in ctx.batchy
+                and all(a not in ctx.static for a in src.all_input_nodes))
+    return False
 
 
 def _outputs(ctx, n) -> list:
@@ -295,7 +321,7 @@ def _outputs(ctx, n) -> list:
 def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
     """Read an nn.Module (eval mode) into a neutral Graph; input_shape: (C, H, W)
     without the batch, or InputSpecs of named inputs (shared/inputs.py)."""
-    from torch_impl import read_aten, read_aten_layout, read_ops, read_tensor_ops  # noqa: F401  (register readers)
+    from torch_impl import read_aten, read_aten_layout, read_norms, read_ops, read_tensor_ops  # noqa: F401  (register readers)
 
     module.eval()
     specs = as_specs(input_shape)

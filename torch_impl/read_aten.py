@@ -189,7 +189,7 @@ def _two(ctx, n, op, a, b):
     """`op` of two operands, at most one a scalar (then attrs const / const_side)."""
     ca, cb = _scalar(ctx, a), _scalar(ctx, b)
     if ca is None and cb is None:
-        return ctx.emit(op, [ctx.tensor(a), ctx.tensor(b)])
+        return ctx.emit(op, [ctx.operand(a), ctx.operand(b)])
     if ca is not None and cb is not None:
         raise ctx.unsupported("arithmetic without a tensor operand")
     side, x, c = ("right", a, cb) if cb is not None else ("left", b, ca)
@@ -250,7 +250,7 @@ def masked_fill(ctx, n):
     ctx.emit("where", [ctx.tensor(mask), ctx.tensor(x)], attrs={"x": float(v), "y": None})
 
 
-@torch_reader("aten.matmul", "aten.bmm")
+@torch_reader("aten.matmul", "aten.bmm", "function.matmul", "method.matmul", "function.bmm")
 def matmul(ctx, n):
     a, b = n.args[:2]
     if ctx.rank(a) != ctx.rank(b) or ctx.rank(a) < 3:

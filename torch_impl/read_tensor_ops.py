@@ -123,7 +123,7 @@ def binary(ctx, n):
     a, b = n.args[0], n.args[1]
     ta, tb = ctx.is_tensor(a), ctx.is_tensor(b)
     if ta and tb:
-        ctx.emit(op, [ctx.tensor(a), ctx.tensor(b)])
+        ctx.emit(op, [ctx.operand(a), ctx.operand(b)])
     elif ta or tb:
         const = ctx.value(b if ta else a)
         if isinstance(const, torch.Tensor):
