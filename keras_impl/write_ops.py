@@ -28,6 +28,15 @@ def gelu(x):
     gelu kernel (layers.Activation("gelu")) is off by up to 5e-9 in float64."""
     return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.erf(ops.multiply(x, 0.7071067811865476)), 1.0))
 ''',
+    "hard_sigmoid_torch": '''
+def hard_sigmoid_torch(x, grad_slope):
+    """relu6(x + 3) / 6 exactly (Keras' hard_sigmoid), with torch's gradient:
+    torch's hardsigmoid backward multiplies by float32(1/6) = grad_slope in
+    every dtype (aten/src/ATen/native/cpu/Activation.cpp); r * s - r * s is 0."""
+    r = ops.relu6(ops.add(x, 3.0))
+    slope = ops.multiply(r, grad_slope)
+    return ops.add(ops.stop_gradient(ops.divide(r, 6.0)), ops.subtract(slope, ops.stop_gradient(slope)))
+''',
     "adaptive_average_pooling_2d": '''
 def adaptive_average_pooling_2d(x, output_size):
     """torch's AdaptiveAvgPool2d on channels-last x: output cell i of an axis of

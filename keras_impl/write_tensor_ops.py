@@ -24,6 +24,10 @@ def activation(w, node):
     fn = a["fn"]
     if fn == "identity":
         return w.alias(x, perm)
+    if fn == "hard_sigmoid" and a.get("grad_slope") is not None:
+        if "hard_sigmoid_torch" not in w.helpers:
+            w.helpers.append("hard_sigmoid_torch")
+        return w.out(f"hard_sigmoid_torch({x}, {float(a['grad_slope'])!r})", perm)
     if fn in _ACT:
         return w.out(f"layers.Activation({_ACT[fn]!r}, name={_name(w, node)!r})({x})", perm)
     if fn == "gelu":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from torch_impl.read import torch_reader
-from torch_impl.read_ops import _layer_norm
+from torch_impl.read_ops import _layer_norm, act_attrs
 
 __all__ = []
 
@@ -124,7 +124,7 @@ def activation(ctx, n):
     fn = _ACT[n.target._opname]
     if fn == "softplus" and (ctx.value(ctx.arg(1, "beta", 1)) != 1 or ctx.value(ctx.arg(2, "threshold", 20)) != 20):
         raise ctx.unsupported("softplus with beta != 1 or threshold != 20")
-    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs={"fn": fn})
+    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs=act_attrs(fn))
 
 
 @torch_reader("aten.gelu")

@@ -13,6 +13,7 @@ reader never evaluates symbolic sizes itself.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from torch_impl.read import torch_reader
@@ -120,13 +121,26 @@ _ACT_FUNCS = {
 }
 
 
+# torch's hardsigmoid backward multiplies by `one_sixth(1.0f / 6.0f)`, a float32
+# constant, in every dtype (aten/src/ATen/native/cpu/Activation.cpp,
+# hardsigmoid_backward_kernel): a float64 gradient's slope is 0.1666666716337204,
+# 3e-8 relative off 1/6 (MobileNetV3's SE gates: gradients 2e-12 apart). The node
+# carries that slope; the Keras writer gives its hard_sigmoid the same gradient.
+HARDSIGMOID_GRAD_SLOPE = float(np.float32(1.0) / np.float32(6.0))
+
+
+def act_attrs(fn: str) -> dict:
+    """The `activation` attrs of a torch activation by neutral name."""
+    return {"fn": fn} | ({"grad_slope": HARDSIGMOID_GRAD_SLOPE} if fn == "hard_sigmoid" else {})
+
+
 @torch_reader(*_ACT_MODULES, *_ACT_FUNCS)
 def activation(ctx, n):
     key = type(ctx.module()).__name__ if n.op == "call_module" else f"{n.op[5:]}.{getattr(n.target, '__name__', n.target)}"
     fn = _ACT_MODULES.get(key) or _ACT_FUNCS[key]
     if fn == "softplus" and (ctx.module().beta != 1 or ctx.module().threshold != 20):
         raise ctx.unsupported("Softplus with beta != 1 or threshold != 20")
-    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs={"fn": fn})
+    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs=act_attrs(fn))
 
 
 def act_module_attrs(m):
@@ -135,7 +149,7 @@ def act_module_attrs(m):
     None for a module that is none of those."""
     name = type(m).__name__
     if name in _ACT_MODULES and not (name == "Softplus" and (m.beta != 1 or m.threshold != 20)):
-        return {"fn": _ACT_MODULES[name]}
+        return act_attrs(_ACT_MODULES[name])
     if name == "LeakyReLU":
         return {"fn": "leaky_relu", "negative_slope": float(m.negative_slope)}
     if name == "ELU":
