@@ -92,6 +92,25 @@ def linear(ctx, n):
     ctx.emit("linear", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params={"weight": wp} | ({"bias": bp} if bp else {}))
 
 
+@torch_reader("aten.conv2d", "aten.conv1d")
+def conv(ctx, n):
+    """aten.conv2d(x, weight, bias, stride, padding, dilation, groups) on a
+    module's own weight (timm's Conv2dSame: F.pad with TF's "same" pads, then
+    F.conv2d with padding 0); string paddings are nn.Conv2d's, not here."""
+    (w, wp), (b, bp) = _param(ctx, n.args[1]), _param(ctx, ctx.arg(2, "bias"))
+    dims = w.dim() - 2
+    pairs = lambda v, d: tuple(int(a) for a in v) if isinstance(v, (list, tuple)) else (int(v),) * d  # noqa: E731
+    padding = ctx.value(ctx.arg(4, "padding", 0))
+    if isinstance(padding, str):
+        raise ctx.unsupported(f"conv padding={padding!r}")
+    attrs = {"dims": dims, "in_channels": int(w.shape[1]) * int(ctx.value(ctx.arg(6, "groups", 1))), "out_channels": int(w.shape[0]),
+             "kernel_size": tuple(w.shape[2:]), "stride": pairs(ctx.value(ctx.arg(3, "stride", 1)), dims),
+             "dilation": pairs(ctx.value(ctx.arg(5, "dilation", 1)), dims), "groups": int(ctx.value(ctx.arg(6, "groups", 1))),
+             "bias": b is not None, "padding": [(p, p) for p in pairs(padding, dims)]}
+    weights = {"weight": w} | ({"bias": b} if b is not None else {})
+    ctx.emit("conv", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params={"weight": wp} | ({"bias": bp} if bp else {}))
+
+
 @torch_reader("aten.layer_norm")
 def layer_norm(ctx, n):
     (w, wp), (b, bp) = _param(ctx, ctx.arg(2, "weight")), _param(ctx, ctx.arg(3, "bias"))

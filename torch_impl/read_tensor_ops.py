@@ -158,12 +158,33 @@ def _reshape(ctx, n, x):
     if ctx.is_parameter(x) and out_v.numel() == in_v.numel():
         return ctx.parameter_view(x)
     if out_v.shape[0] != in_v.shape[0]:
-        raise ctx.unsupported(f"a reshape that changes the batch axis ({tuple(in_v.shape)} -> {tuple(out_v.shape)})")
+        return _batch_reshape(ctx, n, x, tuple(in_v.shape), tuple(out_v.shape))
     if out_v.shape[1:] == in_v.shape[1:]:
         return ctx.alias(x)
     if out_v.dim() == 2:
         return ctx.emit("flatten", [ctx.tensor(x)], attrs={"start_dim": 1})
     ctx.emit("reshape", [ctx.tensor(x)], attrs={"shape": [int(s) for s in out_v.shape[1:]]})
+
+
+def _batch_reshape(ctx, n, x, a, b):
+    """A reshape that folds leading axes into the batch, (N, k, ...) -> (N*k, ...)
+    (MobileViT's unfold `reshape(B * C * nh, ph, nw, pw)`), or back: a row-major
+    reshape to (N, k, *b[1:]) then `merge_time`, or `split_time` into
+    (N, k, *a[1:]) then a reshape. k is read from the example's sizes."""
+    what = f"a reshape that changes the batch axis ({a} -> {b})"
+    if b[0] > a[0] and b[0] % a[0] == 0:
+        k = b[0] // a[0]
+        inner = x if a[1:] == (k, *b[1:]) else ctx.emit("reshape", [ctx.tensor(x)], attrs={"shape": [k, *b[1:]]},
+                                                          out=f"{n.name}_unmerged", internal=True, shape=(None, k, *b[1:]))
+        return ctx.emit("merge_time", [ctx.tensor(inner) if inner is x else inner])
+    if a[0] > b[0] and a[0] % b[0] == 0:
+        k = a[0] // b[0]
+        if (k, *a[1:]) == b[1:]:
+            return ctx.emit("split_time", [ctx.tensor(x)], attrs={"steps": k})
+        split = ctx.emit("split_time", [ctx.tensor(x)], attrs={"steps": k}, out=f"{n.name}_split", internal=True,
+                         shape=(None, k, *a[1:]))
+        return ctx.emit("reshape", [split], attrs={"shape": list(b[1:])})
+    raise ctx.unsupported(what)
 
 
 @torch_reader("method.view", "method.reshape", "function.reshape", "method.flatten", "function.flatten", "Flatten",
