@@ -40,6 +40,11 @@ def activation(w, node):
         return w.out(f"layers.Softmax(axis={w.keras_axis(t, a['axis'])}, name={_name(w, node)!r})({x})", perm)
     if fn == "log_softmax":
         return w.out(f"ops.log_softmax({x}, axis={w.keras_axis(t, a['axis'])})", perm)
+    if fn == "leaky_relu" and w.graph.meta.get("source") == "torch":
+        # TF's LeakyRelu kernel takes alpha as a float32 attribute in every dtype: slope 0.01 is
+        # 0.009999999776 in float64 (5e-10 on CSPDarkNet's stem); torch's is the double. Written out:
+        # torch's gradient convention too (slope at x <= 0).
+        return w.out(f"ops.where(ops.greater({x}, 0.0), {x}, ops.multiply({x}, {float(a['negative_slope'])!r}))", perm)
     if fn == "leaky_relu":
         return w.out(f"layers.LeakyReLU(negative_slope={float(a['negative_slope'])!r}, name={_name(w, node)!r})({x})", perm)
     if fn == "elu":

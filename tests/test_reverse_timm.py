@@ -135,7 +135,18 @@ class HardGates(nn.Module):
         return self.fc2(F.hardswish(x) * F.hardsigmoid(self.fc1(x) * 3.0))
 
 
-@pytest.mark.parametrize("module,shape", [(QkvUnbind, (5, 8)), (QkvIndex, (5, 8)), (GroupNormGrn, (3, 8, 8)),
+class LeakyStem(nn.Module):
+    """LeakyReLU(0.01): TF's kernel takes the slope as float32 (5e-10 in float64 if ignored)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.fc = nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.01), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("module,shape", [(LeakyStem, (3, 6, 6)), (QkvUnbind, (5, 8)), (QkvIndex, (5, 8)), (GroupNormGrn, (3, 8, 8)),
                                           (FoldBatch, (3, 4, 4)), (HardGates, (6,))], ids=lambda v: getattr(v, "__name__", ""))
 def test_tiny_readers_prove(module, shape):
     torch.manual_seed(0)
