@@ -23,7 +23,7 @@ FAST = {"lcnet_050", "mobilenetv4_conv_small", "repvgg_a0"}
 REFUSED = {
     "coatnet_nano_rw_224": "indexing a parameter with a constant index tensor (relative position bias table)",
     "efficientformer_l1": "indexing a parameter with a constant index tensor (attention bias table)",
-    "levit_128s": "indexing a parameter with a constant index tensor (attention bias table)",
+    "levit_128s": "x.reshape_as (after a batch-folding flatten), then indexing a parameter with a constant index tensor",
     "swin_tiny_patch4_window7_224": "indexing a parameter with a constant index tensor (relative position bias table)",
     "maxvit_nano_rw_256": "indexing a parameter with a constant index tensor (relative position bias table)",
     "nf_resnet26": "a conv weight computed in the graph (weight standardisation through F.batch_norm)",
