@@ -44,7 +44,7 @@ _OPS_AUTO_NAMES = {"add", "subtract", "multiply", "divide", "mean", "max", "maxi
                    "ones_like", "concatenate", "gelu", "log_softmax", "power", "true_divide", "erf", "where", "equal",
                    "not_equal", "cast", "matmul", "stop_gradient", "expand_dims", "logical_and", "logical_or", "softmax",
                    "swapaxes", "sum", "sqrt", "rsqrt", "exp", "negative", "greater", "less", "greater_equal",
-                   "less_equal", "tril", "ones", "logical_not", "abs", "log", "reciprocal"}
+                   "less_equal", "tril", "ones", "logical_not", "abs", "log", "reciprocal", "relu6", "reshape"}
 _RESERVED = {"keras", "layers", "ops", "build_model", "model", "batch_ones", "np", "gelu", "adaptive_average_pooling_2d",
              "scaled_dot_product_attention"}
 

@@ -133,3 +133,21 @@ def sdpa(w, node):
     extra += f", scale={a['scale']!r}" if a.get("scale") is not None else ""
     extra += ", causal=True" if a.get("causal") else ""
     w.out(f"scaled_dot_product_attention({args[0]}, {args[1]}, {args[2]}{extra})", None)
+
+
+@keras_writer("merge_time")
+def merge_time(w, node):
+    """(N, k, ...) -> (N*k, ...) in torch's order: keras.ops.reshape, which may
+    change the batch axis (a Reshape layer may not)."""
+    t = node.inputs[0]
+    rest = tuple(int(s) for s in w.graph.tensors[t].shape[2:])
+    w.out(f"ops.reshape({w.arg(t, 'as_is')}, (-1, {', '.join(map(str, rest))}))", None, comment="batch x axis 1 -> batch")
+
+
+@keras_writer("split_time")
+def split_time(w, node):
+    """(N*k, ...) -> (N, k, ...) in torch's order (keras.ops.reshape)."""
+    t = node.inputs[0]
+    rest = tuple(int(s) for s in w.graph.tensors[t].shape[1:])
+    w.out(f"ops.reshape({w.arg(t, 'as_is')}, (-1, {int(node.attrs['steps'])}, {', '.join(map(str, rest))}))", None,
+          comment="batch -> batch x axis 1")

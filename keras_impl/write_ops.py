@@ -28,6 +28,15 @@ def gelu(x):
     gelu kernel (layers.Activation("gelu")) is off by up to 5e-9 in float64."""
     return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.erf(ops.multiply(x, 0.7071067811865476)), 1.0))
 ''',
+    "hard_sigmoid_torch": '''
+def hard_sigmoid_torch(x, grad_slope):
+    """relu6(x + 3) / 6 exactly (Keras' hard_sigmoid), with torch's gradient:
+    torch's hardsigmoid backward multiplies by float32(1/6) = grad_slope in
+    every dtype (aten/src/ATen/native/cpu/Activation.cpp); r * s - r * s is 0."""
+    r = ops.relu6(ops.add(x, 3.0))
+    slope = ops.multiply(r, grad_slope)
+    return ops.add(ops.stop_gradient(ops.divide(r, 6.0)), ops.subtract(slope, ops.stop_gradient(slope)))
+''',
     "adaptive_average_pooling_2d": '''
 def adaptive_average_pooling_2d(x, output_size):
     """torch's AdaptiveAvgPool2d on channels-last x: output cell i of an axis of
@@ -146,6 +155,25 @@ def layer_norm(w, node):
         w.weight("weight", name, "gamma", steps)
     if a["center"]:
         w.weight("bias", name, "beta", steps)
+
+
+@keras_writer("group_norm")
+def group_norm(w, node):
+    """layers.GroupNormalization over the channel axis (Keras' groups are
+    consecutive channels, as nn.GroupNorm's: group_normalization.py
+    _reshape_into_groups); epsilon copied (Keras' default 1e-3, torch's 1e-5)."""
+    a, t = node.attrs, node.inputs[0]
+    x = w.arg(t, "cf")
+    perm = w.want(t, "cf")
+    axis = (perm or tuple(range(w.rank(t))))[1]
+    name = w.layer_name(node.name)
+    opts = ("" if a["scale"] else "scale=False, ") + ("" if a["center"] else "center=False, ")
+    w.out(f"layers.GroupNormalization(groups={int(a['num_groups'])}, axis={-1 if axis == w.rank(t) - 1 else axis}, "
+          f"epsilon={float(a['eps'])!r}, {opts}name={name!r})({x})", perm)
+    if a["scale"]:
+        w.weight("weight", name, "gamma")
+    if a["center"]:
+        w.weight("bias", name, "beta")
 
 
 @keras_writer("parameter")

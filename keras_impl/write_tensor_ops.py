@@ -24,6 +24,10 @@ def activation(w, node):
     fn = a["fn"]
     if fn == "identity":
         return w.alias(x, perm)
+    if fn == "hard_sigmoid" and a.get("grad_slope") is not None:
+        if "hard_sigmoid_torch" not in w.helpers:
+            w.helpers.append("hard_sigmoid_torch")
+        return w.out(f"hard_sigmoid_torch({x}, {float(a['grad_slope'])!r})", perm)
     if fn in _ACT:
         return w.out(f"layers.Activation({_ACT[fn]!r}, name={_name(w, node)!r})({x})", perm)
     if fn == "gelu":
@@ -36,6 +40,11 @@ def activation(w, node):
         return w.out(f"layers.Softmax(axis={w.keras_axis(t, a['axis'])}, name={_name(w, node)!r})({x})", perm)
     if fn == "log_softmax":
         return w.out(f"ops.log_softmax({x}, axis={w.keras_axis(t, a['axis'])})", perm)
+    if fn == "leaky_relu" and w.graph.meta.get("source") == "torch":
+        # TF's LeakyRelu kernel takes alpha as a float32 attribute in every dtype: slope 0.01 is
+        # 0.009999999776 in float64 (5e-10 on CSPDarkNet's stem); torch's is the double. Written out:
+        # torch's gradient convention too (slope at x <= 0).
+        return w.out(f"ops.where(ops.greater({x}, 0.0), {x}, ops.multiply({x}, {float(a['negative_slope'])!r}))", perm)
     if fn == "leaky_relu":
         return w.out(f"layers.LeakyReLU(negative_slope={float(a['negative_slope'])!r}, name={_name(w, node)!r})({x})", perm)
     if fn == "elu":
@@ -227,6 +236,8 @@ def slice_(w, node):
     dropped = [i for i, ix in enumerate(index) if isinstance(ix, int)]
     while parts and parts[-1] == ":":
         parts.pop()
+    if not parts:  # every axis whole: the tensor itself
+        return w.alias(x, perm)
     w.out(f"{x}[{', '.join(parts)}]", _reduced_perm(perm, r, dropped, False))
 
 

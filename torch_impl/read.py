@@ -118,6 +118,7 @@ class ReadContext:
         self.modules = dict(gm.named_modules())
         self.tensor_of: dict = {}  # fx node -> graph tensor name
         self.tuples: dict = {}  # fx node of a tuple value -> its tensors' names
+        self.moved: dict = {}  # fx node of a permute that moves the batch axis -> (input, axis now first, rest of the perm)
         self.param_nodes: dict = {}  # get_attr target -> graph tensor of its `parameter` node
         self.static: set = set()  # fx nodes computed from constants and sizes only (folded, read from the example run)
         self.batchy: set = set()  # static nodes whose value depends on the batch size
@@ -146,7 +147,22 @@ class ReadContext:
             return self.tensor_of[a]
         if isinstance(a, fx.Node) and (a.op == "get_attr" or a in self.static) and isinstance(self.values.get(a), torch.Tensor):
             return self.parameter(a)
+        if isinstance(a, fx.Node) and a in self.moved:
+            raise self.unsupported(f"{a.name} moves the batch axis: the port reads such a permute only when the "
+                                   "moved-first axis is then taken apart (unbind(0), x[i])")
         raise self.unsupported(f"argument {a!r} is not a tensor the port has read")
+
+    def operand(self, a) -> str:
+        """ctx.tensor(a) for an operand of an elementwise node: a parameter or
+        constant of lower rank than the result (EdgeNeXt's `self.gamma * x`, gamma
+        (C,) on (N, H, W, C)) becomes a `parameter` node of the result's rank
+        (leading 1s, numpy's broadcasting), so both operands have one rank."""
+        out = self.values.get(self.node)
+        if (isinstance(a, fx.Node) and a not in self.tensor_of and (a.op == "get_attr" or a in self.static)
+                and isinstance(self.values.get(a), torch.Tensor) and isinstance(out, torch.Tensor)
+                and 0 < self.values[a].dim() < out.dim()):
+            return self.parameter(a, rank=out.dim())
+        return self.tensor(a)
 
     def value_list(self, a) -> list:
         """The fx nodes of a list argument (aten.cat's tensors)."""
@@ -196,6 +212,9 @@ class ReadContext:
 
     def alias(self, a) -> None:
         """The fx node's value IS its argument's tensor (contiguous, eval-mode dropout...)."""
+        if isinstance(a, fx.Node) and a in self.moved:  # .contiguous() of a batch-moving permute
+            self.moved[self.node] = self.moved[a]
+            return
         self.tensor_of[self.node] = self.tensor(a)
 
     def is_parameter(self, a) -> bool:
@@ -210,11 +229,11 @@ class ReadContext:
                         weights={"weight": self.values[a]}, params={"weight": a.target}, shape=(None, *full[1:]), internal=True)
         return out
 
-    def parameter(self, a: fx.Node) -> str:
+    def parameter(self, a: fx.Node, rank: int | None = None) -> str:
         """A get_attr tensor as a `parameter` node broadcast over the batch:
         trainable for the module's parameters, a constant for buffers and
         values folded from constants (BERT's position ids, a causal mask)."""
-        key = a.target if a.op == "get_attr" else a.name
+        key = (a.target if a.op == "get_attr" else a.name) + (f"@{rank}" if rank else "")
         if key in self.param_nodes:
             return self.param_nodes[key]
         value = self.values[a]
@@ -224,7 +243,7 @@ class ReadContext:
                                        "the port reads constants that broadcast over the batch")
             value = value[:1]
         shape = tuple(value.shape)
-        rank = max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
+        rank = rank or max(len(shape), 1) + (0 if len(shape) and shape[0] == 1 else 1)
         full = (1,) * (rank - len(shape)) + shape
         trainable = a.op == "get_attr" and a.target in self.trainable
         saved, self.node = self.node, a
@@ -251,7 +270,7 @@ class ReadContext:
 
 def _is_static(v) -> bool:
     """Values that make no neutral node: sizes, ints, bools, None, tuples of those."""
-    if isinstance(v, (int, float, bool, torch.Size, type(None), str)):
+    if isinstance(v, (int, float, bool, torch.Size, type(None), str, torch.device, torch.dtype)):  # x.device (EdgeNeXt)
         return True
     if isinstance(v, (list, tuple)):
         return all(_is_static(a) for a in v)
@@ -275,9 +294,23 @@ def _mark_static(ctx, n) -> bool:
     if not (folded or _is_static(ctx.values[n])):
         return False
     ctx.static.add(n)
-    if any(a in ctx.batchy for a in ins) or (getattr(n.target, "_opname", "") == "sym_size" and n.args[1] == 0):
+    if any(a in ctx.batchy for a in ins) or _is_batch_size(ctx, n):
         ctx.batchy.add(n)
     return True
+
+
+def _is_batch_size(ctx, n) -> bool:
+    """Is `n` the batch size: aten.sym_size(x, 0), fx's x.size(0), or item 0 of
+    x.shape / x.size() (`B, N, C = x.shape`) of a tensor the graph computes?"""
+    if getattr(n.target, "_opname", "") == "sym_size":
+        return n.args[1] == 0
+    if n.op == "call_method" and n.target == "size":
+        return len(n.args) > 1 and n.args[1] == 0
+    if n.op == "call_function" and getattr(n.target, "__name__", "") == "getitem" and n.args[1] == 0:
+        src = n.args[0]
+        return (isinstance(src, fx.Node) and isinstance(ctx.values.get(src), torch.Size) and src not in ctx.batchy
+                and all(a not in ctx.static for a in src.all_input_nodes))
+    return False
 
 
 def _outputs(ctx, n) -> list:
@@ -288,7 +321,7 @@ def _outputs(ctx, n) -> list:
 def read_graph(module, input_shape, *, name: str | None = None) -> Graph:
     """Read an nn.Module (eval mode) into a neutral Graph; input_shape: (C, H, W)
     without the batch, or InputSpecs of named inputs (shared/inputs.py)."""
-    from torch_impl import read_aten, read_aten_layout, read_ops, read_tensor_ops  # noqa: F401  (register readers)
+    from torch_impl import read_aten, read_aten_layout, read_norms, read_ops, read_tensor_ops  # noqa: F401  (register readers)
 
     module.eval()
     specs = as_specs(input_shape)
@@ -335,7 +368,7 @@ def _read(module, specs, cap, name) -> Graph:
                 raise ctx.unsupported("not supported by the port (register a reader with "
                                       f"@torch_reader({key!r}), see torch_impl/read_ops.py)")
             READERS[key](ctx, n)
-            if n not in ctx.tensor_of and n not in ctx.tuples and isinstance(values[n], torch.Tensor):
+            if n not in ctx.tensor_of and n not in ctx.tuples and n not in ctx.moved and isinstance(values[n], torch.Tensor):
                 raise ctx.unsupported("its reader produced no tensor")
     graph.meta["output_names"] = list(cap.outputs) if len(cap.outputs) == len(graph.outputs) else None
     graph.meta["input_high"] = _int_highs(graph, specs)

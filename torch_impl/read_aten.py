@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from torch_impl.read import torch_reader
-from torch_impl.read_ops import _layer_norm
+from torch_impl.read_ops import _layer_norm, act_attrs
 
 __all__ = []
 
@@ -45,20 +45,20 @@ def hf_conv1d(ctx, n):
 @torch_reader("BatchNormAct2d")
 def batch_norm_act(ctx, n):
     """timm's BatchNormAct2d: BatchNorm2d, then its `act` module (drop is identity in eval)."""
-    from torch_impl.read_ops import _ACT_MODULES
+    from torch_impl.read_ops import act_module_attrs
 
     m = ctx.module()
-    act = type(m.act).__name__
-    if act not in _ACT_MODULES and act != "Identity" or m.momentum is None or not m.track_running_stats:
-        raise ctx.unsupported(f"BatchNormAct2d with act {act}, or without momentum / running statistics")
+    act = None if type(m.act).__name__ == "Identity" else act_module_attrs(m.act)
+    if act is None and type(m.act).__name__ != "Identity" or m.momentum is None or not m.track_running_stats:
+        raise ctx.unsupported(f"BatchNormAct2d with act {type(m.act).__name__}, or without momentum / running statistics")
     weights = ({"weight": m.weight, "bias": m.bias} if m.affine else {}) | {"running_mean": m.running_mean, "running_var": m.running_var}
     attrs = {"num_features": m.num_features, "eps": float(m.eps), "momentum": float(m.momentum), "affine": m.affine,
              "scale": m.affine, "center": m.affine, "axis": 1}
     params = ctx.module_params(n.target, weights)
-    if act == "Identity":
+    if act is None:
         return ctx.emit("batch_norm", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params=params)
     bn = ctx.emit("batch_norm", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params=params, out=f"{n.name}_bn", internal=True)
-    ctx.emit("activation", [bn], attrs={"fn": _ACT_MODULES[act]})
+    ctx.emit("activation", [bn], attrs=act)
 
 
 def _embedding(ctx, ids, weight, padding_idx, param):
@@ -90,6 +90,25 @@ def linear(ctx, n):
     weights = {"weight": w} | ({"bias": b} if b is not None else {})
     attrs = {"in_features": int(w.shape[1]), "out_features": int(w.shape[0]), "bias": b is not None}
     ctx.emit("linear", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params={"weight": wp} | ({"bias": bp} if bp else {}))
+
+
+@torch_reader("aten.conv2d", "aten.conv1d")
+def conv(ctx, n):
+    """aten.conv2d(x, weight, bias, stride, padding, dilation, groups) on a
+    module's own weight (timm's Conv2dSame: F.pad with TF's "same" pads, then
+    F.conv2d with padding 0); string paddings are nn.Conv2d's, not here."""
+    (w, wp), (b, bp) = _param(ctx, n.args[1]), _param(ctx, ctx.arg(2, "bias"))
+    dims = w.dim() - 2
+    pairs = lambda v, d: tuple(int(a) for a in v) if isinstance(v, (list, tuple)) else (int(v),) * d  # noqa: E731
+    padding = ctx.value(ctx.arg(4, "padding", 0))
+    if isinstance(padding, str):
+        raise ctx.unsupported(f"conv padding={padding!r}")
+    attrs = {"dims": dims, "in_channels": int(w.shape[1]) * int(ctx.value(ctx.arg(6, "groups", 1))), "out_channels": int(w.shape[0]),
+             "kernel_size": tuple(w.shape[2:]), "stride": pairs(ctx.value(ctx.arg(3, "stride", 1)), dims),
+             "dilation": pairs(ctx.value(ctx.arg(5, "dilation", 1)), dims), "groups": int(ctx.value(ctx.arg(6, "groups", 1))),
+             "bias": b is not None, "padding": [(p, p) for p in pairs(padding, dims)]}
+    weights = {"weight": w} | ({"bias": b} if b is not None else {})
+    ctx.emit("conv", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params={"weight": wp} | ({"bias": bp} if bp else {}))
 
 
 @torch_reader("aten.layer_norm")
@@ -124,7 +143,7 @@ def activation(ctx, n):
     fn = _ACT[n.target._opname]
     if fn == "softplus" and (ctx.value(ctx.arg(1, "beta", 1)) != 1 or ctx.value(ctx.arg(2, "threshold", 20)) != 20):
         raise ctx.unsupported("softplus with beta != 1 or threshold != 20")
-    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs={"fn": fn})
+    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs=act_attrs(fn))
 
 
 @torch_reader("aten.gelu")
@@ -189,7 +208,7 @@ def _two(ctx, n, op, a, b):
     """`op` of two operands, at most one a scalar (then attrs const / const_side)."""
     ca, cb = _scalar(ctx, a), _scalar(ctx, b)
     if ca is None and cb is None:
-        return ctx.emit(op, [ctx.tensor(a), ctx.tensor(b)])
+        return ctx.emit(op, [ctx.operand(a), ctx.operand(b)])
     if ca is not None and cb is not None:
         raise ctx.unsupported("arithmetic without a tensor operand")
     side, x, c = ("right", a, cb) if cb is not None else ("left", b, ca)
@@ -250,7 +269,7 @@ def masked_fill(ctx, n):
     ctx.emit("where", [ctx.tensor(mask), ctx.tensor(x)], attrs={"x": float(v), "y": None})
 
 
-@torch_reader("aten.matmul", "aten.bmm")
+@torch_reader("aten.matmul", "aten.bmm", "function.matmul", "method.matmul", "function.bmm")
 def matmul(ctx, n):
     a, b = n.args[:2]
     if ctx.rank(a) != ctx.rank(b) or ctx.rank(a) < 3:

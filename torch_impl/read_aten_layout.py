@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from torch_impl.read import torch_reader
-from torch_impl.read_tensor_ops import _adaptive, _reshape
+from torch_impl.read_tensor_ops import _adaptive, _reshape, emit_permute, moved_piece
 
 __all__ = []
 
@@ -37,9 +37,7 @@ def permute(ctx, n):
         dims = list(range(r))
         dims[a], dims[b] = dims[b], dims[a]
         dims = tuple(dims)
-    if dims[0] != 0:
-        raise ctx.unsupported("a permute that moves the batch axis")
-    ctx.alias(x) if dims == tuple(range(r)) else ctx.emit("permute", [ctx.tensor(x)], attrs={"dims": dims})
+    emit_permute(ctx, n, x, dims)
 
 
 @torch_reader("aten.cat", "aten.concat")
@@ -74,6 +72,8 @@ def slice_(ctx, n):
 @torch_reader("aten.select")
 def select(ctx, n):
     x = n.args[0]
+    if x in ctx.moved and int(ctx.value(n.args[1])) == 0:  # qkv[0] of a batch-moving permute
+        return moved_piece(ctx, ctx.moved[x], ctx.value(n.args[2]))
     axis = ctx.dim(ctx.value(n.args[1]), x)
     if axis == 0:
         raise ctx.unsupported("selecting along the batch axis")
@@ -87,6 +87,9 @@ def split(ctx, n):
     """Pieces along one axis, each a `slice` node picked by the getitem that follows."""
     x = n.args[0]
     unbind = n.target._opname == "unbind"
+    if x in ctx.moved and unbind and int(ctx.value(ctx.arg(1, "dim", 0))) == 0:  # q, k, v = qkv.unbind(0)
+        ctx.tuples[n] = [{"moved": ctx.moved[x], "item": i} for i in range(len(ctx.values[n]))]
+        return
     axis = ctx.dim(ctx.value(ctx.arg(1 if unbind else 2, "dim", 0)), x)
     if axis == 0:
         raise ctx.unsupported("splitting the batch axis")

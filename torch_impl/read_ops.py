@@ -13,6 +13,7 @@ reader never evaluates symbolic sizes itself.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from torch_impl.read import torch_reader
@@ -87,6 +88,26 @@ def layer_norm_fn(ctx, n):
                 ctx.value(ctx.arg(4, "eps", 1e-5)), params)
 
 
+@torch_reader("GroupNorm", "GroupNorm1", "function.group_norm", "aten.group_norm")
+def group_norm(ctx, n):
+    """nn.GroupNorm (timm's GroupNorm1: one group, PoolFormer) and
+    F.group_norm(x, num_groups, weight, bias, eps) (torch/nn/functional.py)."""
+    if n.op == "call_module":
+        m = ctx.module()
+        groups, w, b, eps = m.num_groups, m.weight, m.bias, m.eps
+        params = ctx.module_params(n.target, ("weight", "bias"))
+    else:
+        wn, bn = ctx.arg(2, "weight"), ctx.arg(3, "bias")
+        if any(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in (wn, bn)):
+            raise ctx.unsupported("group_norm with a computed weight or bias")
+        groups, w, b, eps = ctx.value(ctx.arg(1, "num_groups")), ctx.value(wn), ctx.value(bn), ctx.value(ctx.arg(4, "eps", 1e-5))
+        params = {"weight": getattr(wn, "target", None), "bias": getattr(bn, "target", None)}
+    weights = {k: v for k, v in (("weight", w), ("bias", b)) if v is not None}
+    attrs = {"num_groups": int(groups), "num_channels": int(ctx.shape(n.args[0])[1]), "eps": float(eps),
+             "scale": w is not None, "center": b is not None}
+    ctx.emit("group_norm", [ctx.tensor(n.args[0])], attrs=attrs, weights=weights, params={k: params[k] for k in weights})
+
+
 # ----------------------------------------------------------- activations ---
 _ACT_MODULES = {
     "ReLU": "relu", "ReLU6": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardswish": "hard_silu",
@@ -100,13 +121,42 @@ _ACT_FUNCS = {
 }
 
 
+# torch's hardsigmoid backward multiplies by `one_sixth(1.0f / 6.0f)`, a float32
+# constant, in every dtype (aten/src/ATen/native/cpu/Activation.cpp,
+# hardsigmoid_backward_kernel): a float64 gradient's slope is 0.1666666716337204,
+# 3e-8 relative off 1/6 (MobileNetV3's SE gates: gradients 2e-12 apart). The node
+# carries that slope; the Keras writer gives its hard_sigmoid the same gradient.
+HARDSIGMOID_GRAD_SLOPE = float(np.float32(1.0) / np.float32(6.0))
+
+
+def act_attrs(fn: str) -> dict:
+    """The `activation` attrs of a torch activation by neutral name."""
+    return {"fn": fn} | ({"grad_slope": HARDSIGMOID_GRAD_SLOPE} if fn == "hard_sigmoid" else {})
+
+
 @torch_reader(*_ACT_MODULES, *_ACT_FUNCS)
 def activation(ctx, n):
     key = type(ctx.module()).__name__ if n.op == "call_module" else f"{n.op[5:]}.{getattr(n.target, '__name__', n.target)}"
     fn = _ACT_MODULES.get(key) or _ACT_FUNCS[key]
     if fn == "softplus" and (ctx.module().beta != 1 or ctx.module().threshold != 20):
         raise ctx.unsupported("Softplus with beta != 1 or threshold != 20")
-    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs={"fn": fn})
+    ctx.emit("activation", [ctx.tensor(n.args[0])], attrs=act_attrs(fn))
+
+
+def act_module_attrs(m):
+    """The `activation` attrs of an activation module (its parameters read
+    from it: LeakyReLU's negative_slope, ELU's alpha, GELU's approximate), or
+    None for a module that is none of those."""
+    name = type(m).__name__
+    if name in _ACT_MODULES and not (name == "Softplus" and (m.beta != 1 or m.threshold != 20)):
+        return act_attrs(_ACT_MODULES[name])
+    if name == "LeakyReLU":
+        return {"fn": "leaky_relu", "negative_slope": float(m.negative_slope)}
+    if name == "ELU":
+        return {"fn": "elu", "alpha": float(m.alpha)}
+    if name == "GELU":
+        return {"fn": "gelu", "approximate": m.approximate == "tanh"}
+    return None
 
 
 @torch_reader("GELU", "function.gelu")

@@ -25,21 +25,43 @@ def _pool_padding(ctx, n, kernel, stride, pad):
 @torch_reader("MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d")
 def pool(ctx, n):
     m = ctx.module()
+    _pool(ctx, n, "Avg" in type(m).__name__, m.kernel_size, m.stride, m.padding, getattr(m, "dilation", 1),
+          getattr(m, "return_indices", False), getattr(m, "count_include_pad", True), getattr(m, "divisor_override", None))
+
+
+@torch_reader("function.avg_pool2d", "function.max_pool2d", "function.avg_pool1d", "function.max_pool1d")
+def pool_fn(ctx, n):
+    """F.avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode, count_include_pad=True, divisor_override)
+    and F.max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode, return_indices)
+    (torch/nn/functional.py); ceil_mode is read from the output size."""
+    avg = n.target.__name__.startswith("avg")
+    k = ctx.value(ctx.arg(1, "kernel_size"))
+    stride = ctx.value(ctx.arg(2, "stride")) or k
+    pad = ctx.value(ctx.arg(3, "padding", 0))
+    if avg:
+        _pool(ctx, n, True, k, stride, pad, 1, False, ctx.value(ctx.arg(5, "count_include_pad", True)),
+              ctx.value(ctx.arg(6, "divisor_override")))
+    else:
+        _pool(ctx, n, False, k, stride, pad, ctx.value(ctx.arg(4, "dilation", 1)), ctx.value(ctx.arg(6, "return_indices", False)),
+              True, None)
+
+
+def _pool(ctx, n, avg, kernel, stride, pad, dilation, return_indices, count_include_pad, divisor_override):
     dims = len(ctx.shape(n.args[0])) - 2
-    kernel = _pairs(m.kernel_size, dims)
-    stride = _pairs(m.stride if m.stride is not None else m.kernel_size, dims)
-    pad = _pairs(m.padding, dims)
-    if getattr(m, "return_indices", False) or any(d != 1 for d in _pairs(getattr(m, "dilation", 1), dims)):
+    kernel = _pairs(kernel, dims)
+    stride = _pairs(stride if stride is not None else kernel, dims)
+    pad = _pairs(pad, dims)
+    if return_indices or any(d != 1 for d in _pairs(dilation, dims)):
         raise ctx.unsupported("pooling with dilation or return_indices")
     padding = _pool_padding(ctx, n, kernel, stride, pad)
     attrs = {"dims": dims, "kernel_size": kernel, "stride": stride, "padding": padding}
-    if "Avg" in type(m).__name__:
-        if m.divisor_override is not None:
+    if avg:
+        if divisor_override is not None:
             raise ctx.unsupported("divisor_override")
         extra = any(b != a for b, a in padding)
-        if extra and m.count_include_pad and any(pad):
+        if extra and count_include_pad and any(pad):
             raise ctx.unsupported("ceil_mode average pooling that counts padding and hangs over the edge")
-        attrs["count_include_pad"] = bool(m.count_include_pad) and not extra
+        attrs["count_include_pad"] = bool(count_include_pad) and not extra
         ctx.emit("avg_pool", [ctx.tensor(n.args[0])], attrs=attrs)
     else:
         ctx.emit("max_pool", [ctx.tensor(n.args[0])], attrs=attrs)
@@ -101,7 +123,7 @@ def binary(ctx, n):
     a, b = n.args[0], n.args[1]
     ta, tb = ctx.is_tensor(a), ctx.is_tensor(b)
     if ta and tb:
-        ctx.emit(op, [ctx.tensor(a), ctx.tensor(b)])
+        ctx.emit(op, [ctx.operand(a), ctx.operand(b)])
     elif ta or tb:
         const = ctx.value(b if ta else a)
         if isinstance(const, torch.Tensor):
@@ -136,12 +158,33 @@ def _reshape(ctx, n, x):
     if ctx.is_parameter(x) and out_v.numel() == in_v.numel():
         return ctx.parameter_view(x)
     if out_v.shape[0] != in_v.shape[0]:
-        raise ctx.unsupported(f"a reshape that changes the batch axis ({tuple(in_v.shape)} -> {tuple(out_v.shape)})")
+        return _batch_reshape(ctx, n, x, tuple(in_v.shape), tuple(out_v.shape))
     if out_v.shape[1:] == in_v.shape[1:]:
         return ctx.alias(x)
     if out_v.dim() == 2:
         return ctx.emit("flatten", [ctx.tensor(x)], attrs={"start_dim": 1})
     ctx.emit("reshape", [ctx.tensor(x)], attrs={"shape": [int(s) for s in out_v.shape[1:]]})
+
+
+def _batch_reshape(ctx, n, x, a, b):
+    """A reshape that folds leading axes into the batch, (N, k, ...) -> (N*k, ...)
+    (MobileViT's unfold `reshape(B * C * nh, ph, nw, pw)`), or back: a row-major
+    reshape to (N, k, *b[1:]) then `merge_time`, or `split_time` into
+    (N, k, *a[1:]) then a reshape. k is read from the example's sizes."""
+    what = f"a reshape that changes the batch axis ({a} -> {b})"
+    if b[0] > a[0] and b[0] % a[0] == 0:
+        k = b[0] // a[0]
+        inner = x if a[1:] == (k, *b[1:]) else ctx.emit("reshape", [ctx.tensor(x)], attrs={"shape": [k, *b[1:]]},
+                                                          out=f"{n.name}_unmerged", internal=True, shape=(None, k, *b[1:]))
+        return ctx.emit("merge_time", [ctx.tensor(inner) if inner is x else inner])
+    if a[0] > b[0] and a[0] % b[0] == 0:
+        k = a[0] // b[0]
+        if (k, *a[1:]) == b[1:]:
+            return ctx.emit("split_time", [ctx.tensor(x)], attrs={"steps": k})
+        split = ctx.emit("split_time", [ctx.tensor(x)], attrs={"steps": k}, out=f"{n.name}_split", internal=True,
+                         shape=(None, k, *a[1:]))
+        return ctx.emit("reshape", [split], attrs={"shape": list(b[1:])})
+    raise ctx.unsupported(what)
 
 
 @torch_reader("method.view", "method.reshape", "function.reshape", "method.flatten", "function.flatten", "Flatten",
@@ -159,10 +202,35 @@ def reshape(ctx, n):
 def permute(ctx, n):
     x = n.args[0]
     dims = n.args[1:] if len(n.args) > 2 else ctx.value(ctx.arg(1, "dims"))
-    dims = tuple(ctx.dim(d, x) for d in ctx.value(tuple(dims)))
+    emit_permute(ctx, n, x, tuple(ctx.dim(d, x) for d in ctx.value(tuple(dims))))
+
+
+def emit_permute(ctx, n, x, dims):
+    """A `permute` node; one that moves the batch axis (timm's qkv
+    `.permute(2, 0, 3, 1, 4)`) is kept aside (ctx.moved) for the unbind(0) /
+    x[i] that takes its first axis apart: piece i is x's axis dims[0] at i,
+    then the rest of the perm, whose first axis must be the batch again."""
     if dims[0] != 0:
-        raise ctx.unsupported("a permute that moves the batch axis")
+        a, rest = dims[0], [d - (d > dims[0]) for d in dims[1:]]
+        if rest[0] != 0:
+            raise ctx.unsupported("a permute that moves the batch axis other than to the second place")
+        ctx.moved[n] = (x, a, tuple(rest))
+        return
     ctx.alias(x) if dims == tuple(range(len(dims))) else ctx.emit("permute", [ctx.tensor(x)], attrs={"dims": dims})
+
+
+def moved_piece(ctx, moved, i: int) -> None:
+    """Item i along axis 0 of a permute kept aside by emit_permute: a `slice`
+    of its input at i on the moved axis, then a `permute` (named after the node)."""
+    x, a, rest = moved
+    index = [[None, None, 1]] * ctx.rank(x)
+    index[a] = int(i) % int(ctx.values[x].shape[a])
+    if rest == tuple(range(len(rest))):
+        return ctx.emit("slice", [ctx.tensor(x)], attrs={"index": index})
+    shape = ctx.values[x].select(a, 0).shape
+    part = ctx.emit("slice", [ctx.tensor(x)], attrs={"index": index}, out=f"{ctx.node.name}_pick", internal=True,
+                    shape=(None, *shape[1:]))
+    ctx.emit("permute", [part], attrs={"dims": rest})
 
 
 @torch_reader("method.transpose", "function.transpose")
@@ -171,9 +239,27 @@ def transpose(ctx, n):
     a, b = ctx.dim(ctx.value(ctx.arg(1, "dim0")), x), ctx.dim(ctx.value(ctx.arg(2, "dim1")), x)
     dims = list(range(ctx.rank(x)))
     dims[a], dims[b] = dims[b], dims[a]
-    if dims[0] != 0:
-        raise ctx.unsupported("a transpose that moves the batch axis")
-    ctx.alias(x) if a == b else ctx.emit("permute", [ctx.tensor(x)], attrs={"dims": tuple(dims)})
+    emit_permute(ctx, n, x, tuple(dims))
+
+
+@torch_reader("method.unbind", "function.unbind")
+def unbind(ctx, n):
+    """x.unbind(dim): pieces picked by the getitems that follow (a `slice` each)."""
+    x = n.args[0]
+    axis = ctx.dim(ctx.value(ctx.arg(1, "dim", 0)), x) if x not in ctx.moved else int(ctx.value(ctx.arg(1, "dim", 0)))
+    if x in ctx.moved:
+        if axis != 0:
+            raise ctx.unsupported("unbind of a batch-moving permute along an axis other than 0")
+        ctx.tuples[n] = [{"moved": ctx.moved[x], "item": i} for i in range(len(ctx.values[n]))]
+        return
+    if axis == 0:
+        raise ctx.unsupported("unbinding the batch axis")
+    pieces = []
+    for i in range(len(ctx.values[n])):
+        index = [[None, None, 1]] * ctx.rank(x)
+        index[axis] = i
+        pieces.append({"input": ctx.tensor(x), "index": index})
+    ctx.tuples[n] = pieces
 
 
 @torch_reader("method.chunk", "function.chunk", "method.split", "function.split")
@@ -222,7 +308,14 @@ def getitem(ctx, n):
             raise ctx.unsupported(f"item {idx} of {x.name} is not a tensor the port has read")
         if isinstance(item, str):
             ctx.tensor_of[n] = item
+        elif "moved" in item:
+            moved_piece(ctx, item["moved"], item["item"])
         else:
             ctx.emit("slice", [item["input"]], attrs={"index": item["index"]})
         return
-    ctx.emit("slice", [ctx.tensor(x)], attrs={"index": _index_list(ctx, x, ctx.value(idx))})
+    if x in ctx.moved and isinstance(ctx.value(idx), int):  # qkv[0] of a batch-moving permute
+        return moved_piece(ctx, ctx.moved[x], ctx.value(idx))
+    index = _index_list(ctx, x, ctx.value(idx))
+    if all(i == [None, None, 1] for i in index):  # x[:, :C] of a C-channel x (GhostNet): the tensor itself
+        return ctx.alias(x)
+    ctx.emit("slice", [ctx.tensor(x)], attrs={"index": index})
