@@ -32,6 +32,7 @@ from keras_impl.convert import merge as _merge  # noqa: F401
 from keras_impl.convert import normalization as _normalization  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
 from keras_impl.convert import pooling as _pooling  # noqa: F401
+from keras_impl.convert import preprocessing as _preprocessing  # noqa: F401
 from keras_impl.convert import reshape as _reshape  # noqa: F401
 from keras_impl.convert import sequence as _sequence  # noqa: F401
 from keras_impl.convert import attention as _attention  # noqa: F401

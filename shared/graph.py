@@ -49,6 +49,7 @@ already broadcastable against the neutral tensor).
 | `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `pow` | n-ary over inputs; optional scalar `const` with `const_side` ("right"/"left"); array constant in weights["const"] | const? |
 | `conv_transpose` | dims, in_channels, out_channels, kernel_size, stride, dilation, padding (torch, per dim), output_padding, trim (per dim: cells to drop at the end, 0 or negative; TF output sizes torch's output_padding cannot say) | weight (I, O, *k), bias? |
 | `upsample` | scale (per spatial dim, integers), mode ("nearest" = repeat, "bilinear" = TF's half-pixel ResizeBilinear in float32) | |
+| `resize` | size (out height, width), mode ("nearest": TF's half-pixel ResizeNearestNeighbor, dtype kept; "bilinear": TF's half-pixel ResizeBilinear, computed in float32 whatever the dtype, then cast back, as Keras' Resizing does); channels first (N, C, H, W) | |
 | `group_norm` | num_groups, num_channels, eps, scale, center (channels on axis 1) | weight?, bias? |
 | `layer_norm_axes` | axes (neutral, without batch), shape (of the weights), eps, scale, center: layer norm over any axes | weight?, bias? (broadcastable, batch excluded) |
 | `prelu` | per_channel (True: one slope per axis-1 channel, nn.PReLU), shape | weight ((C,) if per_channel, else broadcastable) |

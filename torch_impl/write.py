@@ -89,6 +89,8 @@ def write_source(graph: Graph) -> str:
                 helpers.append(h)
         targets = ", ".join(names[o] for o in node.outputs)
         shapes = "# " + ", ".join(_shape_comment(graph.tensors[o].shape)[2:] for o in node.outputs)
+        if node.attrs.get("note"):  # a word on what the node is (an augmentation: identity at inference)
+            shapes += f"; {node.attrs['note']}"
         body.append(f"        {targets} = {emitted.expr}  {shapes}")
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)

@@ -161,24 +161,41 @@ def keras_gelu(x, approximate=False):
 ''',
     "resize_bilinear": '''
 def _bilinear_axis(n_in, n_out):
-    """Source rows for each output row: half-pixel centres, float32 positions."""
+    """Source rows for each output row: half-pixel centres, float32 positions
+    (tensorflow/core/kernels/image/resize_bilinear_op.cc: scale = in / out and
+    (y + 0.5) * scale - 0.5 in float; lower = max(floor, 0), upper = min(ceil, in - 1))."""
     pos = (torch.arange(n_out, dtype=torch.float32) + 0.5) * (torch.tensor(n_in, dtype=torch.float32) / n_out) - 0.5
     low = torch.floor(pos)
     return low.clamp(min=0).long(), torch.ceil(pos).clamp(max=n_in - 1).long(), pos - low
 
 
-def resize_bilinear(x, scale):
-    """Bilinear upsampling of (N, C, H, W) as TensorFlow's ResizeBilinear does
-    it (half-pixel centres, no antialiasing): in float32, lerp along the
-    width then the height, whatever the dtype of x (F.interpolate differs by
-    ~6e-7 in float32 and 1e-6 in float64)."""
+def resize_bilinear(x, size):
+    """Bilinear resize of (N, C, H, W) to size=(h, w) as TensorFlow's
+    ResizeBilinear does it (half-pixel centres, no antialiasing): in float32,
+    lerp along the width then the height, whatever the dtype of x, then cast
+    back (F.interpolate(align_corners=False) differs by ~1e-6)."""
     (h, w), f = x.shape[-2:], x.float()
-    y0, y1, dy = _bilinear_axis(h, h * scale[0])
-    x0, x1, dx = _bilinear_axis(w, w * scale[1])
+    y0, y1, dy = _bilinear_axis(h, size[0])
+    x0, x1, dx = _bilinear_axis(w, size[1])
     top, bottom = f[..., y0, :], f[..., y1, :]
     top = top[..., x0] + (top[..., x1] - top[..., x0]) * dx
     bottom = bottom[..., x0] + (bottom[..., x1] - bottom[..., x0]) * dx
     return (top + (bottom - top) * dy[:, None]).to(x.dtype)
+''',
+    "resize_nearest": '''
+def _nearest_axis(n_in, n_out):
+    """Source row of each output row as TensorFlow's ResizeNearestNeighbor
+    (half-pixel centres) picks it: floor((y + 0.5) * (in / out)) in float32,
+    at most in - 1 (resize_nearest_neighbor_op.cc)."""
+    pos = (torch.arange(n_out, dtype=torch.float32) + 0.5) * (torch.tensor(n_in, dtype=torch.float32) / n_out)
+    return torch.floor(pos).long().clamp(0, n_in - 1)
+
+
+def resize_nearest(x, size):
+    """Nearest-neighbour resize of (N, C, H, W) to size=(h, w), TF's rule
+    (F.interpolate(mode="nearest-exact") is the same rule, with a float64
+    scale for float64 input)."""
+    return x[..., _nearest_axis(x.shape[-2], size[0]), :][..., _nearest_axis(x.shape[-1], size[1])]
 ''',
     "sparse_plus": '''
 def sparse_plus(x):

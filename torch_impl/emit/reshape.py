@@ -1,4 +1,4 @@
-"""Layout ops: reshape, permute, flatten, repeat, pad, crop, upsample."""
+"""Layout ops: reshape, permute, flatten, repeat, pad, crop, upsample, resize."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def crop(node, args, module, graph=None):
 def upsample(node, args, module, graph=None):
     a = node.attrs
     if a["mode"] == "bilinear":  # TF's own float32 arithmetic (helpers.py)
-        return Emitted(None, f"resize_bilinear({args[0]}, {fmt(tuple(a['scale']))})", ("resize_bilinear",))
+        x, (sh, sw) = args[0], a["scale"]
+        return Emitted(None, f"resize_bilinear({x}, ({x}.shape[-2] * {sh}, {x}.shape[-1] * {sw}))", ("resize_bilinear",))
     return Emitted(None, f"F.interpolate({args[0]}, scale_factor={fmt(tuple(float(s) for s in a['scale']))})")
 @torch_emitter("slice")
 def slice_(node, args, module, graph=None):
@@ -84,3 +85,11 @@ def matmul(node, args, module, graph=None):
 @torch_emitter("take")
 def take(node, args, module, graph=None):
     return Emitted(None, f"{args[0]}[{args[1]}.long()]")
+
+
+@torch_emitter("resize")
+def resize(node, args, module, graph=None):
+    """Keras Resizing / CenterCrop / smart_resize: TF's half-pixel rules, written out (helpers.py)."""
+    mode, size = node.attrs["mode"], tuple(int(s) for s in node.attrs["size"])
+    helper = {"bilinear": "resize_bilinear", "nearest": "resize_nearest"}[mode]
+    return Emitted(None, f"{helper}({args[0]}, {fmt(size)})", (helper,))
