@@ -14,6 +14,13 @@ Normalization live in core.py. Measured against TF 2.21 on CPU
   (ResizeBilinear's output is float32; Keras casts back).
   F.interpolate(align_corners=False) is 2e-7..1e-6 off; model.py's
   `resize_bilinear` repeats TF's float32 arithmetic: 0 difference.
+- gradients through "bilinear": TF's ResizeBilinearGrad also sums in float32,
+  in its own order, so a float64 gradient of a parameter before the resize is
+  float32-rounded on both sides and ~1e-8 apart (measured 9.5e-9 on a Conv2D
+  kernel); the forward pass and parameters after the resize are exact.
+- CenterCrop's resize path (smart_resize) returns TF's float32 result without
+  casting back, even in a float64 model; the next layer casts it back (the
+  port returns the model's dtype).
 - antialias=True (TF's ScaleAndTranslate, triangle / keys-cubic kernels):
   F.interpolate(antialias=True) is 1e-7..2.6e-6 off in float32, so a float64
   model cannot be matched within 1e-12: refused with those numbers.
