@@ -176,22 +176,24 @@ def random_crop(ctx, layer, call):
              attrs={"note": "RandomCrop: the identity at inference (the input already has the crop size)"})
 
 
-@keras_converter(*STRING_LAYERS)
-def string_layer(ctx, layer, call):
-    raise unsupported(layer, (
-        "a layer on strings (torch has no string tensors); port the model after the lookup: build a "
-        "keras.Model from the lookup's output (integer ids) to the model's output and port that"))
+_STRINGS = ("a layer on strings (torch has no string tensors); port the model after the lookup: build a "
+            "keras.Model from the lookup's output (integer ids) to the model's output and port that")
+_HASHING = ("Hashing (TF's SipHash/FarmHash fingerprints, and on strings: torch has no string tensors); "
+            "port the model after the hashing: a keras.Model from its output (integer ids) to the model's output")
+_INT_LOOKUP = ("IntegerLookup (a hash table lookup with OOV and mask tokens, not yet written as torch code); port the "
+               "model after the lookup: a keras.Model from its output (integer ids) to the model's output")
 
 
-@keras_converter("Hashing")
-def hashing(ctx, layer, call):
-    raise unsupported(layer, (
-        "Hashing (TF's SipHash/FarmHash fingerprints, and on strings: torch has no string tensors); "
-        "port the model after the hashing: a keras.Model from its output (integer ids) to the model's output"))
+def _refuses(reason: str):
+    """A converter that always refuses with `reason` (scripts/coverage.py lists it as refused)."""
+    def convert(ctx, layer, call):
+        raise unsupported(layer, reason)
+
+    convert.refusal = reason
+    return convert
 
 
-@keras_converter("IntegerLookup")
-def integer_lookup(ctx, layer, call):
-    raise unsupported(layer, (
-        "IntegerLookup (a hash table lookup with OOV and mask tokens, not yet written as torch code); port the "
-        "model after the lookup: a keras.Model from its output (integer ids) to the model's output"))
+string_layer = keras_converter(*STRING_LAYERS)(_refuses(_STRINGS))
+hashing = keras_converter("Hashing")(_refuses(_HASHING))
+integer_lookup = keras_converter("IntegerLookup")(_refuses(_INT_LOOKUP))
+
