@@ -45,6 +45,8 @@ from shared.verify import TorchRecord
 from torch_impl.packed import first_output, is_packed, padded, shape_of
 from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
 from torch_impl.verify_attention import FUSED, absorbed as _absorbed, attention_parts as _attention_parts, call_hook, fused_parts
+from torch_impl.verify_io import Binding
+from torch_impl.verify_params import tied_params, unused_paths
 from torch_impl.verify_trace import Mode as _Mode, describe as _describe, flatten_chain as _flatten_chain
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
@@ -102,6 +104,8 @@ def _kind(m: nn.Module) -> str:
         return "batch_norm"
     if isinstance(m, nn.LayerNorm):
         return "layer_norm"
+    if any(True for _ in m.parameters(recurse=False)):
+        return "params"  # uses its own parameters directly (shared/verify_idioms.py)
     return f"other ({type(m).__name__})"
 
 
@@ -160,10 +164,17 @@ def _parts(path: str, m: nn.Module) -> list:
 
 
 def _views(model: nn.Module) -> dict:
-    """{record path: {name: (owner, tensor name, rows)}} for every module owning parameters."""
-    skip = _absorbed(model)
-    return {rp: names for path, m in model.named_modules() if _own_tensors(m) and path not in skip
-            for rp, names in _parts(path, m)}
+    """{record path: {name: (owner, tensor name, rows)}} for every module owning parameters
+    (a tied parameter under its first owner only: torch_impl/verify_params.py)."""
+    skip, tied = _absorbed(model), tied_params(model)
+    out = {}
+    for path, m in model.named_modules():
+        if _own_tensors(m) and path not in skip:
+            for rp, names in _parts(path, m):
+                names = {n: v for n, v in names.items() if (path, n) not in tied}
+                if names:
+                    out[rp] = names
+    return out
 
 
 def _tensor(view) -> torch.Tensor:
@@ -216,10 +227,27 @@ class TorchSide:
         self.module = module.to(DTYPES[dtype])
         self.dtype = dtype
         self.dropout_calls: list = []
+        self.tied: list = []  # notes: parameters owned twice (torch_impl/verify_params.py)
+        self.unused: dict = {}  # {module path: note}: parameters that never reach the compared outputs
         self.ops_after: dict = {}  # from trace: module path ("" = the input) -> functional calls after it
+        self.binding = Binding(module, ["x"], ["output"])
+
+    def bind(self, input_names: list, output_names: list) -> "TorchSide":
+        """Call the module with the Keras model's inputs by name; pick its outputs (torch_impl/verify_io.py)."""
+        self.binding = Binding(self.module, input_names, output_names)
+        return self
+
+    def _clone(self, dtype: str) -> "TorchSide":
+        side = TorchSide(copy.deepcopy(self.module), dtype)
+        side.binding = self.binding
+        return side
 
     def with_dtype(self, dtype: str) -> "TorchSide":
-        return self if dtype == self.dtype else TorchSide(copy.deepcopy(self.module), dtype)
+        return self if dtype == self.dtype else self._clone(dtype)
+
+    def _run(self, model, x):
+        """model's output(s) for x: one tensor, or a list for a Keras model with several outputs."""
+        return self.binding.call(model, x, self._x)
 
     def _x(self, x) -> torch.Tensor:
         x = np.asarray(x)
@@ -231,7 +259,11 @@ class TorchSide:
             if isinstance(m, nn.MultiheadAttention) and (m.bias_k is not None or m.add_zero_attn):
                 raise UsageError(f"torch module '{p}' (MultiheadAttention) has add_bias_kv / add_zero_attn, which Keras' "
                                  "MultiHeadAttention does not have")
-        return {p: m for p, m in self.module.named_modules() if _own_tensors(m) and p not in skip}
+        tied = tied_params(self.module)
+        self.tied = [f"torch '{p}.{n}' is '{owner}' (tied): one weight, matched and set through '{owner.rsplit('.', 1)[0]}'"
+                     for (p, n), owner in tied.items()]
+        return {p: m for p, m in self.module.named_modules() if _own_tensors(m) and p not in skip
+                and any((p, n) not in tied for n in _own_tensors(m))}
 
     def trace(self, x: np.ndarray) -> list:
         """TorchRecords of the modules owning parameters, in first-call order (eval mode)."""
@@ -279,12 +311,14 @@ class TorchSide:
         self.module.eval()
         try:
             with torch.no_grad(), mode:
-                self.module(self._x(x))
+                self._run(self.module, x)
         finally:
             for h in handles:
                 h.remove()
             self.module.train(was)
-        never = [p for p in mods if p not in seen]
+        self.unused = unused_paths(self._run, self.module, x, {p: mods[p] for p in seen})
+        seen = {p: r for p, r in seen.items() if p not in self.unused}
+        never = [p for p in mods if p not in seen and p not in self.unused]
         if never:
             raise UsageError(f"torch module '{never[0]}' ({type(mods[never[0]]).__name__}) owns parameters but never ran "
                              "in forward(); remove it or map the model by hand (--mapping)")
@@ -317,7 +351,8 @@ class TorchSide:
         self.module.eval()
         try:
             with torch.no_grad():
-                return self.module(self._x(x)).detach().cpu().numpy()
+                out = self._run(self.module, x)
+                return [o.detach().cpu().numpy() for o in out] if isinstance(out, list) else out.detach().cpu().numpy()
         finally:
             self.module.train(was)
 
@@ -365,7 +400,7 @@ class TorchSide:
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict, mask=None) -> tuple:
         """(mean loss, {path: {name: gradient}}) in eval mode, model unchanged."""
         model = copy.deepcopy(self.module).eval()
-        loss = torch_loss(spec, model(self._x(x)), _target(y, spec, self.dtype), mask)
+        loss = _total_loss(spec, self._run(model, x), y, self.dtype, mask)
         loss.backward()
         grads = {}
         for rp, names in _views(model).items():
@@ -388,14 +423,14 @@ class TorchSide:
         Returns:
             (pre-update losses, {path: {name: array}} after the last step).
         """
-        side = TorchSide(copy.deepcopy(self.module), self.dtype)
+        side = self._clone(self.dtype)
         model = side.module.train()
         opt = make_optimizer(model, optimizer)
         losses = []
         for x, y, *mask in batches:  # (x, y) or (x, y, the Keras output's mask)
             opt.zero_grad(set_to_none=True)
             with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
-                value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype), *mask[:1])
+                value = _total_loss(loss, self._run(model, x), y, self.dtype, *mask[:1])
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
@@ -421,6 +456,13 @@ def make_optimizer(model: nn.Module, spec: dict) -> torch.optim.Optimizer:
         return SGDKeras(model.parameters(), lr=lr, momentum=spec["momentum"], decoupled_weight_decay=wd)
     return AdamKeras(model.parameters(), lr=lr, betas=(spec["beta_1"], spec["beta_2"]),
                      keras_epsilon=spec["epsilon"], weight_decay=wd)
+
+
+def _total_loss(spec: dict, out, y, dtype: str, mask=None) -> torch.Tensor:
+    """torch_loss of one output, or its sum over several (y: one target per output), as Keras' side sums them."""
+    if not isinstance(out, list):
+        return torch_loss(spec, out, _target(y, spec, dtype), mask)
+    return sum(torch_loss(spec, o, _target(t, spec, dtype)) for o, t in zip(out, y))
 
 
 def _target(y, spec: dict, dtype: str) -> torch.Tensor:
