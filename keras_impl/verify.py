@@ -27,6 +27,7 @@ from shared.errors import UsageError
 from shared.verify import KerasRecord
 from keras_impl.verify_exact import fired, make_exact, operations
 from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, comparison_mask, projections as _projections
+from keras_impl.verify_attention import einsum_output, einsum_record
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
@@ -132,8 +133,8 @@ class KerasSide:
         g = self.graph
         out = []
         for n in g.nodes:
-            if n.op == "attention":
-                out += _attention_records(n)
+            if n.op == "attention" or einsum_record(n) is not None:
+                out += _attention_records(n) if n.op == "attention" else [einsum_record(n)]
                 continue
             if n.op == "variable":  # a variable read by ops (traced): no output of its own to compare
                 out.append(KerasRecord(n.name, n.source.get("layer", n.name), "variable", "variable",
@@ -303,9 +304,9 @@ class KerasSide:
         for r in self.records():
             role = r.attrs.get("role")
             t = self.graph.node(r.name.rsplit("[", 1)[0] if role else r.name).outputs[0]
-            v = outs.get(f"{t}[{role}]" if role and role != "output" else t, pre.get(t))
+            v = outs.get(f"{t}[{role}]" if role and role != "output" else t, outs.get(t, pre.get(t)))
             if r.compare and v is not None:
-                values[r.name] = self._to_neutral(t, v)
+                values[r.name] = self._to_neutral(t, v) if r.cls != "EinsumDense" else einsum_output(self._to_neutral(t, v))
                 self._mask(values, r.name, t, masks.get(t.removesuffix("_preact")))
             if r.layer in layer_out:  # the whole layer's output (a Bidirectional's merged one)
                 t, v = layer_out[r.layer]

@@ -272,6 +272,8 @@ def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
     tv = ts.pair_outputs(x, [p.torch for p in mapping.pairs])
     checks = []
     for p in mapping.pairs:
+        if p.transform == "params":
+            continue  # parameters used directly: the module's output is not this Keras layer's
         if p.torch in tv and p.torch in whole:  # a split module's output: the Keras layer's (if the shapes can agree)
             k_out = kv.get(f"{p.keras}@layer")
             if k_out is None or k_out.shape[-1] != tv[p.torch].shape[-1]:

@@ -119,8 +119,10 @@ def gpt2_pair(seed: int = 0, lm_head: bool = False, **hf_config):
     cfg.update(hf_config)
     config = transformers.GPT2Config(**cfg)
     hf = randomise_torch((transformers.GPT2LMHeadModel if lm_head else transformers.GPT2Model)(config), seed).eval()
+    # keras-hub's default dropout (inference ignores it; verify's training checks switch it off): with
+    # dropout=0.0 Keras' MultiHeadAttention calls ops.dot_product_attention, which the reader does not convert
     backbone = keras_hub.models.GPT2Backbone(vocabulary_size=V, num_layers=LAYERS, num_heads=HEADS, hidden_dim=H,
-                                             intermediate_dim=FF, max_sequence_length=T, dropout=0.0)
+                                             intermediate_dim=FF, max_sequence_length=T)
     _copy(convert_gpt2, backbone, hf.transformer if lm_head else hf)
     if lm_head:
         return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None), hf

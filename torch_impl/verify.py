@@ -148,7 +148,7 @@ def _parts(path: str, m: nn.Module) -> list:
     Keras' four projections (_attention_parts), a fused qkv nn.Linear three."""
     if isinstance(m, nn.MultiheadAttention):
         return _attention_parts(path, m)
-    if isinstance(m, nn.Linear) and getattr(m, FUSED, False):
+    if (isinstance(m, nn.Linear) or _hf_conv1d(m)) and getattr(m, FUSED, False):
         return fused_parts(path, m)
     if _rnn(m) and (m.num_layers > 1 or m.bidirectional):
         out = []
@@ -180,8 +180,8 @@ def _views(model: nn.Module) -> dict:
 def _tensor(view) -> torch.Tensor:
     owner, name, rows = view[:3]
     t = getattr(owner, name)
-    t = t if rows is None else t[rows[0]:rows[1]]
-    return t.T if view[3:] == (True,) else t  # HF Conv1D: a transposed view, written through in place
+    t = t.T if view[3:] == (True,) else t  # HF Conv1D: a transposed view, written through in place
+    return t if rows is None else t[rows[0]:rows[1]]
 
 
 def _tensor_owner_attr(view):
@@ -191,8 +191,8 @@ def _tensor_owner_attr(view):
 def _grad(view):
     owner, name, rows = view[:3]
     g = getattr(owner, name).grad
-    g = None if g is None else (g if rows is None else g[rows[0]:rows[1]])
-    return g.T if g is not None and view[3:] == (True,) else g
+    g = g.T if g is not None and view[3:] == (True,) else g
+    return None if g is None else (g if rows is None else g[rows[0]:rows[1]])
 
 
 def _split_record(rec: TorchRecord, m: nn.Module) -> list:
@@ -286,7 +286,8 @@ class TorchSide:
                     mode.inside -= 1
                     mode.last_param_module = path
                     rec = seen.get(path)
-                    if isinstance(m, nn.Linear) and m.out_features % 3 == 0 and isinstance(out, torch.Tensor):  # fused qkv
+                    width = m.out_features if isinstance(m, nn.Linear) else m.nf if _hf_conv1d(m) else 1
+                    if width % 3 == 0 and isinstance(out, torch.Tensor):  # fused qkv (nn.Linear, HF Conv1D)
                         mode.linear_out[id(out)] = path
                         mode.keep.append(out)
                     if rec is None:
