@@ -576,7 +576,11 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
         raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
     ks = KerasSide(keras_model)
     x = None
-    if inputs is not None:
+    if inputs is not None and len(ks.input_names) > 1:  # a dict (Keras names or torch aliases) or a list
+        from shared.verify_io import as_named_inputs
+
+        x = {n: _neutral_input(ks, n, a) for n, a in as_named_inputs(inputs, ks.input_names).items()}
+    elif inputs is not None:
         perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
         want = tuple(keras_model.inputs[0].shape[1:])
         x = np.asarray(inputs)
@@ -590,6 +594,14 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
     opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch, seed=seed,
                          steps=train_steps, gradients=gradients, x=x, y=targets)
     return run_verify(ks, TorchSide(torch_model), opts)
+
+
+def _neutral_input(ks, name: str, a) -> np.ndarray:
+    """One named input in Keras' layout -> the neutral layout (floats as float64)."""
+    a = np.asarray(a)
+    a = a if a.dtype.kind in "iub" else a.astype(np.float64)
+    perm = ks.graph.tensors[name].keras_perm
+    return a if perm is None else np.ascontiguousarray(np.transpose(a, perm))
 
 
 def cmd_verify(argv) -> int:

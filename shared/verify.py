@@ -482,7 +482,7 @@ def functional_notes(keras_ops: list, torch_ops: list) -> list:
     if ks and ts and not np.isclose(float(ks[0]), float(ts[0]), rtol=SAME_WEIGHT["rtol"], atol=0.0):
         notes.append(f"LeakyReLU slope: Keras {float(ks[0]):g}, torch {float(ts[0]):g} (defaults differ: Keras' LeakyReLU "
                      "layer 0.3, keras.activations.leaky_relu 0.2, torch 0.01): pass negative_slope explicitly")
-    kg, tg = _GELU.findall(k), _GELU.findall(t)
+    kg, tg = _GELU.findall(k), _GELU.findall(t) or (["'none'"] if re.search(r"\bgelu\(\)", t) else [])  # F.gelu(x): exact
     if kg and tg and (kg[0] == "True") != (tg[0].strip("'") == "tanh"):
         notes.append(f"gelu: Keras approximate={kg[0]}, torch approximate={tg[0]}: use approximate="
                      f"{chr(39) + 'tanh' + chr(39) if kg[0] == 'True' else chr(39) + 'none' + chr(39)}")

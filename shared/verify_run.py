@@ -59,6 +59,12 @@ RATIO_RTOL = 1e-6
 TRAJECTORY_NOTE = ("derived step by step: 4 x the largest float32-vs-float64 divergence either side has shown so far "
                    "+ 4 ulp floor (shared/tolerances.py trajectory_envelope)")
 MOVED = 1e-9
+# The float64 checks take Keras as TF computes it (float32 constants) only where the port is far
+# closer to it than to the exact forms: a port keeping TF's constants is ~1e-15 from it and ~1e-8
+# from the exact forms (keras_impl/verify_exact.py), while a port with a real difference (exact gelu
+# for tanh gelu: ~1e-5) is as far from both, and the exact copy then localises it (the first pair
+# that differs is the real one, not an attention scale's 1e-8).
+TF_CONSTANTS_CLOSER = 100.0
 # Weights whose gradient is zero in exact arithmetic: an attention key projection's
 # bias adds q.b_key to every score of a softmax row, which the softmax ignores.
 # Their computed gradient is rounding noise (measured on the tests' encoder, key_dim=4:
@@ -205,7 +211,7 @@ def _float64_keras(ks, ts64, x, exact: list) -> tuple:
     d_tf = float(np.max(np.abs(flat(as_tf.forward(x)) - t)))
     why = ("TF's leaky_relu / gelu kernels, dot-product attention's 1/sqrt(key_dim) scale and Rescaling keep a "
            "float32 constant even in float64")
-    if d_tf < d_exact:
+    if d_tf * TF_CONSTANTS_CLOSER < d_exact:
         return as_tf, (f"float64 checks: the port keeps TF's float32 constants in {exact} ({why}), so they use Keras "
                        f"as TF computes it (model output {d_tf:.3g} from it, {d_exact:.3g} from the exact forms)")
     return exact_side, (f"float64 checks: {exact} computed exactly in the Keras copy, as the port does ({why}; model "
