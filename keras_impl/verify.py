@@ -137,6 +137,8 @@ class KerasSide:
                 out += _attention_records(n) if n.op == "attention" else [einsum_record(n)]
                 continue
             if n.op == "variable":  # a variable read by ops (traced): no output of its own to compare
+                if not n.weights or n.attrs.get("shares"):
+                    continue  # read again (a tied ReversibleEmbedding's reverse call): one weight, one record
                 out.append(KerasRecord(n.name, n.source.get("layer", n.name), "variable", "variable",
                                        {k: tuple(v.shape) for k, v in n.weights.items()}, {}, None, False))
                 continue

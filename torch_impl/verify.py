@@ -317,6 +317,9 @@ class TorchSide:
             for h in handles:
                 h.remove()
             self.module.train(was)
+        for p in mods:  # a module whose parameters its parent uses directly never runs itself
+            if p not in seen and _kind(mods[p]) == "params":
+                seen[p] = TorchRecord(p, type(mods[p]).__name__, "params", {n: tuple(t.shape) for n, t in _own_tensors(mods[p]).items()})
         self.unused = unused_paths(self._run, self.module, x, {p: mods[p] for p in seen})
         seen = {p: r for p, r in seen.items() if p not in self.unused}
         never = [p for p in mods if p not in seen and p not in self.unused]
