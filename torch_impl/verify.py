@@ -36,7 +36,6 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from shared.errors import UsageError
@@ -46,12 +45,12 @@ from torch_impl.packed import first_output, is_packed, padded, shape_of
 from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
 from torch_impl.verify_attention import FUSED, absorbed as _absorbed, attention_parts as _attention_parts, call_hook, fused_parts
 from torch_impl.verify_io import Binding
+from torch_impl.verify_loss import KERAS_EPSILON, torch_loss, total_loss  # noqa: F401  (re-exported)
 from torch_impl.verify_params import tied_params, unused_paths
 from torch_impl.verify_trace import Mode as _Mode, describe as _describe, flatten_chain as _flatten_chain
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
-KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py): the loss clip
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def load_model(spec: str) -> nn.Module:
     """`path/file.py:NAME` or `package.module:NAME`; NAME an nn.Module class with a
@@ -404,7 +403,7 @@ class TorchSide:
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict, mask=None) -> tuple:
         """(mean loss, {path: {name: gradient}}) in eval mode, model unchanged."""
         model = copy.deepcopy(self.module).eval()
-        loss = _total_loss(spec, self._run(model, x), y, self.dtype, mask)
+        loss = total_loss(spec, self._run(model, x), y, self.dtype, mask)
         loss.backward()
         grads = {}
         for rp, names in _views(model).items():
@@ -434,7 +433,7 @@ class TorchSide:
         for x, y, *mask in batches:  # (x, y) or (x, y, the Keras output's mask)
             opt.zero_grad(set_to_none=True)
             with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
-                value = _total_loss(loss, self._run(model, x), y, self.dtype, *mask[:1])
+                value = total_loss(loss, self._run(model, x), y, self.dtype, *mask[:1])
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
@@ -460,61 +459,3 @@ def make_optimizer(model: nn.Module, spec: dict) -> torch.optim.Optimizer:
         return SGDKeras(model.parameters(), lr=lr, momentum=spec["momentum"], decoupled_weight_decay=wd)
     return AdamKeras(model.parameters(), lr=lr, betas=(spec["beta_1"], spec["beta_2"]),
                      keras_epsilon=spec["epsilon"], weight_decay=wd)
-
-
-def _total_loss(spec: dict, out, y, dtype: str, mask=None) -> torch.Tensor:
-    """torch_loss of one output, or its sum over several (y: one target per output), as Keras' side sums them."""
-    if not isinstance(out, list):
-        return torch_loss(spec, out, _target(y, spec, dtype), mask)
-    return sum(torch_loss(spec, o, _target(t, spec, dtype)) for o, t in zip(out, y))
-
-
-def _target(y, spec: dict, dtype: str) -> torch.Tensor:
-    y = np.asarray(y)
-    return torch.as_tensor(y.astype(np.int64) if spec["kind"] == "sparse_ce" else y.astype(dtype))
-
-
-def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, mask=None) -> torch.Tensor:
-    """Keras' loss for `spec` (keras/src/losses/losses.py): per-item loss over the
-    last axis (an item is a sample, or a step of a per-step output), label
-    smoothing as Keras applies it, then the reduction (keras/src/losses/loss.py
-    reduce_values: "sum", or "sum_over_batch_size" / "mean": the sum over the
-    number of items).
-
-    mask: the Keras mask of the model output (boolean over the items), as
-    `apply_mask` weighs them: masked items 0, kept ones total/valid, so the
-    mean runs over the kept items only."""
-    kind, logits, ls = spec["kind"], spec["from_logits"], spec.get("label_smoothing", 0.0)
-    if kind in ("sparse_ce", "ce"):
-        if logits:
-            logp = torch.log_softmax(out, dim=-1)
-        else:  # Keras renormalises, then clips at epsilon
-            logp = torch.log(torch.clamp(out / out.sum(-1, keepdim=True), KERAS_EPSILON, 1 - KERAS_EPSILON))
-        if kind == "sparse_ce":
-            per = -logp.gather(-1, y.reshape(*out.shape[:-1], 1)).squeeze(-1)
-        else:
-            y = y * (1 - ls) + ls / out.shape[-1] if ls else y
-            per = -(y * logp).sum(-1)
-    elif kind == "bce":
-        y = y * (1 - ls) + 0.5 * ls if ls else y
-        if logits:
-            per = F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1)
-        else:
-            p = torch.clamp(out, KERAS_EPSILON, 1 - KERAS_EPSILON)
-            per = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)
-    elif kind == "mse":
-        per = ((out - y.reshape(out.shape)) ** 2).mean(-1)
-    elif kind == "mae":
-        per = (out - y.reshape(out.shape)).abs().mean(-1)
-    else:
-        raise UsageError(f"loss kind {kind!r} is not supported by verify")
-    total = per.numel()
-    if mask is not None:
-        keep = torch.as_tensor(np.asarray(mask, dtype=bool)).reshape(per.shape)
-        if spec["reduction"] == "sum":
-            per = per * keep.to(per.dtype)
-        else:
-            valid = int(keep.sum())
-            weight = torch.tensor(total / valid if valid else 0.0, dtype=per.dtype)  # not a float32 scalar
-            per = per * torch.where(keep, weight, torch.zeros((), dtype=per.dtype))
-    return per.sum() if spec["reduction"] == "sum" else per.sum() / total
