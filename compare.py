@@ -576,7 +576,11 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
         raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
     ks = KerasSide(keras_model)
     x = None
-    if inputs is not None:
+    if inputs is not None and (isinstance(inputs, dict) or len(ks.input_names) > 1):  # a dict (Keras names or torch aliases) or a list
+        from shared.verify_io import as_named_inputs
+
+        x = {n: _neutral_input(ks, n, a) for n, a in as_named_inputs(inputs, ks.input_names).items()}
+    elif inputs is not None:
         perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
         want = tuple(keras_model.inputs[0].shape[1:])
         x = np.asarray(inputs)
@@ -592,6 +596,14 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
     return run_verify(ks, TorchSide(torch_model), opts)
 
 
+def _neutral_input(ks, name: str, a) -> np.ndarray:
+    """One named input in Keras' layout -> the neutral layout (floats as float64)."""
+    a = np.asarray(a)
+    a = a if a.dtype.kind in "iub" else a.astype(np.float64)
+    perm = ks.graph.tensors[name].keras_perm
+    return a if perm is None else np.ascontiguousarray(np.transpose(a, perm))
+
+
 def cmd_verify(argv) -> int:
     from shared import verify_cli
 
@@ -603,7 +615,10 @@ def cmd_verify(argv) -> int:
     from torch_impl.verify import load_model as load_torch
     from torch_impl.weights import load_state_file
     from keras_impl.verify import load_model as load_keras
+    from keras_impl import port as kp
 
+    for plugin in args.plugin:  # converters for the Keras reader, as `port --plugin`
+        kp.import_plugin(plugin)
     module = load_torch(args.torch_model)
     if args.torch_weights:
         load_state_file(module, args.torch_weights)

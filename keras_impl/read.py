@@ -390,8 +390,11 @@ def cast_model(model, dtype: str):
     # The layers a custom layer builds in its __init__ are not in the config:
     # they take the global dtype policy (keras/src/dtype_policies), set to
     # `dtype` while the copy is built.
-    policy = keras.config.dtype_policy()
+    # A model whose __init__ makes its own Inputs (keras-hub's ViTBackbone:
+    # keras.Input(shape=image_shape)) gets floatx for them: set it too.
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
     keras.config.set_dtype_policy(dtype)
+    keras.config.set_floatx(dtype if dtype.startswith("float") else floatx)
     try:
         with keras.saving.custom_object_scope(custom):
             # safe_mode off: the model is already loaded in this process (a Lambda
@@ -399,6 +402,7 @@ def cast_model(model, dtype: str):
             clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)
     finally:
         keras.config.set_dtype_policy(policy)
+        keras.config.set_floatx(floatx)
     _copy_weights(model, clone)
     _same_names(model, clone)
     return clone

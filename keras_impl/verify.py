@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_impl.read import _functional_of, _Walker, cast_model, read_graph
+from keras_impl.read import _functional_of, _Walker, call_model, cast_model, read_graph
 from keras_impl.port import get_weights as _graph_weights
 from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
@@ -27,6 +27,7 @@ from shared.errors import UsageError
 from shared.verify import KerasRecord
 from keras_impl.verify_exact import fired, make_exact, operations
 from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, comparison_mask, projections as _projections
+from keras_impl.verify_attention import einsum_output, einsum_record
 
 __all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
 
@@ -118,10 +119,12 @@ class KerasSide:
 
     def __init__(self, model):
         self.model = model
-        self.graph = read_graph(model)
-        if len(self.graph.inputs) != 1 or len(self.graph.outputs) != 1:
-            raise UsageError(f"Keras model {model.name!r} has {len(self.graph.inputs)} inputs and "
-                             f"{len(self.graph.outputs)} outputs; verify handles one of each")
+        try:  # the same reader as `port` (custom layers traced), its messages about verify
+            self.graph = read_graph(model)
+        except UsageError as e:
+            raise type(e)(str(e).replace("by the port", "by verify").replace("the port needs", "verify needs")) from None
+        self.input_names = list(self.graph.inputs)
+        self.output_names = _output_names(model, self.graph)
         floats = [keras.backend.standardize_dtype(v.dtype) for v in model.weights if "float" in str(v.dtype)]
         self.dtype = floats[0] if floats else "float32"  # the compute dtype (inputs may be integer ids)
 
@@ -130,8 +133,14 @@ class KerasSide:
         g = self.graph
         out = []
         for n in g.nodes:
-            if n.op == "attention":
-                out += _attention_records(n)
+            if n.op == "attention" or einsum_record(n) is not None:
+                out += _attention_records(n) if n.op == "attention" else [einsum_record(n)]
+                continue
+            if n.op == "variable":  # a variable read by ops (traced): no output of its own to compare
+                if not n.weights or n.attrs.get("shares"):
+                    continue  # read again (a tied ReversibleEmbedding's reverse call): one weight, one record
+                out.append(KerasRecord(n.name, n.source.get("layer", n.name), "variable", "variable",
+                                       {k: tuple(v.shape) for k, v in n.weights.items()}, {}, None, False))
                 continue
             if n.op not in PARAM_OPS or not n.weights:
                 continue
@@ -172,6 +181,11 @@ class KerasSide:
         name = self.graph.inputs[0]
         spec = self.graph.tensors[name]
         return tuple(spec.shape), spec.dtype, self.graph.meta.get("input_high", {}).get(name)
+
+    def input_specs(self) -> dict:
+        """{input name: (shape, dtype, high)} for every input (see input_spec)."""
+        high = self.graph.meta.get("input_high", {})
+        return {n: (tuple(self.graph.tensors[n].shape), self.graph.tensors[n].dtype, high.get(n)) for n in self.graph.inputs}
 
     def mask_value(self):
         """The id the model masks out of its input (Embedding(mask_zero=True): 0), or None."""
@@ -234,15 +248,25 @@ class KerasSide:
     def output_mask(self, x: np.ndarray):
         """The Keras mask the model's output carries for x (a per-step output of a
         masked model: its loss skips the masked steps), boolean (batch, steps), or None."""
-        if not self.graph.meta.get("output_masks"):  # read_graph records the masks a model output carries
+        if not self.graph.meta.get("output_masks") or len(self.graph.outputs) > 1:  # read_graph records the masks
             return None  # no forward pass just to learn there is no mask
-        out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
+        out = self._outputs(self.model, x)[0]
         mask = getattr(out, "_keras_mask", None)
         return None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
-        return self._to_neutral(self.graph.outputs[0], out)
+    def _feed(self, x) -> list:
+        """x (an array, or {input name: array}) as the model's input tensors, graph order."""
+        xs = x if isinstance(x, dict) else {self.graph.inputs[0]: x}
+        fn = _functional_of(self.model)
+        return [keras.ops.convert_to_tensor(self._to_keras(n, xs[n]), dtype=t.dtype) for n, t in zip(self.graph.inputs, fn.inputs)]
+
+    def _outputs(self, model, x, training: bool = False) -> list:
+        return keras.tree.flatten(call_model(model, self._feed(x), training=training))
+
+    def forward(self, x):
+        """The output in neutral layout; a list of them for a model with several."""
+        outs = [self._to_neutral(n, y) for n, y in zip(self.graph.outputs, self._outputs(self.model, x))]
+        return outs[0] if len(outs) == 1 else outs
 
     def pair_outputs(self, x: np.ndarray) -> dict:
         """{node: output} for every record (pre-activation where the layer fuses one),
@@ -251,10 +275,10 @@ class KerasSide:
         Keras sets `_keras_mask` on eager tensors, keras/src/layers/layer.py)
         {node@mask: (batch, steps) bool} and {node@layer@mask: ...}."""
         fn = _functional_of(self.model)
-        ids = {id(fn.inputs[0]): tf.constant(self._to_keras(self.graph.inputs[0], x))}
+        ids = {id(t): v for t, v in zip(fn.inputs, self._feed(x))}
         walker = _Walker(ids)
         walker.used.update(self.graph.inputs)
-        names = {id(fn.inputs[0]): self.graph.inputs[0]}
+        names = {id(t): n for t, n in zip(fn.inputs, self.graph.inputs)}
         outs, pre, layer_out, masks = {}, {}, {}, {}
         for call, node in walker.walk(fn, names):
             op = call.layer
@@ -282,9 +306,9 @@ class KerasSide:
         for r in self.records():
             role = r.attrs.get("role")
             t = self.graph.node(r.name.rsplit("[", 1)[0] if role else r.name).outputs[0]
-            v = outs.get(f"{t}[{role}]" if role and role != "output" else t, pre.get(t))
+            v = outs.get(f"{t}[{role}]" if role and role != "output" else t, outs.get(t, pre.get(t)))
             if r.compare and v is not None:
-                values[r.name] = self._to_neutral(t, v)
+                values[r.name] = self._to_neutral(t, v) if r.cls != "EinsumDense" else einsum_output(self._to_neutral(t, v))
                 self._mask(values, r.name, t, masks.get(t.removesuffix("_preact")))
             if r.layer in layer_out:  # the whole layer's output (a Bidirectional's merged one)
                 t, v = layer_out[r.layer]
@@ -315,8 +339,7 @@ class KerasSide:
 
         vs = {k: v for k, v in self._variables().items() if v[0].trainable}
         with tf.GradientTape() as tape:
-            out = self.model(self._to_keras(self.graph.inputs[0], x), training=False)
-            loss = self._loss(spec)(_target(y, spec, self.dtype), out)
+            loss = _total(self._loss(spec), y, self._outputs(self.model, x), spec, self.dtype)
         grads = tape.gradient(loss, [v for v, _ in vs.values()])
         result = {}
         for ((node, name), (v, steps)), g in zip(vs.items(), grads):
@@ -334,14 +357,14 @@ class KerasSide:
         dropout_off(model)
         side = KerasSide.__new__(KerasSide)
         side.model, side.graph, side.dtype = model, read_graph(model), self.dtype
+        side.input_names, side.output_names = self.input_names, self.output_names
         loss_fn = side._loss(loss)
         opt = _optimizer(optimizer, self.dtype)
         losses = []
         variables = model.trainable_variables
         for x, y in batches:
             with tf.GradientTape() as tape:
-                out = model(side._to_keras(side.graph.inputs[0], x), training=True)
-                value = loss_fn(_target(y, loss, self.dtype), out)
+                value = _total(loss_fn, y, side._outputs(model, x, training=True), loss, self.dtype)
             opt.apply(tape.gradient(value, variables), variables)
             losses.append(float(keras.ops.convert_to_numpy(value)))
         return losses, side.weights()
@@ -448,6 +471,18 @@ def _render(node) -> str:
 def _short(v) -> str:
     """Floats to float32 precision (0.30000001192092896, a float32 attribute, reads 0.3)."""
     return f"{v:.7g}" if isinstance(v, float) else repr(v)
+
+
+def _output_names(model, graph) -> list:
+    """The outputs' names: a dict output's keys (keras.tree's flat order: sorted), else the graph's tensors."""
+    struct = getattr(_functional_of(model), "_outputs_struct", None)
+    return sorted(struct) if isinstance(struct, dict) else list(graph.outputs)
+
+
+def _total(loss_fn, y, outs: list, spec: dict, dtype: str):
+    """The loss of one output, or the sum of the loss over several (y: one target per output)."""
+    ys = y if len(outs) > 1 else [y]
+    return sum(loss_fn(_target(t, spec, dtype), o) for t, o in zip(ys, outs))
 
 
 def _target(y: np.ndarray, spec: dict, dtype: str) -> np.ndarray:

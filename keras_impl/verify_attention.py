@@ -14,7 +14,10 @@ import keras
 
 from shared.verify import KerasRecord
 
-__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "comparison_mask", "projections"]
+__all__ = ["ATTENTION_ATTRS", "ATTENTION_ROLES", "attention_records", "by_record", "comparison_mask", "projections",
+           "einsum_record", "einsum_output"]
+
+import numpy as np  # noqa: E402
 
 # A MultiHeadAttention node (keras_impl/convert/attention.py) is four linear records,
 # `<node>[query]`, `[key]`, `[value]`, `[output]`, in the order Keras computes them.
@@ -31,6 +34,42 @@ def attention_records(n) -> list:
         out.append(KerasRecord(f"{n.name}[{role}]", n.source.get("layer", n.name), n.source.get("class", "?"), "linear",
                                ws, {**base, "role": role}))
     return out
+
+
+def _einsum_split(n) -> int | None:
+    """How many leading kernel axes an einsum_dense node contracts (its input's
+    features), for the projections of a MultiHeadAttention traced inside a
+    custom layer (keras-hub's CachedMultiHeadAttention: EinsumDense
+    "abc,cde->abde" into heads, "abcd,cde->abe" out of them); None otherwise."""
+    eq = n.attrs.get("equation", "")
+    if n.op != "einsum_dense" or "->" not in eq or "," not in eq:
+        return None
+    x, kernel = eq.split("->")[0].split(",")
+    k = sum(1 for c in kernel if c in x)
+    return k if kernel[:k] == "".join(c for c in x if c in kernel) and k < len(kernel) else None
+
+
+def _einsum_role(name: str) -> str | None:
+    return next((r for r in ATTENTION_ROLES if name.endswith((f"{r}_dense", f"_{r}"))), None)
+
+
+def einsum_record(n):
+    """A traced attention projection (einsum_dense node) as a linear record, weight
+    (out, in) as nn.Linear keeps it, role from its name (query_dense, ...); None otherwise."""
+    k = _einsum_split(n)
+    if k is None or not n.weights:
+        return None
+    shape = n.attrs["kernel_shape"]
+    fan_in, fan_out = int(np.prod(shape[:k])), int(np.prod(shape[k:]))
+    ws = {"weight": (fan_out, fan_in), **({"bias": (fan_out,)} if "bias" in n.weights else {})}
+    role = _einsum_role(n.name)
+    return KerasRecord(n.name, n.source.get("layer", n.name), "EinsumDense", "linear", ws,
+                       {"equation": n.attrs["equation"], **({"role": role} if role else {})})
+
+
+def einsum_output(v):
+    """An einsum_dense projection's output with its heads flattened: (B, T, heads, dim) -> (B, T, heads*dim)."""
+    return v if v.ndim <= 3 else v.reshape(*v.shape[:2], -1)
 
 
 def projections(op, args, kwargs) -> dict:
@@ -51,8 +90,14 @@ def by_record(by_node: dict, graph) -> dict:
     """{node: {name: a}} with a MultiHeadAttention node's `query.weight`, ... regrouped
     as its records': {`node[query]`: {"weight": a, ...}, ...}."""
     attention = {n.name for n in graph.nodes if n.op == "attention"}
+    einsum = {n.name: _einsum_split(n) for n in graph.nodes if _einsum_split(n) is not None}
     out = {}
     for node, ws in by_node.items():
+        if node in einsum:  # kernel (in..., out...) -> (out, in); bias flat
+            k = einsum[node]
+            out[node] = {w: (a.reshape(int(np.prod(a.shape[:k])), -1).T if w == "weight" else a.reshape(-1))
+                         for w, a in ws.items()}
+            continue
         if node not in attention:
             out[node] = ws
             continue

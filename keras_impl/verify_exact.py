@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import threading
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras.src.backend.tensorflow import nn as _tf_nn
@@ -144,7 +145,7 @@ def make_exact(clone, layers: list) -> None:
         name = type(layer).__name__
         if name == "Rescaling":
             layer.scale, layer.offset = (np.asarray(layer.scale, np.float64), np.asarray(layer.offset, np.float64))
-        if name == "MultiHeadAttention":
+        if isinstance(layer, keras.layers.MultiHeadAttention):  # subclasses too (keras-hub's CachedMultiHeadAttention)
             layer._inverse_sqrt_key_dim = np.float64(1.0) / np.sqrt(np.float64(layer._key_dim))
         _wrap(layer)
     _wrap(clone)

@@ -43,6 +43,7 @@ import numpy as np
 
 from shared.errors import UsageError
 from shared.verify_attention import attention_notes, by_role, other_role, packed_attention
+from shared.verify_idioms import KIND_FITS, match_params, to_torch_shape
 
 __all__ = ["KerasRecord", "TorchRecord", "MatchError", "Pair", "Mapping", "match", "why_not", "flatten_columns",
            "weights_to_torch", "localise", "attribute_notes", "padding_notes", "mask_notes", "weight_notes", "functional_notes", "check_mapping", "MAPPING_VERSION"]
@@ -58,7 +59,8 @@ _KIND_WORDS = {"linear": "dense/linear", "rnn_lstm": "LSTM", "rnn_gru": "GRU (re
                "rnn_gru_reset_before": "GRU with reset_after=False (no torch module)", "embedding": "embedding", "conv1d": "1-D convolution", "conv2d": "2-D convolution",
                "conv3d": "3-D convolution", "depthwise2d": "depthwise convolution",
                "depthwise1d": "1-D depthwise convolution", "batch_norm": "batch normalisation",
-               "layer_norm": "layer normalisation"}
+               "layer_norm": "layer normalisation", "variable": "variable read by ops",
+               "params": "module using its own parameters directly"}
 
 
 class MatchError(UsageError):
@@ -168,7 +170,7 @@ def _has(rec_weights: dict, name: str) -> bool:
 def why_not(k: KerasRecord, t: TorchRecord, *, strict_bias: bool = True) -> str | None:
     """Why torch module `t` cannot take Keras layer `k`'s weights; None when it can."""
     tname = f"torch {t.cls} '{t.path}'"
-    if k.kind != t.kind:
+    if k.kind != t.kind and (k.kind, t.kind) not in KIND_FITS:
         return f"Keras {k.cls} is a {_KIND_WORDS.get(k.kind, k.kind)}, {tname} is a {_KIND_WORDS.get(t.kind, t.kind)}"
     for w, what in (("bias", "a bias"), ("weight", "a scale (gamma)" if k.kind.endswith("norm") else "a weight")):
         if _has(k.weights, w) != _has(t.params, w) and (strict_bias or w != "bias"):
@@ -221,12 +223,13 @@ def match(keras: list, torch: list, *, strict_bias: bool = True) -> Mapping:
     Raises:
         MatchError naming the first unmatched Keras layer, the torch module and why.
     """
-    remaining = list(torch)
+    order = {k.name: i for i, k in enumerate(keras)}
+    direct, keras, remaining = match_params(keras, torch)  # shared/verify_idioms.py
     pairs = []
     for k in keras:
         if not remaining:
             raise MatchError(f"{k.name}: Keras {k.cls} has no torch module left to take its weights "
-                             f"(Keras has {len(keras)} parametrized layers, torch {len(torch)} modules with parameters)")
+                             f"(Keras has {len(order)} parametrized layers, torch {len(torch)} modules with parameters)")
         why = why_not(k, remaining[0], strict_bias=strict_bias)
         named = by_role(k, remaining, lambda u, k=k: why_not(k, u, strict_bias=strict_bias) is None)
         if named is not None:  # an attention projection run out of Keras' order (k before q): taken by its name
@@ -249,8 +252,8 @@ def match(keras: list, torch: list, *, strict_bias: bool = True) -> Mapping:
     if remaining:
         t = remaining[0]
         raise MatchError(f"torch {t.cls} '{t.path}' has parameters {sorted(t.params)} but no Keras layer is left "
-                         f"to match it (Keras has {len(keras)} parametrized layers, torch {len(torch)})")
-    return Mapping(pairs)
+                         f"to match it (Keras has {len(order)} parametrized layers, torch {len(torch)})")
+    return Mapping(sorted(pairs + direct, key=lambda p: order[p.keras]))
 
 
 def check_mapping(mapping: Mapping, keras: list, torch: list) -> None:
@@ -299,7 +302,7 @@ def weights_to_torch(pair: Pair, name: str, a: np.ndarray) -> np.ndarray:
     """A neutral (torch-layout, Keras-flatten-order) array of `pair` -> the user's torch layout."""
     if pair.transform == "flatten" and name == "weight":
         return np.ascontiguousarray(a[:, flatten_columns(pair.flatten)])
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(to_torch_shape(pair, name, a))
 
 
 # ---------------------------------------------------------------- localisation
@@ -479,7 +482,7 @@ def functional_notes(keras_ops: list, torch_ops: list) -> list:
     if ks and ts and not np.isclose(float(ks[0]), float(ts[0]), rtol=SAME_WEIGHT["rtol"], atol=0.0):
         notes.append(f"LeakyReLU slope: Keras {float(ks[0]):g}, torch {float(ts[0]):g} (defaults differ: Keras' LeakyReLU "
                      "layer 0.3, keras.activations.leaky_relu 0.2, torch 0.01): pass negative_slope explicitly")
-    kg, tg = _GELU.findall(k), _GELU.findall(t)
+    kg, tg = _GELU.findall(k), _GELU.findall(t) or (["'none'"] if re.search(r"\bgelu\(\)", t) else [])  # F.gelu(x): exact
     if kg and tg and (kg[0] == "True") != (tg[0].strip("'") == "tanh"):
         notes.append(f"gelu: Keras approximate={kg[0]}, torch approximate={tg[0]}: use approximate="
                      f"{chr(39) + 'tanh' + chr(39) if kg[0] == 'True' else chr(39) + 'none' + chr(39)}")

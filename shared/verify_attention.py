@@ -54,6 +54,8 @@ def by_role(k, remaining: list, fits) -> object | None:
     if role is None or not remaining or role_of(remaining[0].path) in (role, None) and fits(remaining[0]):
         return None
     named = [u for u in remaining if role_of(u.path) == role and fits(u)]
+    if len(named) > 1:  # several blocks' fused qkv ([key] in each): the one split from the next record's module
+        named = [u for u in named if u.path.rsplit("[", 1)[0] == remaining[0].path.rsplit("[", 1)[0]]
     return named[0] if len(named) == 1 else None
 
 

@@ -30,7 +30,8 @@ def add_arguments(p, positive_int, default_threads: int) -> None:
     p.add_argument("--weights", choices=("keras", "as-is"), default="keras", help="keras (default): copy the Keras weights "
                    "into the torch model by structure; as-is: each model keeps its own weights")
     p.add_argument("--mapping", metavar="FILE", help="a mapping JSON (as written to --out) to use instead of matching by structure")
-    p.add_argument("--data", metavar="PATH", help="inputs (and targets): .npz with x (Keras layout) and optional y, or .npy; "
+    p.add_argument("--data", metavar="PATH", help="inputs (and targets): .npz with x (Keras layout) and optional y, or one "
+                   "array per Keras input name (token_ids, padding_mask, ...; transformers' names work too); or .npy; "
                    "or a dataset with --format, as in the main command (its training split)")
     p.add_argument("--format", choices=("pascal", "biwi", "csv"), help="layout of --data (as in the main command)")
     p.add_argument("--task", choices=TASKS, help="task of a --format csv file")
@@ -39,6 +40,8 @@ def add_arguments(p, positive_int, default_threads: int) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4, help="batch of the random inputs (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unsafe", action="store_true", help="allow Keras Lambda layers carrying code")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import this module first (converters registered with @keras_converter), as in `port`; repeatable")
     p.add_argument("--out", help="write report.json, report.md and mapping.json here (replaced atomically)")
     p.add_argument("--threads", type=positive_int, default=default_threads)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
@@ -82,9 +85,13 @@ def load_data(args, input_shape: tuple):
     data = np.load(p)
     if p.suffix == ".npy":
         return data, None
-    if "x" not in data:
-        raise UsageError(f"{path}: the .npz has no array 'x' (found {sorted(data.files)})")
-    return data["x"], (data["y"] if "y" in data else None)
+    y = data["y"] if "y" in data else None
+    if "x" not in data:  # a model with several inputs: one array per input name (checked against the model later)
+        named = {k: data[k] for k in data.files if k != "y"}
+        if not named:
+            raise UsageError(f"{path}: the .npz has no array 'x' and no arrays named after inputs (found {sorted(data.files)})")
+        return named, y
+    return data["x"], y
 
 
 def write_outputs(args, res) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 
 from shared import user_code
 from shared.errors import UsageError
+from shared.port_check import UNKNOWN_SEQUENCE_STEPS
+from shared.verify_io import is_padding_mask, nrows, right_padded_mask, take
 
 __all__ = ["make_targets", "check_targets", "draw_data", "right_padded"]
 
@@ -50,21 +52,45 @@ def check_targets(y: np.ndarray, n: int, loss: dict, out_shape: tuple) -> np.nda
     return y
 
 
+def _named(ks) -> bool:
+    """Inputs drawn by name: several inputs, or one of unknown length (keras-hub's token_ids)."""
+    specs = ks.input_specs()
+    return len(specs) > 1 or any(s is None for shape, _, _ in specs.values() for s in shape[1:])
+
+
+def _targets(ks, x, loss, rng):
+    """Targets of every output (a list for several), shaped by a Keras forward pass where sizes are unknown."""
+    if not _named(ks) and len(ks.output_names) == 1:
+        return make_targets(rng, ks.output_shape(), loss, nrows(x))
+    outs = ks.forward(x)
+    ys = [make_targets(rng, o.shape, loss, nrows(x)) for o in (outs if isinstance(outs, list) else [outs])]
+    return ys if len(ys) > 1 else ys[0]
+
+
+def _draw_named(ks, rng, batch: int) -> dict:
+    """{input name: seeded array}: floats N(0, 1), ids in [0, high), padding masks right-padded;
+    unknown lengths UNKNOWN_SEQUENCE_STEPS (shared/port_check.py)."""
+    out = {}
+    for name, (shape, dtype, high) in ks.input_specs().items():
+        dims = (batch, *(UNKNOWN_SEQUENCE_STEPS if s is None else int(s) for s in shape[1:]))
+        if is_padding_mask(name, dtype, high) and len(dims) == 2:
+            out[name] = right_padded_mask(rng, batch, dims[1])
+        elif "int" in dtype or dtype == "bool":
+            out[name] = rng.integers(0, high or 2, dims).astype(np.int64)
+        else:
+            out[name] = rng.standard_normal(dims)
+    return out
+
+
 def draw_data(ks, loss, opts, rng, ts=None) -> tuple:
+    if opts.x is not None:
+        return _given(ks, loss, opts, rng, ts)
+    if _named(ks):
+        make = lambda: (lambda x: (x, _targets(ks, x, loss, rng)))(_draw_named(ks, rng, opts.batch))  # noqa: E731
+        x, y = make()
+        return x, y, [make() for _ in range(opts.steps)]
     full, dtype, high = ks.input_spec()
     shape = full[1:]
-    if opts.x is not None:
-        x = np.asarray(opts.x)
-        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
-        y = opts.y if opts.y is not None else make_targets(rng, ks.output_shape(), loss, len(x))
-        y = check_targets(np.asarray(y), len(x), loss, ks.output_shape())
-        n = min(opts.batch, len(x))
-        starts = [(i * n) % (len(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
-        used = sorted({i for s in [0, *starts] for i in range(s, s + n)})
-        _check_finite_rows(ks, x, used)
-        if ts is not None:
-            _check_empty_rows(ks, ts, x, used)
-        return x[:n], y[:n], [(x[s:s + n], y[s:s + n]) for s in starts]
     pad = ks.mask_value() if "int" in dtype else None
     if pad is not None:
         draw = lambda: right_padded(rng, (opts.batch, *shape), high or 2, int(pad))  # noqa: E731
@@ -75,6 +101,26 @@ def draw_data(ks, loss, opts, rng, ts=None) -> tuple:
     make = lambda: (draw(), make_targets(rng, ks.output_shape(), loss, opts.batch))  # noqa: E731
     x, y = make()
     return x, y, [make() for _ in range(opts.steps)]
+
+
+def _given(ks, loss, opts, rng, ts) -> tuple:
+    x = opts.x
+    if not isinstance(x, dict):
+        x = np.asarray(x)
+        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
+    if opts.y is not None:
+        y = opts.y if isinstance(opts.y, list) else check_targets(np.asarray(opts.y), nrows(x), loss, ks.output_shape())
+    else:
+        y = _targets(ks, x, loss, rng)
+    n = min(opts.batch, nrows(x))
+    starts = [(i * n) % (nrows(x) - n + 1) for i in range(opts.steps)]  # full batches, in order, wrapping
+    used = sorted({i for s in [0, *starts] for i in range(s, s + n)})
+    _check_finite_rows(ks, x, used)
+    if ts is not None and not isinstance(x, dict):
+        _check_empty_rows(ks, ts, x, used)
+    rows = lambda s: slice(s, s + n)  # noqa: E731
+    ys = lambda s: [t[rows(s)] for t in y] if isinstance(y, list) else y[rows(s)]  # noqa: E731
+    return take(x, rows(0)), ys(0), [(take(x, rows(s)), ys(s)) for s in starts]
 
 
 def right_padded(rng, shape: tuple, high: int, pad: int) -> np.ndarray:
@@ -109,7 +155,8 @@ def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
     agrees with nothing): UsageError naming the rows (of those the checks use, by
     their index in x) and, for rows of nothing but the mask value, why (Keras'
     masked average over no steps is 0/0)."""
-    out = np.asarray(ks.with_dtype("float64").forward(x[used])).reshape(len(used), -1)
+    out = ks.with_dtype("float64").forward(take(x, used))
+    out = np.concatenate([np.asarray(o).reshape(len(used), -1) for o in (out if isinstance(out, list) else [out])], 1)
     finite = np.isfinite(out).all(axis=1)
     if finite.all():
         return
@@ -117,7 +164,7 @@ def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
     rows = f"{bad[:10].tolist()}" + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
     what = "NaN" if np.isnan(out[~finite]).any() else "infinite"
     pad = ks.mask_value()
-    if pad is not None and x.dtype.kind in "iu" and (x[bad].reshape(len(bad), -1) == pad).all():
+    if pad is not None and not isinstance(x, dict) and x.dtype.kind in "iu" and (x[bad].reshape(len(bad), -1) == pad).all():
         raise UsageError(f"input rows {rows}: every id is the mask value {pad:g}; Keras' own output is {what} there "
                          "(likely a masked average over no steps, 0/0): leave those rows out")
     raise UsageError(f"input rows {rows}: Keras' own float64 output is {what} there, and a non-finite value agrees "

@@ -36,7 +36,6 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from shared.errors import UsageError
@@ -45,11 +44,13 @@ from shared.verify import TorchRecord
 from torch_impl.packed import first_output, is_packed, padded, shape_of
 from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
 from torch_impl.verify_attention import FUSED, absorbed as _absorbed, attention_parts as _attention_parts, call_hook, fused_parts
+from torch_impl.verify_io import Binding
+from torch_impl.verify_loss import KERAS_EPSILON, torch_loss, total_loss  # noqa: F401  (re-exported)
+from torch_impl.verify_params import tied_params, unused_paths
 from torch_impl.verify_trace import Mode as _Mode, describe as _describe, flatten_chain as _flatten_chain
 
 __all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
-KERAS_EPSILON = 1e-7  # keras.backend.epsilon() (keras/src/backend/config.py): the loss clip
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def load_model(spec: str) -> nn.Module:
     """`path/file.py:NAME` or `package.module:NAME`; NAME an nn.Module class with a
@@ -102,6 +103,8 @@ def _kind(m: nn.Module) -> str:
         return "batch_norm"
     if isinstance(m, nn.LayerNorm):
         return "layer_norm"
+    if any(True for _ in m.parameters(recurse=False)):
+        return "params"  # uses its own parameters directly (shared/verify_idioms.py)
     return f"other ({type(m).__name__})"
 
 
@@ -144,7 +147,7 @@ def _parts(path: str, m: nn.Module) -> list:
     Keras' four projections (_attention_parts), a fused qkv nn.Linear three."""
     if isinstance(m, nn.MultiheadAttention):
         return _attention_parts(path, m)
-    if isinstance(m, nn.Linear) and getattr(m, FUSED, False):
+    if (isinstance(m, nn.Linear) or _hf_conv1d(m)) and getattr(m, FUSED, False):
         return fused_parts(path, m)
     if _rnn(m) and (m.num_layers > 1 or m.bidirectional):
         out = []
@@ -160,17 +163,24 @@ def _parts(path: str, m: nn.Module) -> list:
 
 
 def _views(model: nn.Module) -> dict:
-    """{record path: {name: (owner, tensor name, rows)}} for every module owning parameters."""
-    skip = _absorbed(model)
-    return {rp: names for path, m in model.named_modules() if _own_tensors(m) and path not in skip
-            for rp, names in _parts(path, m)}
+    """{record path: {name: (owner, tensor name, rows)}} for every module owning parameters
+    (a tied parameter under its first owner only: torch_impl/verify_params.py)."""
+    skip, tied = _absorbed(model), tied_params(model)
+    out = {}
+    for path, m in model.named_modules():
+        if _own_tensors(m) and path not in skip:
+            for rp, names in _parts(path, m):
+                names = {n: v for n, v in names.items() if (path, n) not in tied}
+                if names:
+                    out[rp] = names
+    return out
 
 
 def _tensor(view) -> torch.Tensor:
     owner, name, rows = view[:3]
     t = getattr(owner, name)
-    t = t if rows is None else t[rows[0]:rows[1]]
-    return t.T if view[3:] == (True,) else t  # HF Conv1D: a transposed view, written through in place
+    t = t.T if view[3:] == (True,) else t  # HF Conv1D: a transposed view, written through in place
+    return t if rows is None else t[rows[0]:rows[1]]
 
 
 def _tensor_owner_attr(view):
@@ -180,8 +190,8 @@ def _tensor_owner_attr(view):
 def _grad(view):
     owner, name, rows = view[:3]
     g = getattr(owner, name).grad
-    g = None if g is None else (g if rows is None else g[rows[0]:rows[1]])
-    return g.T if g is not None and view[3:] == (True,) else g
+    g = g.T if g is not None and view[3:] == (True,) else g
+    return None if g is None else (g if rows is None else g[rows[0]:rows[1]])
 
 
 def _split_record(rec: TorchRecord, m: nn.Module) -> list:
@@ -216,10 +226,27 @@ class TorchSide:
         self.module = module.to(DTYPES[dtype])
         self.dtype = dtype
         self.dropout_calls: list = []
+        self.tied: list = []  # notes: parameters owned twice (torch_impl/verify_params.py)
+        self.unused: dict = {}  # {module path: note}: parameters that never reach the compared outputs
         self.ops_after: dict = {}  # from trace: module path ("" = the input) -> functional calls after it
+        self.binding = Binding(module, ["x"], ["output"])
+
+    def bind(self, input_names: list, output_names: list) -> "TorchSide":
+        """Call the module with the Keras model's inputs by name; pick its outputs (torch_impl/verify_io.py)."""
+        self.binding = Binding(self.module, input_names, output_names)
+        return self
+
+    def _clone(self, dtype: str) -> "TorchSide":
+        side = TorchSide(copy.deepcopy(self.module), dtype)
+        side.binding = self.binding
+        return side
 
     def with_dtype(self, dtype: str) -> "TorchSide":
-        return self if dtype == self.dtype else TorchSide(copy.deepcopy(self.module), dtype)
+        return self if dtype == self.dtype else self._clone(dtype)
+
+    def _run(self, model, x):
+        """model's output(s) for x: one tensor, or a list for a Keras model with several outputs."""
+        return self.binding.call(model, x, self._x)
 
     def _x(self, x) -> torch.Tensor:
         x = np.asarray(x)
@@ -231,7 +258,11 @@ class TorchSide:
             if isinstance(m, nn.MultiheadAttention) and (m.bias_k is not None or m.add_zero_attn):
                 raise UsageError(f"torch module '{p}' (MultiheadAttention) has add_bias_kv / add_zero_attn, which Keras' "
                                  "MultiHeadAttention does not have")
-        return {p: m for p, m in self.module.named_modules() if _own_tensors(m) and p not in skip}
+        tied = tied_params(self.module)
+        self.tied = [f"torch '{p}.{n}' is '{owner}' (tied): one weight, matched and set through '{owner.rsplit('.', 1)[0]}'"
+                     for (p, n), owner in tied.items()]
+        return {p: m for p, m in self.module.named_modules() if _own_tensors(m) and p not in skip
+                and any((p, n) not in tied for n in _own_tensors(m))}
 
     def trace(self, x: np.ndarray) -> list:
         """TorchRecords of the modules owning parameters, in first-call order (eval mode)."""
@@ -254,7 +285,8 @@ class TorchSide:
                     mode.inside -= 1
                     mode.last_param_module = path
                     rec = seen.get(path)
-                    if isinstance(m, nn.Linear) and m.out_features % 3 == 0 and isinstance(out, torch.Tensor):  # fused qkv
+                    width = m.out_features if isinstance(m, nn.Linear) else m.nf if _hf_conv1d(m) else 1
+                    if width % 3 == 0 and isinstance(out, torch.Tensor):  # fused qkv (nn.Linear, HF Conv1D)
                         mode.linear_out[id(out)] = path
                         mode.keep.append(out)
                     if rec is None:
@@ -279,12 +311,17 @@ class TorchSide:
         self.module.eval()
         try:
             with torch.no_grad(), mode:
-                self.module(self._x(x))
+                self._run(self.module, x)
         finally:
             for h in handles:
                 h.remove()
             self.module.train(was)
-        never = [p for p in mods if p not in seen]
+        for p in mods:  # a module whose parameters its parent uses directly never runs itself
+            if p not in seen and _kind(mods[p]) == "params":
+                seen[p] = TorchRecord(p, type(mods[p]).__name__, "params", {n: tuple(t.shape) for n, t in _own_tensors(mods[p]).items()})
+        self.unused = unused_paths(self._run, self.module, x, {p: mods[p] for p in seen})
+        seen = {p: r for p, r in seen.items() if p not in self.unused}
+        never = [p for p in mods if p not in seen and p not in self.unused]
         if never:
             raise UsageError(f"torch module '{never[0]}' ({type(mods[never[0]]).__name__}) owns parameters but never ran "
                              "in forward(); remove it or map the model by hand (--mapping)")
@@ -317,7 +354,8 @@ class TorchSide:
         self.module.eval()
         try:
             with torch.no_grad():
-                return self.module(self._x(x)).detach().cpu().numpy()
+                out = self._run(self.module, x)
+                return [o.detach().cpu().numpy() for o in out] if isinstance(out, list) else out.detach().cpu().numpy()
         finally:
             self.module.train(was)
 
@@ -365,7 +403,7 @@ class TorchSide:
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict, mask=None) -> tuple:
         """(mean loss, {path: {name: gradient}}) in eval mode, model unchanged."""
         model = copy.deepcopy(self.module).eval()
-        loss = torch_loss(spec, model(self._x(x)), _target(y, spec, self.dtype), mask)
+        loss = total_loss(spec, self._run(model, x), y, self.dtype, mask)
         loss.backward()
         grads = {}
         for rp, names in _views(model).items():
@@ -388,14 +426,14 @@ class TorchSide:
         Returns:
             (pre-update losses, {path: {name: array}} after the last step).
         """
-        side = TorchSide(copy.deepcopy(self.module), self.dtype)
+        side = self._clone(self.dtype)
         model = side.module.train()
         opt = make_optimizer(model, optimizer)
         losses = []
         for x, y, *mask in batches:  # (x, y) or (x, y, the Keras output's mask)
             opt.zero_grad(set_to_none=True)
             with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
-                value = torch_loss(loss, model(self._x(x)), _target(y, loss, self.dtype), *mask[:1])
+                value = total_loss(loss, self._run(model, x), y, self.dtype, *mask[:1])
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
@@ -421,54 +459,3 @@ def make_optimizer(model: nn.Module, spec: dict) -> torch.optim.Optimizer:
         return SGDKeras(model.parameters(), lr=lr, momentum=spec["momentum"], decoupled_weight_decay=wd)
     return AdamKeras(model.parameters(), lr=lr, betas=(spec["beta_1"], spec["beta_2"]),
                      keras_epsilon=spec["epsilon"], weight_decay=wd)
-
-
-def _target(y, spec: dict, dtype: str) -> torch.Tensor:
-    y = np.asarray(y)
-    return torch.as_tensor(y.astype(np.int64) if spec["kind"] == "sparse_ce" else y.astype(dtype))
-
-
-def torch_loss(spec: dict, out: torch.Tensor, y: torch.Tensor, mask=None) -> torch.Tensor:
-    """Keras' loss for `spec` (keras/src/losses/losses.py): per-item loss over the
-    last axis (an item is a sample, or a step of a per-step output), label
-    smoothing as Keras applies it, then the reduction (keras/src/losses/loss.py
-    reduce_values: "sum", or "sum_over_batch_size" / "mean": the sum over the
-    number of items).
-
-    mask: the Keras mask of the model output (boolean over the items), as
-    `apply_mask` weighs them: masked items 0, kept ones total/valid, so the
-    mean runs over the kept items only."""
-    kind, logits, ls = spec["kind"], spec["from_logits"], spec.get("label_smoothing", 0.0)
-    if kind in ("sparse_ce", "ce"):
-        if logits:
-            logp = torch.log_softmax(out, dim=-1)
-        else:  # Keras renormalises, then clips at epsilon
-            logp = torch.log(torch.clamp(out / out.sum(-1, keepdim=True), KERAS_EPSILON, 1 - KERAS_EPSILON))
-        if kind == "sparse_ce":
-            per = -logp.gather(-1, y.reshape(*out.shape[:-1], 1)).squeeze(-1)
-        else:
-            y = y * (1 - ls) + ls / out.shape[-1] if ls else y
-            per = -(y * logp).sum(-1)
-    elif kind == "bce":
-        y = y * (1 - ls) + 0.5 * ls if ls else y
-        if logits:
-            per = F.binary_cross_entropy_with_logits(out, y, reduction="none").mean(-1)
-        else:
-            p = torch.clamp(out, KERAS_EPSILON, 1 - KERAS_EPSILON)
-            per = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean(-1)
-    elif kind == "mse":
-        per = ((out - y.reshape(out.shape)) ** 2).mean(-1)
-    elif kind == "mae":
-        per = (out - y.reshape(out.shape)).abs().mean(-1)
-    else:
-        raise UsageError(f"loss kind {kind!r} is not supported by verify")
-    total = per.numel()
-    if mask is not None:
-        keep = torch.as_tensor(np.asarray(mask, dtype=bool)).reshape(per.shape)
-        if spec["reduction"] == "sum":
-            per = per * keep.to(per.dtype)
-        else:
-            valid = int(keep.sum())
-            weight = torch.tensor(total / valid if valid else 0.0, dtype=per.dtype)  # not a float32 scalar
-            per = per * torch.where(keep, weight, torch.zeros((), dtype=per.dtype))
-    return per.sum() if spec["reduction"] == "sum" else per.sum() / total

@@ -48,11 +48,13 @@ def attention_parts(path: str, m: nn.MultiheadAttention) -> list:
 
 def fused_parts(path: str, m: nn.Linear) -> list:
     """A fused qkv nn.Linear (FUSED) as three projections: rows [0:E], [E:2E], [2E:3E]."""
-    e = m.out_features // 3
+    conv1d = not isinstance(m, nn.Linear)  # HF Conv1D (GPT-2's c_attn): weight (in, 3E), seen transposed
+    e = (m.nf if conv1d else m.out_features) // 3
     out = []
     for i, role in enumerate(ROLES):
         rows = (i * e, (i + 1) * e)
-        out.append((f"{path}[{role}]", {n: (m, n, rows) for n in ("weight", "bias") if getattr(m, n, None) is not None}))
+        out.append((f"{path}[{role}]", {n: (m, n, rows, conv1d and n == "weight") for n in ("weight", "bias")
+                                        if getattr(m, n, None) is not None}))
     return out
 
 

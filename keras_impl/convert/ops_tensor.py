@@ -42,7 +42,8 @@ def reshape(ctx, layer, call):
 def transpose(ctx, layer, call):
     rank = len(call.in_shapes[0])
     axes = tuple(range(rank))[::-1] if layer.axes is None else tuple(int(a) % rank for a in layer.axes)
-    if axes[0] != 0:
+    src = ctx.graph.producer(call.inputs[0])
+    if axes[0] != 0 and (src is None or src.op != "variable"):  # a variable has no batch axis (ReversibleEmbedding's E.T)
         raise unsupported(layer, f"ops.transpose with axes {axes} (moves the batch axis)")
     ctx.emit("permute", [ctx.tensor(call.inputs[0], "as_is")], call.outputs[0], layout="as_is", attrs={"dims": axes})
 
