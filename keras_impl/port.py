@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def load_model(spec: str, unsafe: bool = False):
             if "safe_mode" in str(e) or "lambda" in str(e).lower():
                 raise UsageError(f"{spec}: the model has a Lambda layer carrying code; Keras' safe_mode refuses to "
                                  "load it. Pass --unsafe if you trust this file") from None
-            raise UsageError(f"{spec}: cannot load the model: {str(e).splitlines()[0]}") from None
+            raise UsageError(f"{spec}: cannot load the model: {_load_failure(e)}") from None
     elif ":" in spec:
         model = _load_callable(spec)()
         if not isinstance(model, keras.Model):
@@ -109,6 +110,18 @@ def load_model(spec: str, unsafe: bool = False):
                          "Pass --unsafe if you trust it")
     return model
 
+
+
+def _load_failure(exc: Exception) -> str:
+    """Keras' reason, in one line: a custom class it cannot find is named, with the way out."""
+    text = str(exc)
+    missing = re.search(r"Could not locate (class|function) '([^']+)'", text)
+    if missing:
+        module = re.search(r"Full object config: \{'module': '([^']+)'", text)
+        where = f" (defined in module {module.group(1)!r} when the model was saved)" if module else ""
+        return (f"Keras could not locate {missing.group(1)} {missing.group(2)!r}{where}: pass the file or module that "
+                "defines and registers it with --plugin")
+    return text.splitlines()[0] if text else type(exc).__name__
 
 def infer_loss(model, graph: Graph) -> dict:
     """{"kind": sparse_ce|ce|bce|mse|mae, "from_logits": bool, "source": str}.

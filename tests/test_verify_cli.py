@@ -99,3 +99,81 @@ def test_data_as_in_the_main_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "targets have shape (24, 1) (float32); the Keras loss SparseCategoricalCrossentropy on a 2-wide output " \
         "takes class indices 0..1, shape (24,)" in err, err
+
+
+PLUGIN = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="ktp_cli_test")
+class Doubling(keras.layers.Layer):
+    """A custom layer a saved .keras model needs: only the plugin defines it."""
+
+    def call(self, x):
+        return x * 2.0
+'''
+
+TWO_INPUTS = '''
+import keras
+
+
+def build():
+    a, b = keras.Input((4,), name="left"), keras.Input((3,), name="right")
+    from plugin_layers import Doubling
+    x = Doubling(name="doubling")(keras.layers.Concatenate(name="cat")([a, b]))
+    return keras.Model([a, b], keras.layers.Dense(3, name="head")(x))
+'''
+
+TORCH_TWO_INPUTS = '''
+import torch
+from torch import nn
+
+
+class Port(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(7, 3)
+
+    def forward(self, left, right):
+        return self.head(torch.cat([left, right], 1) * 2.0)
+'''
+
+
+def test_named_inputs_from_npz_and_a_plugin_in_process(tmp_path, capsys, monkeypatch):
+    """verify --plugin (a custom layer of a saved .keras file) and --data .npz with one array per input name."""
+    import compare
+
+    (tmp_path / "plugin_layers.py").write_text(PLUGIN)
+    (tmp_path / "two.py").write_text(TWO_INPUTS)
+    (tmp_path / "port.py").write_text(TORCH_TWO_INPUTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    compare.frameworks()
+    import importlib
+
+    model = importlib.import_module("two").build()
+    model.save(tmp_path / "two.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", right=rng.standard_normal((6, 3)).astype("float32"),
+             left=rng.standard_normal((6, 4)).astype("float32"), y=rng.integers(0, 3, 6))
+    base = ["verify", str(tmp_path / "two.keras"), f"{tmp_path / 'port.py'}:Port", "--steps", "1",
+            "--data", str(tmp_path / "d.npz"), "--batch-size", "6"]
+
+    def forget_the_layer():  # as in a fresh process: only --plugin can bring the class back
+        keras.saving.get_custom_objects().pop("ktp_cli_test>Doubling", None)
+        sys.modules.pop("plugin_layers", None)
+
+    import keras
+
+    forget_the_layer()
+    assert compare.main(base) == 2
+    err = capsys.readouterr().err
+    assert "Keras could not locate class 'Doubling' (defined in module 'plugin_layers'" in err and "--plugin" in err, err
+    forget_the_layer()
+    assert compare.main(base + ["--plugin", str(tmp_path / "plugin_layers.py"), "--out", str(tmp_path / "rep")]) == 0, \
+        capsys.readouterr()
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    out = [c for c in report["checks"] if c["check"] == "model output" and c["dtype"] == "float64"]
+    assert report["passed"] and out and out[0]["max_abs_diff"] < 1e-14, out
+    np.savez(tmp_path / "bad.npz", left=np.zeros((6, 4), "float32"), wrong=np.zeros((6, 3), "float32"))
+    assert compare.main(base[:-4] + ["--data", str(tmp_path / "bad.npz")]) == 2
+    assert "right" in capsys.readouterr().err
