@@ -141,6 +141,8 @@ class ReadContext:
             return self.values[a]
         if isinstance(a, (list, tuple)):
             return type(a)(self.value(v) for v in a)
+        if isinstance(a, slice):  # x[:, :H, :W] with sizes from the graph (Swin's crop after padding)
+            return slice(self.value(a.start), self.value(a.stop), self.value(a.step))
         return a
 
     def tensor(self, a) -> str:
