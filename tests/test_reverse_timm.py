@@ -146,7 +146,31 @@ class LeakyStem(nn.Module):
         return self.fc(self.act(self.conv(x)).mean((2, 3)))
 
 
-@pytest.mark.parametrize("module,shape", [(LeakyStem, (3, 6, 6)), (QkvUnbind, (5, 8)), (QkvIndex, (5, 8)), (GroupNormGrn, (3, 8, 8)),
+class RelPosBias(nn.Module):
+    """Relative position bias tables (Swin, MaxViT: table[index.view(-1)].view(N, N, -1).permute(2, 0, 1);
+    LeViT, EfficientFormer: biases[:, idxs]), and F.dropout(training=self.training) that the
+    training check must not see live (fx traces in eval mode)."""
+
+    def __init__(self, n=4, heads=2, dim=8):
+        super().__init__()
+        self.heads, self.n = heads, n
+        c = torch.arange(n)
+        self.table = nn.Parameter(torch.randn(2 * n - 1, heads))
+        self.register_buffer("index", c[:, None] - c[None, :] + n - 1, persistent=False)
+        self.biases = nn.Parameter(torch.randn(heads, n))
+        self.register_buffer("idxs", (c[:, None] - c[None, :]).abs(), persistent=False)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, 3)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        x = F.dropout(x, p=0.5, training=self.training)
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.table[self.index.view(-1)].view(self.n, self.n, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        a = ((q @ k.transpose(-2, -1)) * 0.5 + bias + self.biases[:, self.idxs]).softmax(dim=-1) @ v
+        return self.proj(a.transpose(1, 2).reshape(b, n, c)).mean(1)
+
+
+@pytest.mark.parametrize("module,shape", [(RelPosBias, (4, 8)), (LeakyStem, (3, 6, 6)), (QkvUnbind, (5, 8)), (QkvIndex, (5, 8)), (GroupNormGrn, (3, 8, 8)),
                                           (FoldBatch, (3, 4, 4)), (HardGates, (6,))], ids=lambda v: getattr(v, "__name__", ""))
 def test_tiny_readers_prove(module, shape):
     torch.manual_seed(0)
