@@ -21,14 +21,7 @@ from tests.timm_sample import SAMPLE, create  # noqa: E402
 FAST = {"lcnet_050", "mobilenetv4_conv_small", "repvgg_a0"}
 # Refused: the op the port has no reader for yet (README "timm sample").
 REFUSED = {
-    "coatnet_nano_rw_224": "indexing a parameter with a constant index tensor (relative position bias table)",
-    "efficientformer_l1": "indexing a parameter with a constant index tensor (attention bias table)",
-    "levit_128s": "x.reshape_as (after a batch-folding flatten), then indexing a parameter with a constant index tensor",
-    "swin_tiny_patch4_window7_224": "indexing a parameter with a constant index tensor (relative position bias table)",
-    "maxvit_nano_rw_256": "indexing a parameter with a constant index tensor (relative position bias table)",
     "nf_resnet26": "a conv weight computed in the graph (weight standardisation through F.batch_norm)",
-    # ports, forward and gradients agree (float64 1.2e-17), training parts at step 2 by 2e-2: not yet diagnosed
-    "ghostnet_100": "SGD training in training mode parts (loss 2e-2 apart at step 2)",
 }
 
 
