@@ -263,8 +263,15 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
         grads = tape.gradient(value, trainable)
         opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    constants = {f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+    constants = constant_keys(graph)
     return losses, {k: v for k, v in get_weights(model, graph).items() if k not in constants}
+
+
+def constant_keys(graph: Graph) -> set:
+    """Graph weight keys that are constants, not torch parameters: frozen
+    `parameter` nodes (buffers) and `take_parameter`'s index."""
+    return ({f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+            | {f"{n.name}.index" for n in graph.nodes if n.op == "take_parameter"})
 
 
 def export_onnx(model, graph: Graph, path, opset: int) -> Path:
@@ -394,6 +401,6 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
         opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
         losses.append(float(keras.ops.convert_to_numpy(value)))
-    constants = {f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+    constants = constant_keys(graph)
     pairs = ((k, v) for k, v in iter_weights(model, graph) if k not in constants)
     return losses, (pairs if lazy else dict(pairs))

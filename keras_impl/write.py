@@ -175,6 +175,14 @@ class Writer:
             self.uses_batch_ones = True
         return "batch_ones"
 
+    def one_row(self) -> str:
+        """A (1, 1) tensor of ones, from batch_ones: what broadcasts over any batch (a folded one too)."""
+        if "one_row" not in self._layers:
+            self.lines.append(f"    one_row = ops.max({self.batch_ones()}, axis=0, keepdims=True)  # (1, 1)")
+            self._layers.add("one_row")
+            self._vars.add("one_row")
+        return "one_row"
+
     def unsupported(self, what: str) -> UsageError:
         n = self.node
         where = n.source.get("where") or n.source.get("layer") or n.name

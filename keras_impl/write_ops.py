@@ -200,6 +200,28 @@ def parameter(w, node):
     w.weight("weight", name, "kernel", steps)
 
 
+@keras_writer("take_parameter")
+def take_parameter(w, node):
+    """A parameter picked by constant indices (relative position bias tables),
+    one row that broadcasts over any batch (Swin's windows folded into it): the
+    flat table is a trainable Dense kernel on ones (1, 1), the index a frozen
+    one (exact below 2**24), picked with ops.take_along_axis (gradient: a
+    scatter-add, as torch's index backward)."""
+    out = node.outputs[0]
+    w.perm[out] = None
+    table, index = node.weights["weight"], node.weights["index"]
+    name, index_name = w.layer_name(node.name), w.layer_name(node.name + "_index")
+    row = w.one_row()
+    picked = (f"ops.take_along_axis(layers.Dense({table.size}, use_bias=False, name={name!r})({row}), "
+              f"ops.cast(layers.Dense({index.size}, use_bias=False, trainable=False, name={index_name!r})"
+              f"({row}), 'int32'), axis=1)")
+    kshape = tuple(int(s) for s in node.attrs["shape"][1:])
+    w.out(f"layers.Reshape({_t(kshape)}, name={w.layer_name(name + '_reshape')!r})({picked})", None,
+          comment="a torch parameter picked by constant indices (one row, broadcast over the batch)")
+    w.weight("weight", name, "kernel", [("reshape", tuple(table.shape))])
+    w.weight("index", index_name, "kernel", [("reshape", tuple(index.shape))])
+
+
 @keras_writer("multi_head_attention")
 def multi_head_attention(w, node):
     """keras.layers.MultiHeadAttention: per-head kernels (E, H, E/H) <- torch's

@@ -144,8 +144,13 @@ def pad(w, node):
     pairs = [tuple(flat[i:i + 2]) for i in range(0, len(flat), 2)][::-1]  # F.pad: last axis first
     dims = w.rank(t) - 2
     value = float(node.attrs.get("value", 0.0))
-    if len(pairs) != dims:
-        raise w.unsupported("padding the batch or channel axis")
+    if not any(flat):  # F.pad by sizes that are 0 here (Swin pads to a multiple of the window)
+        return w.alias(w.var[t], w.perm.get(t))
+    if len(pairs) != dims:  # not the spatial axes of a channels-first map: keras.ops.pad on the neutral axes
+        if len(pairs) >= w.rank(t):
+            raise w.unsupported("padding the batch axis")
+        kp = [[0, 0]] * (w.rank(t) - len(pairs)) + [list(p) for p in pairs]
+        return w.out(f"ops.pad({w.arg(t, 'as_is')}, {kp}, constant_values=float({str(value)!r}))", None)
     if value != 0:  # e.g. -inf before a max pooling: keras.ops.pad on Keras' own axes
         kp = [[0, 0]] * w.rank(t)
         for i, p in enumerate(pairs):

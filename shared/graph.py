@@ -67,6 +67,7 @@ already broadcastable against the neutral tensor).
 | `identity` | | |
 | `slice` | index: one entry per axis from the batch on: [start, stop, step] (None = open end) or an int (picks one, the axis is dropped) | |
 | `parameter` | shape: the output's shape with a leading 1 (broadcast over the batch of input 0, the model input); a trainable array (ViT's class token and position embedding, ConvNeXt's layer scale); trainable=False: a buffer or a constant folded from the example run (BERT's position ids), any dtype | weight (the source's own shape) |
+| `take_parameter` | shape (as `parameter`): a trainable table picked by constant indices, `weight.reshape(-1)[index]` (relative position bias tables); one row that broadcasts over any batch | weight (the table, its own shape), index (int64, the output's shape without the batch) |
 | `adaptive_avg_pool` | output_size (2-d): torch's adaptive average pooling where windows differ in size | |
 | `multi_head_attention` | embed_dim, num_heads, bias; inputs query, key, value (batch first) | q_weight, k_weight, v_weight (E, E), q_bias, k_bias, v_bias, out_weight (E, E), out_bias |
 | `embedding` | num_embeddings, embedding_dim (input: integer ids of any shape) | weight (V, D) |

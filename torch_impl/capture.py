@@ -127,6 +127,13 @@ class _Tracer(fx.Tracer):
 def _fx(module) -> Captured:
     tracer = _Tracer()
     tracer.record_stack_traces = True
+    # Traced in eval mode, as torch.export's capture: fx bakes `self.training` into the
+    # graph, and the training check captures its module after module.train(); traced
+    # then, timm's DropPath (Swin) and GhostNet's F.dropout(training=self.training) were
+    # live in torch's training steps only (losses 2e-2 apart, differing run to run).
+    # Leaf modules (BatchNorm) still read their own mode when the graph runs.
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
     try:
         g = tracer.trace(module)
     except Exception as e:  # data-dependent control flow and friends
@@ -134,6 +141,9 @@ def _fx(module) -> Captured:
             raise
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"torch.fx cannot trace {type(module).__name__}: {first}") from None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
     gm = fx.GraphModule(tracer.root, g, type(module).__name__)
     ins = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
     return Captured(gm, ins, ["output"], "fx")

@@ -39,6 +39,7 @@ from shared.errors import UsageError
 from shared.graph import Graph, Node, TensorSpec
 from shared.inputs import DEFAULT_INT_HIGH, InputSpec, as_specs
 from shared.registries import Registry
+from torch_impl import read_derived
 from torch_impl.capture import EXAMPLE_BATCH, capture, example_inputs
 
 __all__ = ["read_graph", "graph_values", "trace", "UnsupportedOpError", "torch_reader", "READERS", "params_by_key"]
@@ -120,6 +121,7 @@ class ReadContext:
         self.tuples: dict = {}  # fx node of a tuple value -> its tensors' names
         self.moved: dict = {}  # fx node of a permute that moves the batch axis -> (input, axis now first, rest of the perm)
         self.param_nodes: dict = {}  # get_attr target -> graph tensor of its `parameter` node
+        self.derived: set = set()  # fx nodes picked from a parameter by constant indices (torch_impl/read_derived.py)
         self.static: set = set()  # fx nodes computed from constants and sizes only (folded, read from the example run)
         self.batchy: set = set()  # static nodes whose value depends on the batch size
         self.trainable = {k for k, p in gm.named_parameters() if p.requires_grad}
@@ -139,12 +141,16 @@ class ReadContext:
             return self.values[a]
         if isinstance(a, (list, tuple)):
             return type(a)(self.value(v) for v in a)
+        if isinstance(a, slice):  # x[:, :H, :W] with sizes from the graph (Swin's crop after padding)
+            return slice(self.value(a.start), self.value(a.stop), self.value(a.step))
         return a
 
     def tensor(self, a) -> str:
         """The graph tensor of an fx argument (a get_attr parameter becomes a `parameter` node)."""
         if isinstance(a, fx.Node) and a in self.tensor_of:
             return self.tensor_of[a]
+        if isinstance(a, fx.Node) and a in self.derived:
+            return read_derived.emit_gathered(self, a)
         if isinstance(a, fx.Node) and (a.op == "get_attr" or a in self.static) and isinstance(self.values.get(a), torch.Tensor):
             return self.parameter(a)
         if isinstance(a, fx.Node) and a in self.moved:
@@ -158,6 +164,8 @@ class ReadContext:
         (C,) on (N, H, W, C)) becomes a `parameter` node of the result's rank
         (leading 1s, numpy's broadcasting), so both operands have one rank."""
         out = self.values.get(self.node)
+        if isinstance(a, fx.Node) and a in self.derived and isinstance(out, torch.Tensor):
+            return read_derived.emit_gathered(self, a, rank=out.dim() if 0 < self.values[a].dim() < out.dim() else None)
         if (isinstance(a, fx.Node) and a not in self.tensor_of and (a.op == "get_attr" or a in self.static)
                 and isinstance(self.values.get(a), torch.Tensor) and isinstance(out, torch.Tensor)
                 and 0 < self.values[a].dim() < out.dim()):
@@ -169,7 +177,7 @@ class ReadContext:
         return list(a)
 
     def is_tensor(self, a) -> bool:
-        return isinstance(a, fx.Node) and (a in self.tensor_of or ((a.op == "get_attr" or a in self.static)
+        return isinstance(a, fx.Node) and (a in self.tensor_of or a in self.derived or ((a.op == "get_attr" or a in self.static)
                                                                    and isinstance(self.values.get(a), torch.Tensor)))
 
     def shape(self, a) -> tuple:
@@ -288,6 +296,9 @@ def _mark_static(ctx, n) -> bool:
     if n.op == "get_attr":
         if n.target not in ctx.trainable:
             ctx.static.add(n)
+        return True
+    if read_derived.starts_chain(ctx, n) or read_derived.continues_chain(ctx, n):
+        ctx.derived.add(n)  # read where it is used, as one take_parameter node
         return True
     ins = n.all_input_nodes
     folded = n.op in ("call_function", "call_method") and all(a in ctx.static for a in ins)

@@ -277,7 +277,7 @@ def matmul(ctx, n):
     ctx.emit("matmul", [ctx.tensor(a), ctx.tensor(b)])
 
 
-@torch_reader("aten.scaled_dot_product_attention")
+@torch_reader("aten.scaled_dot_product_attention", "function.scaled_dot_product_attention")
 def sdpa(ctx, n):
     q, k, v = n.args[:3]
     mask = ctx.arg(3, "attn_mask")

@@ -188,7 +188,8 @@ def _batch_reshape(ctx, n, x, a, b):
 
 
 @torch_reader("method.view", "method.reshape", "function.reshape", "method.flatten", "function.flatten", "Flatten",
-              "method.expand", "method.expand_as", "method.squeeze", "function.squeeze", "method.unsqueeze", "function.unsqueeze")
+              "method.expand", "method.expand_as", "method.squeeze", "function.squeeze", "method.unsqueeze", "function.unsqueeze",
+              "method.reshape_as", "method.view_as")
 def reshape(ctx, n):
     name = str(getattr(n.target, "__name__", n.target))
     if name in ("expand", "expand_as"):

@@ -166,6 +166,12 @@ def parameter(node, args, module, graph=None):
     return Emitted(f"Parameter({fmt(wshape)}, {fmt(tuple(node.attrs['shape']))})", f"{module}({args[0]})", ("Parameter",))
 
 
+@torch_emitter("take_parameter")
+def take_parameter(node, args, module, graph=None):
+    wshape, ishape = tuple(node.weights["weight"].shape), tuple(node.weights["index"].shape)
+    return Emitted(f"TakeParameter({fmt(wshape)}, {fmt(ishape)})", f"{module}()", ("TakeParameter",))
+
+
 @torch_emitter("variable")
 def variable(node, args, module, graph=None):
     if "shares" in node.attrs:  # a later call of the custom layer reads the same parameter

@@ -151,6 +151,18 @@ class Parameter(nn.Module):
     def forward(self, like):
         return self.weight.reshape(self.shape).expand(like.shape[0], *self.shape[1:])
 ''',
+    "TakeParameter": '''
+class TakeParameter(nn.Module):
+    """A trainable table picked by constant indices: weight.reshape(-1)[index], one row."""
+
+    def __init__(self, weight_shape, index_shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(weight_shape))
+        self.register_buffer("index", torch.zeros(index_shape, dtype=torch.int64))
+
+    def forward(self):
+        return self.weight.reshape(-1)[self.index].unsqueeze(0)
+''',
     "keras_gelu": '''
 def keras_gelu(x, approximate=False):
     """GELU as TensorFlow computes it (tf.nn.gelu): its constants pass through
