@@ -50,6 +50,19 @@ TRAIN_LR, TRAIN_MOMENTUM = 0.01, 0.9
 # conditioned that float64 weights part by 3e-9 after 3 steps (tolerance 1e-10);
 # with 8 images RegNet-X-400MF still parts by 5.6e-10; with 16 both pass.
 TRAIN_MIN_BATCH = 16
+# Ill-conditioned training (an untrained Inception-V3 at 75x75: logits of 1e8,
+# BatchNorm in training mode on 1x1 maps): float64 weights after 3 steps part
+# by 7.6e-9 against the fixed 1e-10 while every float64 node and gradient agrees
+# to 1e-14 relative. Where a float64 training row misses the fixed bound,
+# torch's own run is repeated from a start whose parameters are perturbed by
+# the relative size of the measured float64 forward difference between the two
+# frameworks (the worst float64 node or output row, at least PERTURB_MIN_REL: one
+# ulp), and the row is judged against CONDITIONING_FACTOR x how far that moves
+# torch's own result (the factor 4 of the float32 own-error rule). A porting
+# bug that shows only in training moves a well-conditioned model's weights by
+# orders of magnitude more than that; it stays caught (tests/test_reverse_conditioning.py).
+PERTURB_MIN_REL = float(np.finfo(np.float64).eps)
+CONDITIONING_FACTOR = 4.0
 
 
 @dataclass
@@ -125,7 +138,8 @@ def _dtype_rows(k, t, graph, ts: dict, ks: dict, loss, dtype, truth) -> list:
     rows = [compare_arrays(f"output {o}", a[o], b[o], node_tol(o) if callable(node_tol) else tol, **ctx) for o in graph.outputs]
     first = pc.first_differing(graph, nodes)
     rows += ([first] if first else []) + nodes
-    rows.append(compare_arrays(f"loss ({loss['kind']})", ts["loss"], ks["loss"], tol, **ctx))
+    loss_tol = tol if truth is None else Tolerance(rel=tol.rel, abs=F32_OWN_ERROR_FACTOR * abs(ts["loss"] - truth["loss"]))
+    rows.append(compare_arrays(f"loss ({loss['kind']})", ts["loss"], ks["loss"], loss_tol, **ctx))
     return rows + _grad_rows(ts["grads"], ks["grads"], truth, dtype, ctx)
 
 
@@ -158,7 +172,38 @@ def _keras_training(k, graph, source, plan, batches, loss, mem) -> tuple:
     return kl, kw
 
 
-def _training_rows(k, t, graph, trained_t, trained_k) -> list:
+def _torch_sensitivity(t, module, graph, batches, loss, rel: float) -> tuple:
+    """torch's own training from a start perturbed by `rel`: (losses, weights on disk)."""
+    mod = t.perturbed(module, "float64", rel)
+    tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    del mod
+    release()
+    return tl, spill(tw)
+
+
+def _conditioned(rows: list, own: tuple, torch_run: tuple, keras_run: tuple, ctx: dict, rel: float) -> list:
+    """Failing float64 training rows made again against CONDITIONING_FACTOR x the
+    distance a start perturbed by `rel` moves torch's own run (`own` vs `torch_run`, each
+    (losses, weights)); rows within the fixed bound stay as they are."""
+    (pl, pw), (tl, tw), (kl, kw) = own, torch_run, keras_run
+    fixed = for_check("training", "float64")
+    out = []
+    for c in rows:
+        key = c.check[len("trained "):] if c.check.startswith("trained ") else None
+        if c.passed or c.info or (key is None and not c.check.startswith("training loss")):
+            out.append(c)
+            continue
+        a, b, own_a = (np.array(tl), np.array(kl), np.array(pl)) if key is None else (tw[key], kw[key], pw[key])
+        spread = float(np.max(np.abs(np.subtract(a, own_a, dtype=np.float64)))) if np.size(a) else 0.0
+        tol = Tolerance(rel=fixed.rel, abs=CONDITIONING_FACTOR * spread,
+                        note=f"ill-conditioned: torch's start perturbed by {rel:.2g} relative (the measured float64 "
+                             f"forward difference) moves torch's own result by {spread:.3g}; "
+                             f"{CONDITIONING_FACTOR:g} x that + the fixed {fixed.rel:g} relative")
+        out.append(compare_arrays(c.check, a, b, tol, **ctx))
+    return out
+
+
+def _training_rows(k, t, graph, trained_t, trained_k, sensitivity=None, perturb_rel: float = PERTURB_MIN_REL) -> list:
     """TRAIN_STEPS SGD+momentum steps in training mode (BatchNorm on batch
     statistics), float64, same start, same batches: losses per step and every
     weight after. BatchNorm's running variance is an information row: torch
@@ -171,6 +216,8 @@ def _training_rows(k, t, graph, trained_t, trained_k) -> list:
     var_keys = {key for key in tw if key.endswith(".running_var")}
     rows += compare_named("trained", tw.only(n for n in tw if n not in var_keys),
                           kw.only(n for n in kw if n not in var_keys), tol, **ctx)
+    if sensitivity is not None and any(not c.passed and not c.info for c in rows):
+        rows = _conditioned(rows, sensitivity(), (tl, tw), (kl, kw), ctx, perturb_rel)
     if var_keys:
         diffs = compare_named("v", tw.only(var_keys), kw.only(var_keys), tol, **ctx)
         w = max(diffs, key=lambda c: c.max_abs_diff)
@@ -229,7 +276,8 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     with _clock(timings, "float32"):
         model = k.build(graph, source, plan, dtype="float32")[0]
     mem.mark("float32 model rebuilt")
-    checks = _all_rows(k, t, graph, sides, trained, loss, timings)
+    sensitivity = (lambda rel: _torch_sensitivity(t, module, graph, batches, loss, rel)) if training else None
+    checks = _all_rows(k, t, graph, sides, trained, loss, timings, sensitivity)
     for side in list(sides.values()) + [w for _, w in trained.values()]:
         for arrays in (side["values"], side["grads"]) if isinstance(side, dict) else (side,):
             arrays.close()
@@ -237,7 +285,7 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     return ReverseResult(graph, model, source, plan, checks, info)
 
 
-def _all_rows(k, t, graph, sides, trained, loss, timings) -> list:
+def _all_rows(k, t, graph, sides, trained, loss, timings, sensitivity=None) -> list:
     """float32 rows (measured against torch's float64 side when there is one), float64 rows, training rows."""
     checks = []
     for dtype in sorted({d for d, _ in sides}, key=lambda d: d != "float32"):
@@ -245,8 +293,11 @@ def _all_rows(k, t, graph, sides, trained, loss, timings) -> list:
         with _clock(timings, dtype):
             checks += _dtype_rows(k, t, graph, sides[dtype, "torch"], sides[dtype, "keras"], loss, dtype, truth)
     if trained:
+        forward = [c.max_rel_diff for c in checks if c.dtype == "float64" and c.check.startswith(("output ", "node "))]
+        rel = max([PERTURB_MIN_REL] + forward)  # the measured float64 forward difference between the frameworks
         with _clock(timings, "training"):
-            checks += _training_rows(k, t, graph, trained["torch"], trained["keras"])
+            checks += _training_rows(k, t, graph, trained["torch"], trained["keras"],
+                                     sensitivity and (lambda: sensitivity(rel)), rel)
     return checks
 
 

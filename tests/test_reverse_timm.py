@@ -25,16 +25,17 @@ REFUSED = {
 }
 
 
-def _worst(res, dtype, prefix):
+def _worst(res, dtype, prefix, key="max_abs_diff"):
     rows = [c for c in res.checks if c.dtype == dtype and c.check.startswith(prefix) and not c.info]
     assert rows, prefix
-    return max(c.max_abs_diff for c in rows)
+    return max(getattr(c, key) for c in rows)
 
 
 def _passes(res):
     failed = [c for c in res.checks if not c.passed]
     assert not failed, [(c.check, c.max_abs_diff, c.where) for c in failed[:5]]
-    assert _worst(res, "float64", "output") <= 1e-12
+    # relative to max(1, |output|): an untrained Inception-V3's logits reach 5.5e7 (4.7e-7 absolute, 8.5e-15 relative)
+    assert _worst(res, "float64", "output", "max_rel_diff") <= 1e-12
 
 
 def _timm():

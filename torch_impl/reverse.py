@@ -16,7 +16,7 @@ from shared.graph import Graph
 from torch_impl import port as _port
 from torch_impl import read as _read
 
-__all__ = ["read", "cast", "values", "loss_and_grads", "sgd_steps", "forward", "export_onnx", "load_module", "NAME"]
+__all__ = ["read", "cast", "perturbed", "values", "loss_and_grads", "sgd_steps", "forward", "export_onnx", "load_module", "NAME"]
 
 NAME = "torch"
 read = _read.read_graph
@@ -31,6 +31,22 @@ def cast(module, dtype: str):
     if dtype == "float32":
         return module
     return copy.deepcopy(module).to(getattr(torch, dtype)).eval()
+
+
+def perturbed(module, dtype: str, rel: float, seed: int = 0):
+    """A `dtype` copy of `module` whose parameters are each multiplied by 1 + rel or
+    1 - rel (a seeded random sign per element): for measuring how far the
+    training check's own rounding can carry (shared/port_reverse.py, sensitivity)."""
+    mod = cast(module, dtype)
+    if mod is module:
+        mod = copy.deepcopy(module)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in mod.parameters():
+            if p.is_floating_point():
+                sign = torch.randint(0, 2, p.shape, generator=g).to(p.dtype) * 2 - 1
+                p.mul_(1 + rel * sign)
+    return mod
 
 
 def forward(module, graph: Graph, x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""Float64 training rows of the reverse port on ill-conditioned models
+(shared/port_reverse.py, CONDITIONING_FACTOR): a row that misses the fixed 1e-10
+is judged against how far torch's own run moves when its start is perturbed by
+the measured float64 forward difference. An untrained Inception-V3 at 75x75
+(logits of 1e8) passes that way (tests/test_reverse_timm.py, slow: 234 rows
+re-judged, worst margin 0.12; 235 rows failed before); a training-only bug in
+a well-conditioned model is still caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # torch before TensorFlow
+pytest.importorskip("tensorflow")
+
+import compare  # noqa: E402
+from shared import port_reverse as pr  # noqa: E402
+from shared.spill import spill  # noqa: E402
+from torch import nn  # noqa: E402
+
+CTX = {"a_name": "torch", "b_name": "keras", "model": "m", "dtype": "float64"}
+
+
+def _rows(tw, kw):
+    tol = pr.for_check("training", "float64")
+    return [pr.compare_arrays(f"trained {k}", tw[k], kw[k], tol, **CTX) for k in tw]
+
+
+def test_a_row_within_four_times_torchs_own_spread_passes_and_says_why():
+    tw = {"w": np.array([1.0, 2.0]), "b": np.array([0.5])}
+    kw = {"w": tw["w"] + 5e-9, "b": tw["b"] + 1e-9}
+    pw = {"w": tw["w"] - 2e-9, "b": tw["b"]}  # torch's own run from the perturbed start
+    rows = _rows(tw, kw)
+    assert [r.passed for r in rows] == [False, False]
+    out = pr._conditioned(rows, ([1.0], spill(dict(pw))), ([1.0], spill(dict(tw))), ([1.0], spill(dict(kw))), CTX, 3e-15)
+    w, b = out
+    assert w.passed and w.tolerance == pytest.approx(pr.CONDITIONING_FACTOR * 2e-9 + 2e-10)
+    assert "ill-conditioned" in w.tolerance_from and "3e-15" in w.tolerance_from
+    assert not b.passed and b.max_abs_diff == pytest.approx(1e-9)  # torch did not move there: no room
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.bn(self.conv(x))), 1))
+
+
+def test_a_training_only_bug_in_a_well_conditioned_model_is_still_caught(monkeypatch):
+    """Keras' trained weights moved by 1e-8 (a bug that shows only in training):
+    the conditioning run measures torch's own spread (~1e-15) and leaves the rows failing."""
+    from keras_impl import reverse as k
+
+    original = k.sgd_steps
+
+    def buggy(*args, **kw):
+        losses, pairs = original(*args, **kw)
+        return losses, ((name, w + 1e-8) for name, w in pairs)
+
+    monkeypatch.setattr(k, "sgd_steps", buggy)
+    res = compare.reverse_port_checks(Small(), (3, 6, 6))
+    failed = [c for c in res.checks if not c.passed and not c.info]
+    assert failed and all(c.check.startswith("trained ") and c.dtype == "float64" for c in failed), \
+        [(c.check, c.max_abs_diff) for c in failed]
+    assert all(c.max_abs_diff == pytest.approx(1e-8, rel=1e-3) for c in failed)
+    rejudged = [c for c in failed if "ill-conditioned" in c.tolerance_from]
+    assert rejudged and max(c.tolerance for c in rejudged) < 1e-9  # torch's own spread gave no room
