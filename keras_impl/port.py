@@ -24,7 +24,8 @@ from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps"]
+__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps",
+           "sgd_momentum_update", "SGD_SLICE_ELEMENTS"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
 _LOSS_KINDS = {
@@ -376,31 +377,70 @@ class GraphWeights:
         return out
 
 
+# Elements per slice of the in-place SGD update (sgd_momentum_update): its
+# temporaries are one slice, not one variable (VGG11-BN's 25088x4096 float64
+# kernel is 0.8 GB; keras.optimizers.SGD's update_step makes three such
+# temporaries, which TF's oneDNN pool then keeps; BENCHMARKS.md, issue 18).
+# 4M elements: the chunk shared/checks.py's lean compare_arrays uses.
+SGD_SLICE_ELEMENTS = 1 << 22
+
+
+def sgd_momentum_update(variable, velocity, gradient, lr, momentum) -> None:
+    """keras.optimizers.SGD(momentum, nesterov=False)'s update_step
+    (keras/src/optimizers/sgd.py), in place and a slice of the first axis at a
+    time: velocity = velocity * momentum - gradient * lr; variable += velocity.
+    Element-wise, so bit for bit the whole-array update; lr and momentum are
+    cast to the variable's dtype as update_step casts them."""
+    var = variable.value if isinstance(variable, keras.Variable) else variable
+    vel = velocity.value if isinstance(velocity, keras.Variable) else velocity
+    lr = tf.cast(lr, var.dtype)
+    momentum = tf.cast(momentum, var.dtype)
+    gradient = tf.cast(gradient, var.dtype)
+    rows = int(var.shape[0]) if var.shape.rank else 0
+    per_row = max(1, int(np.prod(var.shape[1:])) if var.shape.rank else 1)
+    step = max(1, SGD_SLICE_ELEMENTS // per_row)
+    if rows <= step:  # one slice: the whole variable (scalars included)
+        vel.assign(tf.subtract(tf.multiply(vel, momentum), tf.multiply(gradient, lr)))
+        var.assign_add(vel)
+        return
+    for i in range(0, rows, step):
+        j = min(rows, i + step)
+        vel[i:j].assign(tf.subtract(tf.multiply(vel[i:j], momentum), tf.multiply(gradient[i:j], lr)))
+        var[i:j].assign(tf.add(var[i:j], vel[i:j]))
+
+
 def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float, lazy: bool = False) -> tuple:
     """Train `model` in training mode (BatchNorm on batch statistics, updating
     its moving statistics; Dropout rates set to 0 so both sides stay
-    deterministic) with keras.optimizers.SGD; (losses, weights by state key).
+    deterministic) with SGD+momentum, keras.optimizers.SGD's arithmetic applied
+    in place (sgd_momentum_update: each gradient released once applied, no
+    whole-variable temporaries); (losses, weights by state key).
 
     batches: [(inputs, y)], inputs in the graph's neutral layout; lazy: the
     weights as iter_weights' pairs (one converted at a time), not a dict."""
     for layer in _iter_layers(model):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
-    from keras_impl.train import _constant
-
-    trainable = model.trainable_variables
+    trainable = list(model.trainable_variables)
     # float64 hyperparameters reach float64 variables without a float32 detour
-    # (keras_impl/train.py, make_optimizer: 0.01 would become 0.009999999776).
-    scalar = np.float64 if str(trainable[0].dtype) == "float64" else float
-    opt = keras.optimizers.SGD(learning_rate=_constant(float(lr)), momentum=scalar(momentum))
+    # (keras_impl/train.py, _constant: 0.01 would become 0.009999999776).
+    lr_t, momentum_t = tf.constant(float(lr), tf.float64), tf.constant(float(momentum), tf.float64)
+    velocities = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in trainable]
     losses = []
     for inputs, y in batches:
         xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
         with tf.GradientTape() as tape:
             out = keras.tree.flatten(call_model(model, xs, training=True))[0]  # the loss reads the first output
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
-        opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
+        grads = tape.gradient(value, trainable)
+        del tape, out, xs
+        for i, (v, m) in enumerate(zip(trainable, velocities)):
+            g, grads[i] = grads[i], None  # released as soon as applied
+            if g is not None:
+                sgd_momentum_update(v, m, g, lr_t, momentum_t)
+            del g
         losses.append(float(keras.ops.convert_to_numpy(value)))
+    del velocities
     constants = constant_keys(graph)
     pairs = ((k, v) for k, v in iter_weights(model, graph) if k not in constants)
     return losses, (pairs if lazy else dict(pairs))
