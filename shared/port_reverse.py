@@ -75,6 +75,8 @@ def _torch_side(t, module, graph, xd, y, loss, dtype, mem) -> dict:
     mod = t.cast(module, dtype)
     a = t.values(mod, graph, xd)
     tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
+    if mod is not module:
+        t.forget(mod)  # its cached capture would keep the copy alive
     del mod
     release()
     mem.mark(f"{dtype}: torch values + gradients")
@@ -90,10 +92,26 @@ def _keras_side(k, km, graph, xd, y, loss, dtype, mem) -> dict:
     return {"values": b, "loss": kl, "grads": spill(kg)}
 
 
+# _own_error's float64 difference is taken this many elements at a time (32
+# MiB), not whole: VGG11-BN's classifier gradient would make a 0.8 GB temporary
+# while its float32 and float64 copies are loaded (issue 18). The chunk of
+# shared/checks.py's lean compare_arrays.
+OWN_ERROR_CHUNK = 1 << 22
+
+
 def _own_error(x: np.ndarray, reference) -> float:
-    """max |x - reference|, x widened to float64 (one temporary)."""
-    d = np.subtract(x, reference, dtype=np.float64)
-    return float(max(d.max(), -d.min())) if d.size else 0.0
+    """max |x - reference|, x widened to float64, a chunk at a time (max is exact: same figure)."""
+    x, reference = np.asarray(x), np.asarray(reference)
+    if x.shape != reference.shape:  # broadcasting: the whole-array difference, as before
+        d = np.subtract(x, reference, dtype=np.float64)
+        return float(max(d.max(), -d.min())) if d.size else 0.0
+    fx, fr = x.reshape(-1), reference.reshape(-1)
+    out = None
+    for start in range(0, fx.size, OWN_ERROR_CHUNK):
+        d = np.subtract(fx[start:start + OWN_ERROR_CHUNK], fr[start:start + OWN_ERROR_CHUNK], dtype=np.float64)
+        m = max(d.max(), -d.min())
+        out = m if out is None or m > out else out
+    return float(out) if out is not None else 0.0
 
 
 def _grad_rows(tg, kg, truth, dtype, ctx) -> list:
@@ -142,6 +160,7 @@ def _torch_training(t, module, graph, batches, loss, mem) -> tuple:
     """TRAIN_STEPS SGD+momentum steps of a float64 copy in training mode: (losses, weights on disk)."""
     mod = t.cast(module, "float64")
     tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    t.forget(mod)  # its cached capture would keep the copy alive
     del mod
     release()
     mem.mark("training: torch steps")
