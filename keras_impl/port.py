@@ -171,6 +171,20 @@ def _to_keras_layout(graph: Graph, name: str, x: np.ndarray) -> np.ndarray:
     return x if perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
 
 
+def _neutral(value, steps) -> np.ndarray:
+    """A TF tensor or variable -> numpy in the neutral layout (`steps`:
+    apply_transform's), with one full-size copy, not two: the transform reads
+    TF's own buffer (EagerTensor.__array__ is a view; a later assign to the
+    variable copies on write, the view keeps its values), and only where the
+    transform left a view of that buffer is the result copied. Bit for bit
+    keras.ops.convert_to_numpy then apply_transform (issue 18: VGG11-BN's
+    0.8 GB float64 kernel made 1.6 GB of copies per conversion)."""
+    value = value.value if isinstance(value, keras.Variable) else value
+    view = np.asarray(tf.convert_to_tensor(value))
+    out = apply_transform(view, [(a, tuple(b)) for a, b in steps])
+    return out.copy() if np.may_share_memory(out, view) else out
+
+
 def _variables(model, graph: Graph) -> dict:
     """state key -> the Keras variable (by position in model.weights: a cast
     copy of the model has the same order but other paths)."""
@@ -195,8 +209,11 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
     out = {}
     for key, s in wanted.items():
         g = grads[key]
-        g = np.zeros(s["source_shape"]) if g is None else keras.ops.convert_to_numpy(g)
-        out[key] = apply_transform(g, [(k, tuple(a)) for k, a in s["transform"]])
+        if g is None:
+            out[key] = apply_transform(np.zeros(s["source_shape"]), [(k, tuple(a)) for k, a in s["transform"]])
+        else:
+            out[key] = _neutral(g, s["transform"])
+        grads[key] = g = None  # TF's copy goes as soon as it is converted
     return float(keras.ops.convert_to_numpy(value)), out
 
 
@@ -209,7 +226,7 @@ def iter_weights(model, graph: Graph):
     """(state key, weight in the neutral layout) pairs, one converted at a time."""
     variables = _variables(model, graph)
     for k, s in graph.weight_sources.items():
-        yield k, apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
+        yield k, _neutral(variables[k], s["transform"])
 
 
 def set_weights(model, graph: Graph, tensors: dict) -> None:
@@ -373,7 +390,7 @@ class GraphWeights:
         for key, s in self.graph.weight_sources.items():
             g = by_variable.get(id(variables[key]))
             if variables[key].trainable and g is not None:
-                out[key] = apply_transform(keras.ops.convert_to_numpy(g), [(a, tuple(b)) for a, b in s["transform"]])
+                out[key] = _neutral(g, s["transform"])
         return out
 
 
@@ -385,28 +402,32 @@ class GraphWeights:
 SGD_SLICE_ELEMENTS = 1 << 22
 
 
-def sgd_momentum_update(variable, velocity, gradient, lr, momentum) -> None:
+def sgd_momentum_update(variable, velocity: np.ndarray, gradient, lr: float, momentum: float) -> None:
     """keras.optimizers.SGD(momentum, nesterov=False)'s update_step
-    (keras/src/optimizers/sgd.py), in place and a slice of the first axis at a
-    time: velocity = velocity * momentum - gradient * lr; variable += velocity.
-    Element-wise, so bit for bit the whole-array update; lr and momentum are
-    cast to the variable's dtype as update_step casts them."""
+    (keras/src/optimizers/sgd.py): velocity = velocity * momentum - gradient * lr;
+    variable += velocity, a slice of the first axis at a time. The velocity is
+    numpy (SGD's momentum buffers would otherwise stay in TF's oneDNN pool, which
+    never shrinks: 1 GB for VGG11-BN in float64) and is updated in place; the
+    gradient is read through a view of TF's buffer. Element-wise IEEE operations
+    in the same order, lr and momentum rounded once to the variable's dtype as
+    update_step's casts do: bit for bit the Keras optimizer."""
     var = variable.value if isinstance(variable, keras.Variable) else variable
-    vel = velocity.value if isinstance(velocity, keras.Variable) else velocity
-    lr = tf.cast(lr, var.dtype)
-    momentum = tf.cast(momentum, var.dtype)
-    gradient = tf.cast(gradient, var.dtype)
-    rows = int(var.shape[0]) if var.shape.rank else 0
-    per_row = max(1, int(np.prod(var.shape[1:])) if var.shape.rank else 1)
-    step = max(1, SGD_SLICE_ELEMENTS // per_row)
-    if rows <= step:  # one slice: the whole variable (scalars included)
-        vel.assign(tf.subtract(tf.multiply(vel, momentum), tf.multiply(gradient, lr)))
-        var.assign_add(vel)
-        return
-    for i in range(0, rows, step):
-        j = min(rows, i + step)
-        vel[i:j].assign(tf.subtract(tf.multiply(vel[i:j], momentum), tf.multiply(gradient[i:j], lr)))
-        var[i:j].assign(tf.add(var[i:j], vel[i:j]))
+    dtype = velocity.dtype
+    lr, momentum = dtype.type(lr), dtype.type(momentum)
+    g = np.asarray(tf.convert_to_tensor(gradient))
+    g = g if g.dtype == dtype else g.astype(dtype)
+    rows = velocity.shape[0] if velocity.ndim else 0
+    step = max(1, SGD_SLICE_ELEMENTS // max(1, int(np.prod(velocity.shape[1:]))))
+    slices = [(None, None)] if rows <= step else [(i, min(rows, i + step)) for i in range(0, rows, step)]
+    for i, j in slices:
+        whole = i is None
+        m, gi = (velocity, g) if whole else (velocity[i:j], g[i:j])
+        np.multiply(m, momentum, out=m)
+        np.subtract(m, np.multiply(gi, lr), out=m)
+        if whole:
+            var.assign(tf.add(var, m))
+        else:
+            var[i:j].assign(tf.add(var[i:j], m))
 
 
 def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float, lazy: bool = False) -> tuple:
@@ -422,10 +443,9 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     trainable = list(model.trainable_variables)
-    # float64 hyperparameters reach float64 variables without a float32 detour
-    # (keras_impl/train.py, _constant: 0.01 would become 0.009999999776).
-    lr_t, momentum_t = tf.constant(float(lr), tf.float64), tf.constant(float(momentum), tf.float64)
-    velocities = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in trainable]
+    # lr and momentum reach each variable's dtype in one rounding, without a
+    # float32 detour (keras_impl/train.py, _constant: 0.01 would become 0.009999999776).
+    velocities = [np.zeros(tuple(v.shape), keras.backend.standardize_dtype(v.dtype)) for v in trainable]
     losses = []
     for inputs, y in batches:
         xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
@@ -437,7 +457,7 @@ def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentu
         for i, (v, m) in enumerate(zip(trainable, velocities)):
             g, grads[i] = grads[i], None  # released as soon as applied
             if g is not None:
-                sgd_momentum_update(v, m, g, lr_t, momentum_t)
+                sgd_momentum_update(v, m, g, float(lr), float(momentum))
             del g
         losses.append(float(keras.ops.convert_to_numpy(value)))
     del velocities

@@ -52,8 +52,8 @@ def test_in_place_sgd_matches_keras_sgd_bitwise_float64(monkeypatch, slice_eleme
     ref, mine = _tiny_model(keras, "float64"), _tiny_model(keras, "float64")
     mine.set_weights(ref.get_weights())
     opt = keras.optimizers.SGD(learning_rate=_constant(0.01), momentum=np.float64(0.9))
-    lr, mom = tf.constant(0.01, tf.float64), tf.constant(0.9, tf.float64)
-    velocities = [tf.Variable(tf.zeros(v.shape, v.dtype)) for v in mine.trainable_variables]
+    lr, mom = 0.01, 0.9
+    velocities = [np.zeros(tuple(v.shape), np.float64) for v in mine.trainable_variables]
     for _ in range(3):
         for model in (ref, mine):
             with tf.GradientTape() as tape:
@@ -68,3 +68,49 @@ def test_in_place_sgd_matches_keras_sgd_bitwise_float64(monkeypatch, slice_eleme
         assert np.asarray(a).dtype == np.float64
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert any(not np.array_equal(a, b) for a, b in zip(ref.get_weights(), _tiny_model(keras, "float64").get_weights()))
+
+
+class _Net:
+    """A torchvision-like module (a features block, a flatten, a head)."""
+
+    @staticmethod
+    def make():
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+                self.fc = torch.nn.Linear(144, 2)
+
+            def forward(self, x):
+                return self.fc(torch.flatten(self.features(x), 1))
+
+        torch.manual_seed(0)
+        return Net().eval()
+
+
+def test_forgotten_cast_copy_is_collected():
+    """t.forget drops a copy's cached capture and the copy is collected. (On
+    VGG11-BN the float64 copy stayed resident without it: 1 GB, the stage
+    log of BENCHMARKS.md; this small module is collected either way.)"""
+    import gc
+    import weakref
+
+    from shared import port_check as pc
+    from torch_impl import reverse as t
+
+    module = _Net.make()
+    graph = t.read(module, (3, 8, 8))
+    xs = [x.astype("float64") for x in pc.random_inputs(graph, 2, 0)]
+    kept = []
+    for forget in (False, True):
+        copy = t.cast(module, "float64")
+        t.values(copy, graph, xs)
+        alive = weakref.ref(copy)
+        if forget:
+            t.forget(copy)
+        del copy
+        gc.collect()
+        kept.append(alive() is not None)
+    assert kept[1] is False  # forgotten: collected (this small module is collected either way)
