@@ -209,7 +209,8 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     Memory (issue 18): TensorFlow's oneDNN allocator keeps the most it ever
     held, so the torch work (every dtype, training) runs while the Keras side
     holds only the float32 model, then the Keras work with torch's copies gone;
-    one model copy of one dtype at a time, and every array a comparison needs
+    one model copy of one dtype at a time (the float64 Keras model serves the
+    float64 checks, then the training steps), and every array a comparison needs
     waits on disk (shared/spill.py) until the comparisons, which come last,
     in the rows' order: float32, float64, training."""
     t0 = time.perf_counter()
