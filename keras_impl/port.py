@@ -24,7 +24,8 @@ from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps"]
+__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps",
+           "sgd_momentum_update", "SGD_SLICE_ELEMENTS"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
 _LOSS_KINDS = {
@@ -170,6 +171,20 @@ def _to_keras_layout(graph: Graph, name: str, x: np.ndarray) -> np.ndarray:
     return x if perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
 
 
+def _neutral(value, steps) -> np.ndarray:
+    """A TF tensor or variable -> numpy in the neutral layout (`steps`:
+    apply_transform's), with one full-size copy, not two: the transform reads
+    TF's own buffer (EagerTensor.__array__ is a view; a later assign to the
+    variable copies on write, the view keeps its values), and only where the
+    transform left a view of that buffer is the result copied. Bit for bit
+    keras.ops.convert_to_numpy then apply_transform (issue 18: VGG11-BN's
+    0.8 GB float64 kernel made 1.6 GB of copies per conversion)."""
+    value = value.value if isinstance(value, keras.Variable) else value
+    view = np.asarray(tf.convert_to_tensor(value))
+    out = apply_transform(view, [(a, tuple(b)) for a, b in steps])
+    return out.copy() if np.may_share_memory(out, view) else out
+
+
 def _variables(model, graph: Graph) -> dict:
     """state key -> the Keras variable (by position in model.weights: a cast
     copy of the model has the same order but other paths)."""
@@ -194,8 +209,11 @@ def loss_and_grads(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict)
     out = {}
     for key, s in wanted.items():
         g = grads[key]
-        g = np.zeros(s["source_shape"]) if g is None else keras.ops.convert_to_numpy(g)
-        out[key] = apply_transform(g, [(k, tuple(a)) for k, a in s["transform"]])
+        if g is None:
+            out[key] = apply_transform(np.zeros(s["source_shape"]), [(k, tuple(a)) for k, a in s["transform"]])
+        else:
+            out[key] = _neutral(g, s["transform"])
+        grads[key] = g = None  # TF's copy goes as soon as it is converted
     return float(keras.ops.convert_to_numpy(value)), out
 
 
@@ -208,7 +226,7 @@ def iter_weights(model, graph: Graph):
     """(state key, weight in the neutral layout) pairs, one converted at a time."""
     variables = _variables(model, graph)
     for k, s in graph.weight_sources.items():
-        yield k, apply_transform(keras.ops.convert_to_numpy(variables[k]), [(a, tuple(b)) for a, b in s["transform"]])
+        yield k, _neutral(variables[k], s["transform"])
 
 
 def set_weights(model, graph: Graph, tensors: dict) -> None:
@@ -372,35 +390,77 @@ class GraphWeights:
         for key, s in self.graph.weight_sources.items():
             g = by_variable.get(id(variables[key]))
             if variables[key].trainable and g is not None:
-                out[key] = apply_transform(keras.ops.convert_to_numpy(g), [(a, tuple(b)) for a, b in s["transform"]])
+                out[key] = _neutral(g, s["transform"])
         return out
+
+
+# Elements per slice of the in-place SGD update (sgd_momentum_update): its
+# temporaries are one slice, not one variable (VGG11-BN's 25088x4096 float64
+# kernel is 0.8 GB; keras.optimizers.SGD's update_step makes three such
+# temporaries, which TF's oneDNN pool then keeps; BENCHMARKS.md, issue 18).
+# 4M elements: the chunk shared/checks.py's lean compare_arrays uses.
+SGD_SLICE_ELEMENTS = 1 << 22
+
+
+def sgd_momentum_update(variable, velocity: np.ndarray, gradient, lr: float, momentum: float) -> None:
+    """keras.optimizers.SGD(momentum, nesterov=False)'s update_step
+    (keras/src/optimizers/sgd.py): velocity = velocity * momentum - gradient * lr;
+    variable += velocity, a slice of the first axis at a time. The velocity is
+    numpy (SGD's momentum buffers would otherwise stay in TF's oneDNN pool, which
+    never shrinks: 1 GB for VGG11-BN in float64) and is updated in place; the
+    gradient is read through a view of TF's buffer. Element-wise IEEE operations
+    in the same order, lr and momentum rounded once to the variable's dtype as
+    update_step's casts do: bit for bit the Keras optimizer."""
+    var = variable.value if isinstance(variable, keras.Variable) else variable
+    dtype = velocity.dtype
+    lr, momentum = dtype.type(lr), dtype.type(momentum)
+    g = np.asarray(tf.convert_to_tensor(gradient))
+    g = g if g.dtype == dtype else g.astype(dtype)
+    rows = velocity.shape[0] if velocity.ndim else 0
+    step = max(1, SGD_SLICE_ELEMENTS // max(1, int(np.prod(velocity.shape[1:]))))
+    slices = [(None, None)] if rows <= step else [(i, min(rows, i + step)) for i in range(0, rows, step)]
+    for i, j in slices:
+        whole = i is None
+        m, gi = (velocity, g) if whole else (velocity[i:j], g[i:j])
+        np.multiply(m, momentum, out=m)
+        np.subtract(m, np.multiply(gi, lr), out=m)
+        if whole:
+            var.assign(tf.add(var, m))
+        else:
+            var[i:j].assign(tf.add(var[i:j], m))
 
 
 def sgd_steps(model, graph: Graph, batches: list, loss: dict, lr: float, momentum: float, lazy: bool = False) -> tuple:
     """Train `model` in training mode (BatchNorm on batch statistics, updating
     its moving statistics; Dropout rates set to 0 so both sides stay
-    deterministic) with keras.optimizers.SGD; (losses, weights by state key).
+    deterministic) with SGD+momentum, keras.optimizers.SGD's arithmetic applied
+    in place (sgd_momentum_update: each gradient released once applied, no
+    whole-variable temporaries); (losses, weights by state key).
 
     batches: [(inputs, y)], inputs in the graph's neutral layout; lazy: the
     weights as iter_weights' pairs (one converted at a time), not a dict."""
     for layer in _iter_layers(model):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
-    from keras_impl.train import _constant
-
-    trainable = model.trainable_variables
-    # float64 hyperparameters reach float64 variables without a float32 detour
-    # (keras_impl/train.py, make_optimizer: 0.01 would become 0.009999999776).
-    scalar = np.float64 if str(trainable[0].dtype) == "float64" else float
-    opt = keras.optimizers.SGD(learning_rate=_constant(float(lr)), momentum=scalar(momentum))
+    trainable = list(model.trainable_variables)
+    # lr and momentum reach each variable's dtype in one rounding, without a
+    # float32 detour (keras_impl/train.py, _constant: 0.01 would become 0.009999999776).
+    velocities = [np.zeros(tuple(v.shape), keras.backend.standardize_dtype(v.dtype)) for v in trainable]
     losses = []
     for inputs, y in batches:
         xs = [tf.constant(_to_keras_layout(graph, n, x)) for n, x in zip(graph.inputs, inputs)]
         with tf.GradientTape() as tape:
             out = keras.tree.flatten(call_model(model, xs, training=True))[0]  # the loss reads the first output
             value = _keras_loss(loss, keras.backend.standardize_dtype(out.dtype))(y, out)
-        opt.apply_gradients(zip(tape.gradient(value, trainable), trainable))
+        grads = tape.gradient(value, trainable)
+        del tape, out, xs
+        for i, (v, m) in enumerate(zip(trainable, velocities)):
+            g, grads[i] = grads[i], None  # released as soon as applied
+            if g is not None:
+                sgd_momentum_update(v, m, g, float(lr), float(momentum))
+            del g
         losses.append(float(keras.ops.convert_to_numpy(value)))
+    del velocities
     constants = constant_keys(graph)
     pairs = ((k, v) for k, v in iter_weights(model, graph) if k not in constants)
     return losses, (pairs if lazy else dict(pairs))

@@ -15,7 +15,8 @@ import os
 import resource
 import sys
 
-__all__ = ["MemoryLog", "rss_mib", "peak_rss_mib", "release"]
+__all__ = ["MemoryLog", "rss_mib", "peak_rss_mib", "release", "available_mib", "export_memory_refusal",
+           "TF2ONNX_BYTES_PER_PARAMETER", "ONNX_EXPORT_BUDGET_MIB"]
 
 TRACE_ENV = "KTP_MEMORY_TRACE"  # set to 1: print each stage's figures to stderr
 _KIB_PER_MIB = 1024
@@ -39,6 +40,44 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     its largest waited-for child (RUSAGE_CHILDREN); ru_maxrss is KiB on Linux, bytes on macOS."""
     rss = resource.getrusage(who).ru_maxrss
     return rss / _BYTES_PER_MIB if sys.platform == "darwin" else rss / _KIB_PER_MIB
+
+
+# tf2onnx's in-process export of a Keras model (keras_impl/export.py) needs
+# more than 13.5 GiB for VGG11-BN's 132.9M parameters: a fresh process that
+# only built the float32 model and exported it was killed by the watchdog at
+# 13.5 GiB (issue 18, 2026-12-03): over 109 bytes per parameter (its graph
+# freezing copies every weight into constants several times over).
+TF2ONNX_BYTES_PER_PARAMETER = 109
+# The most an ONNX export may be expected to need: issue 18's target for the
+# whole `compare.py port` process (8 GiB), which an export alone must not pass.
+ONNX_EXPORT_BUDGET_MIB = 8192
+
+
+def available_mib() -> float | None:
+    """MemAvailable in /proc/meminfo, MiB; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / _KIB_PER_MIB
+    except OSError:
+        pass
+    return None
+
+
+def export_memory_refusal(exporter: str, parameters: int, bytes_per_parameter: float,
+                          budget_mib: float = ONNX_EXPORT_BUDGET_MIB, available: float | None = None) -> str | None:
+    """Why an export of `parameters` parameters must not run (its estimated
+    need, parameters x bytes_per_parameter, is over the budget or over the
+    memory available, MiB), or None when it may run."""
+    need = parameters * bytes_per_parameter / _BYTES_PER_MIB
+    limits = [(budget_mib, "the export budget")] + ([(available, "MemAvailable")] if available is not None else [])
+    limit, name = min(limits, key=lambda x: x[0])
+    if need <= limit:
+        return None
+    return (f"not run: {exporter} needs about {need / 1024:.1f} GiB for {parameters / 1e6:.1f}M parameters "
+            f"({bytes_per_parameter:g} bytes/parameter, measured on VGG11-BN), over {name} "
+            f"({limit / 1024:.1f} GiB; shared/memory.py)")
 
 
 def _libc_trim():

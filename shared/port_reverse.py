@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import port_check as pc
-from shared.memory import MemoryLog, release
+from shared.memory import TF2ONNX_BYTES_PER_PARAMETER, MemoryLog, available_mib, export_memory_refusal, release
 from shared.spill import spill
 from shared.checks import Check, compare_arrays, compare_named
 from shared.tolerances import Tolerance, for_check
@@ -88,6 +88,8 @@ def _torch_side(t, module, graph, xd, y, loss, dtype, mem) -> dict:
     mod = t.cast(module, dtype)
     a = t.values(mod, graph, xd)
     tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
+    if mod is not module:
+        t.forget(mod)  # its cached capture would keep the copy alive
     del mod
     release()
     mem.mark(f"{dtype}: torch values + gradients")
@@ -103,10 +105,26 @@ def _keras_side(k, km, graph, xd, y, loss, dtype, mem) -> dict:
     return {"values": b, "loss": kl, "grads": spill(kg)}
 
 
+# _own_error's float64 difference is taken this many elements at a time (32
+# MiB), not whole: VGG11-BN's classifier gradient would make a 0.8 GB temporary
+# while its float32 and float64 copies are loaded (issue 18). The chunk of
+# shared/checks.py's lean compare_arrays.
+OWN_ERROR_CHUNK = 1 << 22
+
+
 def _own_error(x: np.ndarray, reference) -> float:
-    """max |x - reference|, x widened to float64 (one temporary)."""
-    d = np.subtract(x, reference, dtype=np.float64)
-    return float(max(d.max(), -d.min())) if d.size else 0.0
+    """max |x - reference|, x widened to float64, a chunk at a time (max is exact: same figure)."""
+    x, reference = np.asarray(x), np.asarray(reference)
+    if x.shape != reference.shape:  # broadcasting: the whole-array difference, as before
+        d = np.subtract(x, reference, dtype=np.float64)
+        return float(max(d.max(), -d.min())) if d.size else 0.0
+    fx, fr = x.reshape(-1), reference.reshape(-1)
+    out = None
+    for start in range(0, fx.size, OWN_ERROR_CHUNK):
+        d = np.subtract(fx[start:start + OWN_ERROR_CHUNK], fr[start:start + OWN_ERROR_CHUNK], dtype=np.float64)
+        m = max(d.max(), -d.min())
+        out = m if out is None or m > out else out
+    return float(out) if out is not None else 0.0
 
 
 def _grad_rows(tg, kg, truth, dtype, ctx) -> list:
@@ -156,14 +174,17 @@ def _torch_training(t, module, graph, batches, loss, mem) -> tuple:
     """TRAIN_STEPS SGD+momentum steps of a float64 copy in training mode: (losses, weights on disk)."""
     mod = t.cast(module, "float64")
     tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    t.forget(mod)  # its cached capture would keep the copy alive
     del mod
     release()
     mem.mark("training: torch steps")
     return tl, spill(tw)
 
 
-def _keras_training(k, graph, source, plan, batches, loss, mem) -> tuple:
-    km = k.build(graph, source, plan, dtype="float64")[0]
+def _keras_training(k, graph, source, plan, batches, loss, mem, km=None) -> tuple:
+    """The Keras twin of _torch_training; km: the float64 model of the float64
+    checks (inference mode leaves its weights as built), else one is built."""
+    km = k.build(graph, source, plan, dtype="float64")[0] if km is None else km
     kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM, lazy=True)
     kw = spill(kw)  # written as converted, one weight at a time
     del km
@@ -176,6 +197,7 @@ def _torch_sensitivity(t, module, graph, batches, loss, rel: float) -> tuple:
     """torch's own training from a start perturbed by `rel`: (losses, weights on disk)."""
     mod = t.perturbed(module, "float64", rel)
     tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
+    t.forget(mod)  # its cached capture would keep the copy alive
     del mod
     release()
     return tl, spill(tw)
@@ -235,7 +257,8 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     Memory (issue 18): TensorFlow's oneDNN allocator keeps the most it ever
     held, so the torch work (every dtype, training) runs while the Keras side
     holds only the float32 model, then the Keras work with torch's copies gone;
-    one model copy of one dtype at a time, and every array a comparison needs
+    one model copy of one dtype at a time (the float64 Keras model serves the
+    float64 checks, then the training steps), and every array a comparison needs
     waits on disk (shared/spill.py) until the comparisons, which come last,
     in the rows' order: float32, float64, training."""
     t0 = time.perf_counter()
@@ -264,15 +287,19 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
         batches = _train_batches(graph, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
         with _clock(timings, "training"):
             trained["torch"] = _torch_training(t, module, graph, batches, loss, mem)
+    km = None  # the float64 model, kept for the training steps (one float64 copy, not two)
     for dtype in order[1:]:
         with _clock(timings, dtype):
             km = k.build(graph, source, plan, dtype=dtype)[0]
             sides[dtype, "keras"] = _keras_side(k, km, graph, xd[dtype], y, loss, dtype, mem)
-            del km
-            release()
+            if not (training and dtype == "float64"):
+                km = None
+                release()
     if training:
         with _clock(timings, "training"):
-            trained["keras"] = _keras_training(k, graph, source, plan, batches, loss, mem)
+            trained["keras"] = _keras_training(k, graph, source, plan, batches, loss, mem, km)
+    km = None
+    release()
     with _clock(timings, "float32"):
         model = k.build(graph, source, plan, dtype="float32")[0]
     mem.mark("float32 model rebuilt")
@@ -325,6 +352,23 @@ def plain_load_check(k, res: ReverseResult, x: np.ndarray, path: Path, work: Pat
     return compare_arrays(name, y, mine, tol, a_name="model.keras", b_name="in memory", model=graph.name, dtype="float32")
 
 
+def parameter_count(graph) -> int:
+    """Elements of every mapped weight (the graph's state keys)."""
+    return sum(int(np.prod(s["source_shape"])) for s in graph.weight_sources.values())
+
+
+def _keras_export(k, model, graph, cfg, path: Path):
+    """k.export_onnx, or ExportError (one information row, proven_exports) when
+    tf2onnx's estimated memory need is over the budget (issue 18: VGG11-BN's
+    export alone outgrows 13.5 GiB)."""
+    from shared.onnx_export import ExportError
+
+    why = export_memory_refusal("tf2onnx", parameter_count(graph), TF2ONNX_BYTES_PER_PARAMETER, available=available_mib())
+    if why is not None:
+        raise ExportError(why)
+    return k.export_onnx(model, cfg, path, graph.name)
+
+
 def onnx_checks(k, t, module, res: ReverseResult, x: np.ndarray, work: Path, shown_as: Path | None = None) -> list:
     """keras.onnx and torch.onnx, validated, run in onnxruntime, compared four
     ways; image input -> 2-d output (classification logits) models only. A
@@ -345,7 +389,7 @@ def onnx_checks(k, t, module, res: ReverseResult, x: np.ndarray, work: Path, sho
     xt = np.ascontiguousarray(x.astype(np.float32))
     xk = np.ascontiguousarray(np.transpose(xt, (0, 2, 3, 1)))
     sides = [onnx_check.OnnxSide(k.NAME, k.forward(res.model, graph, xt),
-                                 lambda: k.export_onnx(res.model, cfg, work / "keras.onnx", graph.name),
+                                 lambda: _keras_export(k, res.model, graph, cfg, work / "keras.onnx"),
                                  lambda p: onnx_check.run_onnx(p, xk)),
              onnx_check.OnnxSide(t.NAME, t.forward(module, graph, xt),
                                  lambda: t.export_onnx(module, cfg, work / "torch.onnx", graph.name),

@@ -36,7 +36,7 @@ from shared import user_code
 from shared.errors import UsageError
 from shared.inputs import InputSpec, as_specs
 
-__all__ = ["Captured", "capture", "example_inputs", "flat_outputs", "EXAMPLE_BATCH"]
+__all__ = ["Captured", "capture", "forget", "example_inputs", "flat_outputs", "EXAMPLE_BATCH"]
 
 EXAMPLE_BATCH = 2  # the example input's batch: dimension 0 of every tensor (not 1: export would specialise it)
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> {(specs, how): Captured}
@@ -101,6 +101,14 @@ def capture(module, specs, how: str = "auto") -> Captured:
     if key not in cache:
         cache[key] = _capture(module, specs, how)
     return cache[key]
+
+
+def forget(module) -> None:
+    """Drop the module's cached captures. The cache's values hold the module's
+    submodules (the GraphModule shares them), so a WeakKeyDictionary entry
+    never dies by itself: a float64 copy of a cast (the port's checks) stayed
+    alive with every parameter, 1 GB for VGG11-BN (issue 18)."""
+    _CACHE.pop(module, None)
 
 
 def _capture(module, specs, how) -> Captured:

@@ -16,7 +16,8 @@ from shared.graph import Graph
 from torch_impl import port as _port
 from torch_impl import read as _read
 
-__all__ = ["read", "cast", "perturbed", "values", "loss_and_grads", "sgd_steps", "forward", "export_onnx", "load_module", "NAME"]
+__all__ = ["read", "cast", "perturbed", "values", "loss_and_grads", "sgd_steps", "forward", "export_onnx", "load_module",
+           "forget", "NAME"]
 
 NAME = "torch"
 read = _read.read_graph
@@ -24,6 +25,13 @@ values = _read.graph_values
 loss_and_grads = _port.module_loss_and_grads
 sgd_steps = _port.module_sgd_steps
 load_module = _port.load_module
+
+
+def forget(module) -> None:
+    """Let a module copy go: drop its cached capture (which holds its parameters)."""
+    from torch_impl.capture import forget as drop
+
+    drop(module)
 
 
 def cast(module, dtype: str):
