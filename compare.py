@@ -29,29 +29,25 @@ together, and only through numpy.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from shared import argtypes
+from shared import argtypes, cli
 from shared.cases import Case, builtin_cases, data_record, user_case
 from shared.checks import ParityFailure, assert_checks
-from shared.config import DTYPES, MODELS, TASKS
-from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair
-from shared import user_code
-from shared.errors import ParityError, UsageError
-from shared.registry import FAULTS
+from shared.config import MODELS, TASKS
+from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair  # noqa: F401  (public defaults)
+from shared.errors import UsageError
 from shared.tolerances import Tolerance, for_check
-from shared.user_code import EXIT_INTERNAL, EXIT_OK, EXIT_OOM, EXIT_PARITY, EXIT_USAGE  # the exit codes, documented there
+from shared.user_code import EXIT_INTERNAL, EXIT_OK, EXIT_OOM, EXIT_PARITY, EXIT_USAGE  # noqa: F401  (the exit codes, documented there)
 
 __all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
            "keras_to_torch", "port_checks", "verify_models",
            "torch_to_keras", "reverse_port_checks"]
 
-DEFAULT_OUT = "reports/latest"
 # Threads per framework. These models are tiny: with more than one thread the
 # synchronisation costs more than the work (torch CNN training measured 5-7x
 # slower with 2 threads than 1 on this 2-core machine under load), and a fixed
@@ -303,49 +299,8 @@ def port_checks(keras_model, inputs=None, **kw):
 # --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="compare.py",
-        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Subcommands: 'data', 'export' and 'bench' (each has --help). "
-               "Exit codes: 0 all checks passed, 1 a parity check failed, 2 bad usage, bad input or an error raised by "
-               "your own model/plugin code, 3 internal error (a bug in this tool), 4 ran out of memory.",
-    )
-    p.add_argument("--task", choices=TASKS, help="only built-in pairs of this task; with --format csv, the task of the data")
-    p.add_argument("--model", choices=MODELS, help="only built-in pairs of this model; with --data, the model to build (default: cnn for images, mlp for tables)")
-    p.add_argument("--data", metavar="PATH", help="check a model on your own data instead of the built-in sets")
-    p.add_argument("--format", choices=("pascal", "biwi", "csv"), help="layout of --data: fastai PASCAL (train.csv + train/), BIWI (person folders), or a tabular CSV")
-    p.add_argument("--target", action="append", metavar="COLUMN", help="target column of a CSV (repeat for several; default: the last column)")
-    p.add_argument("--image-size", type=argtypes.positive_int, default=32, help="images are resized to this square size (default 32)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of both models (float32 also repeats the forward check in float64)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per optimizer (default {DEFAULT_STEPS}; 0 skips training)")
-    p.add_argument("--batch-size", type=argtypes.positive_int, default=DEFAULT_BATCH_SIZE, help=f"batch size (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "both"), default="both", help="optimizer(s) to train with (default both)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order (default 0)")
-    p.add_argument("--atol", type=argtypes.nonneg_float, help="absolute tolerance for every check (overrides the named defaults)")
-    p.add_argument("--rtol", type=argtypes.nonneg_float, help="relative tolerance (times max(1, |reference|)) for every check")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder, replaced atomically (default {DEFAULT_OUT})")
-    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export checks")
-    p.add_argument("--plant", metavar="NAME[=SIZE]", help="plant a known porting bug in the PyTorch twin (SIZE in (0, 1]: "
-                   "the fraction of the bug, default 1) to see what the harness reports: "
-                   + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
-    p.add_argument("--threads", type=argtypes.positive_int, default=DEFAULT_THREADS,
-                   help=f"intra-op threads of each framework (default {DEFAULT_THREADS}: fastest for these small models, and reproducible)")
-    p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
-    p.add_argument("--verbose", action="store_true", help="print every check as a table, and TensorFlow's start-up log lines")
-    return p
-
-
 def cmd_run(argv) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli.run_parser(__doc__, DEFAULT_THREADS).parse_args(argv)
     if args.steps < 0:
         raise UsageError(f"--steps must be >= 0, got {args.steps}")
     if args.format and not args.data:
@@ -369,26 +324,8 @@ def cmd_run(argv) -> int:
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
-def cmd_data(argv) -> int:
-    p = _Parser(prog="compare.py data", description="Show what a loader reads: item counts per split, label counts, input shape.")
-    p.add_argument("name", nargs="?", choices=("digits", "breast_cancer", "multilabel", "regression"), help="a built-in dataset (or use --data/--format)")
-    p.add_argument("--data", metavar="PATH")
-    p.add_argument("--format", choices=("pascal", "biwi", "csv"))
-    p.add_argument("--task", choices=TASKS, help="task of a CSV")
-    p.add_argument("--target", action="append", metavar="COLUMN")
-    p.add_argument("--image-size", type=argtypes.positive_int, default=32)
-    p.add_argument("--items", metavar="FILE.csv", help="write every item with its split and target")
-    p.add_argument("--show", type=argtypes.positive_int, metavar="N", help="save a grid of N validation images with their labels (needs --png)")
-    p.add_argument("--png", metavar="FILE", help="where --show writes its grid")
-    args = p.parse_args(argv)
-    from shared import show
-
-    show.data_command(args)
-    return EXIT_OK
-
-
 def cmd_export(argv) -> int:
-    p = _Parser(prog="compare.py export", description="Write the Keras and PyTorch ONNX exports of a model and its portable weights, atomically.")
+    p = cli.Parser(prog="compare.py export", description="Write the Keras and PyTorch ONNX exports of a model and its portable weights, atomically.")
     p.add_argument("--task", choices=TASKS, help="pick the built-in pair of this task")
     p.add_argument("--model", choices=MODELS, help="pick the built-in pair of this model")
     p.add_argument("--weights", metavar="FILE.safetensors", help="export these portable weights (their sidecar gives the model) instead of a fresh built-in model")
@@ -433,7 +370,7 @@ def cmd_export(argv) -> int:
 def cmd_port(argv) -> int:
     from shared import port as sp
 
-    p = sp.port_parser(_Parser, DEFAULT_THREADS)
+    p = sp.port_parser(cli.Parser, DEFAULT_THREADS)
     p.add_argument("--input-shape", metavar="C,H,W", type=argtypes.input_shape,
                    help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
                         "function returning one), its input shape without the batch; several named inputs (keyword "
@@ -607,7 +544,7 @@ def _neutral_input(ks, name: str, a) -> np.ndarray:
 def cmd_verify(argv) -> int:
     from shared import verify_cli
 
-    p = _Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
+    p = cli.Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
     verify_cli.add_arguments(p, argtypes.positive_int, DEFAULT_THREADS)
     args = p.parse_args(argv)
     verify_cli.check_arguments(args)
@@ -636,7 +573,7 @@ def cmd_bench(argv) -> int:
     return bench_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "export": cmd_export, "bench": cmd_bench, "port": cmd_port, "verify": cmd_verify}
+COMMANDS = {"data": cli.data_command, "export": cmd_export, "bench": cmd_bench, "port": cmd_port, "verify": cmd_verify}
 
 
 def main(argv=None) -> int:
@@ -649,60 +586,18 @@ def main(argv=None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_PARITY
     except MemoryError:  # before anything that allocates: no traceback, no formatting of the exception
-        return _out_of_memory(None)
+        return cli.out_of_memory_exit(None)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `compare.py data | head`: the reader left; say nothing more (as a shell tool would)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         # Only the run command has --verbose: with it, the user's error also gets its traceback.
-        return _failure(exc, verbose=(("--verbose" in argv) if cmd is None else None))
-
-
-_OOM_HINT = ("try a smaller --batch-size (or fewer samples in --data), close other programs, or run it on a "
-             "machine with more memory; nothing was written")
-
-
-def _out_of_memory(exc) -> int:
-    """EXIT_OOM with one line; preformatted parts only, as memory may still be short."""
-    try:
-        what = "" if exc is None else f" ({user_code.describe(exc)})"
-        print(f"error: ran out of memory{what}; {_OOM_HINT}", file=sys.stderr)
-    except MemoryError:
-        pass
-    return EXIT_OOM
-
-
-def _failure(exc: Exception, *, verbose: bool | None) -> int:
-    """Exit code and message of an exception that is not a parity verdict: out of memory (4),
-    bad input or the user's own error (2), or a bug of this tool (3); never 1 (shared/user_code.py).
-    verbose: None where the command has no --verbose, else whether it was given."""
-    try:
-        if user_code.is_out_of_memory(exc):
-            return _out_of_memory(exc)
-        if isinstance(exc, ParityError):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        fault = user_code.user_fault(exc)
-        if fault is not None:
-            if verbose:
-                import traceback
-
-                traceback.print_exception(exc)
-            hint = "; --verbose shows the traceback" if verbose is False else ""
-            print(f"error: {fault} (an error in the model, module or plugin you gave, not in keras-torch-parity{hint})",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        if isinstance(exc, OSError):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        import traceback
-
-        traceback.print_exception(exc)
-        print("internal error: the traceback above is a bug in keras-torch-parity, not a parity result; "
-              "nothing was written", file=sys.stderr)
-        return EXIT_INTERNAL
-    except MemoryError:  # the handler itself ran out: still not a verdict
-        return _out_of_memory(None)
+        return cli.failure_exit(exc, verbose=(("--verbose" in argv) if cmd is None else None))
 
 
 if __name__ == "__main__":
