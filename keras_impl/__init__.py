@@ -53,9 +53,9 @@ def _import_with_stderr_hidden() -> None:
     """`import tensorflow, keras` with file descriptor 2 sent to a temporary file."""
     import sys
 
-    from shared.console import stderr_fd_captured
+    from shared.console import native_output_captured
 
-    with stderr_fd_captured() as written:
+    with native_output_captured() as written:
         try:
             import keras  # noqa: F401  (imports tensorflow: KERAS_BACKEND above)
             import tensorflow  # noqa: F401

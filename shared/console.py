@@ -11,23 +11,27 @@ import os
 import sys
 import tempfile
 
-__all__ = ["ConsoleUI", "stderr_fd_captured"]
+__all__ = ["ConsoleUI", "native_output_captured"]
 
 
 @contextlib.contextmanager
-def stderr_fd_captured():
-    """Point file descriptor 2 at a temporary file for the block, then give it back.
+def native_output_captured(fds: tuple = (2,)):
+    """Point file descriptors `fds` (default 2, stderr) at one temporary file for
+    the block, then give them back.
 
-    For native code that writes to the process' stderr directly, past Python's
-    sys.stderr: TensorFlow's start-up lines (keras_impl.quiet_tensorflow), the
-    torch ONNX exporter's "Torch IR graph at exception" dump. Yields a
-    function returning what was written so far (text), so a caller can show
-    it when the block failed.
+    For native code that writes to the process' streams directly, past Python's
+    sys.stdout/sys.stderr: TensorFlow's start-up lines on 2
+    (keras_impl.quiet_tensorflow), the torch ONNX exporter's "Torch IR graph at
+    exception" dump on 1 (shared/onnx_export.quiet_exporter). Yields a function
+    returning what was written so far (text), so a caller can show it when the
+    block failed.
     """
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in fds}
     with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
 
         def written() -> str:
             sink.flush()
@@ -37,10 +41,11 @@ def stderr_fd_captured():
         try:
             yield written
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 class ConsoleUI:
     """Console output and the progress display; use as a context manager."""

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from shared.console import stderr_fd_captured
+from shared.console import native_output_captured
 from shared.errors import ParityError
 from shared.user_code import is_out_of_memory
 
@@ -118,25 +118,35 @@ def check_output_path(path) -> Path:
     return path
 
 
+class _ExporterLog(io.StringIO):
+    """What an exporter printed: Python-level text, then what native code wrote to
+    file descriptors 1 and 2 so far (`native`, from console.native_output_captured)."""
+
+    def __init__(self, native):
+        super().__init__()
+        self._native = native
+
+    def getvalue(self) -> str:
+        return super().getvalue() + self._native()
+
+
 @contextlib.contextmanager
 def quiet_exporter(loggers=("tf2onnx",)):
     """Silence an exporter: Python-level stdout/stderr, what native code writes
-    to file descriptor 2, warnings and the named loggers (set to ERROR). Yields a StringIO that receives what was printed,
-    so a failure can still show it (ExportError.log)."""
-    buf = io.StringIO()
+    to file descriptors 1 and 2 (torch's "Torch IR graph at exception" dump goes
+    to 1), warnings and the named loggers (set to ERROR). Yields the log of what
+    was printed, so a failure can still show it (ExportError.log)."""
     saved = {}
     for name in loggers:
         lg = logging.getLogger(name)
         saved[name] = lg.level
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), stderr_fd_captured() as native:
+        with warnings.catch_warnings(), native_output_captured((1, 2)) as native:
             warnings.simplefilter("ignore")
-            try:
-                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-                    yield buf
-            finally:  # native writes too (torch's "Torch IR graph at exception" dump)
-                buf.write(native())
+            log = _ExporterLog(native)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield log
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)

@@ -341,3 +341,21 @@ def test_out_of_memory_in_an_exporter_is_exit_4_not_an_export_row(nets, tmp_path
     code, stdout, stderr = _port(f"{nets / 'knets.py'}:relu_net", "--out", out, "--steps", "1")
     assert code == 4, stdout + stderr
     assert "ran out of memory" in stderr and not out.exists()
+
+
+def test_torch_exporter_native_dump_stays_out_of_the_terminal(tmp_path, capfd):
+    """torch's TorchScript exporter prints "Torch IR graph at exception" from C++ to file
+    descriptor 1 when it fails (VGG's adaptive_avg_pool2d at 64x64): it goes into the
+    failure's log, never to the user's terminal."""
+    from shared.onnx_export import ExportError, atomic_export
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(3)).eval()
+
+    def write(f):
+        torch.onnx.export(module, (torch.randn(1, 3, 6, 6),), f, dynamo=False, opset_version=17)
+
+    with pytest.raises(ExportError) as e:
+        atomic_export(tmp_path / "m.onnx", write, framework="torch", model_name="pool_net")
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out + err, (out + err)[:500]
+    assert "Torch IR graph at exception" in e.value.log and "pool_net" in str(e.value)
