@@ -41,11 +41,6 @@ def ratio(a, b) -> float | None:
     return ma / mb
 
 
-def _inv(values) -> list:
-    """Seconds per call -> calls per second (speed), per value."""
-    return [1.0 / v for v in (values or []) if v]
-
-
 def _ratios(train: dict, lat: dict, thr: dict, fw: dict) -> tuple:
     """(ratios between paths and frameworks, project/plain per framework), as speeds."""
     lat_speed = {n: None if s is None else 1e3 / s["median"] for n, s in lat.items()}
