@@ -44,6 +44,7 @@ from keras_impl.masks import RuntimeMasks
 from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
+from shared.graph_scopes import settle_scopes
 
 __all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward", "model_float_dtype", "call_model"]
 
@@ -91,6 +92,19 @@ class _Walker:
         self.calls = {}
         self.first_call = {}  # id(layer) -> node name of its first call
         self.variable_ops = {}  # id(keras variable) -> TracedVariable (keras_impl/trace.py)
+        self.scopes = []  # one dict per traced layer call: graph.meta["scopes"] (shared/graph_scopes.py)
+        self.first_scope = {}  # id(layer) -> scope id of its first traced call
+
+    def _frame(self, inner, op, index: int, base: str, frames: tuple, sub: dict) -> int:
+        """Record one traced call of `op` (a custom layer); its scope id."""
+        sid = len(self.scopes)
+        first = self.first_scope.setdefault(id(op), sid)
+        self.scopes.append({
+            "id": sid, "parent": frames[-1] if frames else None, "layer": op.name, "class": type(op).__name__,
+            "call": index, "first": first, "base": base,
+            "inputs": {sub[id(t)]: p for t, p in zip(inner.inputs, inner.input_names)}, "outputs": [],
+        })
+        return sid
 
     def name_for(self, base: str, prefix: str) -> str:
         name = base if base not in self.used else f"{prefix}/{base}"
@@ -129,9 +143,11 @@ class _Walker:
                 self.ids[id(it)] = self.ids[id(t)]
         return inner, sub
 
-    def walk(self, fn, names: dict, prefix: str = "", scope: str = "", parent=None):
+    def walk(self, fn, names: dict, prefix: str = "", scope: str = "", parent=None, frames: tuple = ()):
         """names: id(KerasTensor) -> graph name, prefilled for fn.inputs.
-        scope: inside a traced custom layer, the prefix of every name ("block/att")."""
+        scope: inside a traced custom layer, the prefix of every name ("block/att").
+        frames: ids of the traced layer calls (graph.meta["scopes"]) enclosing
+        fn, outermost first (shared/graph_scopes.py)."""
         for node in _ordered_nodes(fn):
             op = node.operation
             in_names = [names[id(t)] for t in node.input_tensors]
@@ -147,12 +163,15 @@ class _Walker:
             if inner is not None:
                 inner, sub = inner
                 traced = isinstance(inner, TracedFunction)
+                inner_frames = frames + (self._frame(inner, op, index, base, frames, sub),) if traced else frames
                 yield from self.walk(inner, sub, prefix=op.name,
-                                     scope=base if (traced or scope) else "", parent=op)
+                                     scope=base if (traced or scope) else "", parent=op, frames=inner_frames)
                 for t, it in zip(node.outputs, inner.outputs):
                     names[id(t)] = sub[id(it)]
                     if self.ids is not None:
                         self.ids[id(t)] = self.ids[id(it)]
+                if traced:
+                    self.scopes[inner_frames[-1]]["outputs"] = [sub[id(it)] for it in inner.outputs]
                 continue
             outs = []
             for i, t in enumerate(node.outputs):
@@ -162,6 +181,7 @@ class _Walker:
             call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
                         [traced_shape(t.shape) for t in node.input_tensors], [traced_shape(t.shape) for t in node.outputs])
             call.base = base if scope else ""
+            call.scope = frames
             call.shares = self.first_call.get(id(op))
             call.names = names
             yield call, node
@@ -202,7 +222,7 @@ def _pull(ctx, walker, user, kt) -> str:
         outs.append(names[id(t)])
     call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
                 [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs],
-                node_name=ctx.node_name(op.name), names=names)
+                node_name=ctx.node_name(op.name), names=names, scope=getattr(user, "scope", ()))
     call.pull = user.pull
     outer, ctx.current = ctx.current, call
     try:
@@ -324,6 +344,7 @@ def read_graph(model) -> Graph:
         if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
+    settle_scopes(graph, walker.scopes)
     return graph
 
 
