@@ -94,6 +94,16 @@ class _Walker:
         self.variable_ops = {}  # id(keras variable) -> TracedVariable (keras_impl/trace.py)
         self.scopes = []  # one dict per traced layer call: graph.meta["scopes"] (shared/graph_scopes.py)
         self.first_scope = {}  # id(layer) -> scope id of its first traced call
+        self.bases = {}  # a traced layer's scoped name -> the layer (kept alive, as in self.calls)
+
+    def _own_base(self, base: str, op) -> str:
+        """`base`, or `base_2`, ... when another traced layer has it: each custom
+        layer inside another gets a prefix of its own (its class in model.py)."""
+        name, i = base, 1
+        while self.bases.setdefault(name, op) is not op:
+            i += 1
+            name = f"{base}_{i}"
+        return name
 
     def _frame(self, inner, op, index: int, base: str, frames: tuple, sub: dict) -> int:
         """Record one traced call of `op` (a custom layer); its scope id."""
@@ -103,6 +113,7 @@ class _Walker:
             "id": sid, "parent": frames[-1] if frames else None, "layer": op.name, "class": type(op).__name__,
             "call": index, "first": first, "base": base,
             "inputs": {sub[id(t)]: p for t, p in zip(inner.inputs, inner.input_names)}, "outputs": [],
+            "sizes": _sizes(op),
         })
         return sid
 
@@ -159,18 +170,22 @@ class _Walker:
             self.calls[id(op)] = (index + 1, op)
             local = (local_name(op, parent) if scope else op.name) + (f"@{index}" if index else "")
             base = f"{scope}/{local}" if scope else local
+            if scope and _traceable(op):  # two layers of one list (`self.blocks`) get one local name
+                base = self._own_base(base, op)
             inner = self._descend(fn, node, names, in_names, prefix, scope)
             if inner is not None:
                 inner, sub = inner
                 traced = isinstance(inner, TracedFunction)
-                inner_frames = frames + (self._frame(inner, op, index, base, frames, sub),) if traced else frames
+                # a Lambda is a function, not a class of the user's: its nodes stay in the enclosing forward
+                classed = traced and not isinstance(op, keras.layers.Lambda)
+                inner_frames = frames + (self._frame(inner, op, index, base, frames, sub),) if classed else frames
                 yield from self.walk(inner, sub, prefix=op.name,
                                      scope=base if (traced or scope) else "", parent=op, frames=inner_frames)
                 for t, it in zip(node.outputs, inner.outputs):
                     names[id(t)] = sub[id(it)]
                     if self.ids is not None:
                         self.ids[id(t)] = self.ids[id(it)]
-                if traced:
+                if classed:
                     self.scopes[inner_frames[-1]]["outputs"] = [sub[id(it)] for it in inner.outputs]
                 continue
             outs = []
@@ -185,6 +200,18 @@ class _Walker:
             call.shares = self.first_call.get(id(op))
             call.names = names
             yield call, node
+
+
+def _sizes(layer) -> dict:
+    """The number arguments of a custom layer's config (Keras records its
+    constructor's arguments: keras/src/ops/operation.py `_auto_config`), by
+    name: model.py passes the ones its instances differ in to their class."""
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001  (a get_config that fails only costs the names)
+        return {}
+    return {k: v for k, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and isinstance(k, str) and k.isidentifier()}
 
 
 def input_layout(model, tensor) -> str:

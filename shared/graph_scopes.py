@@ -70,10 +70,13 @@ def _valid(graph: Graph, scopes: dict) -> set:
             p = scopes[p]["parent"]
         return p
 
-    def encloses(outer, sid):  # outer (None: the model) is sid or one of its ancestors
-        while sid is not None and sid != outer:
+    def module(sid):  # a later call runs its first call's module
+        return None if sid is None else scopes[sid]["first"]
+
+    def encloses(outer, sid):  # outer's module (None: the model) is sid's or one of its ancestors'
+        while sid is not None and module(sid) != module(outer):
             sid = scopes[sid]["parent"]
-        return sid == outer
+        return module(sid) == module(outer)
 
     changed = True
     while changed:

@@ -19,6 +19,7 @@ check reads every tensor back from the forward frames (torch_impl/write.py).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -72,20 +73,30 @@ class _Env:
     def name(self, tensor: str, want: str | None = None) -> str:
         if tensor not in self.vars:
             base = want or (tensor[len(self.strip):] if self.strip and tensor.startswith(self.strip) else tensor)
-            self.vars[tensor] = identifier(base, self.taken)
+            if self.strip:  # in a class: a later call's "w@1" reads as the first call's "w"
+                base = re.sub(r"@\d+", "", base)
+            if base == "x" and "x" not in self.taken:  # identifier() keeps "x" for the flat model's helpers
+                self.taken.add("x")
+                self.vars[tensor] = "x"
+            else:
+                self.vars[tensor] = identifier(base, self.taken)
         return self.vars[tensor]
 
 
 class _Writer:
-    def __init__(self, graph: Graph, names: dict):
-        self.graph, self.names = graph, names
+    """One pass over the graph. groups: class code key -> (class id, {(init line,
+    token): parameter}) from the previous pass (_group)."""
+
+    def __init__(self, graph: Graph, names: dict, groups: dict):
+        self.graph, self.names, self.groups = graph, names, groups
         self.scopes = scope_table(graph)
         self.items = defaultdict(list)  # context (scope id or None) -> [("node", node) | ("scope", id)]
         self.members = defaultdict(list)  # scope id -> every node inside it
-        self.helpers, self.classes = [], []
+        self.helpers, self.classes = [], []  # classes: class ids, in definition order
         self.class_names = {"Model", *HELPERS}
-        self.by_key = {}  # class code key -> [name, [shape comments per instance]]
+        self.entries = {}  # class id -> {"name", "body" (the first instance's), "params", "shapes" per instance}
         self.code_of = {}  # scope id -> class code key (first calls)
+        self.instances = []  # (scope id, code key, body) of every first call, in order
         readers = defaultdict(set)
         for i, node in enumerate(graph.nodes):
             chain = node_scope(node)
@@ -178,13 +189,17 @@ class _Writer:
         s = self.scopes[sid]
         ins, outs = self.signature(sid)
         inner = self.scope_body(sid, ins, outs)
-        if s["call"] > 0 and (s["first"] not in self.code_of or inner.key(s["class"]) != self.code_of[s["first"]]):
+        # a later call of the layer runs its first call's module when its forward is the same (its
+        # __init__ has only the weightless sub-layers, the same Keras objects as the first call's)
+        if s["call"] > 0 and (s["first"] not in self.code_of or inner.key(s["class"])[2:] != self.code_of[s["first"]][2:]):
             self.body(ctx, env, self.items[sid], out)  # other code than its first call: written out in place
             return
         if s["call"] == 0:
-            name = self.class_for(sid, inner)
-            note = f"  # {s['class']} {s['layer']!r}" if s["layer"] != s["attr"] or name != s["class"] else ""
-            out.init.append(f"self.{s['attr']} = {name}(){note}")
+            ctor = self.class_for(sid, inner)
+            # at the top level, the Keras layer behind an attribute of another name (in a class, names differ per call)
+            named = s["layer"] != s["attr"] or not ctor.startswith(s["class"] + "(")
+            note = f"  # {s['class']} {s['layer']!r}" if ctx is None and named else ""
+            out.init.append(f"self.{s['attr']} = {ctor}{note}")
         target = self.relative(self.path(sid), ctx)
         result = ", ".join(env.name(t) for t in outs) if outs else "_"
         out.lines.append((f"{result} = self.{target}({', '.join(env.name(t) for t in ins)})", self.shapes(outs), ""))
@@ -202,30 +217,117 @@ class _Writer:
         return b
 
     def class_for(self, sid, b: _Body) -> str:
-        """The class of scope `sid` (a first call): an existing one with the same code, else a new one."""
-        key = self.code_of[sid] = b.key(self.scopes[sid]["class"])
-        if key not in self.by_key:
-            name = identifier(self.scopes[sid]["class"], self.class_names)
-            self.by_key[key] = [name, b, []]
-            self.classes.append(key)
-        self.by_key[key][2].append([shapes for _, shapes, _ in b.lines])
-        return self.by_key[key][0]
+        """The constructor call for scope `sid` (a first call): its class, shared
+        with the calls of the same code or sizes only apart, and its arguments."""
+        cls = self.scopes[sid]["class"]
+        key = self.code_of[sid] = b.key(cls)
+        self.instances.append((sid, key, b))
+        gid, params = self.groups.get(key, (key, {}))
+        entry = self.entries.get(gid)
+        if entry is None:
+            entry = self.entries[gid] = {"name": identifier(cls, self.class_names), "body": b, "params": params, "shapes": []}
+            self.classes.append(gid)
+        entry["shapes"].append([shapes for _, shapes, _ in b.lines])
+        tokens = [_tokens(line) for line in b.init]
+        args = {}
+        for (li, ti), name in sorted(params.items()):
+            args.setdefault(name, tokens[li][ti])
+        return f"{entry['name']}({', '.join(f'{k}={v}' for k, v in args.items())})"
 
-    def class_text(self, key) -> str:
-        name, b, comments = self.by_key[key]
-        merged = [_merge(shapes) for shapes in zip(*comments)]
-        cls = self.scopes_class(key)
-        lines = [f"class {name}(nn.Module):", f'    """The Keras layer class {cls} (traced: its call() as PyTorch)."""', "",
-                 "    def __init__(self):", "        super().__init__()"]
-        lines += [f"        {line}" for line in b.init]
+    def class_text(self, gid) -> str:
+        entry = self.entries[gid]
+        b, params = entry["body"], entry["params"]
+        merged = [_merge(shapes) for shapes in zip(*entry["shapes"])]
+        init = [_tokens(line) for line in b.init]
+        for (li, ti), name in params.items():
+            init[li][ti] = name
+        names = list(dict.fromkeys(name for _, name in sorted(params.items())))
+        lines = [f"class {entry['name']}(nn.Module):", f'    """The Keras layer class {gid[0]} (traced: its call() as PyTorch)."""', "",
+                 f"    def __init__({', '.join(['self'] + names)}):", "        super().__init__()"]
+        lines += [f"        {''.join(tokens)}" for tokens in init]
         lines += ["", f"    def forward({', '.join(['self'] + b.params)}):"]
         lines += [f"        {code}  # {shape_comment(shapes, note)}" for (code, _, note), shapes in zip(b.lines, merged)]
         lines.append(f"        return {', '.join(b.returns)}")
         return "\n".join(lines) + "\n"
 
-    @staticmethod
-    def scopes_class(key) -> str:
-        return key[0]
+
+# A number in generated code (not inside a name: `dense_2`, `float32`).
+_NUMBER = re.compile(r"\b(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\b")
+
+# Passes of the writer until the classes settle: each pass fixes the classes of
+# one more level of nesting (a class's code names its sub-classes), so this
+# covers custom layers nested this deep; a deeper model keeps the last pass's
+# classes, still correct, some split that could have been shared.
+_MAX_PASSES = 8
+
+
+def _tokens(line: str) -> list:
+    """The line split around its numbers (numbers at the odd positions)."""
+    return _NUMBER.split(line)
+
+
+def _group(instances: list, scopes: dict) -> dict:
+    """Code key -> (class id, parameters): calls of one Keras class whose code
+    differs only in numbers that are, call by call, one of its config's
+    arguments share a class that takes them (`TransformerBlock(ff_dim=32)`)."""
+    by_class = defaultdict(dict)
+    for sid, key, b in instances:
+        by_class[key[0]].setdefault(key, (b, []))[1].append(sid)
+    groups = {}
+    for members in by_class.values():
+        clusters = []  # [keys, parameters]
+        for key, member in members.items():
+            for c in clusters:
+                params = _parametrize([members[k] for k in c[0]] + [member], scopes)
+                if params is not None:
+                    c[0].append(key)
+                    c[1] = params
+                    break
+            else:
+                clusters.append([[key], {}])
+        for keys, params in clusters:
+            for k in keys:
+                groups[k] = (keys[0], params)
+    return groups
+
+
+def _parametrize(members: list, scopes: dict):
+    """{(init line, token): config argument} that turns the members' __init__
+    lines into one another, or None (other code, or a number no argument explains)."""
+    first = members[0][0]
+    if any(b.key("")[2:] != first.key("")[2:] or len(b.init) != len(first.init) for b, _ in members):
+        return None
+    tokens = [[_tokens(line) for line in b.init] for b, _ in members]
+    words = set(re.findall(r"\w+", " ".join(first.init)))
+    params = {}
+    for li in range(len(first.init)):
+        rows = [t[li] for t in tokens]
+        if len({len(r) for r in rows}) != 1:
+            return None
+        for ti, values in enumerate(zip(*rows)):
+            if all(v == values[0] for v in values):
+                continue
+            name = _argument(values, members, scopes, words) if ti % 2 else None
+            if name is None:
+                return None
+            params[(li, ti)] = name
+    for mi in range(len(members)):  # one argument, one text per call
+        seen = {}
+        for (li, ti), name in params.items():
+            if seen.setdefault(name, tokens[mi][li][ti]) != tokens[mi][li][ti]:
+                return None
+    return params
+
+
+def _argument(values, members, scopes: dict, words: set):
+    """The config argument equal to values[i] in every call of member i, or None."""
+    sizes = [[scopes[sid].get("sizes", {}) for sid in sids] for _, sids in members]
+    for name in sizes[0][0]:
+        if name in words or name in ("self", "nn", "torch", "F") or name in HELPERS:
+            continue
+        if all(name in c and float(c[name]) == float(v) for v, calls in zip(values, sizes) for c in calls):
+            return name
+    return None
 
 
 def _merge(per_instance) -> tuple:
@@ -239,12 +341,18 @@ def _merge(per_instance) -> tuple:
 
 def layout(graph: Graph, names: dict) -> Layout:
     """The model's classes, __init__ and forward lines, and the frames to read tensors from."""
-    w = _Writer(graph, names)
-    env = _Env("")
-    env.vars = {t: v for t, v in names.items()}
-    env.taken = set(names.values()) | {"self", *HELPERS}
-    top = _Body()
-    w.body(None, env, w.items[None], top)
+    groups = {}
+    for _ in range(_MAX_PASSES):
+        w = _Writer(graph, names, groups)
+        env = _Env("")
+        env.vars = {t: v for t, v in names.items()}
+        env.taken = set(names.values()) | {"self", *HELPERS}
+        top = _Body()
+        w.body(None, env, w.items[None], top)
+        settled = _group(w.instances, w.scopes)
+        if settled == groups:
+            break
+        groups = settled
     frames = defaultdict(list)
     frames[""].append({v: t for t, v in names.items()})
     for path, frame in top.calls:
