@@ -68,7 +68,7 @@ def test_batch_size_as_value_and_variables_read_by_ops_stay_parameters():
     assert "self.table = Variable((8, 4))" in src
     assert "self.token = Variable((1, 1, 4))" in src
     assert "slice = convert_to_tensor[:6]" in src  # ops.slice of the table
-    assert "broadcast_to = cast.expand(x_.shape[0], 6, 4)" in src
+    assert "broadcast_to = cast.expand(x.shape[0], 6, 4)" in src
     assert "tile = token.repeat(seq.shape[0], 1, 1)" in src and "self.cls(pos_add, seq)" in src
     grads = {c.check.split()[1] for c in r.checks if c.check.startswith("grad ") and c.dtype == "float64"}
     assert {"pos.table.weight", "cls.token.weight"} <= grads, grads

@@ -9,8 +9,6 @@ Keras found the logits behind a softmax/sigmoid head (`_keras_logits`, its
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F

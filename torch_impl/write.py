@@ -124,8 +124,8 @@ def forward_tensors(module, graph: Graph, xs: list) -> dict:
     after the tensors (write_scopes.Layout.frames), read when each returns
     (a profile hook; model.py stays clean)."""
     frames = layout(graph, variable_names(graph)).frames
-    paths = {id(m): p for p, m in module.named_modules()}
-    codes = {type(m).forward.__code__ for m in module.modules()}
+    paths = {id(m): p for p, m in module.named_modules() if p in frames}  # the model and its traced layers' modules
+    codes = {type(m).forward.__code__ for p, m in module.named_modules() if p in frames}
     returned = []
 
     def profiler(frame, event, arg):
