@@ -7,10 +7,13 @@ enclosing forward; its class holds the submodules named after the Keras
 sub-layers (`self.att`, `self.ffn_dense`) and a forward over them. The inputs
 of a call are the tensors its nodes read from outside (the call() parameter
 names where Keras handed them in), its outputs the tensors read after it.
-Calls whose code is the same, whitespace and shape comments aside, share one
-class named after the Keras class; a call with other code (other sizes, other
-sub-layers) gets its own, `TransformerBlock_2`. A later call of the same layer
-calls the first call's module again.
+Calls whose code is the same, shape comments aside, share one class named
+after the Keras class. Calls whose __init__ differs only in numbers that are,
+call by call, arguments of the layer's config share one class taking them
+(`TransformerBlock(ff_dim=32)`: the numbers are the config's, so the code is
+the same as written out); a call with other code gets a class of its own,
+`TransformerBlock_2`. A later call of the same layer calls the first call's
+module again (written out in place when its forward differs).
 
 `Layout.frames` maps each module path ("" for the model) to one
 {forward variable: graph tensor} per call, in call order, so the per-node
@@ -93,7 +96,7 @@ class _Writer:
         self.items = defaultdict(list)  # context (scope id or None) -> [("node", node) | ("scope", id)]
         self.members = defaultdict(list)  # scope id -> every node inside it
         self.helpers, self.classes = [], []  # classes: class ids, in definition order
-        self.class_names = {"Model", *HELPERS}
+        self.class_names = {"Model", "F", "nn", "torch", *HELPERS}  # a class named F would hide torch.nn.functional
         self.entries = {}  # class id -> {"name", "body" (the first instance's), "params", "shapes" per instance}
         self.code_of = {}  # scope id -> class code key (first calls)
         self.instances = []  # (scope id, code key, body) of every first call, in order
@@ -307,7 +310,8 @@ def _parametrize(members: list, scopes: dict):
         for ti, values in enumerate(zip(*rows)):
             if all(v == values[0] for v in values):
                 continue
-            name = _argument(values, members, scopes, words) if ti % 2 else None
+            quoted = "".join(rows[0][:ti]).count("'") % 2 == 1  # a number inside a string literal is text
+            name = _argument(values, members, scopes, words) if ti % 2 and not quoted else None
             if name is None:
                 return None
             params[(li, ti)] = name
