@@ -125,7 +125,7 @@ def test_sizes_that_differ_become_constructor_arguments_other_code_another_class
     assert "self.ffn_dense = nn.Linear(8, ff_dim)" in src and "self.ffn_dense_2 = nn.Linear(ff_dim, 8)" in src
     assert "self.narrow = TransformerBlock(ff_dim=16)" in src and "self.wide = TransformerBlock(ff_dim=32)" in src
     assert "self.other = TransformerBlock_2()  # TransformerBlock 'other'" in src
-    assert "ffn_dense = F.relu(ffn_dense_preact)  # (N, 8, ?)" in src  # a size the instances differ in
+    assert "ffn_dense = F.relu(ffn_dense_preact)  # (N, 8, ff_dim)" in src  # a size the instances differ in
 
 
 def test_graph_records_the_scopes_without_framework_objects():

@@ -36,8 +36,8 @@ __all__ = ["Layout", "layout", "shape_comment"]
 
 
 def shape_comment(shapes, note: str = "") -> str:
-    """'(N, 8, 16)' per tensor; a size the instances of a class disagree on ("?") stays '?'."""
-    text = ", ".join("(" + ", ".join("N" if i == 0 and s is None else ("?" if s is None or s == "?" else str(int(s)))
+    """'(N, 8, 16)' per tensor; a size given as text (a class argument, '?') stays as it is."""
+    text = ", ".join("(" + ", ".join("N" if i == 0 and s is None else ("?" if s is None else str(s if isinstance(s, str) else int(s)))
                                      for i, s in enumerate(shape)) + ")" for shape in shapes)
     return text + (f"; {note}" if note else "")
 
@@ -228,19 +228,21 @@ class _Writer:
         gid, params = self.groups.get(key, (key, {}))
         entry = self.entries.get(gid)
         if entry is None:
-            entry = self.entries[gid] = {"name": identifier(cls, self.class_names), "body": b, "params": params, "shapes": []}
+            entry = self.entries[gid] = {"name": identifier(cls, self.class_names), "body": b, "params": params, "shapes": [],
+                                                "args": []}
             self.classes.append(gid)
         entry["shapes"].append([shapes for _, shapes, _ in b.lines])
         tokens = [_tokens(line) for line in b.init]
         args = {}
         for (li, ti), name in sorted(params.items()):
             args.setdefault(name, tokens[li][ti])
+        entry["args"].append(args)
         return f"{entry['name']}({', '.join(f'{k}={v}' for k, v in args.items())})"
 
     def class_text(self, gid) -> str:
         entry = self.entries[gid]
         b, params = entry["body"], entry["params"]
-        merged = [_merge(shapes) for shapes in zip(*entry["shapes"])]
+        merged = [_merge(shapes, entry["args"]) for shapes in zip(*entry["shapes"])]
         init = [_tokens(line) for line in b.init]
         for (li, ti), name in params.items():
             init[li][ti] = name
@@ -334,13 +336,22 @@ def _argument(values, members, scopes: dict, words: set):
     return None
 
 
-def _merge(per_instance) -> tuple:
-    """One line's output shapes over the instances of a class: a size they disagree on is '?'."""
+def _merge(per_instance, args: list) -> tuple:
+    """One line's output shapes over the instances of a class: a size they
+    disagree on is the class argument it equals in each (`ff_dim`), else '?'."""
     first = per_instance[0]
     if all(shapes == first for shapes in per_instance):
         return first
-    return tuple(tuple(dims[0] if all(d == dims[0] for d in dims) else "?" for dims in zip(*shapes))
-                 for shapes in zip(*per_instance))
+
+    def size(dims):
+        if all(d == dims[0] for d in dims):
+            return dims[0]
+        for name in args[0]:
+            if all(d is not None and str(d) == a.get(name) for d, a in zip(dims, args)):
+                return name
+        return "?"
+
+    return tuple(tuple(size(dims) for dims in zip(*shapes)) for shapes in zip(*per_instance))
 
 
 def layout(graph: Graph, names: dict) -> Layout:
