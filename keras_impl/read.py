@@ -40,6 +40,8 @@ from keras_impl.convert import traced as _traced  # noqa: F401
 from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
+from keras_impl.convert import ops_nn as _ops_nn  # noqa: F401
+from keras_impl.clone import lenient_from_config
 from keras_impl.masks import RuntimeMasks
 from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
 from shared.errors import UsageError
@@ -396,7 +398,7 @@ def cast_model(model, dtype: str):
     keras.config.set_dtype_policy(dtype)
     keras.config.set_floatx(dtype if dtype.startswith("float") else floatx)
     try:
-        with keras.saving.custom_object_scope(custom):
+        with keras.saving.custom_object_scope(custom), lenient_from_config(custom.values()):
             # safe_mode off: the model is already loaded in this process (a Lambda
             # came through `--unsafe`); this copies it, it loads nothing new.
             clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)

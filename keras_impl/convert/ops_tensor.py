@@ -1,5 +1,6 @@
 """keras.ops tensor operations met when tracing custom layers (keras_impl/trace.py):
-matmul, reshape / expand_dims / squeeze, transpose, erf, mean, take.
+matmul, reshape / expand_dims / squeeze, transpose, erf, mean, take, unstack /
+split, sum, zeros_like.
 
 Each works on the tensor in Keras' own layout (`ctx.tensor(x, "as_is")`):
 these ops name Keras axes. Operations keep the batch axis where it is; one
@@ -77,3 +78,54 @@ def take(ctx, layer, call):
     ids = ctx.tensor(ids, "as_is")
     record_input_high(ctx, ids, ctx.keras_shape(table)[0])  # random test ids index the table's rows
     ctx.emit("take", [ctx.tensor(table, "as_is"), ids], call.outputs[0], layout="as_is")
+
+
+def _split_axis(layer, call, axis) -> int:
+    rank = len(call.in_shapes[0])
+    a = int(axis) % rank
+    if a == 0:
+        raise unsupported(layer, f"{type(layer).__name__} along the batch axis")
+    return a
+
+
+@keras_converter("ops.Unstack", "ops.Split")
+def unstack_split(ctx, layer, call):
+    """ops.unstack(x, axis) / ops.split(x, sections, axis) (core.py Unstack,
+    numpy.py Split): one `slice` node per output on Keras' array, its sizes
+    read from the outputs' shapes (an unstacked axis is dropped, an int index)."""
+    axis = _split_axis(layer, call, layer.axis)
+    x = ctx.tensor(call.inputs[0], "as_is")
+    rank, start = len(call.in_shapes[0]), 0
+    for i, (out, shape) in enumerate(zip(call.outputs, call.out_shapes)):
+        index = [[None, None, None]] * rank
+        if type(layer).__name__ == "Unstack":
+            index[axis] = i
+        else:
+            size = int(shape[axis])
+            index[axis] = [start or None, start + size, None]
+            start += size
+        ctx.emit("slice", [x], out, layout="as_is", attrs={"index": index}, keras_shape=tuple(shape),
+                 node_name=ctx.node_name(f"{call.node_name}_{i}") if i else None)
+        ctx.graph.tensors[out].dtype = ctx.graph.tensors[x].dtype
+
+
+@keras_converter("ops.Sum")
+def sum_(ctx, layer, call):
+    """ops.sum(x, axis, keepdims) (numpy.py Sum) over Keras axes, the batch excluded."""
+    x = ctx.tensor(call.inputs[0], "as_is")
+    rank = ctx.rank(x)
+    axis = layer.axis if layer.axis is None or isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    axes = list(range(rank)) if axis is None else sorted(int(a) % rank for a in axis)
+    if 0 in axes:
+        raise unsupported(layer, "ops.sum over the batch axis")
+    ctx.emit("reduce_sum", [x], call.outputs[0], layout="as_is", attrs={"axes": axes, "keepdim": bool(layer.keepdims)})
+
+
+@keras_converter("ops.ZerosLike")
+def zeros_like(ctx, layer, call):
+    """ops.zeros_like(x) (numpy.py ZerosLike): zeros of x's shape, in x's
+    dtype (a float dtype given is the model's: one model.py serves float32 and float64)."""
+    if layer.dtype is not None and not str(layer.dtype).startswith("float"):
+        raise unsupported(layer, f"ops.zeros_like with dtype={layer.dtype!r}")
+    x = ctx.tensor(call.inputs[0], "as_is")
+    ctx.emit("zeros_like", [x], call.outputs[0], layout="as_is")
