@@ -18,8 +18,30 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 
-__all__ = ["lenient_from_config"]
+from shared.errors import UsageError
+
+__all__ = ["lenient_from_config", "model_config"]
+
+def model_config(model) -> dict:
+    """Keras' config of `model`, which the float64 copy is built from. A
+    custom layer or model whose get_config Keras cannot generate (its __init__
+    took a value Keras cannot serialise, and it defines no get_config of its
+    own: keras.io's subclassed Perceiver) cannot be copied: exit 2, naming
+    the class and the fix (Keras' own save/load needs the same get_config)."""
+    import keras
+
+    try:
+        return keras.saving.serialize_keras_object(model)
+    except NotImplementedError as e:
+        found = re.search(r"Object (\w+) was created", str(e))  # keras/src/ops/operation.py get_config
+        cls = found.group(1) if found else type(model).__name__
+        first = " ".join(str(e).split())[:160]
+        raise UsageError(f"the port's float64 copy of {model.name!r} is built from its config, and Keras cannot "
+                         f"make the config of class {cls} ({first}...): give {cls} a get_config() returning its "
+                         "__init__ arguments (Keras' own model.save needs it too)") from None
+
 
 # Layer.get_config's own keys that the float64 copy may do without (see above).
 _BASE_KEYS = {"trainable", "dtype"}

@@ -41,7 +41,7 @@ from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
 from keras_impl.convert import ops_nn as _ops_nn  # noqa: F401
-from keras_impl.clone import lenient_from_config
+from keras_impl.clone import lenient_from_config, model_config
 from keras_impl.masks import RuntimeMasks
 from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
 from shared.errors import UsageError
@@ -382,7 +382,7 @@ def cast_model(model, dtype: str):
     own Input's dtype, so every float "dtype" in the serialised config is
     rewritten (clone_model keeps nested Inputs float32).
     """
-    config = keras.saving.serialize_keras_object(model)
+    config = model_config(model)
     # Custom classes only: a scope entry named like a built-in would capture
     # other configs of that name (layers.Concatenate would deserialise the
     # keras.ops.concatenate node as a float32 layer).

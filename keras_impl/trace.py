@@ -41,6 +41,16 @@ per-node values (keras_impl/read.py graph_values) trace at the real batch.
 A call that cannot run on symbolic tensors (a tf.* function, Python `if` on a
 tensor value) stops the trace: `UntraceableLayerError` (exit 2) names the
 layer, its class, the line that stopped it and the way out (a converter).
+
+A call that draws random numbers at inference (keras.io's VAE `Sampling`:
+`z_mean + exp(0.5 * z_log_var) * keras.random.normal(...)`) is refused the
+same way, naming the keras.random function: its output is random in Keras
+itself (a new draw per call, from a seed state no torch generator shares), so
+no port of it can be proved equal, and folding one draw into a constant would
+port a different model. Layers that draw only in training (Dropout,
+StochasticDepth's `if training:`) trace at training=False and pass. The way
+out: port the model up to the layer's inputs (the VAE's z_mean and z_log_var)
+and draw outside, or a converter that makes the layer deterministic.
 """
 
 from __future__ import annotations
@@ -79,6 +89,34 @@ _KERAS_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras,))
 
 class UntraceableLayerError(UnsupportedLayerError):
     """A custom layer whose call() cannot run on symbolic tensors."""
+
+
+class RandomDrawError(Exception):
+    """A keras.random function called while tracing (see the module docstring)."""
+
+    def __init__(self, function: str):
+        super().__init__(f"keras.random.{function}")
+        self.function = function
+
+
+@contextlib.contextmanager
+def _no_random_draws():
+    """While tracing, every keras.random function of the TF backend (each
+    draws its seed through draw_seed: keras/src/backend/tensorflow/random.py)
+    raises RandomDrawError naming itself."""
+    from keras.src.backend.tensorflow import random as tf_random
+
+    original = tf_random.draw_seed
+
+    def draw_seed(seed):
+        callers = [f.name for f in traceback.extract_stack() if f.filename.endswith(os.path.join("random", "random.py"))]
+        raise RandomDrawError(callers[-1] if callers else "draw_seed")
+
+    tf_random.draw_seed = draw_seed
+    try:
+        yield
+    finally:
+        tf_random.draw_seed = original
 
 
 class TracedVariable(Operation):
@@ -248,6 +286,13 @@ def _stopped_at(error: BaseException, layer) -> str:
 
 
 def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
+    if isinstance(error, RandomDrawError):
+        return UntraceableLayerError(
+            f"layer {layer.name!r} of class {type(layer).__name__} draws random numbers at inference: "
+            f"{error} at {_stopped_at(error, layer)}. Its output is random in Keras itself, so no port can be "
+            f"proved equal to it; port the model up to the layer's inputs and draw outside it, or register a "
+            f"converter that makes it deterministic with @keras_converter({type(layer).__name__!r}) "
+            f"(README, 'Your own layers')")
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return UntraceableLayerError(
         f"layer {layer.name!r} of class {type(layer).__name__} has no converter and its call() cannot be traced "
@@ -283,7 +328,7 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
     if getattr(layer, "_call_has_training_arg", False):
         kwargs["training"] = False
     try:
-        with _layers_record_nodes(), _variables_symbolic():
+        with _layers_record_nodes(), _variables_symbolic(), _no_random_draws():
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
         raise _untraceable(layer, e) from None
@@ -348,7 +393,10 @@ def local_name(op, parent) -> str:
     dropped ("dense_12" -> "dense"), so that a cast copy of the model (new
     uids) names its tensors alike."""
     if isinstance(op, TracedVariable):
-        return op.variable.name
+        # an add_weight without a name is numbered per process ("variable_3"):
+        # the float64 copy's must get the same name
+        name = op.variable.name
+        return "variable" if re.fullmatch(r"variable(_\d+)?", name) else name
     for k, v in vars(parent).items():
         if v is op and not k.startswith("_"):
             return k

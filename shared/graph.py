@@ -56,7 +56,7 @@ already broadcastable against the neutral tensor).
 | `scale` | (x * weight: a learned per-channel scale, Keras LayerScale) | weight (broadcastable) |
 | `mean` | n-ary elementwise average of inputs | |
 | `concat` | axis | |
-| `reshape` | shape (without batch) | |
+| `reshape` | shape (without batch); unbatched=True: shape is the whole shape (a tensor made from a traced layer's variables only, no batch axis) | |
 | `permute` | dims (with batch, torch permute order) | |
 | `flatten` | start_dim | |
 | `repeat` | n: (N, F) -> (N, n, F) | |
@@ -296,7 +296,7 @@ def apply_transform(a: np.ndarray, steps) -> np.ndarray:
             a = np.take(a, arg[1], axis=arg[0])
         else:
             raise ValueError(f"unknown weight transform step {kind!r}")
-    return np.ascontiguousarray(a)
+    return np.require(a, requirements="C")  # contiguous; a 0-d weight stays 0-d (np.ascontiguousarray makes it (1,))
 
 
 def _shape_after(shape: tuple, kind: str, arg) -> tuple:
@@ -329,4 +329,4 @@ def invert_transform(a: np.ndarray, steps, source_shape, current=None) -> np.nda
             index[arg[0]] = arg[1]
             full[tuple(index)] = a
             a = full
-    return np.ascontiguousarray(a)
+    return np.require(a, requirements="C")  # contiguous; a 0-d weight stays 0-d (np.ascontiguousarray makes it (1,))

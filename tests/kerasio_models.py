@@ -555,6 +555,90 @@ def mae_classifier(image_size=8, patch_size=2, dim=8):
     return keras.Model(inputs, layers.Dense(4)(x))
 
 
+# --- vision/perceiver_image_classification.py ---------------------------------
+def _ffn(hidden_units, dropout_rate):
+    ffn_layers = [layers.Dense(units, activation="gelu") for units in hidden_units[:-1]]
+    ffn_layers += [layers.Dense(units=hidden_units[-1]), layers.Dropout(dropout_rate)]
+    return keras.Sequential(ffn_layers)
+
+
+def _cross_attention_module(latent_dim, data_dim, projection_dim, ffn_units, dropout_rate):
+    inputs = {"latent_array": layers.Input(shape=(latent_dim, projection_dim)),
+              "data_array": layers.Input(shape=(data_dim, projection_dim))}
+    latent_array = layers.LayerNormalization(epsilon=1e-6)(inputs["latent_array"])
+    data_array = layers.LayerNormalization(epsilon=1e-6)(inputs["data_array"])
+    query = layers.Dense(units=projection_dim)(latent_array)
+    key = layers.Dense(units=projection_dim)(data_array)
+    value = layers.Dense(units=projection_dim)(data_array)
+    attention_output = layers.Attention(use_scale=True, dropout=0.1)([query, key, value], return_attention_scores=False)
+    attention_output = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([attention_output, latent_array]))
+    outputs = layers.Add()([_ffn(ffn_units, dropout_rate)(attention_output), attention_output])
+    return keras.Model(inputs=inputs, outputs=outputs)
+
+
+def _transformer_module(latent_dim, projection_dim, num_heads, num_transformer_blocks, ffn_units, dropout_rate):
+    inputs = layers.Input(shape=(latent_dim, projection_dim))
+    x0 = inputs
+    for _ in range(num_transformer_blocks):
+        x1 = layers.LayerNormalization(epsilon=1e-6)(x0)
+        attention_output = layers.MultiHeadAttention(num_heads=num_heads, key_dim=projection_dim, dropout=0.1)(x1, x1)
+        x2 = layers.Add()([attention_output, x0])
+        x3 = _ffn(ffn_units, dropout_rate)(layers.LayerNormalization(epsilon=1e-6)(x2))
+        x0 = layers.Add()([x3, x2])
+    return keras.Model(inputs=inputs, outputs=x0)
+
+
+class Perceiver(keras.Model):
+    """A subclassed model: a learned latent array cross-attends to the image patches, then a
+    Transformer over the latents, `num_iterations` times with shared weights."""
+
+    def __init__(self, patch_size, data_dim, latent_dim, projection_dim, num_heads, num_transformer_blocks,
+                 ffn_units, dropout_rate, num_iterations, classifier_units, **kw):
+        super().__init__(**kw)
+        self.latent_dim, self.data_dim, self.patch_size = latent_dim, data_dim, patch_size
+        self.projection_dim, self.num_heads, self.num_transformer_blocks = projection_dim, num_heads, num_transformer_blocks
+        self.ffn_units, self.dropout_rate, self.num_iterations = ffn_units, dropout_rate, num_iterations
+        self.classifier_units = classifier_units
+
+    def get_config(self):
+        """Not in the listing (Keras cannot save that model either); the port's float64 copy needs it."""
+        names = ("patch_size", "data_dim", "latent_dim", "projection_dim", "num_heads", "num_transformer_blocks",
+                 "ffn_units", "dropout_rate", "num_iterations", "classifier_units")
+        return {**super().get_config(), **{k: getattr(self, k) for k in names}}
+
+    def build(self, input_shape):
+        self.latent_array = self.add_weight(shape=(self.latent_dim, self.projection_dim),
+                                            initializer="random_normal", trainable=True)
+        self.patcher = MixerPatches(self.patch_size)
+        self.patch_encoder = PatchEncoder(self.data_dim, self.projection_dim)
+        self.cross_attention = _cross_attention_module(self.latent_dim, self.data_dim, self.projection_dim,
+                                                       self.ffn_units, self.dropout_rate)
+        self.transformer = _transformer_module(self.latent_dim, self.projection_dim, self.num_heads,
+                                               self.num_transformer_blocks, self.ffn_units, self.dropout_rate)
+        self.global_average_pooling = layers.GlobalAveragePooling1D()
+        self.classification_head = _ffn(hidden_units=self.classifier_units, dropout_rate=self.dropout_rate)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        encoded_patches = self.patch_encoder(self.patcher(inputs))
+        cross_attention_inputs = {"latent_array": ops.expand_dims(self.latent_array, 0), "data_array": encoded_patches}
+        for _ in range(self.num_iterations):
+            latent_array = self.transformer(self.cross_attention(cross_attention_inputs))
+            cross_attention_inputs["latent_array"] = latent_array
+        return self.classification_head(self.global_average_pooling(latent_array))
+
+
+def perceiver(image_size=8, patch_size=2, latent_dim=4, projection_dim=8):
+    """vision/perceiver_image_classification.py (64x64, patch 2, 256 latents, dim 256, 2 iterations there),
+    the subclassed Perceiver called in a functional model (the port reads functional graphs)."""
+    data_dim = (image_size // patch_size) ** 2
+    inputs = keras.Input((image_size, image_size, 3))
+    model = Perceiver(patch_size, data_dim, latent_dim, projection_dim, num_heads=2, num_transformer_blocks=1,
+                      ffn_units=[projection_dim, projection_dim], dropout_rate=0.1, num_iterations=2,
+                      classifier_units=[projection_dim, 4])
+    return keras.Model(inputs, model(inputs))
+
+
 # name -> (builder, keras.io example). vae_encoder is refused by design (random at inference).
 BUILDERS = {
     "text_transformer": (text_transformer, "examples/nlp/text_classification_with_transformer.py"),
@@ -570,4 +654,5 @@ BUILDERS = {
     "fused_attention": (fused_attention, "keras_hub cached_multi_head_attention.py (fused path)"),
     "vae_decoder": (vae_decoder, "examples/generative/vae.py"),
     "mae_classifier": (mae_classifier, "examples/vision/masked_image_modeling.py"),
+    "perceiver": (perceiver, "examples/vision/perceiver_image_classification.py"),
 }

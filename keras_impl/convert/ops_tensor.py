@@ -1,5 +1,5 @@
 """keras.ops tensor operations met when tracing custom layers (keras_impl/trace.py):
-matmul, reshape / expand_dims / squeeze, transpose, erf, mean, take, unstack /
+matmul, reshape / expand_dims / squeeze, transpose / swapaxes, erf, mean, take, unstack /
 split, sum, zeros_like.
 
 Each works on the tensor in Keras' own layout (`ctx.tensor(x, "as_is")`):
@@ -19,6 +19,24 @@ def _known(shape) -> bool:
     return all(s is not None for s in shape)
 
 
+def unbatched(ctx, tensor: str) -> bool:
+    """A tensor computed from a traced layer's variables and constants only
+    (no model input upstream): it has no batch axis, so a reshape or transpose
+    may move its axis 0 (Perceiver's ops.expand_dims(self.latent_array, 0),
+    ReversibleEmbedding's ops.transpose(table))."""
+    todo, seen = [tensor], {tensor}
+    while todo:
+        t = todo.pop()
+        node = ctx.graph.producer(t)
+        if t in ctx.graph.inputs or node is None:
+            return False
+        for i in node.inputs:
+            if i not in seen:
+                seen.add(i)
+                todo.append(i)
+    return True
+
+
 @keras_converter("ops.Matmul")
 def matmul(ctx, layer, call):
     """ops.matmul(a, b) (keras/src/ops/numpy.py Matmul): numpy semantics, as torch.matmul."""
@@ -34,17 +52,27 @@ def reshape(ctx, layer, call):
     and the batch axis must stay axis 0 with the same size."""
     out = call.out_shapes[0]
     x = call.inputs[0]
+    if unbatched(ctx, x) and _known(out):  # the whole shape, axis 0 included
+        ctx.emit("reshape", [ctx.tensor(x, "as_is")], call.outputs[0], layout="as_is",
+                 attrs={"shape": [int(s) for s in out], "unbatched": True})
+        return
     if not out or not _known(out[1:]) or call.in_shapes[0][:1] != out[:1]:
         raise unsupported(layer, f"{type(layer).__name__} from {call.in_shapes[0]} to {out} (batch axis moved or unknown sizes)")
     ctx.emit("reshape", [ctx.tensor(x, "as_is")], call.outputs[0], layout="as_is", attrs={"shape": [int(s) for s in out[1:]]})
 
 
-@keras_converter("ops.Transpose")
+@keras_converter("ops.Transpose", "ops.Swapaxes")
 def transpose(ctx, layer, call):
+    """ops.transpose(x, axes) / ops.swapaxes(x, a, b) (keras.layers.Attention's key.T) as a permute."""
     rank = len(call.in_shapes[0])
-    axes = tuple(range(rank))[::-1] if layer.axes is None else tuple(int(a) % rank for a in layer.axes)
-    src = ctx.graph.producer(call.inputs[0])
-    if axes[0] != 0 and (src is None or src.op != "variable"):  # a variable has no batch axis (ReversibleEmbedding's E.T)
+    if type(layer).__name__ == "Swapaxes":
+        axes = list(range(rank))
+        a, b = int(layer.axis1) % rank, int(layer.axis2) % rank
+        axes[a], axes[b] = axes[b], axes[a]
+        axes = tuple(axes)
+    else:
+        axes = tuple(range(rank))[::-1] if layer.axes is None else tuple(int(a) % rank for a in layer.axes)
+    if axes[0] != 0 and not unbatched(ctx, call.inputs[0]):  # a variable has no batch axis (ReversibleEmbedding's E.T)
         raise unsupported(layer, f"ops.transpose with axes {axes} (moves the batch axis)")
     ctx.emit("permute", [ctx.tensor(call.inputs[0], "as_is")], call.outputs[0], layout="as_is", attrs={"dims": axes})
 
