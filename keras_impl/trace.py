@@ -171,9 +171,11 @@ class TracedFunction:
 
 
 def traced_shape(shape) -> tuple:
-    """A traced tensor's shape with TRACE_BATCH on axis 0 read back as the unknown batch (None)."""
-    shape = tuple(shape)
-    return (None,) + shape[1:] if shape[:1] == (TRACE_BATCH,) else shape
+    """A traced tensor's shape with TRACE_BATCH read back as the unknown batch
+    (None), and so are its multiples: the batch merged with another axis
+    (keras.io Swin's window_partition: (B * windows, w, w, C)), or moved
+    (its attention's (3, B * windows, heads, N, d))."""
+    return tuple(None if s is not None and s >= TRACE_BATCH and s % TRACE_BATCH == 0 else s for s in shape)
 
 
 def _is_concrete(x) -> bool:

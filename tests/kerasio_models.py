@@ -639,6 +639,181 @@ def perceiver(image_size=8, patch_size=2, latent_dim=4, projection_dim=8):
     return keras.Model(inputs, model(inputs))
 
 
+# --- vision/swin_transformers.py -----------------------------------------------
+# The listing's tf.reshape / tf.transpose / tf.gather / tf.roll / tf.Variable as keras.ops and keras.Variable.
+def window_partition(x, window_size):
+    _, height, width, channels = x.shape
+    patch_num_y, patch_num_x = height // window_size, width // window_size
+    x = ops.reshape(x, (-1, patch_num_y, window_size, patch_num_x, window_size, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, window_size, window_size, channels))  # the batch merged with the windows
+
+
+def window_reverse(windows, window_size, height, width, channels):
+    patch_num_y, patch_num_x = height // window_size, width // window_size
+    x = ops.reshape(windows, (-1, patch_num_y, patch_num_x, window_size, window_size, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, height, width, channels))
+
+
+class DropPath(layers.Layer):
+    """The listing's DropPath draws at inference too (no training branch): at_inference=True
+    keeps that (the port refuses it: random in Keras itself); False draws in training only."""
+
+    def __init__(self, drop_prob=None, at_inference=False, **kw):
+        super().__init__(**kw)
+        self.drop_prob, self.at_inference = drop_prob, at_inference
+        self.seed_generator = keras.random.SeedGenerator(7)
+
+    def call(self, x, training=None):
+        if not (training or self.at_inference):
+            return x
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        random_tensor = (1 - self.drop_prob) + keras.random.uniform(shape, dtype=x.dtype, seed=self.seed_generator)
+        return ops.divide(x, 1 - self.drop_prob) * ops.floor(random_tensor)
+
+
+class WindowAttention(layers.Layer):
+    def __init__(self, dim, window_size, num_heads, qkv_bias=True, dropout_rate=0.0, **kw):
+        super().__init__(**kw)
+        self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = layers.Dense(dim * 3, use_bias=qkv_bias)
+        self.dropout = layers.Dropout(dropout_rate)
+        self.proj = layers.Dense(dim)
+
+    def build(self, input_shape):
+        num_window_elements = (2 * self.window_size[0] - 1) * (2 * self.window_size[1] - 1)
+        self.relative_position_bias_table = self.add_weight(shape=(num_window_elements, self.num_heads),
+                                                            initializer="zeros", trainable=True)
+        coords = np.stack(np.meshgrid(np.arange(self.window_size[0]), np.arange(self.window_size[1]), indexing="ij"))
+        coords_flatten = coords.reshape(2, -1)
+        relative_coords = (coords_flatten[:, :, None] - coords_flatten[:, None, :]).transpose([1, 2, 0])
+        relative_coords[:, :, 0] += self.window_size[0] - 1
+        relative_coords[:, :, 1] += self.window_size[1] - 1
+        relative_coords[:, :, 0] *= 2 * self.window_size[1] - 1
+        index = relative_coords.sum(-1)
+        self.relative_position_index = self.add_weight(shape=index.shape, initializer=keras.initializers.Constant(index),
+                                                       trainable=False, dtype="int32", name="relative_position_index")
+
+    def call(self, x, mask=None):
+        _, size, channels = x.shape
+        head_dim = channels // self.num_heads
+        x_qkv = ops.reshape(self.qkv(x), (-1, size, 3, self.num_heads, head_dim))
+        x_qkv = ops.transpose(x_qkv, (2, 0, 3, 1, 4))
+        q, k, v = x_qkv[0], x_qkv[1], x_qkv[2]
+        q = q * self.scale
+        attn = q @ ops.transpose(k, (0, 1, 3, 2))
+        num_window_elements = self.window_size[0] * self.window_size[1]
+        relative_position_bias = ops.take(self.relative_position_bias_table,
+                                          ops.reshape(self.relative_position_index, (-1,)), axis=0)
+        relative_position_bias = ops.reshape(relative_position_bias, (num_window_elements, num_window_elements, -1))
+        attn = attn + ops.expand_dims(ops.transpose(relative_position_bias, (2, 0, 1)), axis=0)
+        if mask is not None:
+            n_w = mask.shape[0]
+            # the listing casts to tf.float32: here the attention's dtype, or a float64 copy cannot be built
+            mask_float = ops.cast(ops.expand_dims(ops.expand_dims(mask, axis=1), axis=0), attn.dtype)
+            attn = ops.reshape(attn, (-1, n_w, self.num_heads, size, size)) + mask_float
+            attn = ops.reshape(attn, (-1, self.num_heads, size, size))
+        attn = self.dropout(keras.activations.softmax(attn, axis=-1))
+        x_qkv = ops.transpose(attn @ v, (0, 2, 1, 3))
+        return self.dropout(self.proj(ops.reshape(x_qkv, (-1, size, channels))))
+
+
+class SwinTransformer(layers.Layer):
+    def __init__(self, dim, num_patch, num_heads, window_size=7, shift_size=0, num_mlp=1024, qkv_bias=True,
+                 dropout_rate=0.0, drop_path_at_inference=False, **kw):
+        super().__init__(**kw)
+        self.dim, self.num_patch, self.num_heads = dim, num_patch, num_heads
+        self.window_size, self.shift_size, self.num_mlp = window_size, shift_size, num_mlp
+        self.norm1 = layers.LayerNormalization(epsilon=1e-5)
+        self.attn = WindowAttention(dim, window_size=(window_size, window_size), num_heads=num_heads,
+                                    qkv_bias=qkv_bias, dropout_rate=dropout_rate)
+        self.drop_path = DropPath(dropout_rate, at_inference=drop_path_at_inference)
+        self.norm2 = layers.LayerNormalization(epsilon=1e-5)
+        self.mlp = keras.Sequential([layers.Dense(num_mlp), layers.Activation(keras.activations.gelu),
+                                     layers.Dropout(dropout_rate), layers.Dense(dim), layers.Dropout(dropout_rate)])
+        if min(self.num_patch) < self.window_size:
+            self.shift_size, self.window_size = 0, min(self.num_patch)
+
+    def build(self, input_shape):
+        if self.shift_size == 0:
+            self.attn_mask = None
+            return
+        height, width = self.num_patch
+        cuts = (slice(0, -self.window_size), slice(-self.window_size, -self.shift_size), slice(-self.shift_size, None))
+        mask_array = np.zeros((1, height, width, 1))
+        count = 0
+        for h in cuts:
+            for w in cuts:
+                mask_array[:, h, w, :] = count
+                count += 1
+        mask_windows = ops.reshape(window_partition(ops.convert_to_tensor(mask_array), self.window_size),
+                                   (-1, self.window_size * self.window_size))
+        attn_mask = ops.expand_dims(mask_windows, axis=1) - ops.expand_dims(mask_windows, axis=2)
+        attn_mask = ops.where(attn_mask != 0, -100.0, attn_mask)
+        attn_mask = ops.where(attn_mask == 0, 0.0, attn_mask)
+        self.attn_mask = self.add_weight(shape=attn_mask.shape, trainable=False, name="attn_mask",
+                                         initializer=keras.initializers.Constant(ops.convert_to_numpy(attn_mask)))
+
+    def call(self, x):
+        height, width = self.num_patch
+        _, num_patches_before, channels = x.shape
+        x_skip = x
+        x = ops.reshape(self.norm1(x), (-1, height, width, channels))
+        shifted_x = ops.roll(x, shift=[-self.shift_size, -self.shift_size], axis=[1, 2]) if self.shift_size > 0 else x
+        x_windows = ops.reshape(window_partition(shifted_x, self.window_size),
+                                (-1, self.window_size * self.window_size, channels))
+        attn_windows = self.attn(x_windows, mask=self.attn_mask)
+        attn_windows = ops.reshape(attn_windows, (-1, self.window_size, self.window_size, channels))
+        shifted_x = window_reverse(attn_windows, self.window_size, height, width, channels)
+        x = ops.roll(shifted_x, shift=[self.shift_size, self.shift_size], axis=[1, 2]) if self.shift_size > 0 else shifted_x
+        x = x_skip + self.drop_path(ops.reshape(x, (-1, height * width, channels)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchEmbedding(layers.Layer):
+    def __init__(self, num_patch, embed_dim, **kw):
+        super().__init__(**kw)
+        self.num_patch = num_patch
+        self.proj = layers.Dense(embed_dim)
+        self.pos_embed = layers.Embedding(input_dim=num_patch, output_dim=embed_dim)
+
+    def call(self, patch):
+        return self.proj(patch) + self.pos_embed(ops.arange(start=0, stop=self.num_patch, step=1))
+
+
+class PatchMerging(layers.Layer):
+    def __init__(self, num_patch, embed_dim, **kw):
+        super().__init__(**kw)
+        self.num_patch, self.embed_dim = num_patch, embed_dim
+        self.linear_trans = layers.Dense(2 * embed_dim, use_bias=False)
+
+    def call(self, x):
+        height, width = self.num_patch
+        _, _, c = x.shape
+        x = ops.reshape(x, (-1, height, width, c))
+        x0, x1, x2, x3 = x[:, 0::2, 0::2, :], x[:, 1::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 1::2, :]
+        x = ops.reshape(ops.concatenate((x0, x1, x2, x3), axis=-1), (-1, (height // 2) * (width // 2), 4 * c))
+        return self.linear_trans(x)
+
+
+def swin(image_size=8, patch=2, embed_dim=8, num_heads=2, window_size=2, shift_size=1, drop_path_at_inference=False):
+    """vision/swin_transformers.py (32x32, patch 2, dim 64, 8 heads there): two SwinTransformer
+    blocks (plain, then shifted windows with the attention mask), PatchMerging."""
+    n = image_size // patch
+    inputs = layers.Input((image_size, image_size, 3))
+    x = layers.RandomFlip("horizontal")(inputs)
+    x = MixerPatches(patch)(x)  # the listing's PatchExtract: the same extract_patches + reshape
+    x = PatchEmbedding(n * n, embed_dim)(x)
+    for shift in (0, shift_size):
+        x = SwinTransformer(dim=embed_dim, num_patch=(n, n), num_heads=num_heads, window_size=window_size,
+                            shift_size=shift, num_mlp=16, dropout_rate=0.03,
+                            drop_path_at_inference=drop_path_at_inference)(x)
+    x = layers.GlobalAveragePooling1D()(PatchMerging((n, n), embed_dim=embed_dim)(x))
+    return keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
+
+
 # name -> (builder, keras.io example). vae_encoder is refused by design (random at inference).
 BUILDERS = {
     "text_transformer": (text_transformer, "examples/nlp/text_classification_with_transformer.py"),
@@ -655,4 +830,5 @@ BUILDERS = {
     "vae_decoder": (vae_decoder, "examples/generative/vae.py"),
     "mae_classifier": (mae_classifier, "examples/vision/masked_image_modeling.py"),
     "perceiver": (perceiver, "examples/vision/perceiver_image_classification.py"),
+    "swin": (swin, "examples/vision/swin_transformers.py"),
 }

@@ -38,8 +38,9 @@ EXPECTED = {
     "vae_decoder": (10, r"nn\.ConvTranspose2d\(8, 4, kernel_size=\(3, 3\), stride=\(2, 2\)\)"),
     "mae_classifier": (14, r"_tile = \w+_position_embedding\.repeat\(\w+\.shape\[0\], 1, 1\)"),
     "perceiver": (68, r"self\.perceiver_variable = Variable\(\(4, 8\)\)"),
+    "swin": (114, r"_reshape_3 = \w+_transpose\.reshape\(-1, 2, 2, 8\)"),  # window_partition: batch x windows
 }
-SLOW = {"vit", "fnet", "mlp_mixer", "gmlp", "perceiver"}
+SLOW = {"vit", "fnet", "mlp_mixer", "gmlp", "perceiver", "swin"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPECTED])
@@ -97,3 +98,13 @@ def test_random_layer_at_inference_is_refused_naming_the_draw():
     assert "'sampling' of class Sampling draws random numbers at inference" in msg
     assert "keras.random.normal at kerasio_models.py" in msg and "epsilon = keras.random.normal(" in msg
     assert "@keras_converter('Sampling')" in msg
+
+
+def test_swin_drop_path_drawing_at_inference_is_refused():
+    """The listing's DropPath has no training branch: it drops paths at inference too
+    (random in Keras itself). Refused by name; the corpus' swin draws in training only."""
+    from keras_impl.trace import UntraceableLayerError
+
+    with pytest.raises(UntraceableLayerError) as e:
+        compare.keras_to_torch(km.swin(drop_path_at_inference=True))
+    assert "of class DropPath draws random numbers at inference: keras.random.uniform at kerasio_models.py" in str(e.value)

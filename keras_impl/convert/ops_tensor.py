@@ -1,6 +1,6 @@
 """keras.ops tensor operations met when tracing custom layers (keras_impl/trace.py):
 matmul, reshape / expand_dims / squeeze, transpose / swapaxes, erf, mean, take, unstack /
-split, sum, zeros_like.
+split, roll, sum, zeros_like.
 
 Each works on the tensor in Keras' own layout (`ctx.tensor(x, "as_is")`):
 these ops name Keras axes. Operations keep the batch axis where it is; one
@@ -58,7 +58,27 @@ def reshape(ctx, layer, call):
         return
     if not out or not _known(out[1:]) or call.in_shapes[0][:1] != out[:1]:
         raise unsupported(layer, f"{type(layer).__name__} from {call.in_shapes[0]} to {out} (batch axis moved or unknown sizes)")
-    ctx.emit("reshape", [ctx.tensor(x, "as_is")], call.outputs[0], layout="as_is", attrs={"shape": [int(s) for s in out[1:]]})
+    attrs = {"shape": [int(s) for s in out[1:]]}
+    if _merges_batch(call):
+        attrs["merge_batch"] = True
+    ctx.emit("reshape", [ctx.tensor(x, "as_is")], call.outputs[0], layout="as_is", attrs=attrs)
+
+
+def _merges_batch(call) -> bool:
+    """A traced reshape whose axis 0 holds the batch times another size on one
+    side only: it merges the batch with an axis or splits it off again
+    (keras.io Swin's window_partition, (B, H, W, C) -> (B * windows, w, w, C)).
+    The traced (concrete) shapes tell: axis 0 differs before and after."""
+    raw = tuple(getattr(call.args[0], "shape", ()) or ())
+    if not raw or not _known(raw) or not _known(call.out_shapes[0][1:]):
+        return False  # outside a trace the batch is None: it stays axis 0
+    rest = 1
+    for s in call.out_shapes[0][1:]:
+        rest *= int(s)
+    total = 1
+    for s in raw:
+        total *= int(s)
+    return total // rest != int(raw[0])
 
 
 @keras_converter("ops.Transpose", "ops.Swapaxes")
@@ -72,7 +92,9 @@ def transpose(ctx, layer, call):
         axes = tuple(axes)
     else:
         axes = tuple(range(rank))[::-1] if layer.axes is None else tuple(int(a) % rank for a in layer.axes)
-    if axes[0] != 0 and not unbatched(ctx, call.inputs[0]):  # a variable has no batch axis (ReversibleEmbedding's E.T)
+    # a variable has no batch axis (ReversibleEmbedding's E.T); a traced axis of
+    # known size may come first (Swin's qkv (3, B * windows, heads, N, d), picked by [0])
+    if axes[0] != 0 and not unbatched(ctx, call.inputs[0]) and call.out_shapes[0][0] is None:
         raise unsupported(layer, f"ops.transpose with axes {axes} (moves the batch axis)")
     ctx.emit("permute", [ctx.tensor(call.inputs[0], "as_is")], call.outputs[0], layout="as_is", attrs={"dims": axes})
 
@@ -135,6 +157,21 @@ def unstack_split(ctx, layer, call):
         ctx.emit("slice", [x], out, layout="as_is", attrs={"index": index}, keras_shape=tuple(shape),
                  node_name=ctx.node_name(f"{call.node_name}_{i}") if i else None)
         ctx.graph.tensors[out].dtype = ctx.graph.tensors[x].dtype
+
+
+@keras_converter("ops.Roll")
+def roll(ctx, layer, call):
+    """ops.roll(x, shift, axis) (numpy.py Roll; Swin's shifted windows) as torch.roll on Keras' axes."""
+    if layer.axis is None:
+        raise unsupported(layer, "ops.roll of the flattened tensor (axis=None)")
+    shifts = layer.shift if isinstance(layer.shift, (list, tuple)) else [layer.shift]
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = len(call.in_shapes[0])
+    axes = [int(a) % rank for a in axes]
+    if 0 in axes:
+        raise unsupported(layer, "ops.roll along the batch axis")
+    x = ctx.tensor(call.inputs[0], "as_is")
+    ctx.emit("roll", [x], call.outputs[0], layout="as_is", attrs={"shifts": [int(v) for v in shifts], "dims": axes})
 
 
 @keras_converter("ops.Sum")

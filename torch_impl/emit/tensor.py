@@ -1,5 +1,5 @@
 """Tensor ops of traced custom layers: cast, broadcast_to, tile, einsum,
-einsum_dense, masked_fill, reduce_sum, zeros_like (keras_impl/convert/ops_shape.py,
+einsum_dense, masked_fill, reduce_sum, zeros_like, roll (keras_impl/convert/ops_shape.py,
 ops_tensor.py, einsum.py, core.py).
 
 A size None in `shape` / `repeats` is the batch size at run time: the node's
@@ -101,3 +101,8 @@ def reduce_sum(node, args, module, graph=None):
 @torch_emitter("zeros_like")
 def zeros_like(node, args, module, graph=None):
     return Emitted(None, f"torch.zeros_like({args[0]})")
+
+
+@torch_emitter("roll")
+def roll(node, args, module, graph=None):
+    return Emitted(None, f"torch.roll({args[0]}, {fmt(tuple(node.attrs['shifts']))}, {fmt(tuple(node.attrs['dims']))})")
