@@ -467,6 +467,14 @@ def fused_attention(steps=6, dim=8, causal=True):
     return keras.Model(inputs, layers.Dense(3)(layers.Flatten()(x)))
 
 
+def fused_attention_masked(steps=6, vocab=5, dim=8):
+    """The same layer over token embeddings, padding ids (0) masked out through a boolean mask."""
+    ids = keras.Input((steps,), dtype="int32")
+    x = layers.Embedding(vocab, dim)(ids)
+    x = FusedSelfAttention(2, 4)(x, padding_mask=ops.not_equal(ids, 0))
+    return keras.Model(ids, layers.Dense(3)(layers.GlobalAveragePooling1D()(x)))
+
+
 # --- generative/vae.py ---------------------------------------------------------
 class Sampling(layers.Layer):
     """Uses (z_mean, z_log_var) to sample z, the vector encoding a digit."""
@@ -827,6 +835,7 @@ BUILDERS = {
     "involution": (involution, "examples/vision/involution.py"),
     "token_learner": (token_learner, "examples/vision/token_learner.py"),
     "fused_attention": (fused_attention, "keras_hub cached_multi_head_attention.py (fused path)"),
+    "fused_attention_masked": (fused_attention_masked, "keras_hub cached_multi_head_attention.py (fused path)"),
     "vae_decoder": (vae_decoder, "examples/generative/vae.py"),
     "mae_classifier": (mae_classifier, "examples/vision/masked_image_modeling.py"),
     "perceiver": (perceiver, "examples/vision/perceiver_image_classification.py"),

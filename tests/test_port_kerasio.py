@@ -35,6 +35,7 @@ EXPECTED = {
     "involution": (31, r"extract_patches\(\w+, \(3, 3\), \(2, 2\), \(1, 1\), \(0, 1, 0, 1\)\)  # \(N, 2, 2, 27\)"),
     "token_learner": (20, r"torch\.einsum\('bts,bsc->btc', \w+, \w+\)  # \(N, 4, 8\)"),
     "fused_attention": (12, r"keras_dot_product_attention\(\w+_unstack, \w+_unstack_1, \w+_unstack_2, 0\.5, causal=True\)"),
+    "fused_attention_masked": (16, r"keras_dot_product_attention\(\w+_unstack, \w+_unstack_1, \w+_unstack_2, 0\.5, mask=\w+_cast\)"),
     "vae_decoder": (10, r"nn\.ConvTranspose2d\(8, 4, kernel_size=\(3, 3\), stride=\(2, 2\)\)"),
     "mae_classifier": (14, r"_tile = \w+_position_embedding\.repeat\(\w+\.shape\[0\], 1, 1\)"),
     "perceiver": (68, r"self\.perceiver_variable = Variable\(\(4, 8\)\)"),
