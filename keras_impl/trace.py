@@ -92,27 +92,43 @@ class UntraceableLayerError(UnsupportedLayerError):
 
 
 class RandomDrawError(Exception):
-    """A keras.random function called while tracing (see the module docstring)."""
+    """A keras.random function called while tracing (see the module docstring).
+    Keras re-raises an error from a nested layer's call() as a new exception of
+    the same class with its own message, so the draw is also kept in _DRAWS."""
 
-    def __init__(self, function: str):
-        super().__init__(f"keras.random.{function}")
-        self.function = function
+
+_DRAWS = []  # (keras.random function, the layer whose call() drew, "file:line in fn: code") of the trace
+
+
+def _drawing_call():
+    """(layer, where) of the innermost Layer.call on the stack outside Keras and TF."""
+    for frame in inspect.stack(context=1)[2:]:
+        owner = frame.frame.f_locals.get("self")
+        if frame.function == "call" and isinstance(owner, keras.layers.Layer) \
+                and not frame.filename.startswith(_KERAS_DIRS):
+            code = (frame.code_context or [""])[0].strip()
+            return owner, f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.function}: {code}"
+    return None, "?"
 
 
 @contextlib.contextmanager
 def _no_random_draws():
     """While tracing, every keras.random function of the TF backend (each
     draws its seed through draw_seed: keras/src/backend/tensorflow/random.py)
-    raises RandomDrawError naming itself."""
+    raises RandomDrawError, the function, layer and line kept in _DRAWS."""
     from keras.src.backend.tensorflow import random as tf_random
 
     original = tf_random.draw_seed
 
     def draw_seed(seed):
         callers = [f.name for f in traceback.extract_stack() if f.filename.endswith(os.path.join("random", "random.py"))]
-        raise RandomDrawError(callers[-1] if callers else "draw_seed")
+        function = f"keras.random.{callers[-1] if callers else 'draw_seed'}"
+        layer, where = _drawing_call()
+        _DRAWS.append((function, layer, where))
+        raise RandomDrawError(function)
 
     tf_random.draw_seed = draw_seed
+    _DRAWS.clear()
     try:
         yield
     finally:
@@ -288,13 +304,15 @@ def _stopped_at(error: BaseException, layer) -> str:
 
 
 def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
-    if isinstance(error, RandomDrawError):
+    if isinstance(error, RandomDrawError) and _DRAWS:
+        function, drawer, where = _DRAWS[-1]
+        drawer = drawer or layer
+        inside = "" if drawer is layer else f" (inside layer {layer.name!r} of class {type(layer).__name__})"
         return UntraceableLayerError(
-            f"layer {layer.name!r} of class {type(layer).__name__} draws random numbers at inference: "
-            f"{error} at {_stopped_at(error, layer)}. Its output is random in Keras itself, so no port can be "
-            f"proved equal to it; port the model up to the layer's inputs and draw outside it, or register a "
-            f"converter that makes it deterministic with @keras_converter({type(layer).__name__!r}) "
-            f"(README, 'Your own layers')")
+            f"layer {drawer.name!r} of class {type(drawer).__name__}{inside} draws random numbers at inference: "
+            f"{function} at {where}. Its output is random in Keras itself, so no port can be proved equal to "
+            f"it; port the model up to the layer's inputs and draw outside it, or register a converter that "
+            f"makes it deterministic with @keras_converter({type(drawer).__name__!r}) (README, 'Your own layers')")
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return UntraceableLayerError(
         f"layer {layer.name!r} of class {type(layer).__name__} has no converter and its call() cannot be traced "
