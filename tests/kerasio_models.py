@@ -404,10 +404,35 @@ def involution(image_size=8):
     return keras.Model(inputs=[inputs], outputs=[layers.Dense(4)(x)], name="inv_model")
 
 
-# --- vision/token_learner.py / keras.ops.einsum ------------------------------
-class TokenLearner(layers.Layer):
-    """vision/token_learner.py's token_learner module as a layer: spatial attention maps
-    (a conv stack, sigmoid) pooled with keras.ops.einsum into a few learned tokens."""
+# --- vision/token_learner.py ------------------------------------------------------
+def _token_learner(inputs, number_of_tokens=4):
+    """The example's token_learner module (a function): spatial attention maps from a conv
+    stack (ops.gelu activations, a sigmoid), each map multiplied with the input, averaged."""
+    x = layers.LayerNormalization(epsilon=1e-6)(inputs)  # (B, H, W, C)
+    attention_maps = keras.Sequential([
+        layers.Conv2D(number_of_tokens, (3, 3), activation=ops.gelu, padding="same", use_bias=False),
+        layers.Conv2D(number_of_tokens, (3, 3), activation=ops.gelu, padding="same", use_bias=False),
+        layers.Conv2D(number_of_tokens, (3, 3), activation="sigmoid", padding="same", use_bias=False),
+        layers.Reshape((-1, number_of_tokens)), layers.Permute((2, 1))])(x)  # (B, tokens, H*W)
+    num_filters = inputs.shape[-1]
+    inputs = layers.Reshape((1, -1, num_filters))(inputs)  # (B, 1, H*W, C)
+    attended_inputs = ops.expand_dims(attention_maps, axis=-1) * inputs  # (B, tokens, H*W, C)
+    return ops.mean(attended_inputs, axis=2)  # (B, tokens, C)
+
+
+def token_learner(image_size=8):
+    """vision/token_learner.py (ViT with TokenLearner after its 2nd block, 32x32 there): patches
+    by a strided conv, the module, one attention block."""
+    inputs = keras.Input((image_size, image_size, 3))
+    tokens = _token_learner(layers.Conv2D(8, 2, strides=2)(inputs))
+    x1 = layers.LayerNormalization(epsilon=1e-6)(tokens)
+    x = layers.Add()([layers.MultiHeadAttention(num_heads=2, key_dim=4)(x1, x1), tokens])
+    return keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling1D()(x)))
+
+
+class EinsumTokenLearner(layers.Layer):
+    """The same module as a custom layer, its multiply-and-average written as one
+    keras.ops.einsum (the form keras-hub and Keras' own attention use)."""
 
     def __init__(self, num_tokens=4, **kw):
         super().__init__(**kw)
@@ -418,22 +443,17 @@ class TokenLearner(layers.Layer):
                                            layers.Conv2D(num_tokens, 3, padding="same", use_bias=False)])
 
     def call(self, inputs):
-        x = self.norm(inputs)
-        maps = keras.ops.sigmoid(self.attention(x))  # (B, H, W, tokens)
+        maps = keras.ops.sigmoid(self.attention(self.norm(inputs)))  # (B, H, W, tokens)
         b, h, w, c = keras.ops.shape(inputs)
         maps = keras.ops.reshape(keras.ops.transpose(maps, (0, 3, 1, 2)), (b, self.num_tokens, h * w))
         feats = keras.ops.reshape(inputs, (b, h * w, c))
-        return keras.ops.einsum("bts,bsc->btc", maps, feats) / (h * w)  # a mean over the spatial cells
+        return keras.ops.einsum("bts,bsc->btc", maps, feats) / (h * w)  # the mean over the cells
 
 
-def token_learner(image_size=8):
-    """vision/token_learner.py (ViT with a TokenLearner after the 2nd block, 32x32 there)."""
+def einsum_token_learner(image_size=8):
     inputs = keras.Input((image_size, image_size, 3))
-    x = layers.Conv2D(8, 2, strides=2)(inputs)
-    tokens = TokenLearner(num_tokens=4)(x)
-    x1 = layers.LayerNormalization(epsilon=1e-6)(tokens)
-    x = layers.Add()([layers.MultiHeadAttention(num_heads=2, key_dim=4)(x1, x1), tokens])
-    return keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling1D()(x)))
+    tokens = EinsumTokenLearner(num_tokens=4)(layers.Conv2D(8, 2, strides=2)(inputs))
+    return keras.Model(inputs, layers.Dense(3)(layers.Flatten()(tokens)))
 
 
 # --- keras.ops.dot_product_attention ---------------------------------------
@@ -834,6 +854,7 @@ BUILDERS = {
     "cct": (cct, "examples/vision/cct.py"),
     "involution": (involution, "examples/vision/involution.py"),
     "token_learner": (token_learner, "examples/vision/token_learner.py"),
+    "einsum_token_learner": (einsum_token_learner, "examples/vision/token_learner.py (as a layer, ops.einsum)"),
     "fused_attention": (fused_attention, "keras_hub cached_multi_head_attention.py (fused path)"),
     "fused_attention_masked": (fused_attention_masked, "keras_hub cached_multi_head_attention.py (fused path)"),
     "vae_decoder": (vae_decoder, "examples/generative/vae.py"),

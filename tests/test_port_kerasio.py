@@ -33,7 +33,9 @@ EXPECTED = {
     "convmixer": (25, r"nn\.Conv2d\(8, 8, kernel_size=\(3, 3\), padding=\(1, 1\), groups=8\)"),
     "cct": (50, r"torch\.matmul\(\w+_transpose, \w+\)  # \(N, 1, 8\)"),
     "involution": (31, r"extract_patches\(\w+, \(3, 3\), \(2, 2\), \(1, 1\), \(0, 1, 0, 1\)\)  # \(N, 2, 2, 27\)"),
-    "token_learner": (20, r"torch\.einsum\('bts,bsc->btc', \w+, \w+\)  # \(N, 4, 8\)"),
+    "token_learner": (23, r"permute(_\d+)? = \w+\.permute\(0, 2, 1\)  # \(N, 4, 16\)"),
+    "einsum_token_learner": (16, r"torch\.einsum\('bts,bsc->btc', \w+, \w+\)  # \(N, 4, 8\)"),
+    "timeseries_transformer": (30, r"\.mean\(dim=\(2,\)\)  # \(N, 12\)"),  # pooling over the steps
     "fused_attention": (12, r"keras_dot_product_attention\(\w+_unstack, \w+_unstack_1, \w+_unstack_2, 0\.5, causal=True\)"),
     "fused_attention_masked": (16, r"keras_dot_product_attention\(\w+_unstack, \w+_unstack_1, \w+_unstack_2, 0\.5, mask=\w+_cast\)"),
     "vae_decoder": (10, r"nn\.ConvTranspose2d\(8, 4, kernel_size=\(3, 3\), stride=\(2, 2\)\)"),
@@ -42,30 +44,37 @@ EXPECTED = {
     "swin": (114, r"_reshape_3 = \w+_transpose\.reshape\(-1, 2, 2, 8\)"),  # window_partition: batch x windows
 }
 SLOW = {"vit", "fnet", "mlp_mixer", "gmlp", "perceiver", "swin"}
+# Models whose float32 rows fail the port's fixed float32 tolerance while each
+# row says float64 agrees (Keras' own float32 error there is as large as the
+# difference): the FordA model's LayerNormalization over its one feature (x - mean
+# is rounding noise times 1/sqrt(1e-6)); TokenLearner's attention convolutions
+# (Keras' own float32 error 4.7e-4 at its first 3x3 conv). float64 passes.
+FLOAT32_BY_ITS_OWN_ROUNDING = {"timeseries_transformer", "token_learner"}
+
+
+def _proof(name, model):
+    """port_ok; for the models above, every float64 row passes and a failing float32
+    node or output row says float64 agrees (the loss and gradient rows follow them)."""
+    if name not in FLOAT32_BY_ITS_OWN_ROUNDING:
+        return port_ok(model)
+    r = compare.port_checks(model)
+    f64 = [c for c in r.checks if c.dtype == "float64"]
+    assert f64 and all(c.passed for c in f64), [c.check for c in f64 if not c.passed]
+    unexplained = [(c.check, c.where) for c in r.checks if not c.passed and c.check.startswith(("node", "output"))
+                   and "float64 agrees" not in c.where]
+    assert not unexplained, unexplained
+    return r
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPECTED])
 def test_kerasio_model_ports_and_passes_its_proof(name):
     build, _example = km.BUILDERS[name]
-    r = port_ok(randomise(build()))
+    r = _proof(name, randomise(build()))
     nodes, pattern = EXPECTED[name]
     assert len(r.graph.nodes) == nodes, [n.name for n in r.graph.nodes]
     assert re.search(pattern, r.source), r.source
     for check in ("node", "grad ", "output"):
         assert worst(r, check, "float64") <= F64_REL, (check, worst(r, check, "float64"))
-
-
-def test_timeseries_transformer_float64_within_1e12():
-    """keras.io's FordA model normalises over its one feature (LayerNormalization
-    of a (N, T, 1) tensor: x - mean is rounding noise scaled by 1/sqrt(1e-6)), so
-    float32 differs by its own rounding (each row says float64 agrees); float64 passes."""
-    r = compare.port_checks(randomise(km.timeseries_transformer()))
-    assert len(r.graph.nodes) == 30
-    f64 = [c for c in r.checks if c.dtype == "float64"]
-    assert f64 and all(c.passed for c in f64), [c.check for c in f64 if not c.passed]
-    assert worst(r, "output", "float64") <= F64_REL and worst(r, "grad ", "float64") <= F64_REL
-    failed32 = [c for c in r.checks if not c.passed and c.check.startswith(("node", "output"))]
-    assert all("float64 agrees" in c.where for c in failed32), [(c.check, c.where) for c in failed32]
 
 
 @pytest.mark.slow
