@@ -43,6 +43,11 @@ EXPECTED = {
     "perceiver": (68, r"self\.perceiver_variable = Variable\(\(4, 8\)\)"),
     "swin": (114, r"_reshape_3 = \w+_transpose\.reshape\(-1, 2, 2, 8\)"),  # window_partition: batch x windows
 }
+# Parameter counts of the shrunk builders (keras-hub style: a changed builder shows here first).
+PARAMS = {"text_transformer": 1334, "vit": 2900, "mlp_mixer": 1820, "fnet": 620, "gmlp": 1180, "convmixer": 668,
+          "timeseries_transformer": 270, "cct": 2413, "involution": 226, "token_learner": 1027,
+          "einsum_token_learner": 651, "fused_attention": 451, "fused_attention_masked": 355, "vae_decoder": 1009,
+          "mae_classifier": 896, "perceiver": 1525, "swin": 2144}
 SLOW = {"vit", "fnet", "mlp_mixer", "gmlp", "perceiver", "swin"}
 # Models whose float32 rows fail the port's fixed float32 tolerance while each
 # row says float64 agrees (Keras' own float32 error there is as large as the
@@ -69,7 +74,9 @@ def _proof(name, model):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPECTED])
 def test_kerasio_model_ports_and_passes_its_proof(name):
     build, _example = km.BUILDERS[name]
-    r = _proof(name, randomise(build()))
+    model = randomise(build())
+    assert model.count_params() == PARAMS[name]
+    r = _proof(name, model)
     nodes, pattern = EXPECTED[name]
     assert len(r.graph.nodes) == nodes, [n.name for n in r.graph.nodes]
     assert re.search(pattern, r.source), r.source
