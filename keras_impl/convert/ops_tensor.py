@@ -92,9 +92,11 @@ def transpose(ctx, layer, call):
         axes = tuple(axes)
     else:
         axes = tuple(range(rank))[::-1] if layer.axes is None else tuple(int(a) % rank for a in layer.axes)
-    # a variable has no batch axis (ReversibleEmbedding's E.T); a traced axis of
-    # known size may come first (Swin's qkv (3, B * windows, heads, N, d), picked by [0])
-    if axes[0] != 0 and not unbatched(ctx, call.inputs[0]) and call.out_shapes[0][0] is None:
+    # a variable has no batch axis (ReversibleEmbedding's E.T); inside a traced
+    # layer an axis of known size may come first (Swin's qkv (3, B * windows,
+    # heads, N, d), then picked by [0]); a model's own graph keeps the batch first
+    moved_ok = unbatched(ctx, call.inputs[0]) or (call.base and call.out_shapes[0][0] is not None)
+    if axes[0] != 0 and not moved_ok:
         raise unsupported(layer, f"ops.transpose with axes {axes} (moves the batch axis)")
     ctx.emit("permute", [ctx.tensor(call.inputs[0], "as_is")], call.outputs[0], layout="as_is", attrs={"dims": axes})
 
