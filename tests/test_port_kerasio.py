@@ -126,5 +126,5 @@ def test_swin_drop_path_drawing_at_inference_is_refused():
         compare.keras_to_torch(km.swin(drop_path_at_inference=True))
     msg = str(e.value)
     assert "of class DropPath (inside layer 'swin_transformer" in msg and "of class SwinTransformer)" in msg
-    assert "draws random numbers at inference: keras.random.uniform at kerasio_models.py" in msg
+    assert "draws random numbers at inference: keras.random.uniform at kerasio_windows.py" in msg
     assert "random_tensor = (1 - self.drop_prob) + keras.random.uniform(" in msg and "@keras_converter('DropPath')" in msg
