@@ -289,11 +289,11 @@ def port_checks(keras_model, inputs=None, **kw):
         kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
     """
     frameworks()
-    from keras_impl.port import PortSide as KerasSide
+    from keras_impl.side import KerasSide
     from shared.port import port_checks as run
-    from torch_impl.port import PortSide as TorchSide
+    from torch_impl.side import TorchSide
 
-    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
+    return run(KerasSide(keras_model), TorchSide.from_graph, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -387,17 +387,18 @@ def cmd_port(argv) -> int:
     fw = frameworks(args.threads)
     from keras_impl import port as kp
     from shared import report as rpt
-    from torch_impl.port import PortSide as TorchSide
+    from keras_impl.side import KerasSide
+    from torch_impl.side import TorchSide
 
     for plugin in args.plugin:
         kp.import_plugin(plugin)
-    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
-    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    keras_side = KerasSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph, args.batch_size, args.seed)
     train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
     ui = ConsoleUI(args.quiet)
     with atomic_dir(out) as work, ui:
         work = Path(work)
-        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+        res = sp.port_checks(keras_side, TorchSide.from_graph, xs, seed=args.seed, train_config=train_config,
                              onnx_dir=None if args.no_onnx else work, onnx_dir_shown_as=out)
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
         source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
