@@ -413,33 +413,34 @@ def cmd_port(argv) -> int:
 # --------------------------------------------------------------------------
 def cmd_port_reverse(args, out: Path) -> int:
     """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
-    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/reverse.py)."""
+    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/side.py)."""
     if args.input_shape is None:
         raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
     fw = frameworks(args.threads)
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared import port_reverse as pr
     from shared import report as rpt
     from shared.atomic import atomic_dir, atomic_write_text
     from shared.console import ConsoleUI
-    from torch_impl import reverse as t
+    from torch_impl.port import load_module
+    from torch_impl.side import TorchSide
 
-    module = t.load_module(args.model, args.torch_weights)
+    module = load_module(args.model, args.torch_weights)
     from shared import port as sp
 
-    xs = sp.load_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
-    res = pr.reverse_port_checks(k, t, module, args.input_shape, xs, seed=args.seed)
+    xs = sp.load_inputs(args.data, TorchSide.read(module, args.input_shape).graph, args.batch_size, args.seed)
+    res = pr.reverse_port_checks(KerasSide, TorchSide, module, args.input_shape, xs, seed=args.seed)
     ui = ConsoleUI(args.quiet)
     with atomic_dir(out) as work, ui:
         work = Path(work)
         atomic_write_text(work / "model_keras.py", res.source)
         mem = res.info["memory"]
-        files = k.save(res.model, work)
+        files = res.keras_side.save(work)
         mem.mark("save")
-        res.checks.append(pr.plain_load_check(k, res, xs if len(xs) > 1 else xs[0], work / "model.keras", work))
+        res.checks.append(pr.plain_load_check(res, xs, work / "model.keras", work))
         mem.mark("fresh-process reload")
         if not args.no_onnx:  # an exporter's failure is an information row, never the verdict
-            res.checks += pr.onnx_checks(k, t, module, res, xs[0], work, shown_as=out)
+            res.checks += pr.onnx_checks(res, xs[0], work, shown_as=out)
             files.update({"onnx": sp.written_onnx(work)})
             mem.mark("onnx")
         env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
@@ -468,22 +469,22 @@ def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
     an input shape without the batch (C, H, W); the model is built by executing
     that source and takes Keras' layout (N, H, W, C)."""
     frameworks()
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared.port_reverse import torch_to_keras as convert
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    model, source, _plan, graph = convert(k, t, torch_model, input_shape, dtype)
-    return model, source, graph
+    ks, ts = convert(KerasSide, TorchSide, torch_model, input_shape, dtype)
+    return ks.model, ks.source, ts.graph
 
 
 def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
     """shared.port_reverse.reverse_port_checks with this project's two sides."""
     frameworks()
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared.port_reverse import reverse_port_checks as check
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    return check(k, t, torch_model, input_shape, inputs, **kw)
+    return check(KerasSide, TorchSide, torch_model, input_shape, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -505,14 +506,14 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
         shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
     """
     frameworks()
-    from torch_impl.verify import TorchSide
-    from keras_impl.verify import KerasSide
+    from keras_impl.side import KerasSide
     from shared.verify import Mapping
+    from torch_impl.side import TorchSide
     from shared.verify_run import VerifyOptions, run_verify
 
     if weights not in ("keras", "as-is"):
         raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
-    ks = KerasSide(keras_model)
+    ks = KerasSide.for_verify(keras_model)
     x = None
     if inputs is not None and (isinstance(inputs, dict) or len(ks.input_names) > 1):  # a dict (Keras names or torch aliases) or a list
         from shared.verify_io import as_named_inputs
