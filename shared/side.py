@@ -22,12 +22,16 @@ Which flow uses which method:
 | export_onnx(path, opset) | yes | yes (config form) | - |
 
 `verify` compares a *hand-written* torch module, which has no graph: its torch
-side is traced into records instead (shared/verify.py), and verify's
-record-keyed methods (`records`/`trace`, `weights`, `pair_outputs`, ...) live
-in keras_impl/verify.py and torch_impl/verify.py for now. The default run's
-engine drives shared/backend.py's `Backend` (portable names, training mode
-per call); onnxruntime implements that one (shared/onnx_backend.py), and a
-method a side cannot provide raises NotImplementedError with the reason.
+side (`TorchSide(module)`) is traced into records instead (shared/verify.py),
+and verify drives record-keyed methods of the same two classes
+(`KerasSide.for_verify(model)`: `records`, `record_weights`, `outputs`,
+`pair_outputs`, `record_loss_and_grads`, `train`; `TorchSide`: `trace` and the
+same names, `set_record_weights`), whose helpers stay in keras_impl/verify.py
+and torch_impl/verify.py. The default run's engine still drives
+shared/backend.py's `Backend` (portable names of the built-in twins, training
+mode per call, task losses); onnxruntime implements that one
+(shared/onnx_backend.py). A method a side cannot provide raises
+NotImplementedError with the reason.
 """
 
 from __future__ import annotations

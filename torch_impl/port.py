@@ -9,14 +9,12 @@ Keras found the logits behind a softmax/sigmoid head (`_keras_logits`, its
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from shared.graph import Graph
-from torch_impl.write import variable_names
+from torch_impl.write import forward_locals, variable_names
 
 __all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
 
@@ -66,28 +64,11 @@ def _output_mask(graph: Graph, local: dict, names: dict):
     return None if mask is None else local[names[mask]]
 
 
-def _forward_capturing(module, xs: list) -> dict:
-    code = type(module).forward.__code__
-    captured = {}
-
-    def profiler(frame, event, arg):
-        if event == "return" and frame.f_code is code:
-            captured.update(frame.f_locals)
-
-    old = sys.getprofile()
-    sys.setprofile(profiler)
-    try:
-        module(*xs)
-    finally:
-        sys.setprofile(old)
-    return captured
-
-
 def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
     """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]  # already in the module's dtype
     module.zero_grad(set_to_none=True)
-    local = _forward_capturing(module, xs)
+    local = forward_locals(module, xs)
     names = variable_names(graph)
     out_name = graph.outputs[0]
     out = local[names[out_name]]
@@ -128,20 +109,12 @@ def load_module(spec: str, weights: str | None = None):
 def _captured_run(module, graph: Graph, inputs: list, dtype) -> dict:
     """{fx node name: value} of one forward pass (with gradients) of the graph
     the module was read from (torch.fx or torch.export, torch_impl/capture.py)."""
-    import torch.fx as fx
-
-    from torch_impl.read import captured
-
-    values = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            values[n.name] = super().run_node(n)
-            return values[n.name]
+    from torch_impl.read import captured, record_nodes
 
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
-    Recorder(captured(module, graph).gm).run(*[x.to(dtype) if x.is_floating_point() else x for x in xs])
-    return values
+    values = record_nodes(captured(module, graph).gm, [x.to(dtype) if x.is_floating_point() else x for x in xs],
+                          copies=False, grad=True)
+    return {n.name: v for n, v in values.items()}
 
 
 def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
@@ -231,7 +204,7 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
     for _ in range(train_config.steps):
         opt.zero_grad(set_to_none=True)
         with KerasEmbeddingGrads() if keras_slices else nullcontext():
-            local = _forward_capturing(module, xs)
+            local = forward_locals(module, xs)
         out, logits = local[names[graph.outputs[0]]], bool(spec["from_logits"])
         if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
             out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True

@@ -27,7 +27,7 @@ from shared.graph import Graph, identifier
 from torch_impl.emit import emitter_for
 from torch_impl.emit.helpers import HELPERS
 
-__all__ = ["write_source", "build_module", "graph_values", "state_dict", "variable_names"]
+__all__ = ["forward_locals", "write_source", "build_module", "graph_values", "state_dict", "variable_names"]
 
 _HEADER = '''"""{name}: PyTorch port of the Keras model {name!r}.
 
@@ -136,9 +136,10 @@ def build_module(graph: Graph, source: str | None = None, dtype=torch.float32):
     return model.to(dtype).eval(), source
 
 
-def graph_values(module, graph: Graph, inputs) -> dict:
-    """Every tensor of one forward pass (numpy, by graph name)."""
-    names = variable_names(graph)
+def forward_locals(module, xs: list) -> dict:
+    """model.py's per-node recorder: the local variables of one call of the
+    module's forward (one statement per graph node, named by variable_names),
+    captured when it returns (sys.setprofile), with autograd as the caller has it."""
     code = type(module).forward.__code__
     captured = {}
 
@@ -146,12 +147,19 @@ def graph_values(module, graph: Graph, inputs) -> dict:
         if event == "return" and frame.f_code is code:
             captured.update(frame.f_locals)
 
-    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
     old = sys.getprofile()
     sys.setprofile(profiler)
     try:
-        with torch.no_grad():
-            module(*xs)
+        module(*xs)
     finally:
         sys.setprofile(old)
+    return captured
+
+
+def graph_values(module, graph: Graph, inputs) -> dict:
+    """Every tensor of one forward pass (numpy, by graph name)."""
+    names = variable_names(graph)
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    with torch.no_grad():
+        captured = forward_locals(module, xs)
     return {t: captured[v].detach().numpy() for t, v in names.items() if v in captured and isinstance(captured[v], torch.Tensor)}
