@@ -35,9 +35,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shared.config import TrainConfig
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
-from torch_impl.train import AdamKeras, SGDKeras
+from torch_impl import train
 from torch_impl.verify_attention import FUSED, absorbed as _absorbed, attention_parts as _attention_parts, fused_parts
 from torch_impl.verify_loss import KERAS_EPSILON, torch_loss  # noqa: F401  (re-exported)
 from torch_impl.verify_params import tied_params
@@ -205,9 +206,9 @@ def _split_record(rec: TorchRecord, m: nn.Module) -> list:
 
 
 def make_optimizer(model: nn.Module, spec: dict) -> torch.optim.Optimizer:
-    """The torch optimizer with Keras' semantics for a Keras optimizer spec."""
-    lr, wd = spec["learning_rate"], spec["weight_decay"]
-    if spec["class"] == "SGD":
-        return SGDKeras(model.parameters(), lr=lr, momentum=spec["momentum"], decoupled_weight_decay=wd)
-    return AdamKeras(model.parameters(), lr=lr, betas=(spec["beta_1"], spec["beta_2"]),
-                     keras_epsilon=spec["epsilon"], weight_decay=wd)
+    """The torch optimizer with Keras' semantics for a Keras optimizer spec
+    (keras_impl/verify.py optimizer_spec): torch_impl/train.py's factory, the
+    one the default run and `port` use (SGDKeras, or AdamKeras for Adam and AdamW)."""
+    return train.make_optimizer(model, TrainConfig(
+        "sgd" if spec["class"] == "SGD" else "adam", spec["learning_rate"], momentum=spec["momentum"],
+        beta_1=spec["beta_1"], beta_2=spec["beta_2"], epsilon=spec["epsilon"], weight_decay=spec["weight_decay"]))
