@@ -236,11 +236,11 @@ def port_checks(keras_model, inputs=None, **kw):
         kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
     """
     frameworks()
-    from keras_impl.port import PortSide as KerasSide
+    from keras_impl.side import KerasSide
     from shared.port import port_checks as run
-    from torch_impl.port import PortSide as TorchSide
+    from torch_impl.side import TorchSide
 
-    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
+    return run(KerasSide(keras_model), TorchSide.from_graph, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -276,16 +276,17 @@ def cmd_port(argv) -> int:
         return cmd_port_reverse(args, out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
-    from torch_impl.port import PortSide as TorchSide
+    from keras_impl.side import KerasSide
+    from torch_impl.side import TorchSide
 
     for plugin in args.plugin:
         kp.import_plugin(plugin)
-    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
-    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    keras_side = KerasSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph, args.batch_size, args.seed)
     train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
     ui = ConsoleUI(args.quiet)
     with atomic_dir(out) as work, ui:
-        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
+        res = sp.port_checks(keras_side, TorchSide.from_graph, xs, seed=args.seed, train_config=train_config,
                              onnx_dir=None if args.no_onnx else Path(work), onnx_dir_shown_as=out)
 
         def torch_files(folder: Path) -> dict:
@@ -313,31 +314,32 @@ def _input_source(args, xs) -> str:
 
 def cmd_port_reverse(args, out: Path) -> int:
     """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
-    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/reverse.py)."""
+    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/side.py)."""
     if args.input_shape is None:
         raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
     fw = frameworks(args.threads)
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared import port as sp
     from shared import port_reverse as pr
     from shared.atomic import atomic_dir
     from shared.console import ConsoleUI
-    from torch_impl import reverse as t
+    from torch_impl.port import load_module
+    from torch_impl.side import TorchSide
 
-    module = t.load_module(args.model, args.torch_weights)
-    xs = sp.load_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
-    res = pr.reverse_port_checks(k, t, module, args.input_shape, xs, seed=args.seed)
+    module = load_module(args.model, args.torch_weights)
+    xs = sp.load_inputs(args.data, TorchSide.read(module, args.input_shape).graph, args.batch_size, args.seed)
+    res = pr.reverse_port_checks(KerasSide, TorchSide, module, args.input_shape, xs, seed=args.seed)
     ui = ConsoleUI(args.quiet)
 
     def keras_files(work: Path) -> dict:
         """model.keras and the weights, then the checks that need them written."""
         mem = res.info["memory"]
-        files = k.save(res.model, work)
+        files = res.keras_side.save(work)
         mem.mark("save")
-        res.checks.append(pr.plain_load_check(k, res, xs if len(xs) > 1 else xs[0], work / "model.keras", work))
+        res.checks.append(pr.plain_load_check(res, xs, work / "model.keras", work))
         mem.mark("fresh-process reload")
         if not args.no_onnx:  # an exporter's failure is an information row, never the verdict
-            res.checks.extend(pr.onnx_checks(k, t, module, res, xs[0], work, shown_as=out))
+            res.checks.extend(pr.onnx_checks(res, xs[0], work, shown_as=out))
             mem.mark("onnx")
         return files
 
@@ -354,22 +356,22 @@ def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
     an input shape without the batch (C, H, W); the model is built by executing
     that source and takes Keras' layout (N, H, W, C)."""
     frameworks()
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared.port_reverse import torch_to_keras as convert
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    model, source, _plan, graph = convert(k, t, torch_model, input_shape, dtype)
-    return model, source, graph
+    ks, ts = convert(KerasSide, TorchSide, torch_model, input_shape, dtype)
+    return ks.model, ks.source, ts.graph
 
 
 def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
     """shared.port_reverse.reverse_port_checks with this project's two sides."""
     frameworks()
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared.port_reverse import reverse_port_checks as check
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    return check(k, t, torch_model, input_shape, inputs, **kw)
+    return check(KerasSide, TorchSide, torch_model, input_shape, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -391,15 +393,15 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
         shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
     """
     frameworks()
-    from torch_impl.verify import TorchSide
-    from keras_impl.verify import KerasSide
+    from keras_impl.side import KerasSide
     from shared.verify import Mapping
     from shared.verify_io import neutral_inputs
     from shared.verify_run import VerifyOptions, run_verify
+    from torch_impl.side import TorchSide
 
     if weights not in ("keras", "as-is"):
         raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
-    ks = KerasSide(keras_model)
+    ks = KerasSide.for_verify(keras_model)
     x = None if inputs is None else neutral_inputs(inputs, ks.graph, tuple(keras_model.inputs[0].shape[1:]))
     if isinstance(mapping, str):
         mapping = Mapping.from_json(mapping)

@@ -1,8 +1,9 @@
 """`compare.py port`, framework-free: prove a port and write its folder.
 
-It receives two sides, `keras_impl.port.PortSide` (the Keras model) and a
-factory for `torch_impl.port.PortSide` (the generated module), and moves numpy
-between them, as shared/engine.py does with backends. The checks, in order,
+It receives two sides (shared/side.py): `keras_impl.side.KerasSide` (the
+Keras model) and a factory of `torch_impl.side.TorchSide` (the generated
+module, `TorchSide.from_graph`), and moves numpy between them, as
+shared/engine.py does with backends. The checks, in order,
 for each dtype (float32, float64):
 
 1. forward: every Keras layer output against the module's tensor of the same
@@ -41,7 +42,7 @@ PORT_TRAIN_STEPS = 5
 @dataclass
 class PortResult:
     graph: object
-    torch_side: object  # torch_impl.port.PortSide (float32): .module, .source
+    torch_side: object  # torch_impl.side.TorchSide (float32): .module, .source
     checks: list
     info: dict
 
@@ -56,19 +57,19 @@ class PortResult:
 
 def _forward(graph, k, t, xs, dtype) -> tuple:
     tol = for_check("forward", dtype)
-    a, b = k.values(graph, xs), t.values(graph, xs)
+    a, b = k.values(xs), t.values(xs)
     nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
     # one plain call of each model too: the node walk bypasses nested models' own __call__
     out = [compare_arrays(f"output {o}", ka, tb, tol, model=graph.name, dtype=dtype)
-           for o, ka, tb in zip(graph.outputs, k.forward(graph, xs), t.forward(graph, xs))]
+           for o, ka, tb in zip(graph.outputs, k.forward(xs), t.forward(xs))]
     first = pc.first_differing(graph, nodes)
     return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a
 
 
 def _gradients(graph, k, t, xs, y, loss, dtype, straddles, keep: dict | None = None) -> list:
     """Loss and gradient rows; keep: gets {"keras": ..., "torch": ...} gradients (float64 ones feed excuse_zero_gradients)."""
-    ka, ga = k.loss_and_grads(graph, xs, y, loss)
-    kb, gb = t.loss_and_grads(graph, xs, y, loss)
+    ka, ga = k.loss_and_grads(xs, y, loss)  # Keras first: it sets loss["keras_uses_logits"]
+    kb, gb = t.loss_and_grads(xs, y, loss)
     if keep is not None:
         keep.update(keras=ga, torch=gb)
     rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
@@ -77,8 +78,9 @@ def _gradients(graph, k, t, xs, y, loss, dtype, straddles, keep: dict | None = N
 
 
 def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
-    ka, wa = k.with_dtype(dtype).train_steps(graph, xs, y, loss, train_config)  # fresh copies:
-    kb, wb = t.with_dtype(dtype).train_steps(graph, xs, y, loss, train_config)  # the given models stay untrained
+    batches = [(xs, y)] * train_config.steps  # one batch, stepped train_config.steps times
+    ka, wa = k.copy().train_steps(batches, loss, train_config)  # fresh copies:
+    kb, wb = t.copy().train_steps(batches, loss, train_config)  # the given models stay untrained
     tol = for_check("training", dtype, batchnorm=bool(straddles))
     ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
     rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
@@ -86,7 +88,7 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
     rows += compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
     stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
     if stock is not None and dtype == "float64":
-        dense = t.with_dtype(dtype).stock_training(graph, xs, y, loss, train_config)
+        dense = t.stock_training(batches, loss, train_config)  # trains a copy
         if dense is not None:
             rows.append(stock_training_row(compare_named("trained", wa, {n: dense[1][n] for n in wa if n in dense[1]},
                                                          tol, **ctx), train_config.optimizer))
@@ -102,12 +104,9 @@ def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None
         return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: the four-way check takes one input and one output",
                       model=graph.name, info=True)]
     x = xs[0]
-    sides = [onnx_check.OnnxSide("keras", k.forward(graph, xs)[0],
-                                 lambda: k.export_onnx(graph, outdir / "keras.onnx", opset),
-                                 lambda p: k.onnx_output(graph, onnx_check.run_onnx(p, k.onnx_input(graph, x)))),
-             onnx_check.OnnxSide("torch", t.forward(graph, xs)[0],
-                                 lambda: t.export_onnx(graph, outdir / "torch.onnx", opset),
-                                 lambda p: t.onnx_output(graph, onnx_check.run_onnx(p, t.onnx_input(graph, x))))]
+    sides = [onnx_check.OnnxSide(s.name, s.forward(xs)[0], lambda s=s: s.export_onnx(outdir / f"{s.name}.onnx", opset),
+                                 lambda p, s=s: s.onnx_output(onnx_check.run_onnx(p, s.onnx_input(x))))
+             for s in (k, t)]
     out = graph.tensors[graph.outputs[0]]
     task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
     shown = {outdir: shown_as} if shown_as is not None else {}
@@ -117,7 +116,8 @@ def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None
 def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, batch: int = pc.DEFAULT_BATCH,
                 dtypes=("float32", "float64"), train_config=None, onnx_dir=None, opset: int | None = None,
                 onnx_dir_shown_as=None) -> PortResult:
-    """Port and prove. `torch_side_factory(graph)` builds the float32 torch side.
+    """Port and prove. `keras_side`: a shared.side.Side of the Keras model;
+    `torch_side_factory(graph)` builds the float32 torch side (TorchSide.from_graph).
 
     Args:
         inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
@@ -127,18 +127,17 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
             when onnx_dir is its atomic work folder); default onnx_dir.
     """
     t0 = time.perf_counter()
-    graph = keras_side.graph()
+    graph = keras_side.graph
     torch_side = torch_side_factory(graph)
     info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
-    loss = keras_side.infer_loss(graph)
+    loss = keras_side.infer_loss()
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
     info["loss"] = loss
     checks, keras_values, grads64 = [], {}, {}
     for dtype in dtypes:
         t0 = time.perf_counter()
-        k = keras_side if dtype == keras_side.dtype else keras_side.with_dtype(dtype)
-        t = torch_side if dtype == torch_side.dtype else torch_side.with_dtype(dtype)
+        k, t = keras_side.with_dtype(dtype), torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
         forward, straddles, values = _forward(graph, k, t, xd, dtype)
         keras_values[dtype] = spill(values)  # read again only by excuse_float32_drift, after both dtypes

@@ -108,20 +108,12 @@ def load_module(spec: str, weights: str | None = None):
 def _captured_run(module, graph: Graph, inputs: list, dtype) -> dict:
     """{fx node name: value} of one forward pass (with gradients) of the graph
     the module was read from (torch.fx or torch.export, torch_impl/capture.py)."""
-    import torch.fx as fx
-
-    from torch_impl.read import captured
-
-    values = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            values[n.name] = super().run_node(n)
-            return values[n.name]
+    from torch_impl.read import captured, record_nodes
 
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
-    Recorder(captured(module, graph).gm).run(*[x.to(dtype) if x.is_floating_point() else x for x in xs])
-    return values
+    values = record_nodes(captured(module, graph).gm, [x.to(dtype) if x.is_floating_point() else x for x in xs],
+                          copies=False, grad=True)
+    return {n.name: v for n, v in values.items()}
 
 
 def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
@@ -250,67 +242,3 @@ def export_onnx(module, graph: Graph, path, opset: int):
                               dynamic_axes={**{n: {0: "batch"} for n in outs}, **dynamic})
 
     return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
-
-
-class PortSide:
-    """The generated module as `shared/port.py` drives it (numpy in and out).
-    Twin of keras_impl.port.PortSide; built from the graph by executing model.py."""
-
-    name = "torch"
-
-    def __init__(self, graph: Graph, source: str | None = None, dtype: str = "float32"):
-        from torch_impl.write import build_module
-
-        self.dtype = dtype
-        self.module, self.source = build_module(graph, source, dtype=torch.float64 if dtype == "float64" else torch.float32)
-        self._graph = graph
-
-    def with_dtype(self, dtype: str) -> "PortSide":
-        """A fresh module from the same source and graph weights, in `dtype`."""
-        return PortSide(self._graph, self.source, dtype)
-
-    def values(self, graph: Graph, xs: list) -> dict:
-        from torch_impl.write import graph_values
-
-        return graph_values(self.module, graph, xs)
-
-    def forward(self, graph: Graph, xs: list) -> list:
-        with torch.no_grad():
-            out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
-        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
-        return loss_and_grads(self.module, graph, xs, y, loss)
-
-    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
-        return train_steps(self.module, graph, xs, y, loss, train_config)
-
-    def stock_training(self, graph, xs, y, loss, train_config):
-        """(losses, weights) of the same training with torch's dense Embedding
-        gradients, on a fresh copy, where Keras' sparse update differs from it:
-        the optimizer is Adam and an Embedding lookup repeats an id (TRAPS.md,
-        "Keras' Adam on an Embedding"); None elsewhere (identical updates)."""
-        from torch_impl.train import SLICE_SENSITIVE, KerasEmbeddingGrads
-
-        if train_config.optimizer not in SLICE_SENSITIVE:
-            return None
-        mode = KerasEmbeddingGrads()
-        with torch.no_grad(), mode:
-            self.forward(graph, xs)
-        if not mode.repeated:
-            return None
-        fresh = self.with_dtype(self.dtype)
-        return train_steps(fresh.module, graph, xs, y, loss, train_config, keras_slices=False)
-
-    def export_onnx(self, graph, path, opset: int):
-        return export_onnx(self.module, graph, path, opset)
-
-    def state_dict(self) -> dict:
-        """The module's state_dict as numpy (what weights.safetensors holds)."""
-        return {k: v.detach().contiguous().numpy() for k, v in self.module.state_dict().items()}
-
-    def onnx_input(self, graph: Graph, x):
-        return x
-
-    def onnx_output(self, graph: Graph, y):
-        return y
