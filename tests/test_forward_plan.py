@@ -117,3 +117,36 @@ def test_plain_forward_frees_dead_activations(monkeypatch):
     with torch.no_grad():
         module(torch.randn(2, 4, dtype=torch.float64))
     assert alive_at_last == {"a": False, "t": False}
+
+
+def _dense_relu_graph() -> Graph:
+    """inp -> Dense -> h -> relu -> r -> sigmoid -> s -> relu -> out."""
+    g = Graph("dense", inputs=["inp"], outputs=["out"])
+    for name, width in (("inp", 3), ("h", 4), ("r", 4), ("s", 4), ("out", 4)):
+        g.tensors[name] = TensorSpec(name, (None, width))
+    rng = np.random.default_rng(2)
+    g.nodes.append(Node("dense", "linear", ["inp"], ["h"], attrs={"in_features": 3, "out_features": 4, "bias": True},
+                        weights={"weight": rng.standard_normal((4, 3)), "bias": rng.standard_normal(4)}))
+    g.nodes.append(Node("relu", "activation", ["h"], ["r"], attrs={"fn": "relu"}))
+    g.nodes.append(Node("sig", "activation", ["r"], ["s"], attrs={"fn": "sigmoid"}))
+    g.nodes.append(Node("relu_2", "activation", ["s"], ["out"], attrs={"fn": "relu"}))
+    return g
+
+
+def test_activation_after_a_new_tensor_runs_in_place_and_the_check_reads_its_input_first():
+    g = _dense_relu_graph()
+    src = write_source(g)
+    assert "x = F.relu(x, inplace=True)  # r: (N, 4)" in src  # after the Dense: its own new tensor
+    assert "out = F.relu(x)  # (N, 4)" in src  # after a sigmoid (its backward reads its output): a new tensor
+    module, _ = build_module(g, dtype=torch.float64)
+    x = torch.tensor(np.random.default_rng(3).standard_normal((5, 3)), requires_grad=True)
+    out, values = capture(module, g, [x])
+    w, b = module.dense.weight.detach(), module.dense.bias.detach()
+    h = x.detach() @ w.T + b
+    assert (h < 0).any()  # the relu changes something: a shared tensor would show it
+    assert torch.allclose(values["h"].detach(), h, rtol=1e-14, atol=1e-14)  # read before the relu overwrote it
+    assert torch.equal(values["r"].detach(), torch.relu(values["h"].detach()))
+    out.sum().backward()  # in-place relu after the Dense leaves the gradient intact
+    hh = h.clone().requires_grad_(True)
+    torch.relu(torch.sigmoid(torch.relu(hh))).sum().backward()
+    assert torch.allclose(x.grad, hh.grad @ w, rtol=0, atol=1e-15)

@@ -66,9 +66,10 @@ def test_batch_size_as_value_and_variables_read_by_ops_stay_parameters():
     src = r.source
     assert "self.pos_table = Variable((8, 4))" in src
     assert "self.cls_token = Variable((1, 1, 4))" in src
-    assert "pos_slice = pos_convert_to_tensor[:6]" in src  # ops.slice of the table
-    assert "pos_broadcast_to = pos_cast.expand(seq.shape[0], 6, 4)" in src
-    assert "cls_tile = cls_token.repeat(seq.shape[0], 1, 1)" in src
+    assert "x = x[:6]  # pos/slice: (6, 4)" in src  # ops.slice of the table
+    assert "# pos/cast: x as is, (6, 4)" in src  # a cast to its own dtype: no statement
+    assert "x = x.expand(seq.shape[0], 6, 4)  # pos/broadcast_to: (N, 6, 4)" in src
+    assert "x = x.repeat(seq.shape[0], 1, 1)  # cls/tile: (N, 1, 4)" in src
     grads = {c.check.split()[1] for c in r.checks if c.check.startswith("grad ") and c.dtype == "float64"}
     assert {"pos_table.weight", "cls_token.weight"} <= grads, grads
     assert worst(r, "grad ", "float64") <= F64_REL and worst(r, "node", "float64") < 1e-14

@@ -12,10 +12,15 @@ generated forward is written as a person writes one:
 - a tensor read once, by the very next statement, is `x` (`x =
   self.conv1_bn(x)`), as in torchvision's `x = self.relu(x)`;
 - any other tensor keeps its own name (branches, residuals, outputs) and is
-  deleted (`del name`) after the statement that reads it last.
+  deleted (`del name`) after the statement that reads it last;
+- an activation of a chained tensor that a convolution, BatchNorm, Dense or
+  arithmetic node has just made runs in place (`F.relu(x, inplace=True)`, as
+  torchvision writes `nn.ReLU(inplace=True)`): no new tensor, and those
+  nodes' gradients never read their own output.
 
 The per-node check still needs every tensor, so `capture_forward` reads each
-statement's outputs as it completes (a line trace on forward's frame only).
+statement's outputs as it completes (a line trace on forward's frame only),
+copying a tensor that the next statement changes in place.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ import sys
 from dataclasses import dataclass, field
 
 from shared.graph import Graph
+from torch_impl.emit.core import INPLACE_FNS
 
 __all__ = ["CHAIN", "Statement", "forward_plan", "capture_forward"]
 
 CHAIN = "x"  # the chained tensor's variable; shared.graph.identifier never gives a tensor this name
+# Activations written in place (torch_impl/emit/core.py, _INPLACE) after ops whose
+# output is a new tensor, not a view, that their backward does not read (conv,
+# BatchNorm and Linear keep their input; add/sub/mul nothing or their inputs).
+INPLACE_AFTER = frozenset({"conv", "batch_norm", "linear", "add", "sub", "mul"})
 
 
 @dataclass
@@ -37,6 +47,7 @@ class Statement:
     node: object
     targets: list = field(default_factory=list)
     frees: list = field(default_factory=list)
+    inplace: bool = False  # the node's activation overwrites its chained input
 
 
 def _consumers(graph: Graph) -> dict:
@@ -70,36 +81,36 @@ def forward_plan(graph: Graph, names: dict) -> tuple:
             dies.setdefault(i, []).append(var[t])
     statements = []
     for i, node in enumerate(graph.nodes):
-        statements.append(Statement(node, [var[o] for o in node.outputs]))
+        inplace = (node.op == "activation" and node.attrs.get("fn") in INPLACE_FNS and i > 0 and node.inputs[0] in chain
+                   and graph.nodes[i - 1].op in INPLACE_AFTER)
+        statements.append(Statement(node, [var[o] for o in node.outputs], inplace=inplace))
         if dies.get(i):
             statements.append(Statement(None, frees=dies[i]))
     return statements, var
 
 
-def capture_forward(module, graph: Graph, names: dict, args: list, first: int) -> tuple:
+def capture_forward(module, args: list, inputs: list, reads: dict, aliases: list, first: int) -> tuple:
     """(output of module(*args), {tensor name: value} of every statement).
 
-    first: the line of forward's first statement, counted from `def forward`
-    (torch_impl.write writes one line per Statement from there). Lines run top
-    to bottom once each: a line's targets are read as the next line starts or
-    forward returns."""
-    statements, _ = forward_plan(graph, names)
+    reads: body line -> [(variable, tensor, in_place)] it assigns; in_place:
+    the line overwrites its input, the previous line's tensor (read as a
+    copy); aliases: [(tensor, tensor it equals)] for lines written as a
+    comment (an identity); first: the line of forward's first body line,
+    counted from `def forward`. Lines run top to bottom once each: a line's
+    targets are read as the next line starts or forward returns."""
     code = type(module).forward.__code__
     base = code.co_firstlineno + first
-    assigned = {base + k: [(v, t) for v, t in zip(s.targets, s.node.outputs)]
-                for k, s in enumerate(statements) if s.node is not None}
-    values = {t: a for t, a in zip(graph.inputs, args)}
+    assigned = {base + k: r for k, r in reads.items()}
+    values = dict(zip(inputs, args))
     previous = [None]
-
-    def read(frame):
-        local = frame.f_locals
-        for v, t in assigned.get(previous[0], ()):
-            if v in local:
-                values[t] = local[v]
 
     def on_line(frame, event, arg):
         if event in ("line", "return"):
-            read(frame)
+            local = frame.f_locals
+            copy = event == "line" and frame.f_lineno in assigned and assigned[frame.f_lineno][0][2]
+            for v, t, _ in assigned.get(previous[0], ()):
+                if v in local:
+                    values[t] = local[v].clone() if copy else local[v]
             previous[0] = frame.f_lineno
         return on_line
 
@@ -112,4 +123,7 @@ def capture_forward(module, graph: Graph, names: dict, args: list, first: int) -
         out = module(*args)
     finally:
         sys.settrace(old)
+    for t, src in aliases:
+        if src in values:
+            values[t] = values[src]
     return out, values

@@ -20,6 +20,7 @@ clean).
 from __future__ import annotations
 
 import types
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -72,32 +73,43 @@ def _layout_lines(graph: Graph) -> str:
 
 def _statement_line(node, emitted, targets: list, names: dict, graph: Graph) -> str:
     """`targets = expr  # shapes`; the tensor's name leads the comment where the
-    line does not say it (a chained `x = F.relu(x)`)."""
+    line does not say it (a chained `x = F.relu(x)`). An identity of a chained
+    tensor (`x = x`) is a comment only: `# name: x as is, shape`."""
     shapes = ", ".join(_shape_comment(graph.tensors[o].shape)[2:] for o in node.outputs)
-    if targets != [names[o] for o in node.outputs] and f"self.{node.name}(" not in emitted.expr:
-        shapes = f"{', '.join(node.outputs)}: {shapes}"
     if node.attrs.get("note"):  # a word on what the node is (an augmentation: identity at inference)
         shapes += f"; {node.attrs['note']}"
+    if targets == [emitted.expr]:
+        return f"        # {node.outputs[0]}: {emitted.expr} as is, {shapes}"
+    if targets != [names[o] for o in node.outputs] and f"self.{node.name}(" not in emitted.expr:
+        shapes = f"{', '.join(node.outputs)}: {shapes}"
     return f"        {', '.join(targets)} = {emitted.expr}  # {shapes}"
 
 
-def write_source(graph: Graph) -> str:
-    """The model.py text for `graph`."""
+def _emit(node, statement, var: dict, graph: Graph):
+    if statement.inplace:
+        node = replace(node, attrs={**node.attrs, "inplace": True})
+    target = node.attrs.get("shares", node.name)
+    try:
+        return emitter_for(node)(node, [var[t] for t in node.inputs], f"self.{target}", graph)
+    except NotImplementedError as e:
+        src = node.source
+        raise UsageError(f"layer {src.get('layer', node.name)!r} of class {src.get('class', '?')}: {e} "
+                         "is not supported by the port") from None
+
+
+def _forward_body(graph: Graph) -> tuple:
+    """(__init__ lines, helper names, forward body lines, reads, aliases) for
+    torch_impl.forward_plan.capture_forward: reads[k] = [(variable, tensor,
+    in place)] that body line k assigns, aliases = [(tensor, tensor it equals)]."""
     names = variable_names(graph)
     statements, var = forward_plan(graph, names)
-    init, body, helpers = [], [], []
+    init, body, helpers, reads, aliases = [], [], [], {}, []
     for st in statements:
         if st.node is None:
             body.append(f"        del {', '.join(st.frees)}")
             continue
         node = st.node
-        target = node.attrs.get("shares", node.name)
-        try:
-            emitted = emitter_for(node)(node, [var[t] for t in node.inputs], f"self.{target}", graph)
-        except NotImplementedError as e:
-            src = node.source
-            raise UsageError(f"layer {src.get('layer', node.name)!r} of class {src.get('class', '?')}: {e} "
-                             "is not supported by the port") from None
+        emitted = _emit(node, st, var, graph)
         if emitted.module is not None and "shares" not in node.attrs:
             src = node.source
             note = f"  # {src.get('class')} {src.get('layer')!r}" if src.get("layer") and src.get("layer") != node.name else ""
@@ -106,7 +118,19 @@ def write_source(graph: Graph) -> str:
         for h in emitted.helpers:
             if h not in helpers:
                 helpers.append(h)
-        body.append(_statement_line(node, emitted, st.targets, names, graph))
+        line = _statement_line(node, emitted, st.targets, names, graph)
+        if line.lstrip().startswith("#"):
+            aliases.append((node.outputs[0], node.inputs[0]))
+        else:
+            reads[len(body)] = [(v, t, st.inplace) for v, t in zip(st.targets, node.outputs)]
+        body.append(line)
+    return init, helpers, body, reads, aliases
+
+
+def write_source(graph: Graph) -> str:
+    """The model.py text for `graph`."""
+    names = variable_names(graph)
+    init, helpers, body, _, _ = _forward_body(graph)
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)
     lines = [_HEADER.format(name=graph.name, layouts=_layout_lines(graph))]
@@ -119,13 +143,13 @@ def write_source(graph: Graph) -> str:
     lines.append("")
     lines.append(f"    def forward(self, {args}):")
     lines += [f"        # {names[n]}: {_shape_comment(graph.tensors[n].shape)[2:]}" for n in graph.inputs]
-    lines += body  # first statement: the line after `def forward` and one comment per input (_first_statement)
+    lines += body  # body line k is line _first_statement + k of forward
     lines.append(f"        return {ret}")
     return "\n".join(lines) + "\n"
 
 
 def _first_statement(graph: Graph) -> int:
-    """Line of forward's first statement, counted from `def forward` (write_source's layout)."""
+    """Line of forward's first body line, counted from `def forward` (write_source's layout)."""
     return 1 + len(graph.inputs)
 
 
@@ -157,8 +181,10 @@ def build_module(graph: Graph, source: str | None = None, dtype=torch.float32):
 
 
 def capture(module, graph: Graph, args: list) -> tuple:
-    """(module(*args), {tensor name: value} of every statement of forward)."""
-    return capture_forward(module, graph, variable_names(graph), args, _first_statement(graph))
+    """(module(*args), {tensor name: value} of every statement of forward).
+    The module runs the source write_source(graph) writes (build_module)."""
+    _, _, _, reads, aliases = _forward_body(graph)
+    return capture_forward(module, args, graph.inputs, reads, aliases, _first_statement(graph))
 
 
 def graph_values(module, graph: Graph, inputs) -> dict:

@@ -7,7 +7,7 @@ import numpy as np
 
 from torch_impl.emit import Emitted, fmt, torch_emitter
 
-__all__ = ["activation_expr"]
+__all__ = ["activation_expr", "INPLACE_FNS"]
 
 _SIMPLE = {
     "relu": "F.relu({x})", "relu6": "F.relu6({x})", "sigmoid": "torch.sigmoid({x})", "tanh": "torch.tanh({x})",
@@ -28,9 +28,17 @@ _SIMPLE = {
 # float32(1/6) in float64 too (TRAPS.md).
 
 
+# The same functions overwriting their input (torch_impl/forward_plan.py decides when).
+_INPLACE = {"relu": "F.relu({x}, inplace=True)", "relu6": "F.relu6({x}, inplace=True)",
+            "hard_silu": "F.hardswish({x}, inplace=True)", "silu": "F.silu({x}, inplace=True)"}
+INPLACE_FNS = frozenset(_INPLACE)
+
+
 def activation_expr(attrs: dict, x: str) -> tuple:
-    """(expression, helpers) for a neutral activation."""
+    """(expression, helpers) for a neutral activation (attrs["inplace"]: overwrite x)."""
     fn = attrs["fn"]
+    if attrs.get("inplace"):
+        return _INPLACE[fn].format(x=x), ()
     if fn in _SIMPLE:
         return _SIMPLE[fn].format(x=x), ()
     if fn in ("softmax", "log_softmax"):
