@@ -150,3 +150,24 @@ def test_activation_after_a_new_tensor_runs_in_place_and_the_check_reads_its_inp
     hh = h.clone().requires_grad_(True)
     torch.relu(torch.sigmoid(torch.relu(hh))).sum().backward()
     assert torch.allclose(x.grad, hh.grad @ w, rtol=0, atol=1e-15)
+
+
+def test_in_place_after_a_deleted_operand_still_reads_the_sum_first():
+    """s = a + t; del a; out = relu(s) in place: the `del` line between the two
+    statements must not make the check read s after the relu overwrote it."""
+    g = Graph("sum", inputs=["inp"], outputs=["out"])
+    for name in ("inp", "a", "t", "s", "out"):
+        g.tensors[name] = TensorSpec(name, (None, 6))
+    g.nodes += [Node("neg", "activation", ["inp"], ["a"], attrs={"fn": "neg"}),
+                Node("sig", "activation", ["a"], ["t"], attrs={"fn": "sigmoid"}),
+                Node("add", "add", ["a", "t"], ["s"]),
+                Node("relu", "activation", ["s"], ["out"], attrs={"fn": "relu"})]
+    src = write_source(g)
+    assert "x = a + x  # s: (N, 6)\n        del a\n        out = F.relu(x, inplace=True)" in src
+    module, _ = build_module(g, dtype=torch.float64)
+    x = np.random.default_rng(4).standard_normal((4, 6)) * 3
+    values = graph_values(module, g, [x])
+    s = -x + 1 / (1 + np.exp(x))
+    assert (s < 0).any()
+    np.testing.assert_allclose(values["s"], s, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(values["out"], np.maximum(s, 0), rtol=1e-15, atol=1e-15)

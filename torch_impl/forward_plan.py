@@ -92,9 +92,8 @@ def forward_plan(graph: Graph, names: dict) -> tuple:
 def capture_forward(module, args: list, inputs: list, reads: dict, aliases: list, first: int) -> tuple:
     """(output of module(*args), {tensor name: value} of every statement).
 
-    reads: body line -> [(variable, tensor, in_place)] it assigns; in_place:
-    the line overwrites its input, the previous line's tensor (read as a
-    copy); aliases: [(tensor, tensor it equals)] for lines written as a
+    reads: body line -> [(variable, tensor, copy)] it assigns; copy: a later
+    statement overwrites that tensor in place, so a copy is kept; aliases: [(tensor, tensor it equals)] for lines written as a
     comment (an identity); first: the line of forward's first body line,
     counted from `def forward`. Lines run top to bottom once each: a line's
     targets are read as the next line starts or forward returns."""
@@ -107,8 +106,7 @@ def capture_forward(module, args: list, inputs: list, reads: dict, aliases: list
     def on_line(frame, event, arg):
         if event in ("line", "return"):
             local = frame.f_locals
-            copy = event == "line" and frame.f_lineno in assigned and assigned[frame.f_lineno][0][2]
-            for v, t, _ in assigned.get(previous[0], ()):
+            for v, t, copy in assigned.get(previous[0], ()):
                 if v in local:
                     values[t] = local[v].clone() if copy else local[v]
             previous[0] = frame.f_lineno

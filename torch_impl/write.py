@@ -100,7 +100,8 @@ def _emit(node, statement, var: dict, graph: Graph):
 def _forward_body(graph: Graph) -> tuple:
     """(__init__ lines, helper names, forward body lines, reads, aliases) for
     torch_impl.forward_plan.capture_forward: reads[k] = [(variable, tensor,
-    in place)] that body line k assigns, aliases = [(tensor, tensor it equals)]."""
+    copy)] that body line k assigns (copy: a later statement overwrites it in
+    place), aliases = [(tensor, tensor it equals)]."""
     names = variable_names(graph)
     statements, var = forward_plan(graph, names)
     init, body, helpers, reads, aliases = [], [], [], {}, []
@@ -119,10 +120,13 @@ def _forward_body(graph: Graph) -> tuple:
             if h not in helpers:
                 helpers.append(h)
         line = _statement_line(node, emitted, st.targets, names, graph)
+        if st.inplace:  # overwrites the previous statement's tensor (a `del` line may stand between): read a copy
+            last = max(reads)
+            reads[last] = [(v, t, True) for v, t, _ in reads[last]]
         if line.lstrip().startswith("#"):
             aliases.append((node.outputs[0], node.inputs[0]))
         else:
-            reads[len(body)] = [(v, t, st.inplace) for v, t in zip(st.targets, node.outputs)]
+            reads[len(body)] = [(v, t, False) for v, t in zip(st.targets, node.outputs)]
         body.append(line)
     return init, helpers, body, reads, aliases
 
