@@ -20,8 +20,8 @@ goal is >= 0.9 (issue 20).
 
 --before PATH: also write model.py with the torch writer of another checkout
 (e.g. `git worktree add /tmp/before <commit>`) and time it in the same rounds,
-for a before/after table. Runtime on a quiet machine, 1 thread: about 1.5
-minutes (about 2.5 with --before).
+for a before/after table. Runtime on a quiet machine, 1 thread: about 1
+minute (1.5 with --before: the run in BENCHMARKS.md used 88 s of CPU).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ sys.path[:0] = [str(REPO)]
 
 MODELS = {"ResNet50": "resnet50", "MobileNetV2": "mobilenet_v2", "MobileNetV3Small": "mobilenet_v3_small"}
 SIZE = 224
-# (label, batch, training, rounds): ~1.5 min in all on a quiet machine, 1 thread
+# (label, batch, training, rounds): ~1 min in all on a quiet machine, 1 thread
 MODES = [("forward b1", 1, False, 15), ("forward b8", 8, False, 7), ("train step b4", 4, True, 5)]
 WARMUP = 2
 
