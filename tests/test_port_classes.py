@@ -40,7 +40,10 @@ def test_a_block_used_four_times_is_one_class_and_four_attributes(tmp_path):
     assert src.count("class TransformerBlock(nn.Module):") == 1 and "class TransformerBlock_2" not in src
     assert [f"block_{k}" for k in range(1, 5)] == re.findall(r"self\.(\w+) = TransformerBlock\(\)", src)
     assert "def forward(self, inputs):" in src and "self.ffn_dense = nn.Linear(8, 16)" in src  # call()'s names
-    assert "block_3_layernorm2 = self.block_3(block_2_layernorm2)  # (N, 8, 8)" in src
+    assert "x = self.block_2(x)  # (N, 8, 8)\n        x = self.block_3(x)  # (N, 8, 8)" in src
+    # each class's forward chains, frees and runs activations in place too (torch_impl/forward_plan.py)
+    assert "x = self.ffn_dense(layernorm1)  # (N, 8, 16)\n        x = F.relu(x, inplace=True)  # ffn/dense: (N, 8, 16)" in src
+    assert "x = layernorm1 + x  # add_2: (N, 8, 8)\n        del layernorm1\n" in src
     keys = set(r.torch_side.state_dict())
     assert {"block_3.ffn_dense.weight", "block_3.att.query.weight", "embed.pos_emb.weight"} <= keys
     assert {"block_3/ffn/dense", "block_4/att", "embed/constant"} <= _node_checks(r)  # inner tensors still checked
@@ -125,7 +128,7 @@ def test_sizes_that_differ_become_constructor_arguments_other_code_another_class
     assert "self.ffn_dense = nn.Linear(8, ff_dim)" in src and "self.ffn_dense_2 = nn.Linear(ff_dim, 8)" in src
     assert "self.narrow = TransformerBlock(ff_dim=16)" in src and "self.wide = TransformerBlock(ff_dim=32)" in src
     assert "self.other = TransformerBlock_2()  # TransformerBlock 'other'" in src
-    assert "ffn_dense = F.relu(ffn_dense_preact)  # (N, 8, ff_dim)" in src  # a size the instances differ in
+    assert "x = F.relu(x, inplace=True)  # ffn/dense: (N, 8, ff_dim)" in src  # a size the instances differ in
 
 
 def test_graph_records_the_scopes_without_framework_objects():

@@ -310,7 +310,7 @@ def test_plugin_option_registers_custom_layer_for_a_saved_model(tmp_path):
     try:
         r = _run(tmp_path / "m.keras", "--out", tmp_path / "o", "--plugin", plugin, "--no-onnx", "--quiet")
         assert r.returncode == 0, r.stderr
-        assert re.search(r"\n +shift = \w+ \+ 0\.25  # \(N, 4\)", (tmp_path / "o" / "model.py").read_text())
+        assert re.search(r"\n +x = \w+ \+ 0\.25  # shift: \(N, 4\)", (tmp_path / "o" / "model.py").read_text())
     finally:
         CONVERTERS.pop("Shift", None)
 

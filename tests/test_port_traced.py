@@ -92,7 +92,7 @@ def test_keras_io_transformer_block_and_position_embedding_port():
     for check in ("node", "grad ", "output"):
         assert worst(r, check, "float64") <= F64_REL, (check, worst(r, check, "float64"))
     assert worst(r, "node", "float64") < 1e-14
-    assert "self.pos_emb(constant)" in r.source  # in class TokenAndPositionEmbedding (issue 20)
+    assert "h = self.constant()  # (8)\n        h = self.pos_emb(h)  # (8, 8)" in r.source  # in class TokenAndPositionEmbedding (issue 20)
 
 
 def test_own_variables_are_trainable_parameters_and_nested_layers_are_traced():

@@ -8,26 +8,28 @@ bottom, each with its output shape as a comment. `build_module(graph)` builds
 the module BY EXECUTING that source, so what is tested is exactly the file
 written, and loads the graph's weights with strict=True.
 
-`graph_values(module, graph, inputs)` returns every mirrored tensor of one
-forward pass by its graph name (the twin of keras_impl.read.graph_values):
-the forwards' local variables are named after the tensors, and are read when
-each forward returns (a profile hook on those frames; model.py stays clean).
+Tensors read once, by the next statement, are chained in `x`; other tensors
+keep their names and are deleted after their last use, in the model's forward
+and in each traced layer's class (torch_impl/forward_plan.py: a forward that
+holds every activation runs at 0.6-0.8 of a hand-written one).
+`capture(module, graph, args)` runs the module once and returns every mirrored
+tensor by its graph name (the twin of keras_impl.read.graph_values), read line
+by line as the forwards run (a trace on those frames; model.py stays clean).
 """
 
 from __future__ import annotations
 
-import sys
 import types
-from collections import defaultdict
 
 import numpy as np
 import torch
 
 from shared.graph import Graph, identifier
 from torch_impl.emit.helpers import HELPERS
+from torch_impl.forward_plan import capture_forward
 from torch_impl.write_scopes import layout
 
-__all__ = ["write_source", "build_module", "graph_values", "forward_tensors", "state_dict", "variable_names"]
+__all__ = ["write_source", "build_module", "graph_values", "capture", "forward_tensors", "state_dict", "variable_names"]
 
 _HEADER = '''"""{name}: PyTorch port of the Keras model {name!r}.
 
@@ -63,6 +65,8 @@ def _layout_lines(graph: Graph) -> str:
             spec = graph.tensors[n]
             shape = _shape_comment(spec.shape)[2:]
             how = "channels first (Keras has channels last)" if spec.keras_perm is not None else "as in Keras"
+            if n in graph.meta.get("integer_inputs", {}):  # Keras declares float, its Embedding casts to int32
+                how += f"; integer ids (Keras declares {graph.meta['integer_inputs'][n]['declared']})"
             rows.append(f"    {kind} {n}: {shape}, {how}")
     return "\n".join(rows) + "\n"
 
@@ -74,6 +78,8 @@ def write_source(graph: Graph) -> str:
     plan = layout(graph, names)
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)
+    if graph.meta.get("output_keys"):  # Keras returns a dict: so does forward, with Keras' keys
+        ret = "{" + ", ".join(f"{k!r}: {names[n]}" for k, n in zip(graph.meta["output_keys"], graph.outputs)) + "}"
     lines = [_HEADER.format(name=graph.name, layouts=_layout_lines(graph))]
     for h in plan.helpers:
         lines.append(HELPERS[h].rstrip() + "\n")
@@ -118,36 +124,17 @@ def build_module(graph: Graph, source: str | None = None, dtype=torch.float32):
     return model.to(dtype).eval(), source
 
 
-def forward_tensors(module, graph: Graph, xs: list) -> dict:
-    """Run module(*xs) once; every graph tensor its forwards computed, by name
-    (torch tensors, autograd kept). The forwards' local variables are named
-    after the tensors (write_scopes.Layout.frames), read when each returns
-    (a profile hook; model.py stays clean)."""
+def capture(module, graph: Graph, args: list) -> tuple:
+    """(module(*args), {tensor name: value} of every statement of its forwards),
+    torch tensors with autograd kept. The module runs the source
+    write_source(graph) writes (build_module)."""
     frames = layout(graph, variable_names(graph)).frames
-    paths = {id(m): p for p, m in module.named_modules() if p in frames}  # the model and its traced layers' modules
-    codes = {type(m).forward.__code__ for p, m in module.named_modules() if p in frames}
-    returned = []
+    return capture_forward(module, args, graph.inputs, frames)
 
-    def profiler(frame, event, arg):
-        if event == "return" and frame.f_code in codes:
-            owner = frame.f_locals.get("self")
-            if id(owner) in paths:
-                returned.append((paths[id(owner)], dict(frame.f_locals)))
 
-    old = sys.getprofile()
-    sys.setprofile(profiler)
-    try:
-        module(*xs)
-    finally:
-        sys.setprofile(old)
-    seen, out = defaultdict(int), {}
-    for path, local in returned:
-        calls = frames.get(path, [])
-        k = seen[path]
-        seen[path] += 1
-        if k < len(calls):
-            out.update({t: local[v] for v, t in calls[k].items() if isinstance(local.get(v), torch.Tensor)})
-    return out
+def forward_tensors(module, graph: Graph, xs: list) -> dict:
+    """Every graph tensor one forward pass computed, by name (capture's values)."""
+    return capture(module, graph, xs)[1]
 
 
 def graph_values(module, graph: Graph, inputs) -> dict:
@@ -155,4 +142,4 @@ def graph_values(module, graph: Graph, inputs) -> dict:
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
     with torch.no_grad():
         values = forward_tensors(module, graph, xs)
-    return {t: v.detach().numpy() for t, v in values.items()}
+    return {t: v.detach().numpy() for t, v in values.items() if t in graph.tensors}

@@ -15,24 +15,29 @@ the same as written out); a call with other code gets a class of its own,
 `TransformerBlock_2`. A later call of the same layer calls the first call's
 module again (written out in place when its forward differs).
 
-`Layout.frames` maps each module path ("" for the model) to one
-{forward variable: graph tensor} per call, in call order, so the per-node
-check reads every tensor back from the forward frames (torch_impl/write.py).
+Every forward, the model's and each class's, chains and frees its tensors
+(torch_impl/forward_plan.py: `x = ...` for a tensor read once by the next
+statement, `del` after a tensor's last use, activations in place after a
+new tensor). `Layout.frames` maps each module path ("" for the model) to one
+(first line, line reads, aliases) per call, in call order, so the per-node
+check reads every tensor back from the forward frames as they run
+(forward_plan.capture_forward).
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.errors import UsageError
 from shared.graph import Graph, identifier
 from shared.graph_scopes import module_path, node_scope, scope_table
 from torch_impl.emit import emitter_for
 from torch_impl.emit.helpers import HELPERS
+from torch_impl.forward_plan import forward_plan
 
-__all__ = ["Layout", "layout", "shape_comment"]
+__all__ = ["Layout", "layout", "render", "shape_comment"]
 
 
 def shape_comment(shapes, note: str = "") -> str:
@@ -43,19 +48,44 @@ def shape_comment(shapes, note: str = "") -> str:
 
 
 @dataclass
+class _Step:
+    """One statement of a forward before its variables are chosen: a node, or
+    (op "call") a call of a traced layer's module."""
+
+    op: str
+    inputs: list
+    outputs: list
+    target: str  # the submodule the statement calls, without "self."
+    node: object = None
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
 class _Body:
-    """One forward's code: __init__ lines, (statement, output shapes, note) triples."""
+    """One forward's code: __init__ lines, (statement, output shapes, note, label) per line."""
 
     init: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
     lines: list = field(default_factory=list)
-    frame: dict = field(default_factory=dict)  # forward variable -> graph tensor
-    calls: list = field(default_factory=list)  # (module path, frame) of the calls made, in order
+    reads: dict = field(default_factory=dict)  # body line -> [(variable, graph tensor, copy)] it assigns
+    aliases: list = field(default_factory=list)  # (tensor, tensor it equals) of lines written as a comment
+    calls: list = field(default_factory=list)  # (module path, body) of the calls made, in order
     params: list = field(default_factory=list)
     returns: list = field(default_factory=list)
 
     def key(self, head: str) -> tuple:
         """What two calls must share to share a class (the shape comments aside)."""
-        return (head, tuple(self.init), tuple(code for code, _, _ in self.lines), tuple(self.params), tuple(self.returns))
+        return (head, tuple(self.init), tuple(line[0] for line in self.lines), tuple(self.params), tuple(self.returns))
+
+
+def render(code: str, shapes, note: str = "", label: str = "") -> str:
+    """A forward line: `code  # label(shapes)`; a `del` line bare; an identity
+    of a chained tensor (code a comment) `# name: x as is, (shapes)`."""
+    if shapes is None:
+        return code
+    if code.startswith("#"):
+        return f"{code}, {shape_comment(shapes, note)}"
+    return f"{code}  # {label}{shape_comment(shapes, note)}"
 
 
 @dataclass
@@ -64,7 +94,7 @@ class Layout:
     init: list
     forward: list  # rendered forward lines of the model
     helpers: list
-    frames: dict  # module path -> [frame per call]
+    frames: dict  # module path -> [(first line, reads, aliases) per call] (forward_plan.capture_forward)
 
 
 class _Env:
@@ -72,6 +102,11 @@ class _Env:
 
     def __init__(self, strip: str):
         self.strip, self.vars, self.taken = strip, {}, {"self", *HELPERS}
+
+    def label(self, tensor: str) -> str:
+        """The tensor's name as a comment gives it (a class's: without the call's prefix)."""
+        base = tensor[len(self.strip):] if self.strip and tensor.startswith(self.strip) else tensor
+        return re.sub(r"@\d+", "", base) if self.strip else base
 
     def name(self, tensor: str, want: str | None = None) -> str:
         if tensor not in self.vars:
@@ -167,13 +202,7 @@ class _Writer:
             target = node.source["local"]
         else:
             target = node.name
-        args = [env.name(t) for t in node.inputs]
-        try:
-            emitted = emitter_for(node)(node, args, f"self.{target}", graph)
-        except NotImplementedError as e:
-            src = node.source
-            raise UsageError(f"layer {src.get('layer', node.name)!r} of class {src.get('class', '?')}: {e} "
-                             "is not supported by the port") from None
+        emitted = self.emit(node, [env.name(t) for t in node.inputs], target)
         if emitted.module is not None and "shares" not in node.attrs:
             src = node.source
             note = ""
@@ -184,9 +213,48 @@ class _Writer:
         for h in emitted.helpers:
             if h not in self.helpers:
                 self.helpers.append(h)
-        # a note says what the node is (an augmentation: identity at inference)
-        out.lines.append((f"{', '.join(env.name(o) for o in node.outputs)} = {emitted.expr}", self.shapes(node.outputs),
-                          node.attrs.get("note", "")))
+        out.steps.append(_Step(node.op, node.inputs, node.outputs, target, node, node.attrs))
+
+    def emit(self, node, args: list, target: str):
+        try:
+            return emitter_for(node)(node, args, f"self.{target}", self.graph)
+        except NotImplementedError as e:
+            src = node.source
+            raise UsageError(f"layer {src.get('layer', node.name)!r} of class {src.get('class', '?')}: {e} "
+                             "is not supported by the port") from None
+
+    def finish(self, env, out: _Body, kept: set) -> None:
+        """Render out.steps: chained, freed and in-place as forward_plan says,
+        with the reads the per-node check makes line by line."""
+        names = {t: env.name(t) for step in out.steps for t in step.inputs + step.outputs}
+        statements, var = forward_plan(out.steps, names, kept)
+        for st in statements:
+            if st.node is None:
+                out.lines.append((f"del {', '.join(st.frees)}", None, "", ""))
+                continue
+            step = st.node
+            args = [var[t] for t in step.inputs]
+            shapes = self.shapes(step.outputs)
+            if step.op == "call":
+                result = ", ".join(st.targets) if st.targets else "_"
+                out.reads[len(out.lines)] = [(v, t, False) for v, t in zip(st.targets, step.outputs)]
+                out.lines.append((f"{result} = self.{step.target}({', '.join(args)})", shapes, "", ""))
+                continue
+            node = replace(step.node, attrs={**step.node.attrs, "inplace": True}) if st.inplace else step.node
+            expr = self.emit(node, args, step.target).expr
+            note = node.attrs.get("note", "")  # a word on what the node is (an augmentation: identity at inference)
+            if st.inplace:  # overwrites the previous statement's tensor (a `del` line may stand between): read a copy
+                last = max(out.reads)
+                out.reads[last] = [(v, t, True) for v, t, _ in out.reads[last]]
+            if st.targets == [expr]:  # `x = x`: a comment only
+                out.aliases.append((step.outputs[0], step.inputs[0]))
+                out.lines.append((f"# {env.label(step.outputs[0])}: {expr} as is", shapes, note, ""))
+                continue
+            label = ""
+            if st.targets != [names[o] for o in step.outputs] and f"self.{step.target}(" not in expr:
+                label = f"{', '.join(env.label(o) for o in step.outputs)}: "
+            out.reads[len(out.lines)] = [(v, t, False) for v, t in zip(st.targets, step.outputs)]
+            out.lines.append((f"{', '.join(st.targets)} = {expr}", shapes, note, label))
 
     def call(self, ctx, env, sid, out: _Body) -> None:
         s = self.scopes[sid]
@@ -204,9 +272,8 @@ class _Writer:
             note = f"  # {s['class']} {s['layer']!r}" if ctx is None and named else ""
             out.init.append(f"self.{s['attr']} = {ctor}{note}")
         target = self.relative(self.path(sid), ctx)
-        result = ", ".join(env.name(t) for t in outs) if outs else "_"
-        out.lines.append((f"{result} = self.{target}({', '.join(env.name(t) for t in ins)})", self.shapes(outs), ""))
-        out.calls += [(self.path(sid), inner.frame)] + inner.calls
+        out.steps.append(_Step("call", ins, outs, target))
+        out.calls += [(self.path(sid), inner)] + inner.calls
 
     def scope_body(self, sid, ins, outs) -> _Body:
         s = self.scopes[sid]
@@ -216,7 +283,7 @@ class _Writer:
         self.body(sid, env, self.items[sid], b)
         b.params = params
         b.returns = [env.name(t) for t in outs]
-        b.frame = {v: t for t, v in env.vars.items()}
+        self.finish(env, b, set(ins) | set(outs))
         return b
 
     def class_for(self, sid, b: _Body) -> str:
@@ -231,7 +298,7 @@ class _Writer:
             entry = self.entries[gid] = {"name": identifier(cls, self.class_names), "body": b, "params": params, "shapes": [],
                                                 "args": []}
             self.classes.append(gid)
-        entry["shapes"].append([shapes for _, shapes, _ in b.lines])
+        entry["shapes"].append([line[1] for line in b.lines])
         tokens = [_tokens(line) for line in b.init]
         args = {}
         for (li, ti), name in sorted(params.items()):
@@ -251,7 +318,7 @@ class _Writer:
                  f"    def __init__({', '.join(['self'] + names)}):", "        super().__init__()"]
         lines += [f"        {''.join(tokens)}" for tokens in init]
         lines += ["", f"    def forward({', '.join(['self'] + b.params)}):"]
-        lines += [f"        {code}  # {shape_comment(shapes, note)}" for (code, _, note), shapes in zip(b.lines, merged)]
+        lines += [f"        {render(code, shapes, note, label)}" for (code, _, note, label), shapes in zip(b.lines, merged)]
         lines.append(f"        return {', '.join(b.returns)}")
         return "\n".join(lines) + "\n"
 
@@ -364,13 +431,14 @@ def layout(graph: Graph, names: dict) -> Layout:
         env.taken = set(names.values()) | {"self", *HELPERS}
         top = _Body()
         w.body(None, env, w.items[None], top)
+        w.finish(env, top, set(graph.inputs) | set(graph.outputs))
         settled = _group(w.instances, w.scopes)
         if settled == groups:
             break
         groups = settled
     frames = defaultdict(list)
-    frames[""].append({v: t for t, v in names.items()})
-    for path, frame in top.calls:
-        frames[path].append(frame)
-    forward = [f"{code}  # {shape_comment(shapes, note)}" for code, shapes, note in top.lines]
+    frames[""].append((1 + len(graph.inputs), top.reads, top.aliases))  # the model's forward: input comments first
+    for path, b in top.calls:
+        frames[path].append((1, b.reads, b.aliases))
+    forward = [render(*line) for line in top.lines]
     return Layout([w.class_text(k) for k in w.classes], top.init, forward, w.helpers, dict(frames))

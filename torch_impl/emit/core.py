@@ -7,21 +7,38 @@ import numpy as np
 
 from torch_impl.emit import Emitted, fmt, torch_emitter
 
-__all__ = ["activation_expr"]
+__all__ = ["activation_expr", "INPLACE_FNS"]
 
 _SIMPLE = {
     "relu": "F.relu({x})", "relu6": "F.relu6({x})", "sigmoid": "torch.sigmoid({x})", "tanh": "torch.tanh({x})",
     "selu": "F.selu({x})", "silu": "F.silu({x})", "hard_sigmoid": "F.relu6({x} + 3.0) / 6.0",
-    "hard_silu": "{x} * (F.relu6({x} + 3.0) / 6.0)", "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
+    "hard_silu": "F.hardswish({x})", "softplus": "F.softplus({x})", "softsign": "F.softsign({x})",
     "exp": "torch.exp({x})", "erf": "torch.erf({x})", "mish": "F.mish({x})", "identity": "{x}", "log_sigmoid": "F.logsigmoid({x})",
     "tanh_shrink": "F.tanhshrink({x})", "hard_tanh": "F.hardtanh({x})", "neg": "-{x}", "sqrt": "torch.sqrt({x})",
     "abs": "torch.abs({x})", "square": "torch.square({x})", "log": "torch.log({x})",
 }
 
 
+# hard_silu: one fused kernel, x * relu6(x + 3) / 6, as Keras' own torch backend
+# computes it (keras/src/backend/torch/nn.py: tnn.hardswish); TF's x * (relu6(x + 3) / 6)
+# rounds once more (1 ulp apart), and its gradient agrees at the kinks -3 and 3
+# (torch 2.13's CPU hardswish_backward is 0 at -3 and the incoming gradient at 3).
+# MobileNetV3 at 224x224: 19 of them, 4 kernels each before (BENCHMARKS.md).
+# hard_sigmoid stays relu6(x + 3) / 6: F.hardsigmoid's backward multiplies by
+# float32(1/6) in float64 too (TRAPS.md).
+
+
+# The same functions overwriting their input (torch_impl/forward_plan.py decides when).
+_INPLACE = {"relu": "F.relu({x}, inplace=True)", "relu6": "F.relu6({x}, inplace=True)",
+            "hard_silu": "F.hardswish({x}, inplace=True)", "silu": "F.silu({x}, inplace=True)"}
+INPLACE_FNS = frozenset(_INPLACE)
+
+
 def activation_expr(attrs: dict, x: str) -> tuple:
-    """(expression, helpers) for a neutral activation."""
+    """(expression, helpers) for a neutral activation (attrs["inplace"]: overwrite x)."""
     fn = attrs["fn"]
+    if attrs.get("inplace"):
+        return _INPLACE[fn].format(x=x), ()
     if fn in _SIMPLE:
         return _SIMPLE[fn].format(x=x), ()
     if fn in ("softmax", "log_softmax"):
