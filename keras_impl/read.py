@@ -41,6 +41,7 @@ from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
 from keras_impl.masks import RuntimeMasks
+from keras_impl.probe import probe_steps
 from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
@@ -85,8 +86,9 @@ class _Walker:
     """Yields (Call, node) in topological order over nested models and traced
     custom layers, naming tensors."""
 
-    def __init__(self, ids: dict | None = None):
+    def __init__(self, ids: dict | None = None, steps: int | None = None):
         self.ids = ids  # id(KerasTensor) -> value, when running eagerly
+        self.steps = steps  # the length unknown sizes are traced at (keras_impl/probe.py)
         self.used = set()
         self.calls = {}
         self.first_call = {}  # id(layer) -> node name of its first call
@@ -119,7 +121,7 @@ class _Walker:
             batch = None  # read_graph: TRACE_BATCH; graph_values: the real batch of the values
             if self.ids is not None and node.input_tensors:
                 batch = keras.ops.shape(self.ids[id(node.input_tensors[0])])[0]
-            inner, outer_inputs = trace_call(op, node, self.variable_ops, batch)
+            inner, outer_inputs = trace_call(op, node, self.variable_ops, batch, self.steps)
             in_names = [names[id(t)] for t in outer_inputs]
         if inner is None:
             return None
@@ -280,8 +282,14 @@ def read_graph(model) -> Graph:
         raise UsageError(f"model {model.name!r} ({type(model).__name__}) is a subclassed model: the port needs a functional graph")
     dtype = model_float_dtype(model)
     graph = Graph(name=model.name, meta={"source": "keras", "keras_version": keras.__version__})
+    try:
+        steps = probe_steps(model, fn)
+    except UsageError as e:  # no length fits: random inputs are refused with this (--data still works)
+        steps, graph.meta["probe_error"] = None, str(e)
+    if steps is not None:  # unknown input sizes: checked (and custom layers traced) at this length
+        graph.meta["probe_steps"] = steps
     ctx = Context(graph, dtype=dtype, variable_index={id(v): i for i, v in enumerate(model.weights)})
-    walker = _Walker()
+    walker = _Walker(steps=steps)
     names = {}
     for t in fn.inputs:
         name = walker.name_for(t._keras_history.operation.name if t._keras_history.operation else t.name, model.name)
@@ -350,7 +358,7 @@ def graph_values(model, graph: Graph, inputs) -> dict:
         arr = x if perm is None else np.transpose(x, np.argsort(perm))
         ids[id(t)] = keras.ops.convert_to_tensor(np.ascontiguousarray(arr), dtype=t.dtype)
         values[name] = x
-    walker = _Walker(ids)
+    walker = _Walker(ids, steps=graph.meta.get("probe_steps"))
     walker.used.update(graph.inputs)
     names = {id(t): name for t, name in zip(fn.inputs, graph.inputs)}
     for call, node in walker.walk(fn, names):

@@ -59,10 +59,11 @@ def _forward(graph, k, t, xs, dtype) -> tuple:
     a, b = k.values(graph, xs), t.values(graph, xs)
     nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
     # one plain call of each model too: the node walk bypasses nested models' own __call__
+    keras_out = k.forward(graph, xs)
     out = [compare_arrays(f"output {o}", ka, tb, tol, model=graph.name, dtype=dtype)
-           for o, ka, tb in zip(graph.outputs, k.forward(graph, xs), t.forward(graph, xs))]
+           for o, ka, tb in zip(graph.outputs, keras_out, t.forward(graph, xs))]
     first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a
+    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a, np.shape(keras_out[0])
 
 
 def _gradients(graph, k, t, xs, y, loss, dtype, straddles, keep: dict | None = None) -> list:
@@ -131,8 +132,10 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
     torch_side = torch_side_factory(graph)
     info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
+    if pc.note_lengths(graph, xs):
+        info["unknown_lengths"] = dict(graph.meta["assumed_steps"])
     loss = keras_side.infer_loss(graph)
-    y = pc.random_targets(graph, loss, len(xs[0]), seed)
+    y = None  # the targets take the first output's shape as Keras computes it (an unknown length included)
     info["loss"] = loss
     checks, keras_values, grads64 = [], {}, {}
     for dtype in dtypes:
@@ -140,7 +143,8 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
         k = keras_side if dtype == keras_side.dtype else keras_side.with_dtype(dtype)
         t = torch_side if dtype == torch_side.dtype else torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        forward, straddles, values = _forward(graph, k, t, xd, dtype)
+        forward, straddles, values, out_shape = _forward(graph, k, t, xd, dtype)
+        y = pc.random_targets(graph, loss, len(xs[0]), seed, shape=out_shape) if y is None else y
         keras_values[dtype] = spill(values)  # read again only by excuse_float32_drift, after both dtypes
         checks += forward + _gradients(graph, k, t, xd, y, loss, dtype, straddles, grads64 if dtype == "float64" else None)
         grads64.update({side: spill(g) for side, g in grads64.items() if isinstance(g, dict)})
@@ -201,6 +205,8 @@ def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec
     artifacts = {"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
                  "optimizer": train_info, "onnx": written_onnx(work) if onnx else [],
                  "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]}
+    if res.info.get("unknown_lengths"):  # inputs of unknown length: the length they were checked at
+        data[0]["checked_lengths"] = res.info["unknown_lengths"]
     report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
     atomic_write_text(work / "report.json", rpt.dumps(report))
     atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
@@ -251,9 +257,12 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         if c.info and c.check.startswith("stock torch") and not c.passed:
             console.print(f"note ({c.dtype}): {c.check}: max relative difference {c.max_rel_diff:.3g} "
                           f"after {c.detail.get('steps')} steps. {c.detail['diagnosis']}")
+    probe = res.graph.meta.get("probe_steps")
     for name, steps in res.graph.meta.get("assumed_steps", {}).items():
-        console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps (give --data for others); "
-                      "model.py takes any length")
+        why = (f", the shortest from {pc.UNKNOWN_SEQUENCE_STEPS} at which every layer's output is non-empty"
+               if probe == steps and probe > pc.UNKNOWN_SEQUENCE_STEPS else "")
+        console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps{why} (give --data for "
+                      "others); model.py takes any length")
     from shared.onnx_check import export_notes
 
     for line in export_notes(res.checks):  # a failed exporter: information, never the verdict

@@ -255,7 +255,9 @@ def export_onnx(module, graph: Graph, path, opset: int):
     steps = graph.meta.get("assumed_steps", {})  # unknown sequence lengths (shared/port_check.py)
     for name in graph.inputs:
         spec = graph.tensors[name]
-        shape = (2, *(int(s) if s is not None else int(steps.get(name, 1)) for s in spec.shape[1:]))
+        length = steps.get(name, graph.meta.get("probe_steps", 1))  # a length every layer fits (keras_impl/probe.py)
+        lengths = iter(length if isinstance(length, list) else [length] * len(spec.shape))
+        shape = (2, *(int(s) if s is not None else int(next(lengths)) for s in spec.shape[1:]))
         examples.append(torch.zeros(shape, dtype=torch.int64 if "int" in spec.dtype else dtype))
         dynamic[variable_names(graph)[name]] = {0: "batch", **{i: f"{name}_dim{i}" for i, s in enumerate(spec.shape)
                                                                if i and s is None}}
