@@ -300,8 +300,14 @@ def export_onnx(model, graph: Graph, path, opset: int) -> Path:
 
     opset = validate_opset(opset)
     path = check_output_path(path)
+    from keras import tree
+
     fn_inputs = model.inputs
     signature = [keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=n) for n, t in zip(graph.inputs, fn_inputs)]
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(model, keras.Model) and struct is not None and len(signature) > 1:
+        # a functional model takes one argument, its structure of inputs (a list, a dict: keras/src/export/export_utils.py)
+        signature = [tree.pack_sequence_as(struct, signature)]
 
     def write(tmp: str) -> None:
         model.export(tmp, format="onnx", opset_version=opset, input_signature=signature, verbose=False)
@@ -361,11 +367,15 @@ class PortSide:
     def export_onnx(self, graph, path, opset: int):
         return export_onnx(self.model, graph, path, opset)
 
-    def onnx_input(self, graph: Graph, x):
-        return _to_keras_layout(graph, graph.inputs[0], x)
+    def onnx_input(self, graph: Graph, x, name: str | None = None):
+        """x (neutral layout) as the input `name` (default the first) of keras.onnx takes it."""
+        return _to_keras_layout(graph, name or graph.inputs[0], x)
 
-    def onnx_output(self, graph: Graph, y):
-        perm = graph.tensors[graph.outputs[0]].keras_perm
+    def onnx_input_names(self, graph: Graph) -> list:
+        return list(graph.inputs)  # export_onnx names the InputSpecs after them
+
+    def onnx_output(self, graph: Graph, y, name: str | None = None):
+        perm = graph.tensors[name or graph.outputs[0]].keras_perm
         return y if perm is None else np.ascontiguousarray(np.transpose(y, perm))
 
 

@@ -297,7 +297,7 @@ def read_graph(model) -> Graph:
         layout = input_layout(model, t)
         perm = channels_first_perm(len(t.shape)) if layout == "cf" else None
         shape = tuple(t.shape) if perm is None else tuple(t.shape[i] for i in perm)
-        graph.tensors[name] = TensorSpec(name, shape, keras.backend.standardize_dtype(t.dtype), perm)
+        graph.tensors[name] = TensorSpec(name, shape, _input_dtype(graph, name, t), perm)
         graph.inputs.append(name)
     deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
     runtime = RuntimeMasks()
@@ -332,7 +332,34 @@ def read_graph(model) -> Graph:
         if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
+    _structure_keys(graph, fn)
     return graph
+
+
+def _structure_keys(graph: Graph, fn) -> None:
+    """The keys of a model's dict of inputs (graph.meta["input_keys"]: input
+    name -> key, where they differ; --data may use either) and of its dict of
+    outputs (graph.meta["output_keys"], in graph.outputs order: model.py
+    returns a dict as Keras does). Flat order = keras.tree's: keys sorted."""
+    ins, outs = getattr(fn, "_inputs_struct", None), getattr(fn, "_outputs_struct", None)
+    if isinstance(ins, dict) and len(tree.flatten(ins)) == len(ins) == len(graph.inputs):
+        graph.meta["input_keys"] = {n: str(k) for n, k in zip(graph.inputs, sorted(ins)) if str(k) != n}
+    if isinstance(outs, dict) and len(tree.flatten(outs)) == len(outs) == len(graph.outputs):
+        graph.meta["output_keys"] = [str(k) for k in sorted(outs)]
+
+
+def _input_dtype(graph: Graph, name: str, t) -> str:
+    """The input's dtype; a float input read only by Embedding layers (keras.io's
+    `Input((maxlen,))` of token ids) is integer ids: Embedding.call casts it to
+    int32 (keras/src/layers/core/embedding.py), so the port takes int64 ids, as
+    torch's F.embedding wants (graph.meta["integer_inputs"] says so in the report)."""
+    dtype = keras.backend.standardize_dtype(t.dtype)
+    op = t._keras_history.operation
+    consumers = [n.operation for n in op._outbound_nodes] if op is not None else []
+    if dtype.startswith(("float", "bfloat")) and consumers and all(type(c).__name__ == "Embedding" for c in consumers):
+        graph.meta.setdefault("integer_inputs", {})[name] = {"declared": dtype, "read_by": sorted({c.name for c in consumers})}
+        return "int64"
+    return dtype
 
 
 def _keep_integer_dtype(spec: TensorSpec, t) -> None:

@@ -95,24 +95,28 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
 
 
 def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None = None) -> list:
-    """Both exports compared four ways; a failing exporter is one information
-    row and the other export is still compared three ways (shared.onnx_check.proven_exports)."""
+    """Both exports compared four ways, every input fed and every output
+    compared; a failing exporter is one information row and the other export
+    is still compared three ways (shared.onnx_check.proven_exports)."""
     from shared import onnx_check
 
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: the four-way check takes one input and one output",
-                      model=graph.name, info=True)]
-    x = xs[0]
-    sides = [onnx_check.OnnxSide("keras", k.forward(graph, xs)[0],
-                                 lambda: k.export_onnx(graph, outdir / "keras.onnx", opset),
-                                 lambda p: k.onnx_output(graph, onnx_check.run_onnx(p, k.onnx_input(graph, x)))),
-             onnx_check.OnnxSide("torch", t.forward(graph, xs)[0],
-                                 lambda: t.export_onnx(graph, outdir / "torch.onnx", opset),
-                                 lambda p: t.onnx_output(graph, onnx_check.run_onnx(p, t.onnx_input(graph, x))))]
+    names = list(graph.inputs)
+    several = len(graph.outputs) > 1
+
+    def side(s, file: str):
+        feed = lambda: [s.onnx_input(graph, x, n) for n, x in zip(names, xs)]  # noqa: E731
+        outs = lambda p: [s.onnx_output(graph, y, o)  # noqa: E731
+                          for o, y in zip(graph.outputs, onnx_check.run_onnx_all(p, feed(), s.onnx_input_names(graph)))]
+        ref = s.forward(graph, xs)
+        return onnx_check.OnnxSide(s.name, ref if several else ref[0], lambda: s.export_onnx(graph, outdir / file, opset),
+                                   (lambda p: outs(p)) if several else (lambda p: outs(p)[0]),
+                                   output_names=list(graph.outputs) if several else None)
+
     out = graph.tensors[graph.outputs[0]]
     task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
     shown = {outdir: shown_as} if shown_as is not None else {}
-    return onnx_check.proven_exports(sides, model=graph.name, shown=shown, task=task, dtype="float32")
+    return onnx_check.proven_exports([side(k, "keras.onnx"), side(t, "torch.onnx")], model=graph.name, shown=shown,
+                                     task=task, dtype="float32")
 
 
 def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, batch: int = pc.DEFAULT_BATCH,
@@ -134,6 +138,8 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
     if pc.note_lengths(graph, xs):
         info["unknown_lengths"] = dict(graph.meta["assumed_steps"])
+    if graph.meta.get("integer_inputs"):  # float-declared inputs only an Embedding reads: integer ids
+        info["integer_inputs"] = graph.meta["integer_inputs"]
     loss = keras_side.infer_loss(graph)
     y = None  # the targets take the first output's shape as Keras computes it (an unknown length included)
     info["loss"] = loss
@@ -168,8 +174,10 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
 
 
 def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
-    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
-    order) in PyTorch's layout; without it, seeded random inputs."""
+    """--data: a .npy (one input) or .npz with one array per input, named after
+    the input (or after its key in the model's dict of inputs; `np.savez(a, b)`'s
+    arr_0, arr_1... in the inputs' order) in PyTorch's layout; without it,
+    seeded random inputs."""
     if path is None:
         return pc.random_inputs(graph, batch, seed)
     p = Path(path)
@@ -179,7 +187,7 @@ def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
         arrays = [np.load(p)]
     else:
         with np.load(p) as z:
-            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
+            arrays = [z[k] for k in _npz_keys(path, list(z.files), graph)]
     if len(arrays) != len(graph.inputs):
         raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
     for name, a in zip(graph.inputs, arrays):
@@ -188,6 +196,26 @@ def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
             raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
                              "(PyTorch layout: channels first for images)")
     return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
+
+
+def _npz_keys(path, files: list, graph) -> list:
+    """The .npz keys in graph.inputs order: the input names, or the model's
+    dict keys (graph.meta["input_keys"]), or arr_0... in order; a missing or
+    an extra key is a UsageError naming it."""
+    names = list(graph.inputs)
+    keys = [graph.meta.get("input_keys", {}).get(n, n) for n in names]
+    if len(files) == len(names) == 1 or files == [f"arr_{i}" for i in range(len(names))]:
+        return files
+    for wanted in (names, keys):
+        if set(files) == set(wanted):
+            return wanted
+    by = keys if len(set(files) & set(keys)) > len(set(files) & set(names)) else names
+    missing = [k for k in by if k not in files]
+    extra = [k for k in files if k not in by]
+    raise UsageError(f"--data {path}: " + "; ".join(
+        part for part in (f"no array for input(s) {missing}" if missing else "",
+                          f"array(s) {extra} match no input" if extra else "") if part)
+        + f". Expected one array per input, named {names}" + (f" (or by the model's keys {keys})" if keys != names else ""))
 
 
 def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec: str, input_source: str,
@@ -207,6 +235,8 @@ def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec
                  "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]}
     if res.info.get("unknown_lengths"):  # inputs of unknown length: the length they were checked at
         data[0]["checked_lengths"] = res.info["unknown_lengths"]
+    if res.info.get("integer_inputs"):
+        data[0]["integer_inputs"] = res.info["integer_inputs"]
     report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
     atomic_write_text(work / "report.json", rpt.dumps(report))
     atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
@@ -263,6 +293,9 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
                if probe == steps and probe > pc.UNKNOWN_SEQUENCE_STEPS else "")
         console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps{why} (give --data for "
                       "others); model.py takes any length")
+    for name, how in res.graph.meta.get("integer_inputs", {}).items():
+        console.print(f"note: input {name!r} is declared {how['declared']} in Keras but only Embedding "
+                      f"{', '.join(how['read_by'])} reads it (it casts to int32): the port takes integer ids (int64)")
     from shared.onnx_check import export_notes
 
     for line in export_notes(res.checks):  # a failed exporter: information, never the verdict

@@ -72,7 +72,7 @@ def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> li
     for name in graph.inputs:
         spec = graph.tensors[name]
         shape = _concrete(graph, name, batch)
-        if "int" in spec.dtype:
+        if "int" in spec.dtype or name in graph.meta.get("input_high", {}):  # ids (a float input an Embedding reads too)
             high = int(graph.meta.get("input_high", {}).get(name, INT_INPUT_HIGH))
             ids = rng.integers(0, high, size=shape)
             pad = graph.mask_value(name)

@@ -262,7 +262,11 @@ def export_onnx(module, graph: Graph, path, opset: int):
         dynamic[variable_names(graph)[name]] = {0: "batch", **{i: f"{name}_dim{i}" for i, s in enumerate(spec.shape)
                                                                if i and s is None}}
     names = list(variable_names(graph)[n] for n in graph.inputs)
-    outs = [f"output_{i}" for i in range(len(graph.outputs))]
+    # outputs named as Keras names them: a dict's keys, else the output layers' names
+    outs = graph.meta.get("output_keys") or [variable_names(graph)[o] for o in graph.outputs]
+    outs = outs if len(set(outs) | set(names)) == len(outs) + len(names) else [f"output_{i}" for i in range(len(outs))]
+    for o, name in zip(graph.outputs, outs):  # unknown output sizes (a sequence of any length) stay free too
+        dynamic[name] = {0: "batch", **{i: f"{name}_dim{i}" for i, s in enumerate(graph.tensors[o].shape) if i and s is None}}
 
     def write(tmp: str) -> None:
         from torch_impl.export import exportable
@@ -270,7 +274,7 @@ def export_onnx(module, graph: Graph, path, opset: int):
         with torch.no_grad(), exportable(opset):
             torch.onnx.export(module.eval(), tuple(examples), tmp, dynamo=False, opset_version=opset,
                               input_names=names, output_names=outs,
-                              dynamic_axes={**{n: {0: "batch"} for n in outs}, **dynamic})
+                              dynamic_axes=dynamic)
 
     return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
 
@@ -300,6 +304,7 @@ class PortSide:
     def forward(self, graph: Graph, xs: list) -> list:
         with torch.no_grad():
             out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
+        out = tuple(out.values()) if isinstance(out, dict) else out  # a dict: Keras' keys, in graph.outputs order
         return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
     def loss_and_grads(self, graph, xs, y, loss) -> tuple:
@@ -332,8 +337,11 @@ class PortSide:
         """The module's state_dict as numpy (what weights.safetensors holds)."""
         return {k: v.detach().contiguous().numpy() for k, v in self.module.state_dict().items()}
 
-    def onnx_input(self, graph: Graph, x):
+    def onnx_input(self, graph: Graph, x, name: str | None = None):
         return x
 
-    def onnx_output(self, graph: Graph, y):
+    def onnx_input_names(self, graph: Graph) -> list:
+        return [variable_names(graph)[n] for n in graph.inputs]  # export_onnx's input_names
+
+    def onnx_output(self, graph: Graph, y, name: str | None = None):
         return y
