@@ -28,6 +28,7 @@ from keras_impl.convert import Call, Context, converter_for
 from keras_impl.convert import core as _core  # noqa: F401  (registers converters)
 from keras_impl.convert import applications as _applications  # noqa: F401
 from keras_impl.convert import conv as _conv  # noqa: F401
+from keras_impl.convert import conv_lstm as _conv_lstm  # noqa: F401
 from keras_impl.convert import merge as _merge  # noqa: F401
 from keras_impl.convert import normalization as _normalization  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
@@ -40,6 +41,7 @@ from keras_impl.convert import traced as _traced  # noqa: F401
 from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
+from keras_impl.convert.conv_lstm import time_channels_first_perm
 from keras_impl.masks import RuntimeMasks
 from keras_impl.probe import probe_steps
 from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
@@ -170,12 +172,15 @@ class _Walker:
 
 
 def input_layout(model, tensor) -> str:
-    """"cf" for image/conv inputs (rank 4-5, or rank 3 read by a conv-like layer), else "as_is"."""
+    """"cf" for image/conv inputs (rank 4-5, or rank 3 read by a conv-like layer),
+    "tcf" for frames a ConvLSTM reads ((N, T, C, *spatial)), else "as_is"."""
     rank = len(tensor.shape)
     hist = tensor._keras_history
     consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
     if consumers and all(type(c).__name__ == "TimeDistributed" for c in consumers):
         return "as_is"  # (N, T, ...) frames: the time axis stays where it is
+    if consumers and all(type(c).__name__.startswith("ConvLSTM") for c in consumers):
+        return "tcf"
     if rank >= 4:
         return "cf"
     if rank == 3:
@@ -295,7 +300,7 @@ def read_graph(model) -> Graph:
         name = walker.name_for(t._keras_history.operation.name if t._keras_history.operation else t.name, model.name)
         names[id(t)] = name
         layout = input_layout(model, t)
-        perm = channels_first_perm(len(t.shape)) if layout == "cf" else None
+        perm = {"cf": channels_first_perm(len(t.shape)), "tcf": time_channels_first_perm(len(t.shape))}.get(layout)
         shape = tuple(t.shape) if perm is None else tuple(t.shape[i] for i in perm)
         graph.tensors[name] = TensorSpec(name, shape, _input_dtype(graph, name, t), perm)
         graph.inputs.append(name)
@@ -329,7 +334,8 @@ def read_graph(model) -> Graph:
             if mask_name in deferred:
                 raise deferred[mask_name]
             graph.meta.setdefault("output_masks", {})[out] = mask_name
-        if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
+        spec = graph.tensors[out]  # images leave channels first, as they came in (a ConvLSTM's frames: time, then channels)
+        if len(spec.shape) >= 4 and spec.keras_perm != time_channels_first_perm(len(spec.shape)):
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
     _structure_keys(graph, fn)
