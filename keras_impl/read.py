@@ -43,17 +43,12 @@ from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
 from keras_impl.convert.conv_lstm import time_channels_first_perm
 from keras_impl.masks import RuntimeMasks
-from keras_impl.probe import probe_steps
+from keras_impl.read_inputs import input_layout, input_spec, probe_length, structure_keys
 from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
 from shared.errors import UsageError
-from shared.graph import Graph, TensorSpec, channels_first_perm
+from shared.graph import Graph, TensorSpec
 
 __all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward", "model_float_dtype", "call_model"]
-
-# Layers whose input is an image / a signal, so the model input they read is
-# made channels first (rank-3 inputs become N,C,L only for these).
-_CONV_LIKE = ("Conv", "Pool", "ZeroPadding", "Cropping", "UpSampling", "SeparableConv", "DepthwiseConv")
-
 
 def _functional_of(op):
     """The Functional behind a nested model, or None for a plain layer."""
@@ -171,26 +166,6 @@ class _Walker:
             yield call, node
 
 
-def input_layout(model, tensor) -> str:
-    """"cf" for image/conv inputs (rank 4-5, or rank 3 read by a conv-like layer),
-    "tcf" for frames a ConvLSTM reads ((N, T, C, *spatial)), else "as_is"."""
-    rank = len(tensor.shape)
-    hist = tensor._keras_history
-    consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
-    if consumers and all(type(c).__name__ == "TimeDistributed" for c in consumers):
-        return "as_is"  # (N, T, ...) frames: the time axis stays where it is
-    if consumers and all(type(c).__name__.startswith("ConvLSTM") for c in consumers):
-        return "tcf"
-    if rank >= 4:
-        return "cf"
-    if rank == 3:
-        hist = tensor._keras_history
-        consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
-        if any(any(k in type(c).__name__ for k in _CONV_LIKE) for c in consumers):
-            return "cf"
-    return "as_is"
-
-
 def _pull(ctx, walker, user, kt) -> str:
     """Convert the node computing `kt`, a tensor the functional graph does
     not list as any node's input (the mask MultiHeadAttention reads from its
@@ -287,22 +262,14 @@ def read_graph(model) -> Graph:
         raise UsageError(f"model {model.name!r} ({type(model).__name__}) is a subclassed model: the port needs a functional graph")
     dtype = model_float_dtype(model)
     graph = Graph(name=model.name, meta={"source": "keras", "keras_version": keras.__version__})
-    try:
-        steps = probe_steps(model, fn)
-    except UsageError as e:  # no length fits: random inputs are refused with this (--data still works)
-        steps, graph.meta["probe_error"] = None, str(e)
-    if steps is not None:  # unknown input sizes: checked (and custom layers traced) at this length
-        graph.meta["probe_steps"] = steps
+    steps = probe_length(graph, model, fn)
     ctx = Context(graph, dtype=dtype, variable_index={id(v): i for i, v in enumerate(model.weights)})
     walker = _Walker(steps=steps)
     names = {}
     for t in fn.inputs:
         name = walker.name_for(t._keras_history.operation.name if t._keras_history.operation else t.name, model.name)
         names[id(t)] = name
-        layout = input_layout(model, t)
-        perm = {"cf": channels_first_perm(len(t.shape)), "tcf": time_channels_first_perm(len(t.shape))}.get(layout)
-        shape = tuple(t.shape) if perm is None else tuple(t.shape[i] for i in perm)
-        graph.tensors[name] = TensorSpec(name, shape, _input_dtype(graph, name, t), perm)
+        graph.tensors[name] = input_spec(graph, model, name, t)
         graph.inputs.append(name)
     deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
     runtime = RuntimeMasks()
@@ -338,34 +305,8 @@ def read_graph(model) -> Graph:
         if len(spec.shape) >= 4 and spec.keras_perm != time_channels_first_perm(len(spec.shape)):
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
-    _structure_keys(graph, fn)
+    structure_keys(graph, fn)
     return graph
-
-
-def _structure_keys(graph: Graph, fn) -> None:
-    """The keys of a model's dict of inputs (graph.meta["input_keys"]: input
-    name -> key, where they differ; --data may use either) and of its dict of
-    outputs (graph.meta["output_keys"], in graph.outputs order: model.py
-    returns a dict as Keras does). Flat order = keras.tree's: keys sorted."""
-    ins, outs = getattr(fn, "_inputs_struct", None), getattr(fn, "_outputs_struct", None)
-    if isinstance(ins, dict) and len(tree.flatten(ins)) == len(ins) == len(graph.inputs):
-        graph.meta["input_keys"] = {n: str(k) for n, k in zip(graph.inputs, sorted(ins)) if str(k) != n}
-    if isinstance(outs, dict) and len(tree.flatten(outs)) == len(outs) == len(graph.outputs):
-        graph.meta["output_keys"] = [str(k) for k in sorted(outs)]
-
-
-def _input_dtype(graph: Graph, name: str, t) -> str:
-    """The input's dtype; a float input read only by Embedding layers (keras.io's
-    `Input((maxlen,))` of token ids) is integer ids: Embedding.call casts it to
-    int32 (keras/src/layers/core/embedding.py), so the port takes int64 ids, as
-    torch's F.embedding wants (graph.meta["integer_inputs"] says so in the report)."""
-    dtype = keras.backend.standardize_dtype(t.dtype)
-    op = t._keras_history.operation
-    consumers = [n.operation for n in op._outbound_nodes] if op is not None else []
-    if dtype.startswith(("float", "bfloat")) and consumers and all(type(c).__name__ == "Embedding" for c in consumers):
-        graph.meta.setdefault("integer_inputs", {})[name] = {"declared": dtype, "read_by": sorted({c.name for c in consumers})}
-        return "int64"
-    return dtype
 
 
 def _keep_integer_dtype(spec: TensorSpec, t) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.port_helpers import F64_REL, randomise  # noqa: I001  (torch before TensorFlow)
+from tests.port_helpers import F64_REL, port_ok, randomise  # noqa: I001  (torch before TensorFlow)
 
 import keras  # noqa: E402
 from keras import layers as L  # noqa: E402
@@ -91,6 +91,16 @@ def test_conv_lstm_next_frame_model_of_unknown_length():
 
     with torch.no_grad():  # any number of steps; Conv3D's output leaves channels first
         assert tuple(res.module(torch.randn(1, 5, 1, 8, 8)).shape) == (1, 1, 5, 8, 8)
+
+
+def test_conv_lstm_3d_with_an_even_kernel():
+    """An even kernel under "same": TF pads (0, 1) on every axis of both convolutions."""
+    keras.utils.set_random_seed(5)
+    x = keras.Input((2, 4, 5, 3, 1), name="volumes")
+    y = L.ConvLSTM3D(2, 2, padding="same", name="cl")(x)
+    res = port_ok(randomise(keras.Model(x, L.Dense(2, name="head")(L.Flatten(name="f")(y))), 6))
+    assert "pad=(0, 1, 0, 1, 0, 1), recurrent_pad=(0, 1, 0, 1, 0, 1))" in res.source
+    assert max(c.max_rel_diff for c in res.checks if c.dtype == "float64" and c.check.startswith(("node", "grad"))) <= F64_REL
 
 
 def test_conv_lstm_refusals_name_the_layer():
