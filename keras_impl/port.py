@@ -288,8 +288,8 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
 def constant_keys(graph: Graph) -> set:
     """Graph weight keys that are constants, not torch parameters: frozen
     `parameter` nodes (buffers) and `take_parameter`'s index."""
-    return ({f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
-            | {f"{n.name}.index" for n in graph.nodes if n.op == "take_parameter"})
+    return ({graph.weight_key(n, "weight") for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+            | {graph.weight_key(n, "index") for n in graph.nodes if n.op == "take_parameter"})
 
 
 def export_onnx(model, graph: Graph, path, opset: int) -> Path:

@@ -125,12 +125,13 @@ class TracedFunction:
     """One traced call of a custom layer: inputs (keras.Input tensors, in the
     order of the call's input tensors), outputs, nodes in topological order."""
 
-    def __init__(self, layer, inputs, outputs, nodes):
+    def __init__(self, layer, inputs, outputs, nodes, input_names=None):
         self.layer = layer
         self.name = layer.name
         self.inputs = inputs
         self.outputs = outputs
         self.nodes = nodes
+        self.input_names = input_names or [f"x{i}" for i in range(len(inputs))]  # call()'s parameter names
 
 
 def traced_shape(shape) -> tuple:
@@ -298,7 +299,24 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None, steps:
             f"({', '.join(type(t).__name__ for t in flat)}), Keras recorded {len(node.outputs)} tensor output(s)")
     sym_inputs = [pair[1] for pair in inputs.values()]
     nodes = _collect(flat, {id(t) for t in sym_inputs}, variable_ops)
-    return TracedFunction(layer, sym_inputs, flat, nodes), [pair[0] for pair in inputs.values()]
+    param = _parameter_names(layer, node)
+    names = [param.get(id(pair[0]), "x") for pair in inputs.values()]
+    return TracedFunction(layer, sym_inputs, flat, nodes, names), [pair[0] for pair in inputs.values()]
+
+
+def _parameter_names(layer, node) -> dict:
+    """id(KerasTensor) -> the name of the call() parameter that received it
+    (`inputs`; `mask_1` for the second tensor of a `mask` list), for model.py."""
+    try:
+        bound = inspect.signature(layer.call).bind(*node.arguments.args, **node.arguments.kwargs).arguments
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for pname, value in bound.items():
+        flat = [t for t in tree.flatten(value) if isinstance(t, keras.KerasTensor)]
+        for j, t in enumerate(flat):
+            out.setdefault(id(t), pname if len(flat) == 1 else f"{pname}_{j}")
+    return out
 
 
 def _collect(outputs, stop: set, variable_ops: dict) -> list:

@@ -97,6 +97,10 @@ already broadcastable against the neutral tensor).
 | `masked_fill` | value, threshold: input 0 where the mask (input 1, broadcast) is True (or > threshold), else value | |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
 
+Nodes from a traced custom layer carry source["scope"] and source["local"]
+(graph.meta["scopes"]): the writer makes the layer an nn.Module class
+(shared/graph_scopes.py).
+
 Any node may carry attrs["shares"] = the name of an earlier node: a second
 call of a shared layer, which reuses that node's weights (and has none itself).
 
@@ -199,9 +203,17 @@ class Graph:
                 return n.attrs["const"]
         return None
 
+    def weight_key(self, node: Node, wname: str) -> str:
+        """The state_dict key of `node`'s weight `wname`: `node_name.weight_name`,
+        or the module path inside traced custom layers (`block_1.att.weight`,
+        shared/graph_scopes.py)."""
+        from shared.graph_scopes import weight_key
+
+        return weight_key(self, node, wname)
+
     def state_dict(self) -> dict:
-        """Every weight under `node_name.weight_name` (the torch writer's keys)."""
-        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}
+        """Every weight under its key (weight_key: the torch writer's keys)."""
+        return {self.weight_key(n, k): v for n in self.nodes for k, v in n.weights.items()}
 
     def mirrored_tensors(self) -> list:
         """Tensors that mirror a source layer output (for per-node checks)."""

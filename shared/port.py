@@ -218,24 +218,34 @@ def _npz_keys(path, files: list, graph) -> list:
         + f". Expected one array per input, named {names}" + (f" (or by the model's keys {keys})" if keys != names else ""))
 
 
-def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec: str, input_source: str,
-                   train_info: dict | None, onnx: bool) -> dict:
-    """model.py, weights.safetensors (the module's state_dict), report.json and
-    report.md into `work` (the caller's atomic folder). Returns the report."""
-    from safetensors.numpy import save_file
+def write_port_dir(work: Path, res, side_files, *, environment: dict, model_spec: str, input_source: str,
+                   direction: str = "Keras -> PyTorch", train_info: dict | None = None, onnx: bool = True) -> dict:
+    """The output folder of either port direction, into `work` (the caller's atomic folder):
 
+    1. the generated source (res.source) as model.py (Keras -> PyTorch) or
+       model_keras.py (PyTorch -> Keras);
+    2. `side_files(work)`: what the target framework writes (weights.safetensors;
+       model.keras and the checks that need it written), returning
+       {artifact name: file};
+    3. report.json and report.md over res.checks (rows added by step 2 included).
+
+    Returns the report."""
     from shared import report as rpt
     from shared.atomic import atomic_write_text
 
-    atomic_write_text(work / "model.py", res.source)
-    save_file(res.torch_side.state_dict(), str(work / "weights.safetensors"))
-    data = [{"case": f"port {res.graph.name}", "model": model_spec, "input_source": input_source, **res.info["layouts"]}]
-    artifacts = {"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
-                 "optimizer": train_info, "onnx": written_onnx(work) if onnx else [],
-                 "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]}
+    source_name = "model.py" if direction.endswith("PyTorch") else "model_keras.py"
+    atomic_write_text(work / source_name, res.source)
+    files = side_files(work)
+    case = f"port {res.graph.name}" + ("" if direction.endswith("PyTorch") else f" ({direction})")
+    data = [{"case": case, "model": model_spec, "input_source": input_source, **res.info["layouts"]}]
+    artifacts = {source_name: source_name, **files, "loss": res.info["loss"], "optimizer": train_info,
+                 "onnx": written_onnx(work) if onnx else [], "timings_s": res.info["timings_s"],
+                 "graph_nodes": res.info["nodes"]}
+    if "memory" in res.info:
+        artifacts["memory_mib"] = res.info["memory"].stages
     if res.info.get("unknown_lengths"):  # inputs of unknown length: the length they were checked at
         data[0]["checked_lengths"] = res.info["unknown_lengths"]
-    if res.info.get("integer_inputs"):
+    if res.info.get("integer_inputs"):  # float-declared inputs only an Embedding reads: integer ids
         data[0]["integer_inputs"] = res.info["integer_inputs"]
     report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
     atomic_write_text(work / "report.json", rpt.dumps(report))
@@ -254,7 +264,7 @@ def train_info(train_config, source: str) -> dict:
 
 def port_parser(parser_class, default_threads: int):
     """The `compare.py port` argument parser (parser_class: compare.py's, which exits 2 on errors)."""
-    from shared.argtypes import nonneg_int, positive_int
+    from shared.argtypes import input_shape, nonneg_int, positive_int
 
     p = parser_class(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
                      "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
@@ -272,6 +282,11 @@ def port_parser(parser_class, default_threads: int):
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
     p.add_argument("--threads", type=positive_int, default=default_threads)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    p.add_argument("--input-shape", metavar="C,H,W", type=input_shape,
+                   help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
+                        "function returning one), its input shape without the batch; several named inputs (keyword "
+                        "arguments): NAME=SHAPE[:DTYPE[:HIGH]],... e.g. input_ids=16:int64,attention_mask=16:int64:2")
+    p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
     return p
 
 
@@ -302,4 +317,5 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)
-    console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
+    written = "model.py" if report["artifacts"].get("model.py") else "model.keras, model_keras.py"
+    console.print(rpt.summary_line(report) + f"; {written}, weights and report in {out}")

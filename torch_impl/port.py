@@ -9,14 +9,12 @@ Keras found the logits behind a softmax/sigmoid head (`_keras_logits`, its
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from shared.graph import Graph
-from torch_impl.write import variable_names
+from torch_impl.write import forward_tensors, variable_names
 
 __all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
 
@@ -60,44 +58,26 @@ def _item_losses(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool) -
     raise ValueError(f"unknown loss kind {kind!r}")
 
 
-def _output_mask(graph: Graph, local: dict, names: dict):
+def _output_mask(graph: Graph, local: dict):
     """The Keras mask of the model's first output, when it carries one (read_graph records it)."""
     mask = graph.meta.get("output_masks", {}).get(graph.outputs[0])
-    return None if mask is None else local[names[mask]]
-
-
-def _forward_capturing(module, xs: list) -> dict:
-    code = type(module).forward.__code__
-    captured = {}
-
-    def profiler(frame, event, arg):
-        if event == "return" and frame.f_code is code:
-            captured.update(frame.f_locals)
-
-    old = sys.getprofile()
-    sys.setprofile(profiler)
-    try:
-        module(*xs)
-    finally:
-        sys.setprofile(old)
-    return captured
+    return None if mask is None else local[mask]
 
 
 def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
     """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]  # already in the module's dtype
     module.zero_grad(set_to_none=True)
-    local = _forward_capturing(module, xs)
-    names = variable_names(graph)
+    local = forward_tensors(module, graph, xs)
     out_name = graph.outputs[0]
-    out = local[names[out_name]]
+    out = local[out_name]
     logits = bool(spec["from_logits"])
     if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
         head = graph.producer(out_name)
-        out, logits = local[names[head.inputs[0]]], True
+        out, logits = local[head.inputs[0]], True
     target = torch.as_tensor(np.asarray(y))
     target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
-    loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
+    loss = torch_loss(spec, out, target, logits, _output_mask(graph, local))
     if loss.requires_grad:
         loss.backward()
     trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
@@ -225,19 +205,18 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
     from torch_impl.train import KerasEmbeddingGrads, make_optimizer
 
     opt = make_optimizer(module, train_config)
-    names = variable_names(graph)
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
     losses = []
     for _ in range(train_config.steps):
         opt.zero_grad(set_to_none=True)
         with KerasEmbeddingGrads() if keras_slices else nullcontext():
-            local = _forward_capturing(module, xs)
-        out, logits = local[names[graph.outputs[0]]], bool(spec["from_logits"])
+            local = forward_tensors(module, graph, xs)
+        out, logits = local[graph.outputs[0]], bool(spec["from_logits"])
         if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
-            out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True
+            out, logits = local[graph.producer(graph.outputs[0]).inputs[0]], True
         target = torch.as_tensor(np.asarray(y))
         target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
-        loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
+        loss = torch_loss(spec, out, target, logits, _output_mask(graph, local))
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
