@@ -41,7 +41,9 @@ from keras_impl.convert import traced as _traced  # noqa: F401
 from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
+from keras_impl.convert import ops_nn as _ops_nn  # noqa: F401
 from keras_impl.convert.conv_lstm import time_channels_first_perm
+from keras_impl.clone import lenient_from_config, model_config
 from keras_impl.masks import RuntimeMasks
 from keras_impl.read_inputs import input_layout, input_spec, probe_length, structure_keys  # noqa: F401  (input_layout re-exported)
 from keras_impl.walk import _functional_of, _Walker  # noqa: F401  (tests import them from here)
@@ -248,7 +250,7 @@ def cast_model(model, dtype: str):
     own Input's dtype, so every float "dtype" in the serialised config is
     rewritten (clone_model keeps nested Inputs float32).
     """
-    config = keras.saving.serialize_keras_object(model)
+    config = model_config(model)
     # Custom classes only: a scope entry named like a built-in would capture
     # other configs of that name (layers.Concatenate would deserialise the
     # keras.ops.concatenate node as a float32 layer).
@@ -264,7 +266,7 @@ def cast_model(model, dtype: str):
     keras.config.set_dtype_policy(dtype)
     keras.config.set_floatx(dtype if dtype.startswith("float") else floatx)
     try:
-        with keras.saving.custom_object_scope(custom):
+        with keras.saving.custom_object_scope(custom), lenient_from_config(custom.values()):
             # safe_mode off: the model is already loaded in this process (a Lambda
             # came through `--unsafe`); this copies it, it loads nothing new.
             clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)

@@ -34,7 +34,9 @@ KNOWN_REFUSED = {
 }
 # The custom-layer paths: classes users subclass (or wrap code in), read by tracing.
 TRACED = {"Layer": "subclasses without a converter run call() on symbolic inputs (keras_impl/trace.py)",
-          "Lambda": "its function is traced (needs --unsafe: safe_mode refuses code)"}
+          "Lambda": "its function is traced (needs --unsafe: safe_mode refuses code)",
+          "Attention": "call() traced (ops.matmul, swapaxes, softmax: keras.io's Perceiver, tests/test_port_kerasio.py); "
+                       "masks and use_causal_mask not yet"}
 
 
 def _layer_rows(converters) -> list:

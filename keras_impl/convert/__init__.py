@@ -272,7 +272,7 @@ class Context:
                 "source_shape": list(value.shape),
             }
             return apply_transform(value, steps)
-        return np.ascontiguousarray(np.asarray(w))
+        return np.require(np.asarray(w), requirements="C")  # a 0-d array stays 0-d
 
     @staticmethod
     def source_of(call: Call) -> dict:
