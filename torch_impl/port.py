@@ -226,12 +226,18 @@ def export_onnx(module, graph: Graph, path, opset: int):
     steps = graph.meta.get("assumed_steps", {})  # unknown sequence lengths (shared/port_check.py)
     for name in graph.inputs:
         spec = graph.tensors[name]
-        shape = (2, *(int(s) if s is not None else int(steps.get(name, 1)) for s in spec.shape[1:]))
+        length = steps.get(name, graph.meta.get("probe_steps", 1))  # a length every layer fits (keras_impl/probe.py)
+        lengths = iter(length if isinstance(length, list) else [length] * len(spec.shape))
+        shape = (2, *(int(s) if s is not None else int(next(lengths)) for s in spec.shape[1:]))
         examples.append(torch.zeros(shape, dtype=torch.int64 if "int" in spec.dtype else dtype))
         dynamic[variable_names(graph)[name]] = {0: "batch", **{i: f"{name}_dim{i}" for i, s in enumerate(spec.shape)
                                                                if i and s is None}}
     names = list(variable_names(graph)[n] for n in graph.inputs)
-    outs = [f"output_{i}" for i in range(len(graph.outputs))]
+    # outputs named as Keras names them: a dict's keys, else the output layers' names
+    outs = graph.meta.get("output_keys") or [variable_names(graph)[o] for o in graph.outputs]
+    outs = outs if len(set(outs) | set(names)) == len(outs) + len(names) else [f"output_{i}" for i in range(len(outs))]
+    for o, name in zip(graph.outputs, outs):  # unknown output sizes (a sequence of any length) stay free too
+        dynamic[name] = {0: "batch", **{i: f"{name}_dim{i}" for i, s in enumerate(graph.tensors[o].shape) if i and s is None}}
 
     def write(tmp: str) -> None:
         from torch_impl.export import exportable
@@ -239,6 +245,7 @@ def export_onnx(module, graph: Graph, path, opset: int):
         with torch.no_grad(), exportable(opset):
             torch.onnx.export(module.eval(), tuple(examples), tmp, dynamo=False, opset_version=opset,
                               input_names=names, output_names=outs,
-                              dynamic_axes={**{n: {0: "batch"} for n in outs}, **dynamic})
+                              dynamic_axes=dynamic)
 
     return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
+

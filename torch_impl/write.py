@@ -63,6 +63,8 @@ def _layout_lines(graph: Graph) -> str:
             spec = graph.tensors[n]
             shape = _shape_comment(spec.shape)[2:]
             how = "channels first (Keras has channels last)" if spec.keras_perm is not None else "as in Keras"
+            if n in graph.meta.get("integer_inputs", {}):  # Keras declares float, its Embedding casts to int32
+                how += f"; integer ids (Keras declares {graph.meta['integer_inputs'][n]['declared']})"
             rows.append(f"    {kind} {n}: {shape}, {how}")
     return "\n".join(rows) + "\n"
 
@@ -74,6 +76,8 @@ def write_source(graph: Graph) -> str:
     plan = layout(graph, names)
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)
+    if graph.meta.get("output_keys"):  # Keras returns a dict: so does forward, with Keras' keys
+        ret = "{" + ", ".join(f"{k!r}: {names[n]}" for k, n in zip(graph.meta["output_keys"], graph.outputs)) + "}"
     lines = [_HEADER.format(name=graph.name, layouts=_layout_lines(graph))]
     for h in plan.helpers:
         lines.append(HELPERS[h].rstrip() + "\n")
