@@ -300,8 +300,14 @@ def export_onnx(model, graph: Graph, path, opset: int) -> Path:
 
     opset = validate_opset(opset)
     path = check_output_path(path)
+    from keras import tree
+
     fn_inputs = model.inputs
     signature = [keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=n) for n, t in zip(graph.inputs, fn_inputs)]
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(model, keras.Model) and struct is not None and len(signature) > 1:
+        # a functional model takes one argument, its structure of inputs (a list, a dict: keras/src/export/export_utils.py)
+        signature = [tree.pack_sequence_as(struct, signature)]
 
     def write(tmp: str) -> None:
         model.export(tmp, format="onnx", opset_version=opset, input_signature=signature, verbose=False)

@@ -28,6 +28,7 @@ from keras_impl.convert import Call, Context, converter_for
 from keras_impl.convert import core as _core  # noqa: F401  (registers converters)
 from keras_impl.convert import applications as _applications  # noqa: F401
 from keras_impl.convert import conv as _conv  # noqa: F401
+from keras_impl.convert import conv_lstm as _conv_lstm  # noqa: F401
 from keras_impl.convert import merge as _merge  # noqa: F401
 from keras_impl.convert import normalization as _normalization  # noqa: F401
 from keras_impl.convert import ops as _ops  # noqa: F401
@@ -41,36 +42,16 @@ from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
 from keras_impl.convert import ops_nn as _ops_nn  # noqa: F401
+from keras_impl.convert.conv_lstm import time_channels_first_perm
 from keras_impl.clone import lenient_from_config, model_config
 from keras_impl.masks import RuntimeMasks
+from keras_impl.read_inputs import input_layout, input_spec, probe_length, structure_keys  # noqa: F401  (input_layout re-exported)
 from keras_impl.walk import _functional_of, _Walker  # noqa: F401  (tests import them from here)
 from shared.errors import UsageError
-from shared.graph import Graph, TensorSpec, channels_first_perm
+from shared.graph import Graph, TensorSpec
 from shared.graph_scopes import settle_scopes
 
 __all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward", "model_float_dtype", "call_model"]
-
-# Layers whose input is an image / a signal, so the model input they read is
-# made channels first (rank-3 inputs become N,C,L only for these).
-_CONV_LIKE = ("Conv", "Pool", "ZeroPadding", "Cropping", "UpSampling", "SeparableConv", "DepthwiseConv")
-
-
-def input_layout(model, tensor) -> str:
-    """"cf" for image/conv inputs (rank 4-5, or rank 3 read by a conv-like layer), else "as_is"."""
-    rank = len(tensor.shape)
-    hist = tensor._keras_history
-    consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
-    if consumers and all(type(c).__name__ == "TimeDistributed" for c in consumers):
-        return "as_is"  # (N, T, ...) frames: the time axis stays where it is
-    if rank >= 4:
-        return "cf"
-    if rank == 3:
-        hist = tensor._keras_history
-        consumers = [n.operation for n in hist.operation._outbound_nodes] if hist.operation is not None else []
-        if any(any(k in type(c).__name__ for k in _CONV_LIKE) for c in consumers):
-            return "cf"
-    return "as_is"
-
 
 def _pull(ctx, walker, user, kt) -> str:
     """Convert the node computing `kt`, a tensor the functional graph does
@@ -168,16 +149,14 @@ def read_graph(model) -> Graph:
         raise UsageError(f"model {model.name!r} ({type(model).__name__}) is a subclassed model: the port needs a functional graph")
     dtype = model_float_dtype(model)
     graph = Graph(name=model.name, meta={"source": "keras", "keras_version": keras.__version__})
+    steps = probe_length(graph, model, fn)  # unknown input sizes: checked (and custom layers traced) at this length
     ctx = Context(graph, dtype=dtype, variable_index={id(v): i for i, v in enumerate(model.weights)})
-    walker = _Walker()
+    walker = _Walker(steps=steps)
     names = {}
     for t in fn.inputs:
         name = walker.name_for(t._keras_history.operation.name if t._keras_history.operation else t.name, model.name)
         names[id(t)] = name
-        layout = input_layout(model, t)
-        perm = channels_first_perm(len(t.shape)) if layout == "cf" else None
-        shape = tuple(t.shape) if perm is None else tuple(t.shape[i] for i in perm)
-        graph.tensors[name] = TensorSpec(name, shape, keras.backend.standardize_dtype(t.dtype), perm)
+        graph.tensors[name] = input_spec(graph, model, name, t)
         graph.inputs.append(name)
     deferred = {}  # boolean (mask) tensor -> why its keras.ops node has no converter
     runtime = RuntimeMasks()
@@ -209,9 +188,11 @@ def read_graph(model) -> Graph:
             if mask_name in deferred:
                 raise deferred[mask_name]
             graph.meta.setdefault("output_masks", {})[out] = mask_name
-        if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
+        spec = graph.tensors[out]  # images leave channels first, as they came in (a ConvLSTM's frames: time, then channels)
+        if len(spec.shape) >= 4 and spec.keras_perm != time_channels_first_perm(len(spec.shape)):
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
+    structure_keys(graph, fn)
     settle_scopes(graph, walker.scopes)
     return graph
 
@@ -239,7 +220,7 @@ def graph_values(model, graph: Graph, inputs) -> dict:
         arr = x if perm is None else np.transpose(x, np.argsort(perm))
         ids[id(t)] = keras.ops.convert_to_tensor(np.ascontiguousarray(arr), dtype=t.dtype)
         values[name] = x
-    walker = _Walker(ids)
+    walker = _Walker(ids, steps=graph.meta.get("probe_steps"))
     walker.used.update(graph.inputs)
     names = {id(t): name for t, name in zip(fn.inputs, graph.inputs)}
     for call, node in walker.walk(fn, names):

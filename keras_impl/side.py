@@ -200,11 +200,15 @@ class KerasSide:
 
         return _port.export_onnx(self.model, self.graph, path, opset or ONNX_OPSET)
 
-    def onnx_input(self, x):
-        return _port._to_keras_layout(self.graph, self.graph.inputs[0], x)
+    def onnx_input(self, x, name: str | None = None):
+        """x (neutral layout) as the input `name` (default the first) of keras.onnx takes it."""
+        return _port._to_keras_layout(self.graph, name or self.graph.inputs[0], x)
 
-    def onnx_output(self, y):
-        perm = self.graph.tensors[self.graph.outputs[0]].keras_perm
+    def onnx_input_names(self) -> list:
+        return list(self.graph.inputs)  # export_onnx names the InputSpecs after them
+
+    def onnx_output(self, y, name: str | None = None):
+        perm = self.graph.tensors[name or self.graph.outputs[0]].keras_perm
         return y if perm is None else np.ascontiguousarray(np.transpose(y, perm))
 
     def save(self, folder: Path) -> dict:

@@ -26,7 +26,8 @@ nodes here:
   variable becomes a `TracedVariable` as above.
 
 Unknown sizes other than the batch (a sequence of any length) are traced at
-UNKNOWN_SEQUENCE_STEPS, the length the port checks them on: keras-hub's
+the length the port checks them on (keras_impl/probe.py; UNKNOWN_SEQUENCE_STEPS
+unless a layer needs more): keras-hub's
 PositionEmbedding slices its table with `ops.shape(x)[1]`, which a symbolic
 None cannot do. The written model.py then takes that length.
 
@@ -323,7 +324,7 @@ def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
     )
 
 
-def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tuple:
+def trace_call(layer, node, variable_ops: dict, batch: int | None = None, steps: int | None = None) -> tuple:
     """Trace one call (a functional-graph `node`) of `layer`: (TracedFunction,
     the call's KerasTensors that its `inputs` stand for, in the same order).
 
@@ -332,15 +333,18 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
             trace of one walk (a layer called twice reads the same parameter).
         batch: the batch size to trace at: the real one when the trace is
             run eagerly (graph_values), else TRACE_BATCH.
+        steps: the length unknown sizes are traced at (keras_impl/probe.py's
+            probe length), default UNKNOWN_SEQUENCE_STEPS.
     """
     batch = TRACE_BATCH if batch is None else int(batch)
+    steps = UNKNOWN_SEQUENCE_STEPS if steps is None else int(steps)
     inputs = {}
 
     def as_input(t):
         if not isinstance(t, keras.KerasTensor):
             return t
         if id(t) not in inputs:
-            shape = (batch if t.shape[0] is None else t.shape[0],) + tuple(UNKNOWN_SEQUENCE_STEPS if s is None else s for s in t.shape[1:])
+            shape = (batch if t.shape[0] is None else t.shape[0],) + tuple(steps if s is None else s for s in t.shape[1:])
             inputs[id(t)] = (t, keras.Input(batch_shape=shape, dtype=t.dtype, sparse=t.sparse))
         return inputs[id(t)][1]
 

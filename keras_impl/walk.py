@@ -52,8 +52,9 @@ class _Walker:
     """Yields (Call, node) in topological order over nested models and traced
     custom layers, naming tensors."""
 
-    def __init__(self, ids: dict | None = None):
+    def __init__(self, ids: dict | None = None, steps: int | None = None):
         self.ids = ids  # id(KerasTensor) -> value, when running eagerly
+        self.steps = steps  # the length unknown sizes are traced at (keras_impl/probe.py)
         self.used = set()
         self.calls = {}
         self.first_call = {}  # id(layer) -> node name of its first call
@@ -110,7 +111,7 @@ class _Walker:
             batch = None  # read_graph: TRACE_BATCH; graph_values: the real batch of the values
             if self.ids is not None and node.input_tensors:
                 batch = keras.ops.shape(self.ids[id(node.input_tensors[0])])[0]
-            inner, outer_inputs = trace_call(op, node, self.variable_ops, batch)
+            inner, outer_inputs = trace_call(op, node, self.variable_ops, batch, self.steps)
             in_names = [names[id(t)] for t in outer_inputs]
         if inner is None:
             return None

@@ -44,6 +44,7 @@ __all__ = [
     "standardize_io",
     "check_model",
     "run_onnx",
+    "run_onnx_all",
     "four_way_checks",
     "OnnxSide",
     "EXPORTERS",
@@ -215,23 +216,39 @@ def run_onnx(path, x, level=ORT_LEVEL) -> np.ndarray:
             dimensions do not match the model's input.
     """
     path = Path(path)
+    if path.is_file() and len(_session(path, level).get_inputs()) != 1:
+        raise OnnxModelError(f"{str(path)!r}: expected one input, the model has {len(_session(path, level).get_inputs())}")
+    return run_onnx_all(path, [x], level=level)[0]
+
+
+def run_onnx_all(path, xs: list, names: list | None = None, level=ORT_LEVEL) -> list:
+    """Run an ONNX model of any number of inputs and outputs (run_onnx's rules
+    for each input): every output, in the model's order.
+
+    xs: one array per model input, matched by `names` where they are the
+    model's input names (exporters keep them), else in the model's input order."""
+    path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"{str(path)!r}: no such ONNX file")
     sess = _session(path, level)
-    inputs = sess.get_inputs()
-    if len(inputs) != 1:
-        raise OnnxModelError(f"{str(path)!r}: expected one input, the model has {len(inputs)}")
-    spec = inputs[0]
-    dtype = _ONNX_DTYPES.get(spec.type)
-    x = np.ascontiguousarray(np.asarray(x, dtype=dtype))
-    want = spec.shape
-    if x.ndim != len(want) or any(isinstance(w, int) and w != s for w, s in zip(want, x.shape)):
-        raise OnnxModelError(
-            f"{str(path)!r}: input {spec.name!r} expects shape {want} "
-            f"(None/strings are free), got {tuple(x.shape)}"
-        )
+    specs = sess.get_inputs()
+    if len(xs) != len(specs):
+        raise OnnxModelError(f"{str(path)!r}: {len(xs)} inputs given, the model has {len(specs)}")
+    if names is not None and sorted(names) == sorted(s.name for s in specs):
+        by_name = dict(zip(names, xs))
+        xs = [by_name[s.name] for s in specs]
+    feed = {}
+    for spec, x in zip(specs, xs):
+        x = np.ascontiguousarray(np.asarray(x, dtype=_ONNX_DTYPES.get(spec.type)))
+        want = spec.shape
+        if x.ndim != len(want) or any(isinstance(w, int) and w != s for w, s in zip(want, x.shape)):
+            raise OnnxModelError(
+                f"{str(path)!r}: input {spec.name!r} expects shape {want} "
+                f"(None/strings are free), got {tuple(x.shape)}"
+            )
+        feed[spec.name] = x
     try:
-        return sess.run(None, {spec.name: x})[0]
+        return sess.run(None, feed)
     except Exception as e:
         if is_out_of_memory(e):  # exit 4, never a model error (shared/user_code.py)
             raise
@@ -327,10 +344,12 @@ def four_way_checks(outputs: dict, *, task: str, dtype: str = "float32", toleran
 
 
 def edge_checks(outputs: dict, *, task: str, dtype: str = "float32", tolerance: Tolerance | None = None,
-                class_names=None, ort_level: str = ORT_LEVEL, **context) -> list:
+                class_names=None, ort_level: str = ORT_LEVEL, label: str = "logits", **context) -> list:
     """four_way_checks for any number of backends: every pair (a, b) of
     `outputs`' keys, in insertion order, b the reference scale. Two backends
-    give one edge, the four of the ONNX check give EDGES."""
+    give one edge, the four of the ONNX check give EDGES. label: what the
+    rows call the arrays ("onnx logits keras vs torch"; a model's several
+    outputs: "output NAME")."""
     labels = {1: list(class_names)} if class_names is not None else None
     names = list(class_names) if class_names is not None else None
     extra_detail = dict(context.pop("detail", {}) or {})
@@ -338,12 +357,13 @@ def edge_checks(outputs: dict, *, task: str, dtype: str = "float32", tolerance: 
     for a, b in combinations(list(outputs), 2):
         # tolerance: a Tolerance, or a callable (a name, b name) -> Tolerance (derived per edge)
         tol = tolerance(a, b) if callable(tolerance) else (tolerance if tolerance is not None else ONNX[dtype])
-        c = compare_arrays(f"onnx logits {a} vs {b}", outputs[a], outputs[b], tol, a_name=a, b_name=b,
+        c = compare_arrays(f"onnx {label} {a} vs {b}", outputs[a], outputs[b], tol, a_name=a, b_name=b,
                            labels=labels, task=task, dtype=dtype,
                            detail={"ort_level": ort_level, **extra_detail}, **context)
         checks.append(c)
         if task in _CLASSIFICATION:
-            checks.append(_prediction_check(f"onnx predictions {a} vs {b}", a, b, outputs[a], outputs[b],
+            what = "predictions" if label == "logits" else f"predictions of {label}"
+            checks.append(_prediction_check(f"onnx {what} {a} vs {b}", a, b, outputs[a], outputs[b],
                                             task=task, dtype=dtype, class_names=names, ort_level=ort_level,
                                             tol=c.tolerance, detail=dict(extra_detail), **context))
     return checks
@@ -375,15 +395,18 @@ class OnnxSide:
     """One framework's ONNX export as proven_exports drives it.
 
     name: "keras" or "torch" (the in-memory side; its file is onnx(name)).
-    output: the framework's own output on the checked batch.
+    output: the framework's own output on the checked batch; a model of
+        several outputs: a list of them, named by `output_names`.
     export: writes the file; returns its path (raises ExportError on failure).
-    run: onnxruntime's output for that path, in the same layout as `output`.
+    run: onnxruntime's output for that path, in the same layout as `output`
+        (a list for a list).
     """
 
     name: str
     output: object
     export: Callable[[], Path]
-    run: Callable[[Path], np.ndarray]
+    run: Callable[[Path], object]
+    output_names: list | None = None
 
     @property
     def exporter(self) -> str:
@@ -442,7 +465,15 @@ def proven_exports(sides: list, *, model: str, shown: dict | None = None, **comp
             failures.append((s, _shown(first_line(e), shown)))
     compared = list(outputs) if len(outputs) > len(sides) else []
     rows = [_failure_row(s, why, compared, model) for s, why in failures]
-    return rows + (edge_checks(outputs, model=model, **compare) if compared else [])
+    if not compared:
+        return rows
+    if sides[0].output_names is None:
+        return rows + edge_checks(outputs, model=model, **compare)
+    for i, name in enumerate(sides[0].output_names):  # several outputs: the edges of each; the task is the first's
+        task = compare.get("task") if i == 0 else "regression"
+        rows += edge_checks({k: v[i] for k, v in outputs.items()}, model=model, **{**compare, "task": task},
+                            label=f"output {name}")
+    return rows
 
 
 def export_notes(checks: list) -> list:

@@ -60,10 +60,11 @@ def _forward(graph, k, t, xs, dtype) -> tuple:
     a, b = k.values(xs), t.values(xs)
     nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
     # one plain call of each model too: the node walk bypasses nested models' own __call__
+    keras_out = k.forward(xs)
     out = [compare_arrays(f"output {o}", ka, tb, tol, model=graph.name, dtype=dtype)
-           for o, ka, tb in zip(graph.outputs, k.forward(xs), t.forward(xs))]
+           for o, ka, tb in zip(graph.outputs, keras_out, t.forward(xs))]
     first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a
+    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a, np.shape(keras_out[0])
 
 
 def _gradients(graph, k, t, xs, y, loss, dtype, straddles, keep: dict | None = None) -> list:
@@ -96,21 +97,28 @@ def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
 
 
 def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None = None) -> list:
-    """Both exports compared four ways; a failing exporter is one information
-    row and the other export is still compared three ways (shared.onnx_check.proven_exports)."""
+    """Both exports compared four ways, every input fed and every output
+    compared; a failing exporter is one information row and the other export
+    is still compared three ways (shared.onnx_check.proven_exports)."""
     from shared import onnx_check
 
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: the four-way check takes one input and one output",
-                      model=graph.name, info=True)]
-    x = xs[0]
-    sides = [onnx_check.OnnxSide(s.name, s.forward(xs)[0], lambda s=s: s.export_onnx(outdir / f"{s.name}.onnx", opset),
-                                 lambda p, s=s: s.onnx_output(onnx_check.run_onnx(p, s.onnx_input(x))))
-             for s in (k, t)]
+    names = list(graph.inputs)
+    several = len(graph.outputs) > 1
+
+    def side(s, file: str):
+        feed = lambda: [s.onnx_input(x, n) for n, x in zip(names, xs)]  # noqa: E731
+        outs = lambda p: [s.onnx_output(y, o)  # noqa: E731
+                          for o, y in zip(graph.outputs, onnx_check.run_onnx_all(p, feed(), s.onnx_input_names()))]
+        ref = s.forward(xs)
+        return onnx_check.OnnxSide(s.name, ref if several else ref[0], lambda: s.export_onnx(outdir / file, opset),
+                                   (lambda p: outs(p)) if several else (lambda p: outs(p)[0]),
+                                   output_names=list(graph.outputs) if several else None)
+
     out = graph.tensors[graph.outputs[0]]
     task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
     shown = {outdir: shown_as} if shown_as is not None else {}
-    return onnx_check.proven_exports(sides, model=graph.name, shown=shown, task=task, dtype="float32")
+    return onnx_check.proven_exports([side(k, "keras.onnx"), side(t, "torch.onnx")], model=graph.name, shown=shown,
+                                     task=task, dtype="float32")
 
 
 def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, batch: int = pc.DEFAULT_BATCH,
@@ -131,15 +139,20 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
     torch_side = torch_side_factory(graph)
     info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
+    if pc.note_lengths(graph, xs):
+        info["unknown_lengths"] = dict(graph.meta["assumed_steps"])
+    if graph.meta.get("integer_inputs"):  # float-declared inputs only an Embedding reads: integer ids
+        info["integer_inputs"] = graph.meta["integer_inputs"]
     loss = keras_side.infer_loss()
-    y = pc.random_targets(graph, loss, len(xs[0]), seed)
+    y = None  # the targets take the first output's shape as Keras computes it (an unknown length included)
     info["loss"] = loss
     checks, keras_values, grads64 = [], {}, {}
     for dtype in dtypes:
         t0 = time.perf_counter()
         k, t = keras_side.with_dtype(dtype), torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        forward, straddles, values = _forward(graph, k, t, xd, dtype)
+        forward, straddles, values, out_shape = _forward(graph, k, t, xd, dtype)
+        y = pc.random_targets(graph, loss, len(xs[0]), seed, shape=out_shape) if y is None else y
         keras_values[dtype] = spill(values)  # read again only by excuse_float32_drift, after both dtypes
         checks += forward + _gradients(graph, k, t, xd, y, loss, dtype, straddles, grads64 if dtype == "float64" else None)
         grads64.update({side: spill(g) for side, g in grads64.items() if isinstance(g, dict)})
@@ -163,8 +176,10 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
 
 
 def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
-    """--data: a .npy (one input) or .npz (arrays named after the inputs, or in
-    order) in PyTorch's layout; without it, seeded random inputs."""
+    """--data: a .npy (one input) or .npz with one array per input, named after
+    the input (or after its key in the model's dict of inputs; `np.savez(a, b)`'s
+    arr_0, arr_1... in the inputs' order) in PyTorch's layout; without it,
+    seeded random inputs."""
     if path is None:
         return pc.random_inputs(graph, batch, seed)
     p = Path(path)
@@ -174,7 +189,7 @@ def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
         arrays = [np.load(p)]
     else:
         with np.load(p) as z:
-            arrays = [z[n] for n in graph.inputs] if all(n in z for n in graph.inputs) else [z[k] for k in z.files]
+            arrays = [z[k] for k in _npz_keys(path, list(z.files), graph)]
     if len(arrays) != len(graph.inputs):
         raise UsageError(f"--data {path}: {len(arrays)} arrays for the model's {len(graph.inputs)} inputs {graph.inputs}")
     for name, a in zip(graph.inputs, arrays):
@@ -183,6 +198,26 @@ def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
             raise UsageError(f"--data {path}: input {name!r} has shape {a.shape}, expected (N, {', '.join(map(str, want[1:]))}) "
                              "(PyTorch layout: channels first for images)")
     return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
+
+
+def _npz_keys(path, files: list, graph) -> list:
+    """The .npz keys in graph.inputs order: the input names, or the model's
+    dict keys (graph.meta["input_keys"]), or arr_0... in order; a missing or
+    an extra key is a UsageError naming it."""
+    names = list(graph.inputs)
+    keys = [graph.meta.get("input_keys", {}).get(n, n) for n in names]
+    if len(files) == len(names) == 1 or files == [f"arr_{i}" for i in range(len(names))]:
+        return files
+    for wanted in (names, keys):
+        if set(files) == set(wanted):
+            return wanted
+    by = keys if len(set(files) & set(keys)) > len(set(files) & set(names)) else names
+    missing = [k for k in by if k not in files]
+    extra = [k for k in files if k not in by]
+    raise UsageError(f"--data {path}: " + "; ".join(
+        part for part in (f"no array for input(s) {missing}" if missing else "",
+                          f"array(s) {extra} match no input" if extra else "") if part)
+        + f". Expected one array per input, named {names}" + (f" (or by the model's keys {keys})" if keys != names else ""))
 
 
 def write_port_dir(work: Path, res, side_files, *, environment: dict, model_spec: str, input_source: str,
@@ -210,6 +245,10 @@ def write_port_dir(work: Path, res, side_files, *, environment: dict, model_spec
                  "graph_nodes": res.info["nodes"]}
     if "memory" in res.info:
         artifacts["memory_mib"] = res.info["memory"].stages
+    if res.info.get("unknown_lengths"):  # inputs of unknown length: the length they were checked at
+        data[0]["checked_lengths"] = res.info["unknown_lengths"]
+    if res.info.get("integer_inputs"):  # float-declared inputs only an Embedding reads: integer ids
+        data[0]["integer_inputs"] = res.info["integer_inputs"]
     report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
     atomic_write_text(work / "report.json", rpt.dumps(report))
     atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
@@ -265,9 +304,15 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         if c.info and c.check.startswith("stock torch") and not c.passed:
             console.print(f"note ({c.dtype}): {c.check}: max relative difference {c.max_rel_diff:.3g} "
                           f"after {c.detail.get('steps')} steps. {c.detail['diagnosis']}")
+    probe = res.graph.meta.get("probe_steps")
     for name, steps in res.graph.meta.get("assumed_steps", {}).items():
-        console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps (give --data for others); "
-                      "model.py takes any length")
+        why = (f", the shortest from {pc.UNKNOWN_SEQUENCE_STEPS} at which every layer's output is non-empty"
+               if probe == steps and probe > pc.UNKNOWN_SEQUENCE_STEPS else "")
+        console.print(f"note: input {name!r} has an unknown length: checked on {steps} steps{why} (give --data for "
+                      "others); model.py takes any length")
+    for name, how in res.graph.meta.get("integer_inputs", {}).items():
+        console.print(f"note: input {name!r} is declared {how['declared']} in Keras but only Embedding "
+                      f"{', '.join(how['read_by'])} reads it (it casts to int32): the port takes integer ids (int64)")
     from shared.onnx_check import export_notes
 
     for line in export_notes(res.checks):  # a failed exporter: information, never the verdict

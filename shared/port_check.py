@@ -15,7 +15,7 @@ from shared.errors import UsageError
 from shared.graph import Graph
 from shared.tolerances import FLOAT32_DRIFT_FACTOR, ZERO_GRADIENT_F64, Tolerance
 
-__all__ = ["random_inputs", "random_targets", "node_checks", "first_differing", "layouts", "kink_straddles", "excuse_float32_drift",
+__all__ = ["random_inputs", "random_targets", "note_lengths", "node_checks", "first_differing", "layouts", "kink_straddles", "excuse_float32_drift",
            "excuse_kinks", "summary_rows", "DEFAULT_BATCH", "INT_INPUT_HIGH"]
 
 # Activations with a kink, and where it is (the README's "ReLU kinks").
@@ -27,22 +27,34 @@ DEFAULT_BATCH = 4
 INT_INPUT_HIGH = 10
 
 
-# A sequence input of unknown length (keras.Input((None,)) token ids, (None,
-# features) series: keras.io's IMDB BiLSTM) gets random inputs of this many
-# steps; the written model.py takes any length. Other unknown sizes need --data.
+# An input of unknown length (keras.Input((None,)) token ids, (None, features)
+# series: keras.io's IMDB BiLSTM; (None, None, 3) images) gets random inputs of
+# this many steps on every unknown axis, or more where a layer would otherwise
+# be empty (keras_impl/probe.py: graph.meta["probe_steps"]); the written
+# model.py takes any length.
 UNKNOWN_SEQUENCE_STEPS = 16
 
 
 def _concrete(graph: Graph, name: str, batch: int) -> tuple:
     shape = graph.tensors[name].shape
     dims = list(shape[1:])
-    if 1 <= len(dims) <= 2 and dims[0] is None and all(s is not None for s in dims[1:]):
-        dims[0] = UNKNOWN_SEQUENCE_STEPS
-        graph.meta.setdefault("assumed_steps", {})[name] = UNKNOWN_SEQUENCE_STEPS
     if any(s is None for s in dims):
-        raise UsageError(f"input {name!r} has shape {shape} with unknown sizes; give inputs with --data FILE "
-                         "(the port needs concrete sizes to check)")
+        if graph.meta.get("probe_error"):  # keras_impl/probe.py: no length up to its limit fits every layer
+            raise UsageError(graph.meta["probe_error"])
+        steps = int(graph.meta.get("probe_steps", UNKNOWN_SEQUENCE_STEPS))
+        dims = [steps if s is None else s for s in dims]
+        graph.meta.setdefault("assumed_steps", {})[name] = steps
     return (batch, *(int(s) for s in dims))
+
+
+def note_lengths(graph: Graph, xs: list) -> dict:
+    """Record, for each input of unknown size, the length its arrays have on
+    those axes (graph.meta["assumed_steps"]: the console note and the report)."""
+    for name, x in zip(graph.inputs, xs):
+        unknown = [np.shape(x)[i] for i, s in enumerate(graph.tensors[name].shape) if i and s is None]
+        if unknown:
+            graph.meta.setdefault("assumed_steps", {})[name] = int(unknown[0]) if len(set(unknown)) == 1 else list(unknown)
+    return graph.meta.get("assumed_steps", {})
 
 
 def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> list:
@@ -60,7 +72,7 @@ def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> li
     for name in graph.inputs:
         spec = graph.tensors[name]
         shape = _concrete(graph, name, batch)
-        if "int" in spec.dtype:
+        if "int" in spec.dtype or name in graph.meta.get("input_high", {}):  # ids (a float input an Embedding reads too)
             high = int(graph.meta.get("input_high", {}).get(name, INT_INPUT_HIGH))
             ids = rng.integers(0, high, size=shape)
             pad = graph.mask_value(name)
@@ -74,17 +86,20 @@ def random_inputs(graph: Graph, batch: int = DEFAULT_BATCH, seed: int = 0) -> li
     return out
 
 
-def random_targets(graph: Graph, loss: dict, batch: int, seed: int = 0) -> np.ndarray:
-    """Seeded targets fitting the loss: class ids, one-hot, {0, 1} or N(0, 1)."""
+def random_targets(graph: Graph, loss: dict, batch: int, seed: int = 0, shape: tuple | None = None) -> np.ndarray:
+    """Seeded targets fitting the loss: class ids, one-hot, {0, 1} or N(0, 1).
+
+    shape: the first output's shape as the model computed it on the checked
+    inputs (an unknown output length follows the input's); default the graph's,
+    which then must be known."""
     rng = np.random.default_rng(seed + 1)
-    # an output as long as a sequence input of unknown length has its checked length
-    unknown = graph.meta.get("assumed_steps") or any(None in graph.tensors[n].shape[1:] for n in graph.inputs)
-    steps = UNKNOWN_SEQUENCE_STEPS if unknown else None
-    dims = [steps if s is None else s for s in graph.tensors[graph.outputs[0]].shape[1:]]
-    if any(s is None for s in dims):
-        raise UsageError(f"output {graph.outputs[0]!r} has unknown sizes {graph.tensors[graph.outputs[0]].shape}: "
-                         "the port cannot make targets for it")
-    shape = (batch, *(int(s) for s in dims))
+    if shape is None:
+        spec = graph.tensors[graph.outputs[0]]
+        if any(s is None for s in spec.shape[1:]):
+            raise UsageError(f"output {graph.outputs[0]!r} has unknown sizes {spec.shape}: "
+                             "the port cannot make targets for it without running the model")
+        shape = (batch, *spec.shape[1:])
+    shape = tuple(int(s) for s in shape)
     kind = loss["kind"]
     if kind == "sparse_ce":
         return rng.integers(0, shape[-1], size=shape[:-1]).astype(np.int64)

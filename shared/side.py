@@ -127,12 +127,16 @@ class Side(Protocol):
         torch_impl/export.py) instead of the graph's signature."""
         ...
 
-    def onnx_input(self, x: np.ndarray) -> np.ndarray:
-        """A neutral-layout first input in the layout the ONNX file takes."""
+    def onnx_input(self, x: np.ndarray, name: str | None = None) -> np.ndarray:
+        """A neutral-layout input (`name`, default the first) in the layout the ONNX file takes."""
         ...
 
-    def onnx_output(self, y: np.ndarray) -> np.ndarray:
-        """The ONNX file's first output in the neutral layout."""
+    def onnx_input_names(self) -> list:
+        """The ONNX file's input names, in the graph's input order."""
+        ...
+
+    def onnx_output(self, y: np.ndarray, name: str | None = None) -> np.ndarray:
+        """The ONNX file's output `name` (default the first) in the neutral layout."""
         ...
 
 

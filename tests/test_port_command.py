@@ -261,7 +261,8 @@ def test_nested_models_and_shared_layer():
 
 def test_two_inputs_two_outputs(tmp_path):
     """A table and an image in, two heads out: every node compared, the loss on the first
-    output, the image input channels first and the table as is; ONNX says it skipped."""
+    output, the image input channels first and the table as is; both ONNX exports take both
+    inputs and every output is compared four ways (issue 20)."""
     table, image = keras.Input((5,), name="table"), keras.Input((6, 6, 2), name="image")
     feats = layers.GlobalAveragePooling2D()(layers.Conv2D(3, 3, name="conv")(image))
     joint = layers.Concatenate(name="joint")([layers.Dense(4, name="fc")(table), feats])
@@ -272,7 +273,10 @@ def test_two_inputs_two_outputs(tmp_path):
     assert [c.check for c in res.checks if c.check.startswith("output ")] == ["output head_a", "output head_b"] * 2
     assert res.info["layouts"]["inputs"]["image"]["layout"] == "channels_first"
     assert res.info["layouts"]["inputs"]["table"]["layout"] == "as_keras"
-    assert any(c.check == "onnx" and c.info and "skipped" in c.where for c in res.checks)
+    onnx = [c for c in res.checks if c.check.startswith("onnx ")]
+    for out in ("head_a", "head_b"):  # six edges each: keras, torch, onnx(keras), onnx(torch)
+        assert len([c for c in onnx if c.check.startswith(f"onnx output {out} ")]) == 6, [c.check for c in onnx]
+    assert all(not c.info for c in onnx)
     assert "def forward(self, table, image):" in res.source and "return head_a, head_b" in res.source
 
 

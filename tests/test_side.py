@@ -16,7 +16,7 @@ from shared.side import Side, one_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE_METHODS = ("forward", "values", "loss_and_grads", "train_steps", "with_dtype", "copy", "get_weights",
-                "set_weights", "export_onnx", "onnx_input", "onnx_output")
+                "set_weights", "export_onnx", "onnx_input", "onnx_input_names", "onnx_output")
 # Public methods only one framework's side has, and why (the two play different roles).
 KERAS_ONLY = {
     # the Keras model is the reference: it states the task (its compile config)

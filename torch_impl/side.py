@@ -137,6 +137,7 @@ class TorchSide:
     def forward(self, xs: list) -> list:
         with torch.no_grad():
             out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
+        out = tuple(out.values()) if isinstance(out, dict) else out  # a dict: Keras' keys, in graph.outputs order
         return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
     def values(self, xs: list) -> dict:
@@ -226,10 +227,15 @@ class TorchSide:
 
         return _port.export_onnx(self.module, self.graph, path, opset or ONNX_OPSET)
 
-    def onnx_input(self, x):
+    def onnx_input(self, x, name: str | None = None):
         return x
 
-    def onnx_output(self, y):
+    def onnx_input_names(self) -> list:
+        from torch_impl.write import variable_names
+
+        return [variable_names(self.graph)[n] for n in self.graph.inputs]  # export_onnx's input_names
+
+    def onnx_output(self, y, name: str | None = None):
         return y
 
     # ---- verify: the modules owning parameters as records (shared/verify.py)

@@ -74,6 +74,12 @@ def add_output(ctx, node, name: str, keras_shape, *, dtype=None, internal=False)
     node.outputs.append(name)
 
 
+def _record_high(ctx, ids: str, layer) -> None:
+    if ids in ctx.graph.inputs:  # random test inputs: ids in [0, input_dim) of every table they feed
+        highs = ctx.graph.meta.setdefault("input_high", {})
+        highs[ids] = min(highs.get(ids, int(layer.input_dim)), int(layer.input_dim))
+
+
 @keras_converter("Embedding")
 def embedding(ctx, layer, call):
     # mask_zero needs no branch here: Keras builds the mask as an
@@ -83,9 +89,13 @@ def embedding(ctx, layer, call):
     if getattr(layer, "lora_enabled", False):
         raise unsupported(layer, "LoRA")
     ids = ctx.tensor(call.inputs[0], "as_is")
-    if ids in ctx.graph.inputs:  # random test inputs: ids in [0, input_dim) of every table they feed
-        highs = ctx.graph.meta.setdefault("input_high", {})
-        highs[ids] = min(highs.get(ids, int(layer.input_dim)), int(layer.input_dim))
+    if not ctx.graph.tensors[ids].dtype.startswith(("int", "uint")):  # Embedding.call: ops.cast(inputs, "int32")
+        _record_high(ctx, ids, layer)  # a float input read by other layers too: random whole numbers below input_dim
+        ctx.emit("cast", [ids], f"{call.outputs[0]}_ids", layout="as_is", attrs={"dtype": "int32"}, internal=True,
+                 keras_shape=ctx.keras_shape(ids), node_name=ctx.node_name(f"{call.node_name}_ids"))
+        ids = f"{call.outputs[0]}_ids"
+        ctx.graph.tensors[ids].dtype = "int32"
+    _record_high(ctx, ids, layer)
     attrs = {"num_embeddings": int(layer.input_dim), "embedding_dim": int(layer.output_dim)}
     ctx.emit("embedding", [ids], call.outputs[0], layout="as_is", attrs=attrs,
              weights={"weight": (layer.embeddings, [])})
