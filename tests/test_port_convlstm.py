@@ -53,7 +53,7 @@ def test_conv_lstm_2d_with_strides_same_pads_states_and_go_backwards():
     assert ("self.cl1 = KerasConvLSTM(2, 3, kernel_size=(3, 2), stride=(2, 2), padding=(1, 0), "
             "recurrent_pad=(0, 1, 1, 1), return_sequences=True)") in src
     assert "return_state=True, go_backwards=True)" in src
-    assert "cl2, cl2_1, cl2_2 = self.cl2(cl1)" in src
+    assert "x = self.cl1(frames)  # (N, 4, 3, 4, 3)\n        cl2, cl2_1, cl2_2 = self.cl2(x)" in src
     # frames enter time first, then channels: (N, T, C, H, W)
     assert res.graph.tensors["frames"].shape == (None, 4, 2, 7, 6)
     assert res.graph.tensors["cl1"].shape == (None, 4, 3, 4, 3)

@@ -139,7 +139,7 @@ def test_float_input_read_by_an_embedding_and_a_dense_is_cast_as_keras_does():
     model = keras.Model(t, L.Dense(2, name="head")(L.Concatenate(name="cat")([y, L.Dense(3, name="raw")(t)])))
     res = port_ok(model)
     assert res.graph.tensors["tokens"].dtype == "float32"  # the Dense reads it as floats
-    assert "emb_ids = tokens.to(torch.int32)" in res.source  # Embedding.call: ops.cast(inputs, "int32")
+    assert "x = tokens.to(torch.int32)  # emb_ids: (N, 6)" in res.source  # Embedding.call: ops.cast(inputs, "int32")
     from shared.port_check import random_inputs
 
     x = random_inputs(res.graph, 64)[0]  # random ids, as floats: whole numbers below the table's 12 rows
