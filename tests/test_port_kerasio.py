@@ -27,10 +27,10 @@ from port_helpers import F64_REL, port_ok, randomise, standalone_outputs, worst
 # the next line is `x`, or `h` in a class whose call() takes `x`: torch_impl/forward_plan.py)
 EXPECTED = {
     "text_transformer": (22, r"h = self\.pos_emb\(h\)  # \(10, 8\)"),
-    "vit": (40, r"extract_patches\(\w+, \(4, 4\), \(4, 4\), \(1, 1\), \(0, 0, 0, 0\)\)  # \(N, 2, 2, 48\)"),
-    "mlp_mixer": (35, r"_transpose = \w+\.permute\(0, 2, 1\)  # \(N, 8, 16\)"),
-    "fnet": (34, r"torch\.fft\.fft2\(torch\.complex\(\w+, \w+_zeros_like\)\)\.real  # \(N, 16, 8\)"),
-    "gmlp": (33, r"_split_1 = \w+\[:, :, 8:16\]  # \(N, 16, 8\)"),
+    "vit": (40, r"extract_patches\(\w+, \(4, 4\), \(4, 4\), \(1, 1\), \(0, 0, 0, 0\)\)  # extract_patches: \(N, 2, 2, 48\)"),
+    "mlp_mixer": (35, r"x = x\.permute\(0, 2, 1\)  # transpose: \(N, 8, 16\)"),
+    "fnet": (34, r"torch\.fft\.fft2\(torch\.complex\(\w+, \w*zeros_like\)\)\.real  # \(N, 16, 8\)"),
+    "gmlp": (33, r"x = \w+\[:, :, 8:16\]  # split:1: \(N, 16, 8\)"),
     "convmixer": (25, r"nn\.Conv2d\(8, 8, kernel_size=\(3, 3\), padding=\(1, 1\), groups=8\)"),
     "cct": (50, r"torch\.matmul\(\w+, \w+\)  # matmul: \(N, 1, 8\)"),
     "involution": (31, r"extract_patches\(\w+, \(3, 3\), \(2, 2\), \(1, 1\), \(0, 1, 0, 1\)\)  # extract_patches: \(N, 2, 2, 27\)"),
@@ -41,8 +41,8 @@ EXPECTED = {
     "fused_attention_masked": (16, r"keras_dot_product_attention\(\w+, \w+, \w+, 0\.5, mask=\w+\)"),
     "vae_decoder": (10, r"nn\.ConvTranspose2d\(8, 4, kernel_size=\(3, 3\), stride=\(2, 2\)\)"),
     "mae_classifier": (14, r"x = x\.repeat\(\w+\.shape\[0\], 1, 1\)  # tile: \(N, 16, 8\)"),
-    "perceiver": (68, r"self\.perceiver_variable = Variable\(\(4, 8\)\)"),
-    "swin": (114, r"_reshape_3 = \w+_transpose\.reshape\(-1, 2, 2, 8\)"),  # window_partition: batch x windows
+    "perceiver": (68, r"self\.variable = Variable\(\(4, 8\)\)"),
+    "swin": (114, r"h = h\.reshape\(-1, 2, 2, 8\)  # reshape_3: \(N, 2, 2, 8\)"),  # window_partition: batch x windows
 }
 # Parameter counts of the shrunk builders (keras-hub style: a changed builder shows here first).
 PARAMS = {"text_transformer": 1334, "vit": 2900, "mlp_mixer": 1820, "fnet": 620, "gmlp": 1180, "convmixer": 668,
