@@ -171,3 +171,17 @@ def test_in_place_after_a_deleted_operand_still_reads_the_sum_first():
     assert (s < 0).any()
     np.testing.assert_allclose(values["s"], s, rtol=1e-15, atol=1e-15)
     np.testing.assert_allclose(values["out"], np.maximum(s, 0), rtol=1e-15, atol=1e-15)
+
+
+def test_a_forward_with_its_own_x_chains_in_h_and_keeps_x_until_its_last_reader():
+    """A traced layer's class forward takes call()'s `x`: the chained tensors
+    are `h` there, `x` is never overwritten or deleted (a parameter), and with
+    x, h and y all taken nothing is chained (torch_impl/write_scopes.py)."""
+    g = _residual_graph()
+    nodes = [Node(n.name, n.op, ["x" if t == "inp" else t for t in n.inputs], n.outputs, n.attrs) for n in g.nodes]
+    names = {"x": "x", **{t: t for t in ("a", "t", "b", "s", "out")}}
+    statements, var = forward_plan(nodes, names, {"x", "out", "s"})
+    assert var["t"] == var["b"] == "h" and var["x"] == "x" and var["a"] == "a"
+    assert [s.frees for s in statements if s.node is None] == [["a"]]  # never x, a parameter
+    _, var = forward_plan(nodes, {**names, "a": "h", "s": "y"}, {"x", "out", "s"})
+    assert var == {**names, "a": "h", "s": "y"}  # no free name: every tensor keeps its own
