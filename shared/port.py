@@ -80,18 +80,6 @@ def _measure(graph, k, t, xs, y, loss, train_config, dtype) -> dict:
     return m
 
 
-def _against(kind: str, dtype: str, name: str, mine: tuple, other: tuple | None) -> dict:
-    """What the verdict (shared/verdict.py) gets from the other dtype: a float32
-    row each side's float64 result (derived tolerance); a float64 row each side's
-    float32 result, read only if the fixed bound is not met (the error model)."""
-    if other is None or name not in other[0] or name not in other[1]:
-        return {}
-    if dtype == "float32":
-        return {"ref": (other[0][name], other[1][name])}
-    return {"models": [verdict.float32_error_model(kind, lambda: other[0][name], lambda: mine[0][name],
-                                                   lambda: other[1][name], lambda: mine[1][name])]}
-
-
 def _judged(prefix: str, kind: str, dtype: str, mine: tuple, other: tuple | None, ctx: dict, **kw) -> list:
     """One row per name of mine[0]/mine[1] (a name on one side only: a failing row)."""
     a, b = mine
@@ -101,7 +89,7 @@ def _judged(prefix: str, kind: str, dtype: str, mine: tuple, other: tuple | None
             rows.append(Check(f"{prefix}{n}", "keras", "torch", float("inf"), float("inf"), 0.0, False,
                               f"only in {'keras' if n in a else 'torch'}", dtype=dtype, **ctx))
         else:
-            rows.append(verdict.judge(f"{prefix}{n}", kind, dtype, a[n], b[n], **_against(kind, dtype, n, mine, other),
+            rows.append(verdict.judge(f"{prefix}{n}", kind, dtype, a[n], b[n], **verdict.against(kind, dtype, n, mine, other),
                                       **kw, **ctx))
     return rows
 
@@ -112,7 +100,7 @@ def _rows(graph, m: dict, other: dict | None, loss, train_config, dtype) -> list
     ctx = {"model": graph.name}
     o = (lambda key: other[key]) if other is not None else (lambda key: None)
     nodes = pc.node_checks(graph, m["a"], m["b"], lambda check, n, a, b: verdict.judge(
-        check, "forward", dtype, a, b, **_against("forward", dtype, n, (m["a"], m["b"]), None if other is None else (other["a"], other["b"])),
+        check, "forward", dtype, a, b, **verdict.against("forward", dtype, n, (m["a"], m["b"]), None if other is None else (other["a"], other["b"])),
         **ctx), dtype=dtype)
     rows = _judged("output ", "forward", dtype, m["outputs"], o("outputs"), ctx)
     first = pc.first_differing(graph, nodes)

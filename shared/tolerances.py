@@ -171,19 +171,43 @@ def _capped(e_a, e_b, floor, max_asymmetry=MAX_ASYMMETRY):
             np.minimum(e_b, max_asymmetry * np.maximum(e_a, floor)))
 
 
+# own_error and the scale of derived_tolerance read this many elements at a
+# time (32 MiB of float64), not whole: VGG11-BN's classifier gradient would
+# make 0.8 GB temporaries while its float32 and float64 copies are loaded
+# (issue 18). The chunk of shared/checks.py's lean compare_arrays.
+CHUNK = 1 << 22
+
+
+def _chunks(*arrays):
+    flat = [np.asarray(x).reshape(-1) for x in arrays]
+    for start in range(0, flat[0].size, CHUNK):
+        yield [np.asarray(f[start:start + CHUNK], dtype=np.float64) for f in flat]
+
+
 def own_error(x32, x64) -> float:
     """How far one framework's float32 result lies from its own float64 one:
     max |x32 - x64| over the finite pairs (inf when they part on finiteness)."""
-    x32 = np.asarray(x32, dtype=np.float64)
-    x64 = np.asarray(x64, dtype=np.float64)
+    x32, x64 = np.asarray(x32), np.asarray(x64)
     if x32.shape != x64.shape:
         raise ValueError(f"float32 and float64 results differ in shape: {x32.shape} vs {x64.shape}")
-    if x32.size == 0:
-        return 0.0
-    fin = np.isfinite(x32) & np.isfinite(x64)
-    if (fin != (np.isfinite(x32) | np.isfinite(x64))).any():
-        return float("inf")
-    return float(np.max(np.abs(x32[fin] - x64[fin]))) if fin.any() else 0.0
+    out = 0.0
+    for a, b in _chunks(x32, x64):
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        if (fa != fb).any():
+            return float("inf")
+        fin = fa & fb
+        if fin.any():
+            out = max(out, float(np.max(np.abs(a[fin] - b[fin]))))
+    return out
+
+
+def _finite_absmax(x) -> float:
+    out = 0.0
+    for (v,) in _chunks(x):
+        v = v[np.isfinite(v)]
+        if v.size:
+            out = max(out, float(np.max(np.abs(v))))
+    return out
 
 
 def derived_tolerance(a32, a64, b32, b64, *, multiple: float = ROUNDING_MULTIPLE, floor_ulps: float = FLOOR_ULPS,
@@ -211,9 +235,7 @@ def derived_tolerance(a32, a64, b32, b64, *, multiple: float = ROUNDING_MULTIPLE
         own float32-vs-float64 error + 4 ulp floor".
     """
     e_a, e_b = own_error(a32, a64), own_error(b32, b64)
-    b = np.asarray(b32, dtype=np.float64)
-    fin = b[np.isfinite(b)]
-    scale = max(1.0, float(np.max(np.abs(fin)))) if fin.size else 1.0
+    scale = max(1.0, _finite_absmax(b32))
     floor = floor_ulps * F32_EPS * scale
     c_a, c_b = _capped(e_a, e_b, floor, max_asymmetry)
     allowed = multiple * (c_a + c_b) + floor

@@ -46,7 +46,7 @@ from shared.checks import Check, compare_arrays, compare_envelope
 from shared.tolerances import (F32_EPS, F64_EPS, FLOOR_ULPS, MAX_ASYMMETRY, ROUNDING_MULTIPLE, Tolerance,
                                derived_tolerance, for_check, own_error, trajectory_envelope)
 
-__all__ = ["EPS_RATIO", "F64_SAFETY", "KINKS", "judge", "trajectory", "tolerance", "info_row", "float32_error_model",
+__all__ = ["against", "EPS_RATIO", "F64_SAFETY", "KINKS", "judge", "trajectory", "tolerance", "info_row", "float32_error_model",
            "conditioning_model", "kink_straddles", "kink_row", "KINK_REASON"]
 
 # How much smaller float64's unit roundoff is than float32's: 2**-52 / 2**-23
@@ -79,10 +79,11 @@ def tolerance(kind: str, dtype: str, a32=None, b32=None, a64=None, b64=None, *, 
 def float32_error_model(kind: str, a32, a64, b32, b64, names=("keras", "torch")):
     """A float64 error model (see the module docstring): a function of the
     fixed Tolerance giving the derived one, or None where the float32 results
-    are unusable (other shape, a finiteness disagreement)."""
+    are unusable (other shape, a finiteness disagreement). The four results may
+    be given as functions returning them (read only when the model is used)."""
     def model(fixed: Tolerance) -> Tolerance | None:
         try:
-            e_a, e_b = own_error(a32, a64), own_error(b32, b64)
+            e_a, e_b = own_error(*map(_value, (a32, a64))), own_error(*map(_value, (b32, b64)))
         except ValueError:
             return None
         if not (np.isfinite(e_a) and np.isfinite(e_b)):
@@ -97,6 +98,10 @@ def float32_error_model(kind: str, a32, a64, b32, b64, names=("keras", "torch"))
     return model
 
 
+def _value(x):
+    return x() if callable(x) else x
+
+
 def conditioning_model(bound: float, note: str):
     """A float64 error model from a conditioning measurement: `bound` absolute on
     top of the fixed relative tolerance; `note` says how it was measured."""
@@ -106,6 +111,25 @@ def conditioning_model(bound: float, note: str):
         return Tolerance(rel=fixed.rel, abs=float(bound), note=f"{note} = {bound:.3g} + the fixed {fixed.rel:g} relative "
                                                               "(fixed bound not met)")
     return model
+
+
+def against(kind: str, dtype: str, name: str, mine: tuple, other: tuple | None) -> dict:
+    """judge's arguments from the other dtype's results, for a flow that has both.
+
+    Args:
+        mine: (a results, b results) of the row's dtype, mappings by name.
+        other: the same of the other dtype, or None.
+
+    A float32 row gets each side's float64 result (`ref`: derived tolerance);
+    a float64 row the float32 error model, which reads the float32 results only
+    where the fixed bound is not met.
+    """
+    if other is None or name not in other[0] or name not in other[1]:
+        return {}
+    if dtype == "float32":
+        return {"ref": (other[0][name], other[1][name])}
+    return {"models": [float32_error_model(kind, lambda: other[0][name], lambda: mine[0][name],
+                                           lambda: other[1][name], lambda: mine[1][name])]}
 
 
 def judge(check: str, kind: str, dtype: str, a, b, *, ref=None, models=(), override: Tolerance | None = None,
@@ -134,12 +158,16 @@ def judge(check: str, kind: str, dtype: str, a, b, *, ref=None, models=(), overr
     if c.passed:
         return c
     if dtype == "float64" and override is None and np.isfinite(c.max_abs_diff):
+        tried = []
         for model in models:
             loose = model(tol)
             if loose is not None and loose.allowed(0.0) > tol.allowed(0.0):
                 again = compare_arrays(check, a, b, loose, a_name=a_name, b_name=b_name, dtype=dtype, **context)
                 if again.passed:
                     return again
+                tried.append(loose.note)
+        if tried:  # the row says which measured bounds it was also beyond
+            c = dataclasses.replace(c, tolerance_from=f"{c.tolerance_from}; also beyond " + "; ".join(tried))
     if kinks and dtype == "float32" and kind == "gradient":
         return dataclasses.replace(c, info=True, reason=f"{KINK_REASON}: {kinks}")
     if kinks and dtype == "float32" and kind == "training" and override is None:  # kink events compound over steps
