@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["F32_EPS", "F64_EPS", "Tolerance", "FORWARD", "GRADIENT", "TRAINING", "TRAINING_BATCHNORM", "ONNX", "FLOAT32_DRIFT_FACTOR", "ZERO_GRADIENT_F64", "for_check"]
+__all__ = ["F32_EPS", "F64_EPS", "Tolerance", "FORWARD", "GRADIENT", "TRAINING", "TRAINING_BATCHNORM", "ONNX", "for_check"]
 
 F32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-07
 F64_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16
@@ -92,30 +92,6 @@ ONNX = {
     "float32": FORWARD["float32"],
     "float64": FORWARD["float64"],
 }
-
-# Per-node float32 rows of `compare.py port` on deep networks: rounding
-# compounds layer after layer (EfficientNetV2B0 at 64x64: 1.9e-6 relative at
-# block 3b, FORWARD allows 1.9e-6), so a float32 node row that misses FORWARD
-# is informational when (a) the float64 row of the same node passed (the port
-# is exact there) and (b) the two frameworks differ by at most this factor
-# times Keras' own float32 error at that node, |keras32 - keras64|. Two
-# float32 computations each that far from the exact value differ by up to
-# twice that; 4 because torch's and oneDNN's summation orders are not equally
-# accurate (ConvNeXtTiny's 2x2 stride-2 downsampling conv, 1536-term sums,
-# missed 2x). A porting bug fails (a); a float32-only bug (a constant rounded
-# where Keras keeps it) misses (b) by orders of magnitude.
-FLOAT32_DRIFT_FACTOR = 4.0
-# A gradient that is zero in exact arithmetic: its float64 value, in both
-# frameworks, is at most this fraction of the model's largest float64 gradient
-# (max(1, ...)). Then the float32 values are rounding noise, which the model
-# may amplify far beyond float32 epsilon: a LayerNormalization over a single
-# feature (keras.io's time-series Transformer, inputs (steps, 1)) normalises
-# x - mean(x) = 0 by 1/sqrt(eps) = 1e3, and its gamma's float32 gradient is
-# 0 in TF and 8.1e-6 in torch, against 7.6e-6 allowed, while float64 gives 0
-# and 9.7e-15. Float64 rounding of a zero gradient, amplified that way, stays
-# near 1e-13; 1e-10 leaves three orders of margin below any gradient that moves
-# a weight. Such float32 rows are informational when the float64 row passed.
-ZERO_GRADIENT_F64 = 1e-10
 
 _BY_KIND = {"forward": FORWARD, "gradient": GRADIENT, "training": TRAINING, "onnx": ONNX}
 
