@@ -23,7 +23,9 @@ CONDITIONING_FACTOR. A formula bug (Adam epsilon placement, coupled weight
 decay) moves ordinary tensors, whose gradients are not noise, by 1e-8 and
 more per step, far above a bound built from 1e-15 gradients; the re-judged
 rows say so in their tolerance text. The bound is computed only for a row
-that failed, so passing runs cost nothing more.
+that failed, so passing runs cost nothing more. The rows are made again by
+the one verdict policy (shared/verdict.py), with this bound as its
+conditioning error model.
 """
 
 from __future__ import annotations
