@@ -36,9 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from shared import argtypes, cli
-from shared.cases import Case, builtin_cases, data_record, user_case
+from shared.cases import Case, builtin_cases, user_case
 from shared.checks import ParityFailure, assert_checks
-from shared.config import MODELS, TASKS
 from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair  # noqa: F401  (public defaults)
 from shared.errors import UsageError
 from shared.tolerances import Tolerance, for_check
@@ -60,47 +59,38 @@ DEFAULT_THREADS = 1
 # Frameworks, imported lazily so that --help and `data` stay instant.
 # --------------------------------------------------------------------------
 class _Frameworks:
-    """Both frameworks and their backends, imported once."""
+    """Both frameworks and their backends, imported once (torch first, as Keras' own test suite does)."""
 
     def __init__(self, threads: int = DEFAULT_THREADS, verbose: bool = False):
-        import torch  # torch before TensorFlow, as Keras' own test suite does
+        import torch_impl
 
+        torch_impl.setup(threads)
         import keras_impl  # sets KERAS_BACKEND=tensorflow
 
-        keras_impl.quiet_tensorflow(verbose)  # imports TF with its C++ start-up lines hidden
+        keras_impl.setup(threads, verbose)  # imports TF with its C++ start-up lines hidden
         import keras
         import tensorflow as tf
+        import torch
 
         from keras_impl import backend as kb
         from torch_impl import backend as tb
 
+        self.sides, self.verbose = (keras_impl, torch_impl), verbose
         self.torch, self.tf, self.keras, self.kb, self.tb = torch, tf, keras, kb, tb
-        self.set_threads(threads)
 
     def versions(self) -> dict:
         import onnx
         import onnxruntime
-        import onnxscript
-        import tf2onnx
 
-        return {"tensorflow": self.tf.__version__, "keras": self.keras.__version__, "torch": self.torch.__version__,
-                "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "tf2onnx": tf2onnx.__version__,
-                "onnxscript": onnxscript.__version__, "numpy": np.__version__}
+        return {**self.sides[0].versions(), **self.sides[1].versions(), "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
 
     def set_threads(self, n: int) -> None:
-        """Pin both frameworks' intra-op threads (TF: only before its first op)."""
-        self.torch.set_num_threads(n)
-        try:
-            self.tf.config.threading.set_intra_op_parallelism_threads(n)
-            self.tf.config.threading.set_inter_op_parallelism_threads(n)
-        except RuntimeError:  # TF already initialised in this process: keep its setting
-            pass
+        for side in self.sides:
+            side.setup(n, self.verbose)
 
     def threads(self) -> dict:
-        cfg = self.tf.config.threading
-        return {"torch_intra_op": self.torch.get_num_threads(),
-                "tf_intra_op": cfg.get_intra_op_parallelism_threads() or "default (all cores)",
-                "tf_inter_op": cfg.get_inter_op_parallelism_threads() or "default (all cores)"}
+        return {**self.sides[1].threads(), **self.sides[0].threads()}
 
 
 _FW = None
@@ -160,54 +150,11 @@ def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
 
 
 def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
-    """Run every case; write the report atomically into `out` (if given)."""
-    from shared import report as rpt
-    from shared.atomic import optional_atomic_dir
-    from shared.console import ConsoleUI
+    """Run every case; write the report atomically into `out` (if given): shared/run_report.py."""
+    from shared.run_report import run_cases
 
     fw = frameworks(opts.threads, opts.verbose)
-    all_checks, data, curves, sweeps, diffs, onnx_info, timings = [], [], {}, {}, {}, {}, {}
-    ui = ConsoleUI(opts.quiet)
-    with optional_atomic_dir(out) as work, ui:
-        for case in cases:
-            ui.log(f"[bold]{case.name}[/bold] ({case.config.task}, {case.config.model}, {case.config.dtype}): "
-                   f"{len(case.dataset.x_train)} train / {len(case.dataset.x_valid)} valid items")
-            r = check_case(case, opts, ui, work)
-            all_checks += r.checks
-            curves.update(r.curves)
-            if r.sweep:
-                sweeps[case.name] = r.sweep
-            if r.logit_diffs is not None:
-                diffs[case.name] = r.logit_diffs
-            onnx_info[case.name], timings[case.name] = r.onnx, r.timings
-            data.append(data_record(case))
-        plots = _write_plots(work, curves, sweeps, diffs, opts)
-        env = rpt.environment(fw.versions(), seed=opts.seed, dtype=opts.dtype, threads=fw.threads())
-        report = rpt.build_report(all_checks, environment=env, data=data,
-                                  artifacts={"plots": plots, "onnx": onnx_info, "timings_s": timings,
-                                             "options": {"steps": opts.steps, "optimizers": list(opts.optimizers),
-                                                         "batch_size": opts.batch_size, "fault": opts.fault}})
-        if work is not None:
-            from shared.atomic import atomic_write_text
-
-            atomic_write_text(work / "report.json", rpt.dumps(report))
-            atomic_write_text(work / "report.md", rpt.markdown(report, all_checks))
-    if opts.verbose:
-        rpt.console_table(all_checks, ui.out)
-    else:  # one line per pair, then every failure in full (the table: --verbose, report.md)
-        for line in rpt.pair_lines(all_checks):
-            ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
-    ui.out.print(rpt.summary_line(report) + (f"; report in {out}" if out else ""))
-    report["_checks"] = all_checks
-    return report
-
-
-def _write_plots(work: Path | None, curves, sweeps, diffs, opts) -> list:
-    if work is None:
-        return []
-    from shared import plots
-
-    return plots.write_plots(work, curves, sweeps, diffs, for_check("forward", opts.dtype, opts.tolerance).allowed(1.0))
+    return run_cases(cases, opts, out, check_case, versions=fw.versions(), threads=fw.threads())
 
 
 # --------------------------------------------------------------------------
@@ -289,11 +236,11 @@ def port_checks(keras_model, inputs=None, **kw):
         kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
     """
     frameworks()
-    from keras_impl.port import PortSide as KerasSide
+    from keras_impl.side import KerasSide
     from shared.port import port_checks as run
-    from torch_impl.port import PortSide as TorchSide
+    from torch_impl.side import TorchSide
 
-    return run(KerasSide(keras_model), TorchSide, inputs, **kw)
+    return run(KerasSide(keras_model), TorchSide.from_graph, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -301,20 +248,7 @@ def port_checks(keras_model, inputs=None, **kw):
 # --------------------------------------------------------------------------
 def cmd_run(argv) -> int:
     args = cli.run_parser(__doc__, DEFAULT_THREADS).parse_args(argv)
-    if args.steps < 0:
-        raise UsageError(f"--steps must be >= 0, got {args.steps}")
-    if args.format and not args.data:
-        raise UsageError("--format needs --data PATH")
-    tolerance = None
-    if args.atol is not None or args.rtol is not None:
-        tolerance = Tolerance(rel=args.rtol or 0.0, abs=args.atol or 0.0)
-    opts = Options(
-        steps=args.steps, optimizers=("sgd", "adam") if args.optimizer == "both" else (args.optimizer,),
-        seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, tolerance=tolerance,
-        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads, verbose=args.verbose,
-    )
-    if args.steps == 0:
-        opts.optimizers = ()
+    opts = cli.run_options(args, Options)
     cases = [user_case(args)] if args.data else builtin_cases(args.task, args.model, args.dtype, args.seed)
     report = run_checks(cases, opts, Path(args.out))
     if args.quiet:
@@ -325,58 +259,14 @@ def cmd_run(argv) -> int:
 
 
 def cmd_export(argv) -> int:
-    p = cli.Parser(prog="compare.py export", description="Write the Keras and PyTorch ONNX exports of a model and its portable weights, atomically.")
-    p.add_argument("--task", choices=TASKS, help="pick the built-in pair of this task")
-    p.add_argument("--model", choices=MODELS, help="pick the built-in pair of this model")
-    p.add_argument("--weights", metavar="FILE.safetensors", help="export these portable weights (their sidecar gives the model) instead of a fresh built-in model")
-    p.add_argument("--opset", type=int, help="ONNX opset (default: the pinned one)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
-    args = p.parse_args(argv)
-    from shared import onnx_check
-    from shared.atomic import atomic_dir, check_writable_dir
-    from shared.portable import load_portable, save_portable
-
-    opset = args.opset if args.opset is not None else onnx_check.ONNX_OPSET
-    onnx_check.validate_opset(opset)
-    out = Path(args.out)
-    check_writable_dir(out)
-    if args.weights:
-        tensors, sidecar, cfg = load_portable(args.weights)
-        classes = sidecar.get("classes", [])
-    else:
-        from shared.registry import PAIRS
-
-        pairs = [q for q in PAIRS if (not args.task or q.task == args.task) and (not args.model or q.model == args.model)]
-        if not pairs:
-            raise UsageError(f"no built-in pair has task={args.task!r} and model={args.model!r}")
-        cfg, classes, tensors = pairs[0].config(), [], None
-    sides = backends(cfg, args.seed)
-    tensors = sides[0].get_weights() if tensors is None else tensors
-    for side in sides:
-        side.set_weights(tensors)
-    with atomic_dir(out) as work:
-        save_portable(Path(work) / "weights.safetensors", sides[1].get_weights(), cfg, classes=classes,
-                      framework="torch", framework_version=frameworks().torch.__version__)
-        how = {s.name: s.export_onnx(Path(work) / f"{s.name}.onnx", opset)[1] for s in sides}
-    for name, info in how.items():
-        info.update(onnx_check.check_model(out / f"{name}.onnx"))
-        print(f"{out / name}.onnx: {info['exporter']} exporter, opset {info['opset']}, inputs {info['inputs']}, "
-              f"outputs {info['outputs']}, ops {info['ops']}")
-    print(f"{out / 'weights.safetensors'} (+ weights.json): {cfg.model}/{cfg.task}")
-    return EXIT_OK
+    """compare.py export: both ONNX exports and the portable weights (shared/cli.py)."""
+    return cli.export_command(argv, lambda cfg, seed: backends(cfg, seed), lambda: frameworks().torch.__version__)
 
 
 def cmd_port(argv) -> int:
     from shared import port as sp
 
-    p = sp.port_parser(cli.Parser, DEFAULT_THREADS)
-    p.add_argument("--input-shape", metavar="C,H,W", type=argtypes.input_shape,
-                   help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
-                        "function returning one), its input shape without the batch; several named inputs (keyword "
-                        "arguments): NAME=SHAPE[:DTYPE[:HIGH]],... e.g. input_ids=16:int64,attention_mask=16:int64:2")
-    p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
-    args = p.parse_args(argv)
+    args = sp.port_parser(cli.Parser, DEFAULT_THREADS).parse_args(argv)
     from shared.atomic import atomic_dir, check_writable_dir
     from shared.console import ConsoleUI
 
@@ -386,79 +276,78 @@ def cmd_port(argv) -> int:
         return cmd_port_reverse(args, out)
     fw = frameworks(args.threads)
     from keras_impl import port as kp
-    from shared import report as rpt
-    from torch_impl.port import PortSide as TorchSide
+    from keras_impl.side import KerasSide
+    from torch_impl.side import TorchSide
 
     for plugin in args.plugin:
         kp.import_plugin(plugin)
-    keras_side = kp.PortSide(kp.load_model(args.model, unsafe=args.unsafe))
-    xs = sp.load_inputs(args.data, keras_side.graph(), args.batch_size, args.seed)
+    keras_side = KerasSide(kp.load_model(args.model, unsafe=args.unsafe))
+    xs = sp.load_inputs(args.data, keras_side.graph, args.batch_size, args.seed)
     train_config, optimizer_source = keras_side.train_config(args.optimizer, args.steps)
     ui = ConsoleUI(args.quiet)
     with atomic_dir(out) as work, ui:
-        work = Path(work)
-        res = sp.port_checks(keras_side, TorchSide, xs, seed=args.seed, train_config=train_config,
-                             onnx_dir=None if args.no_onnx else work, onnx_dir_shown_as=out)
-        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32 and float64", threads=fw.threads())
-        source = f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
-        report = sp.write_port_dir(work, res, environment=env, model_spec=args.model, input_source=source,
+        res = sp.port_checks(keras_side, TorchSide.from_graph, xs, seed=args.seed, train_config=train_config,
+                             onnx_dir=None if args.no_onnx else Path(work), onnx_dir_shown_as=out)
+
+        def torch_files(folder: Path) -> dict:
+            from safetensors.numpy import save_file
+
+            save_file(res.torch_side.state_dict(), str(folder / "weights.safetensors"))
+            return {"weights": "weights.safetensors"}
+
+        report = sp.write_port_dir(Path(work), res, torch_files, environment=_environment(fw, "float32 and float64", args.seed),
+                                   model_spec=args.model, input_source=_input_source(args, xs),
                                    train_info=sp.train_info(train_config, optimizer_source), onnx=not args.no_onnx)
     sp.print_summary(report, res, ui.out, out, quiet=args.quiet)
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
-# --------------------------------------------------------------------------
-# Reverse port: a PyTorch module -> a Keras functional model (issue 14)
-# --------------------------------------------------------------------------
+def _environment(fw, dtype: str, seed: int) -> dict:
+    from shared import report as rpt
+
+    return rpt.environment(fw.versions(), seed=seed, dtype=dtype, threads=fw.threads())
+
+
+def _input_source(args, xs) -> str:
+    return f"--data {args.data}" if args.data else f"seeded random, batch {len(xs[0])}"
+
+
 def cmd_port_reverse(args, out: Path) -> int:
     """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
-    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/reverse.py)."""
+    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/side.py)."""
     if args.input_shape is None:
         raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
     fw = frameworks(args.threads)
-    from keras_impl import reverse as k
-    from shared import port_reverse as pr
-    from shared import report as rpt
-    from shared.atomic import atomic_dir, atomic_write_text
-    from shared.console import ConsoleUI
-    from torch_impl import reverse as t
-
-    module = t.load_module(args.model, args.torch_weights)
+    from keras_impl.side import KerasSide
     from shared import port as sp
+    from shared import port_reverse as pr
+    from shared.atomic import atomic_dir
+    from shared.console import ConsoleUI
+    from torch_impl.port import load_module
+    from torch_impl.side import TorchSide
 
-    xs = sp.load_inputs(args.data, t.read(module, args.input_shape), args.batch_size, args.seed)
-    res = pr.reverse_port_checks(k, t, module, args.input_shape, xs, seed=args.seed)
+    module = load_module(args.model, args.torch_weights)
+    xs = sp.load_inputs(args.data, TorchSide.read(module, args.input_shape).graph, args.batch_size, args.seed)
+    res = pr.reverse_port_checks(KerasSide, TorchSide, module, args.input_shape, xs, seed=args.seed)
     ui = ConsoleUI(args.quiet)
-    with atomic_dir(out) as work, ui:
-        work = Path(work)
-        atomic_write_text(work / "model_keras.py", res.source)
+
+    def keras_files(work: Path) -> dict:
+        """model.keras and the weights, then the checks that need them written."""
         mem = res.info["memory"]
-        files = k.save(res.model, work)
+        files = res.keras_side.save(work)
         mem.mark("save")
-        res.checks.append(pr.plain_load_check(k, res, xs if len(xs) > 1 else xs[0], work / "model.keras", work))
+        res.checks.append(pr.plain_load_check(res, xs, work / "model.keras", work))
         mem.mark("fresh-process reload")
         if not args.no_onnx:  # an exporter's failure is an information row, never the verdict
-            res.checks += pr.onnx_checks(k, t, module, res, xs[0], work, shown_as=out)
-            files.update({"onnx": sp.written_onnx(work)})
+            res.checks.extend(pr.onnx_checks(res, xs[0], work, shown_as=out))
             mem.mark("onnx")
-        env = rpt.environment(fw.versions(), seed=args.seed, dtype="float32", threads=fw.threads())
-        data = [{"case": f"port {res.graph.name} (PyTorch -> Keras)", "model": args.model,
-                 "inputs": "--data " + args.data if args.data else f"seeded random, batch {len(xs[0])}", **res.info["layouts"]}]
-        report = rpt.build_report(res.checks, environment=env, data=data,
-                                  artifacts={**files, "model_keras.py": "model_keras.py", "loss": res.info["loss"],
-                                             "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"],
-                                             "memory_mib": mem.stages})
-        atomic_write_text(work / "report.json", rpt.dumps(report))
-        atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
-    if args.quiet:
-        print(rpt.summary_line(report))
-    else:
-        rpt.console_table(res.checks, ui.out, only_failures=len(res.checks) > 60)
-        from shared.onnx_check import export_notes
+        return files
 
-        for line in export_notes(res.checks):
-            ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
-        ui.out.print(rpt.summary_line(report) + f"; model.keras, model_keras.py, weights and report in {out}")
+    with atomic_dir(out) as work, ui:
+        report = sp.write_port_dir(Path(work), res, keras_files, environment=_environment(fw, "float32", args.seed),
+                                   model_spec=args.model, input_source=_input_source(args, xs),
+                                   direction="PyTorch -> Keras", onnx=not args.no_onnx)
+    sp.print_summary(report, res, ui.out, out, quiet=args.quiet)
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
@@ -467,22 +356,22 @@ def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
     an input shape without the batch (C, H, W); the model is built by executing
     that source and takes Keras' layout (N, H, W, C)."""
     frameworks()
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared.port_reverse import torch_to_keras as convert
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    model, source, _plan, graph = convert(k, t, torch_model, input_shape, dtype)
-    return model, source, graph
+    ks, ts = convert(KerasSide, TorchSide, torch_model, input_shape, dtype)
+    return ks.model, ks.source, ts.graph
 
 
 def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
     """shared.port_reverse.reverse_port_checks with this project's two sides."""
     frameworks()
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
     from shared.port_reverse import reverse_port_checks as check
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    return check(k, t, torch_model, input_shape, inputs, **kw)
+    return check(KerasSide, TorchSide, torch_model, input_shape, inputs, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -504,41 +393,22 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
         shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
     """
     frameworks()
-    from torch_impl.verify import TorchSide
-    from keras_impl.verify import KerasSide
+    from keras_impl.side import KerasSide
     from shared.verify import Mapping
+    from shared.verify_io import neutral_inputs
     from shared.verify_run import VerifyOptions, run_verify
+    from torch_impl.side import TorchSide
 
     if weights not in ("keras", "as-is"):
         raise UsageError(f"weights must be 'keras' or 'as-is', got {weights!r}")
-    ks = KerasSide(keras_model)
-    x = None
-    if inputs is not None and (isinstance(inputs, dict) or len(ks.input_names) > 1):  # a dict (Keras names or torch aliases) or a list
-        from shared.verify_io import as_named_inputs
-
-        x = {n: _neutral_input(ks, n, a) for n, a in as_named_inputs(inputs, ks.input_names).items()}
-    elif inputs is not None:
-        perm = ks.graph.tensors[ks.graph.inputs[0]].keras_perm
-        want = tuple(keras_model.inputs[0].shape[1:])
-        x = np.asarray(inputs)
-        if x.shape[1:] != want:
-            raise UsageError(f"inputs have shape {x.shape[1:]} per sample, the Keras model takes {want} (Keras' layout)")
-        x = x if x.dtype.kind in "iu" else x.astype(np.float64)
-        x = x if perm is None else np.ascontiguousarray(np.transpose(x, perm))
+    ks = KerasSide.for_verify(keras_model)
+    x = None if inputs is None else neutral_inputs(inputs, ks.graph, tuple(keras_model.inputs[0].shape[1:]))
     if isinstance(mapping, str):
         mapping = Mapping.from_json(mapping)
     batch = batch or (len(x) if x is not None else 4)  # given inputs: all of them in one batch by default
     opts = VerifyOptions(weights=weights, mapping=mapping, batch=batch, seed=seed,
                          steps=train_steps, gradients=gradients, x=x, y=targets)
     return run_verify(ks, TorchSide(torch_model), opts)
-
-
-def _neutral_input(ks, name: str, a) -> np.ndarray:
-    """One named input in Keras' layout -> the neutral layout (floats as float64)."""
-    a = np.asarray(a)
-    a = a if a.dtype.kind in "iub" else a.astype(np.float64)
-    perm = ks.graph.tensors[name].keras_perm
-    return a if perm is None else np.ascontiguousarray(np.transpose(a, perm))
 
 
 def cmd_verify(argv) -> int:
@@ -577,27 +447,8 @@ COMMANDS = {"data": cli.data_command, "export": cmd_export, "bench": cmd_bench, 
 
 
 def main(argv=None) -> int:
-    """Run one command; the exit code keeps its meaning whatever goes wrong (shared/user_code.py)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cmd = COMMANDS.get(argv[0]) if argv else None
-    try:
-        return cmd(argv[1:]) if cmd else cmd_run(argv)
-    except ParityFailure as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_PARITY
-    except MemoryError:  # before anything that allocates: no traceback, no formatting of the exception
-        return cli.out_of_memory_exit(None)
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `compare.py data | head`: the reader left; say nothing more (as a shell tool would)
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except Exception as exc:
-        # Only the run command has --verbose: with it, the user's error also gets its traceback.
-        return cli.failure_exit(exc, verbose=(("--verbose" in argv) if cmd is None else None))
+    """Run one command; the exit code keeps its meaning whatever goes wrong (shared/cli.py, shared/user_code.py)."""
+    return cli.dispatch(COMMANDS, cmd_run, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

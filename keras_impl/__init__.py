@@ -65,3 +65,34 @@ def _import_with_stderr_hidden() -> None:
             failed, error = written(), e
     sys.stderr.write(failed)  # the reason the import failed, then the exception itself
     raise error
+
+
+def setup(threads: int, verbose: bool = False) -> None:
+    """Import TensorFlow quietly (quiet_tensorflow) and pin its intra- and
+    inter-op threads (possible only before its first op; afterwards the
+    setting it has is kept). Twin of torch_impl.setup."""
+    quiet_tensorflow(verbose)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TF already initialised in this process: keep its setting
+        pass
+
+
+def versions() -> dict:
+    """The versions this side runs on (the report's environment)."""
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__}
+
+
+def threads() -> dict:
+    import tensorflow as tf
+
+    cfg = tf.config.threading
+    return {"tf_intra_op": cfg.get_intra_op_parallelism_threads() or "default (all cores)",
+            "tf_inter_op": cfg.get_inter_op_parallelism_threads() or "default (all cores)"}

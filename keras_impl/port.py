@@ -24,7 +24,7 @@ from shared import user_code
 from shared.errors import UsageError
 from shared.graph import Graph, apply_transform, invert_transform
 
-__all__ = ["load_model", "import_plugin", "PortSide", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps",
+__all__ = ["load_model", "import_plugin", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps",
            "sgd_momentum_update", "SGD_SLICE_ELEMENTS"]
 
 # Keras loss names (and class names) -> the project's loss spec kinds.
@@ -288,8 +288,8 @@ def train_steps(model, graph: Graph, inputs: list, y: np.ndarray, loss: dict, tr
 def constant_keys(graph: Graph) -> set:
     """Graph weight keys that are constants, not torch parameters: frozen
     `parameter` nodes (buffers) and `take_parameter`'s index."""
-    return ({f"{n.name}.weight" for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
-            | {f"{n.name}.index" for n in graph.nodes if n.op == "take_parameter"})
+    return ({graph.weight_key(n, "weight") for n in graph.nodes if n.op == "parameter" and not n.attrs.get("trainable", True)}
+            | {graph.weight_key(n, "index") for n in graph.nodes if n.op == "take_parameter"})
 
 
 def export_onnx(model, graph: Graph, path, opset: int) -> Path:
@@ -308,65 +308,6 @@ def export_onnx(model, graph: Graph, path, opset: int) -> Path:
         onnx.checker.check_model(onnx.load(tmp))
 
     return atomic_export(path, write, framework="keras", model_name=model.name, loggers=("tf2onnx", "tensorflow", "absl"))
-
-
-class PortSide:
-    """The Keras model as `shared/port.py` drives it (numpy in and out, the
-    graph's neutral layout). Twin of torch_impl.port.PortSide."""
-
-    name = "keras"
-
-    def __init__(self, model):
-        self.model = model
-
-    @property
-    def dtype(self) -> str:
-        from keras_impl.read import model_float_dtype
-
-        return model_float_dtype(self.model)
-
-    def graph(self) -> Graph:
-        from keras_impl.read import read_graph
-
-        return read_graph(self.model)
-
-    def with_dtype(self, dtype: str) -> "PortSide":
-        """A copy computing in `dtype` (also for the same dtype: a fresh model to train)."""
-        from keras_impl.read import cast_model
-
-        return PortSide(cast_model(self.model, dtype))
-
-    def values(self, graph: Graph, xs: list) -> dict:
-        from keras_impl.read import graph_values
-
-        return graph_values(self.model, graph, xs)
-
-    def forward(self, graph: Graph, xs: list) -> list:
-        from keras_impl.read import forward
-
-        return forward(self.model, graph, xs)
-
-    def infer_loss(self, graph: Graph) -> dict:
-        return infer_loss(self.model, graph)
-
-    def train_config(self, optimizer: str | None, steps: int):
-        return train_config_from(self.model, optimizer, steps)
-
-    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
-        return loss_and_grads(self.model, graph, xs, y, loss)
-
-    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
-        return train_steps(self.model, graph, xs, y, loss, train_config)
-
-    def export_onnx(self, graph, path, opset: int):
-        return export_onnx(self.model, graph, path, opset)
-
-    def onnx_input(self, graph: Graph, x):
-        return _to_keras_layout(graph, graph.inputs[0], x)
-
-    def onnx_output(self, graph: Graph, y):
-        perm = graph.tensors[graph.outputs[0]].keras_perm
-        return y if perm is None else np.ascontiguousarray(np.transpose(y, perm))
 
 
 class GraphWeights:

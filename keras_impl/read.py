@@ -40,131 +40,19 @@ from keras_impl.convert import traced as _traced  # noqa: F401
 from keras_impl.convert import ops_tensor as _ops_tensor  # noqa: F401
 from keras_impl.convert import ops_shape as _ops_shape  # noqa: F401
 from keras_impl.convert import einsum as _einsum  # noqa: F401
+from keras_impl.convert import ops_nn as _ops_nn  # noqa: F401
+from keras_impl.clone import lenient_from_config, model_config
 from keras_impl.masks import RuntimeMasks
-from keras_impl.trace import TracedFunction, local_name, trace_call, traced_shape
+from keras_impl.walk import _functional_of, _Walker  # noqa: F401  (tests import them from here)
 from shared.errors import UsageError
 from shared.graph import Graph, TensorSpec, channels_first_perm
+from shared.graph_scopes import settle_scopes
 
 __all__ = ["read_graph", "graph_values", "input_layout", "cast_model", "forward", "model_float_dtype", "call_model"]
 
 # Layers whose input is an image / a signal, so the model input they read is
 # made channels first (rank-3 inputs become N,C,L only for these).
 _CONV_LIKE = ("Conv", "Pool", "ZeroPadding", "Cropping", "UpSampling", "SeparableConv", "DepthwiseConv")
-
-
-def _functional_of(op):
-    """The Functional behind a nested model, or None for a plain layer."""
-    if isinstance(op, keras.Sequential):
-        if op._functional is None:
-            raise UsageError(f"nested Sequential {op.name!r} is not built with an Input; cannot read its graph")
-        return op._functional
-    if isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth"):
-        return op
-    return None
-
-
-def _ordered_nodes(fn):
-    if isinstance(fn, TracedFunction):
-        yield from fn.nodes
-        return
-    for depth in sorted(fn._nodes_by_depth, reverse=True):
-        for node in fn._nodes_by_depth[depth]:
-            if node.operation is not None and not node.is_input:
-                yield node
-
-
-def _traceable(op) -> bool:
-    """A Keras layer (not a functional model) with no registered converter:
-    its call() is traced (keras_impl/trace.py). Registered converters keep priority."""
-    from keras_impl.convert import CONVERTERS, registry_key
-
-    return isinstance(op, keras.layers.Layer) and registry_key(op) not in CONVERTERS and _functional_of(op) is None
-
-
-class _Walker:
-    """Yields (Call, node) in topological order over nested models and traced
-    custom layers, naming tensors."""
-
-    def __init__(self, ids: dict | None = None):
-        self.ids = ids  # id(KerasTensor) -> value, when running eagerly
-        self.used = set()
-        self.calls = {}
-        self.first_call = {}  # id(layer) -> node name of its first call
-        self.variable_ops = {}  # id(keras variable) -> TracedVariable (keras_impl/trace.py)
-
-    def name_for(self, base: str, prefix: str) -> str:
-        name = base if base not in self.used else f"{prefix}/{base}"
-        i = 1
-        while name in self.used:
-            i += 1
-            name = f"{base}_{i}"
-        self.used.add(name)
-        return name
-
-    def unique(self, base: str) -> str:
-        """`base`, or `base_2`, `base_3`... (names inside a traced layer: its scope is their prefix)."""
-        name, i = base, 1
-        while name in self.used:
-            i += 1
-            name = f"{base}_{i}"
-        self.used.add(name)
-        return name
-
-    def _descend(self, fn, node, names, in_names, prefix, scope):
-        """The (functional or traced) graph behind `node`, with its inputs named, or None."""
-        op = node.operation
-        inner = _functional_of(op)
-        outer_inputs = node.input_tensors
-        if inner is None and _traceable(op):
-            batch = None  # read_graph: TRACE_BATCH; graph_values: the real batch of the values
-            if self.ids is not None and node.input_tensors:
-                batch = keras.ops.shape(self.ids[id(node.input_tensors[0])])[0]
-            inner, outer_inputs = trace_call(op, node, self.variable_ops, batch)
-            in_names = [names[id(t)] for t in outer_inputs]
-        if inner is None:
-            return None
-        sub = {id(t): n for t, n in zip(inner.inputs, in_names)}
-        if self.ids is not None:
-            for it, t in zip(inner.inputs, outer_inputs):
-                self.ids[id(it)] = self.ids[id(t)]
-        return inner, sub
-
-    def walk(self, fn, names: dict, prefix: str = "", scope: str = "", parent=None):
-        """names: id(KerasTensor) -> graph name, prefilled for fn.inputs.
-        scope: inside a traced custom layer, the prefix of every name ("block/att")."""
-        for node in _ordered_nodes(fn):
-            op = node.operation
-            in_names = [names[id(t)] for t in node.input_tensors]
-            if all(id(t) in names for t in node.outputs):
-                continue  # already converted: a mask pulled in by an earlier layer (_pull)
-            index = self.calls.get(id(op), (0, op))[0]  # calls of this op in this walk (a shared layer's 2nd call: @1)
-            # the op is kept alive with its count: the operations a trace makes are
-            # new objects each time, and a freed one's id could come back for another
-            self.calls[id(op)] = (index + 1, op)
-            local = (local_name(op, parent) if scope else op.name) + (f"@{index}" if index else "")
-            base = f"{scope}/{local}" if scope else local
-            inner = self._descend(fn, node, names, in_names, prefix, scope)
-            if inner is not None:
-                inner, sub = inner
-                traced = isinstance(inner, TracedFunction)
-                yield from self.walk(inner, sub, prefix=op.name,
-                                     scope=base if (traced or scope) else "", parent=op)
-                for t, it in zip(node.outputs, inner.outputs):
-                    names[id(t)] = sub[id(it)]
-                    if self.ids is not None:
-                        self.ids[id(t)] = self.ids[id(it)]
-                continue
-            outs = []
-            for i, t in enumerate(node.outputs):
-                name = base + (f":{i}" if i else "")
-                names[id(t)] = self.unique(name) if scope else self.name_for(name, prefix or fn.name)
-                outs.append(names[id(t)])
-            call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
-                        [traced_shape(t.shape) for t in node.input_tensors], [traced_shape(t.shape) for t in node.outputs])
-            call.base = base if scope else ""
-            call.shares = self.first_call.get(id(op))
-            call.names = names
-            yield call, node
 
 
 def input_layout(model, tensor) -> str:
@@ -202,7 +90,7 @@ def _pull(ctx, walker, user, kt) -> str:
         outs.append(names[id(t)])
     call = Call(op, in_names, outs, node.arguments.args, node.arguments.kwargs,
                 [tuple(t.shape) for t in node.input_tensors], [tuple(t.shape) for t in node.outputs],
-                node_name=ctx.node_name(op.name), names=names)
+                node_name=ctx.node_name(op.name), names=names, scope=getattr(user, "scope", ()))
     call.pull = user.pull
     outer, ctx.current = ctx.current, call
     try:
@@ -324,6 +212,7 @@ def read_graph(model) -> Graph:
         if len(graph.tensors[out].shape) >= 4:  # images leave channels first, as they came in
             out = ctx.tensor(out, "cf")
         graph.outputs.append(out)
+    settle_scopes(graph, walker.scopes)
     return graph
 
 
@@ -380,7 +269,7 @@ def cast_model(model, dtype: str):
     own Input's dtype, so every float "dtype" in the serialised config is
     rewritten (clone_model keeps nested Inputs float32).
     """
-    config = keras.saving.serialize_keras_object(model)
+    config = model_config(model)
     # Custom classes only: a scope entry named like a built-in would capture
     # other configs of that name (layers.Concatenate would deserialise the
     # keras.ops.concatenate node as a float32 layer).
@@ -396,7 +285,7 @@ def cast_model(model, dtype: str):
     keras.config.set_dtype_policy(dtype)
     keras.config.set_floatx(dtype if dtype.startswith("float") else floatx)
     try:
-        with keras.saving.custom_object_scope(custom):
+        with keras.saving.custom_object_scope(custom), lenient_from_config(custom.values()):
             # safe_mode off: the model is already loaded in this process (a Lambda
             # came through `--unsafe`); this copies it, it loads nothing new.
             clone = keras.saving.deserialize_keras_object(_retyped(config, dtype), safe_mode=False)

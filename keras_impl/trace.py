@@ -41,6 +41,16 @@ per-node values (keras_impl/read.py graph_values) trace at the real batch.
 A call that cannot run on symbolic tensors (a tf.* function, Python `if` on a
 tensor value) stops the trace: `UntraceableLayerError` (exit 2) names the
 layer, its class, the line that stopped it and the way out (a converter).
+
+A call that draws random numbers at inference (keras.io's VAE `Sampling`:
+`z_mean + exp(0.5 * z_log_var) * keras.random.normal(...)`) is refused the
+same way, naming the keras.random function: its output is random in Keras
+itself (a new draw per call, from a seed state no torch generator shares), so
+no port of it can be proved equal, and folding one draw into a constant would
+port a different model. Layers that draw only in training (Dropout,
+StochasticDepth's `if training:`) trace at training=False and pass. The way
+out: port the model up to the layer's inputs (the VAE's z_mean and z_log_var)
+and draw outside, or a converter that makes the layer deterministic.
 """
 
 from __future__ import annotations
@@ -79,6 +89,50 @@ _KERAS_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras,))
 
 class UntraceableLayerError(UnsupportedLayerError):
     """A custom layer whose call() cannot run on symbolic tensors."""
+
+
+class RandomDrawError(Exception):
+    """A keras.random function called while tracing (see the module docstring).
+    Keras re-raises an error from a nested layer's call() as a new exception of
+    the same class with its own message, so the draw is also kept in _DRAWS."""
+
+
+_DRAWS = []  # (keras.random function, the layer whose call() drew, "file:line in fn: code") of the trace
+
+
+def _drawing_call():
+    """(layer, where) of the innermost Layer.call on the stack outside Keras and TF."""
+    for frame in inspect.stack(context=1)[2:]:
+        owner = frame.frame.f_locals.get("self")
+        if frame.function == "call" and isinstance(owner, keras.layers.Layer) \
+                and not frame.filename.startswith(_KERAS_DIRS):
+            code = (frame.code_context or [""])[0].strip()
+            return owner, f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.function}: {code}"
+    return None, "?"
+
+
+@contextlib.contextmanager
+def _no_random_draws():
+    """While tracing, every keras.random function of the TF backend (each
+    draws its seed through draw_seed: keras/src/backend/tensorflow/random.py)
+    raises RandomDrawError, the function, layer and line kept in _DRAWS."""
+    from keras.src.backend.tensorflow import random as tf_random
+
+    original = tf_random.draw_seed
+
+    def draw_seed(seed):
+        callers = [f.name for f in traceback.extract_stack() if f.filename.endswith(os.path.join("random", "random.py"))]
+        function = f"keras.random.{callers[-1] if callers else 'draw_seed'}"
+        layer, where = _drawing_call()
+        _DRAWS.append((function, layer, where))
+        raise RandomDrawError(function)
+
+    tf_random.draw_seed = draw_seed
+    _DRAWS.clear()
+    try:
+        yield
+    finally:
+        tf_random.draw_seed = original
 
 
 class TracedVariable(Operation):
@@ -124,18 +178,21 @@ class TracedFunction:
     """One traced call of a custom layer: inputs (keras.Input tensors, in the
     order of the call's input tensors), outputs, nodes in topological order."""
 
-    def __init__(self, layer, inputs, outputs, nodes):
+    def __init__(self, layer, inputs, outputs, nodes, input_names=None):
         self.layer = layer
         self.name = layer.name
         self.inputs = inputs
         self.outputs = outputs
         self.nodes = nodes
+        self.input_names = input_names or [f"x{i}" for i in range(len(inputs))]  # call()'s parameter names
 
 
 def traced_shape(shape) -> tuple:
-    """A traced tensor's shape with TRACE_BATCH on axis 0 read back as the unknown batch (None)."""
-    shape = tuple(shape)
-    return (None,) + shape[1:] if shape[:1] == (TRACE_BATCH,) else shape
+    """A traced tensor's shape with TRACE_BATCH read back as the unknown batch
+    (None), and so are its multiples: the batch merged with another axis
+    (keras.io Swin's window_partition: (B * windows, w, w, C)), or moved
+    (its attention's (3, B * windows, heads, N, d))."""
+    return tuple(None if s is not None and s >= TRACE_BATCH and s % TRACE_BATCH == 0 else s for s in shape)
 
 
 def _is_concrete(x) -> bool:
@@ -248,6 +305,15 @@ def _stopped_at(error: BaseException, layer) -> str:
 
 
 def _untraceable(layer, error: BaseException) -> UntraceableLayerError:
+    if isinstance(error, RandomDrawError) and _DRAWS:
+        function, drawer, where = _DRAWS[-1]
+        drawer = drawer or layer
+        inside = "" if drawer is layer else f" (inside layer {layer.name!r} of class {type(layer).__name__})"
+        return UntraceableLayerError(
+            f"layer {drawer.name!r} of class {type(drawer).__name__}{inside} draws random numbers at inference: "
+            f"{function} at {where}. Its output is random in Keras itself, so no port can be proved equal to "
+            f"it; port the model up to the layer's inputs and draw outside it, or register a converter that "
+            f"makes it deterministic with @keras_converter({type(drawer).__name__!r}) (README, 'Your own layers')")
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return UntraceableLayerError(
         f"layer {layer.name!r} of class {type(layer).__name__} has no converter and its call() cannot be traced "
@@ -283,7 +349,7 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
     if getattr(layer, "_call_has_training_arg", False):
         kwargs["training"] = False
     try:
-        with _layers_record_nodes(), _variables_symbolic():
+        with _layers_record_nodes(), _variables_symbolic(), _no_random_draws():
             outputs = layer.call(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (any failure on symbolic tensors stops the trace)
         raise _untraceable(layer, e) from None
@@ -294,7 +360,24 @@ def trace_call(layer, node, variable_ops: dict, batch: int | None = None) -> tup
             f"({', '.join(type(t).__name__ for t in flat)}), Keras recorded {len(node.outputs)} tensor output(s)")
     sym_inputs = [pair[1] for pair in inputs.values()]
     nodes = _collect(flat, {id(t) for t in sym_inputs}, variable_ops)
-    return TracedFunction(layer, sym_inputs, flat, nodes), [pair[0] for pair in inputs.values()]
+    param = _parameter_names(layer, node)
+    names = [param.get(id(pair[0]), "x") for pair in inputs.values()]
+    return TracedFunction(layer, sym_inputs, flat, nodes, names), [pair[0] for pair in inputs.values()]
+
+
+def _parameter_names(layer, node) -> dict:
+    """id(KerasTensor) -> the name of the call() parameter that received it
+    (`inputs`; `mask_1` for the second tensor of a `mask` list), for model.py."""
+    try:
+        bound = inspect.signature(layer.call).bind(*node.arguments.args, **node.arguments.kwargs).arguments
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for pname, value in bound.items():
+        flat = [t for t in tree.flatten(value) if isinstance(t, keras.KerasTensor)]
+        for j, t in enumerate(flat):
+            out.setdefault(id(t), pname if len(flat) == 1 else f"{pname}_{j}")
+    return out
 
 
 def _collect(outputs, stop: set, variable_ops: dict) -> list:
@@ -348,7 +431,10 @@ def local_name(op, parent) -> str:
     dropped ("dense_12" -> "dense"), so that a cast copy of the model (new
     uids) names its tensors alike."""
     if isinstance(op, TracedVariable):
-        return op.variable.name
+        # an add_weight without a name is numbered per process ("variable_3"):
+        # the float64 copy's must get the same name
+        name = op.variable.name
+        return "variable" if re.fullmatch(r"variable(_\d+)?", name) else name
     for k, v in vars(parent).items():
         if v is op and not k.startswith("_"):
             return k

@@ -1,35 +1,27 @@
-"""Keras side of `compare.py verify`: the model's parametrized layers, their
-outputs, its compile config, gradients and a training run, all as numpy in the
-neutral (torch) layout of shared/graph.py.
+"""Keras side of `compare.py verify`: the compile config as plain data and the
+helpers of keras_impl.side.KerasSide's verify methods (its parametrized
+layers, their outputs, gradients and a training run, all as numpy in the
+neutral (torch) layout of shared/graph.py).
 
 Twin of torch_impl/verify.py. The layer listing comes from the neutral graph
 (keras_impl/read.py), so every weight is already in torch layout with the
 reader's layout rules (Dense transpose, HWIO -> OIHW, depthwise, BatchNorm
 statistics); shared/verify.py only adds the Flatten column order.
-
-Per-pair outputs: a Keras Conv2D/Dense with a fused activation has no
-observable pre-activation tensor, while the torch module's output is one; the
-pre-activation value is computed by calling the layer again on the same input
-with its activation set to linear for that call.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_impl.read import _functional_of, _Walker, call_model, cast_model, read_graph
-from keras_impl.port import get_weights as _graph_weights
+from keras_impl.read import _functional_of, cast_model
 from keras_impl.train import _constant
 from keras_impl.port import infer_loss, load_model
 from shared.errors import UsageError
-from shared.verify import KerasRecord
 from keras_impl.verify_exact import fired, make_exact, operations
-from keras_impl.verify_attention import ATTENTION_ATTRS, attention_records as _attention_records, by_record as _by_record, comparison_mask, projections as _projections
-from keras_impl.verify_attention import einsum_output, einsum_record
+from keras_impl.verify_attention import ATTENTION_ATTRS
 
-__all__ = ["KerasSide", "load_model", "loss_spec", "optimizer_spec"]
+__all__ = ["load_model", "loss_spec", "optimizer_spec", "dropout_off", "dropout_layers"]
 
 PARAM_OPS = ("conv", "linear", "batch_norm", "layer_norm", "rnn", "embedding")
 
@@ -104,270 +96,6 @@ def optimizer_spec(model) -> dict:
     return {"class": cls, "learning_rate": float(cfg["learning_rate"]), "weight_decay": float(cfg.get("weight_decay") or 0.0),
             "momentum": float(cfg.get("momentum", 0.0)), "beta_1": float(cfg.get("beta_1", 0.9)),
             "beta_2": float(cfg.get("beta_2", 0.999)), "epsilon": float(cfg.get("epsilon", 1e-7)), "config": cfg, "note": note}
-
-
-class KerasSide:
-    """One Keras model behind numpy (neutral layout).
-
-    Args:
-        model: a built functional or Sequential Keras model (left untouched:
-            training runs on a copy).
-    """
-
-    name = "keras"
-    exact = True  # float64 copies: TF's float32-constant kernels computed exactly (see _copy)
-
-    def __init__(self, model):
-        self.model = model
-        try:  # the same reader as `port` (custom layers traced), its messages about verify
-            self.graph = read_graph(model)
-        except UsageError as e:
-            raise type(e)(str(e).replace("by the port", "by verify").replace("the port needs", "verify needs")) from None
-        self.input_names = list(self.graph.inputs)
-        self.output_names = _output_names(model, self.graph)
-        floats = [keras.backend.standardize_dtype(v.dtype) for v in model.weights if "float" in str(v.dtype)]
-        self.dtype = floats[0] if floats else "float32"  # the compute dtype (inputs may be integer ids)
-
-    # ---- structure
-    def records(self) -> list:
-        g = self.graph
-        out = []
-        for n in g.nodes:
-            if n.op == "attention" or einsum_record(n) is not None:
-                out += _attention_records(n) if n.op == "attention" else [einsum_record(n)]
-                continue
-            if n.op == "variable":  # a variable read by ops (traced): no output of its own to compare
-                if not n.weights or n.attrs.get("shares"):
-                    continue  # read again (a tied ReversibleEmbedding's reverse call): one weight, one record
-                out.append(KerasRecord(n.name, n.source.get("layer", n.name), "variable", "variable",
-                                       {k: tuple(v.shape) for k, v in n.weights.items()}, {}, None, False))
-                continue
-            if n.op not in PARAM_OPS or not n.weights:
-                continue
-            attrs = {k: v for k, v in n.attrs.items()}
-            attrs["in_spatial"] = list(g.tensors[n.inputs[0]].shape[2:]) if n.op == "conv" else []
-            flat = None
-            prod = g.producer(n.inputs[0])
-            if n.op == "linear" and prod is not None and prod.op == "flatten":
-                shape = g.tensors[prod.inputs[0]].shape
-                flat = tuple(int(s) for s in shape[1:]) if len(shape) >= 3 else None
-            t = g.tensors[n.outputs[0]]
-            compare = not t.internal or t.name.endswith("_preact")
-            if t.name.endswith("_preact"):
-                act = next((m for m in g.nodes if m.op == "activation" and m.inputs == [t.name]), None)
-                attrs["activation"] = _render(act) if act is not None else None
-            out.append(KerasRecord(n.name, n.source.get("layer", n.name), n.source.get("class", "?"), _kind(n),
-                                   {k: tuple(v.shape) for k, v in n.weights.items()}, attrs, flat, compare))
-        return out
-
-    def describe(self) -> dict:
-        """{Keras layer: what it computes, as neutral ops}, e.g. "leaky_relu(negative_slope=0.3)"."""
-        out = {}
-        for n in self.graph.nodes:
-            if n.op == "permute" and self.graph.tensors[n.outputs[0]].internal:
-                continue  # layout helpers
-            layer = n.source.get("layer", n.name)
-            out[layer] = (out[layer] + "; " if layer in out else "") + _render(n)
-        return out
-
-    def layer_order(self) -> list:
-        """Every Keras layer / op name in execution order (nested models flattened)."""
-        fn = _functional_of(self.model)
-        names = {id(t): t.name for t in fn.inputs}
-        return [call.layer.name for call, _ in _Walker().walk(fn, names)]
-
-    def input_spec(self) -> tuple:
-        """(shape, dtype, high): high bounds integer ids (an Embedding's input_dim), else None."""
-        name = self.graph.inputs[0]
-        spec = self.graph.tensors[name]
-        return tuple(spec.shape), spec.dtype, self.graph.meta.get("input_high", {}).get(name)
-
-    def input_specs(self) -> dict:
-        """{input name: (shape, dtype, high)} for every input (see input_spec)."""
-        high = self.graph.meta.get("input_high", {})
-        return {n: (tuple(self.graph.tensors[n].shape), self.graph.tensors[n].dtype, high.get(n)) for n in self.graph.inputs}
-
-    def mask_value(self):
-        """The id the model masks out of its input (Embedding(mask_zero=True): 0), or None."""
-        return self.graph.mask_value(self.graph.inputs[0])
-
-    def input_shape(self) -> tuple:
-        return tuple(self.graph.tensors[self.graph.inputs[0]].shape)
-
-    def output_shape(self) -> tuple:
-        return tuple(self.graph.tensors[self.graph.outputs[0]].shape)
-
-    def loss_spec(self) -> dict:
-        return loss_spec(self.model, self.graph)
-
-    def optimizer_spec(self) -> dict:
-        return optimizer_spec(self.model)
-
-    def exact_float64(self) -> list:
-        """Layers whose float64 copy computes a TF float32-constant kernel exactly (see _copy)."""
-        return list(getattr(self.with_dtype("float64").model, "_verify_exact", []))
-
-    def dropout_layers(self) -> list:
-        return dropout_layers(self.model)
-
-    def with_dtype(self, dtype: str, exact: bool = True) -> "KerasSide":
-        """This model in `dtype`; in float64 with TF's float32-constant kernels
-        computed exactly (exact=True, see _copy) or as TF computes them."""
-        if dtype == self.dtype:
-            return self
-        cache = self.__dict__.setdefault("_copies", {})
-        key = (dtype, exact or dtype != "float64")
-        if key in cache:
-            return cache[key]
-        side = cache[key] = KerasSide(_copy(self.model, dtype, exact))
-        side.exact = key[1]
-        side.loss_spec, side.optimizer_spec = self.loss_spec, self.optimizer_spec  # the clone is not compiled
-        return side
-
-    # ---- numbers
-    def _to_keras(self, name: str, x: np.ndarray) -> np.ndarray:
-        perm = self.graph.tensors[name].keras_perm
-        x = np.asarray(x) if np.asarray(x).dtype.kind in "iu" else np.asarray(x, dtype=self.dtype)
-        return x if perm is None else np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
-
-    def _to_neutral(self, name: str, a) -> np.ndarray:
-        a = keras.ops.convert_to_numpy(a)
-        perm = self.graph.tensors[name].keras_perm
-        return a if perm is None else np.ascontiguousarray(np.transpose(a, perm))
-
-    def weights(self) -> dict:
-        """{node: {name: array}}: every mapped weight, torch layout (Keras flatten order);
-        constants the reader added (an LSTM's zero recurrent bias) included."""
-        out = _split(_graph_weights(self.model, self.graph))
-        for n in self.graph.nodes:
-            if n.op in PARAM_OPS:
-                for name, a in n.weights.items():
-                    out.setdefault(n.name, {}).setdefault(name, np.asarray(a, dtype=self.dtype))
-        return _by_record(out, self.graph)
-
-    def output_mask(self, x: np.ndarray):
-        """The Keras mask the model's output carries for x (a per-step output of a
-        masked model: its loss skips the masked steps), boolean (batch, steps), or None."""
-        if not self.graph.meta.get("output_masks") or len(self.graph.outputs) > 1:  # read_graph records the masks
-            return None  # no forward pass just to learn there is no mask
-        out = self._outputs(self.model, x)[0]
-        mask = getattr(out, "_keras_mask", None)
-        return None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
-
-    def _feed(self, x) -> list:
-        """x (an array, or {input name: array}) as the model's input tensors, graph order."""
-        xs = x if isinstance(x, dict) else {self.graph.inputs[0]: x}
-        fn = _functional_of(self.model)
-        return [keras.ops.convert_to_tensor(self._to_keras(n, xs[n]), dtype=t.dtype) for n, t in zip(self.graph.inputs, fn.inputs)]
-
-    def _outputs(self, model, x, training: bool = False) -> list:
-        return keras.tree.flatten(call_model(model, self._feed(x), training=training))
-
-    def forward(self, x):
-        """The output in neutral layout; a list of them for a model with several."""
-        outs = [self._to_neutral(n, y) for n, y in zip(self.graph.outputs, self._outputs(self.model, x))]
-        return outs[0] if len(outs) == 1 else outs
-
-    def pair_outputs(self, x: np.ndarray) -> dict:
-        """{node: output} for every record (pre-activation where the layer fuses one),
-        {node@layer: output of the Keras layer the node belongs to}, and for
-        outputs that carry a Keras mask (the steps a padding mask keeps, as
-        Keras sets `_keras_mask` on eager tensors, keras/src/layers/layer.py)
-        {node@mask: (batch, steps) bool} and {node@layer@mask: ...}."""
-        fn = _functional_of(self.model)
-        ids = {id(t): v for t, v in zip(fn.inputs, self._feed(x))}
-        walker = _Walker(ids)
-        walker.used.update(self.graph.inputs)
-        names = {id(t): n for t, n in zip(fn.inputs, self.graph.inputs)}
-        outs, pre, layer_out, masks = {}, {}, {}, {}
-        for call, node in walker.walk(fn, names):
-            op = call.layer
-            args, kwargs = node.arguments.fill_in(ids)
-            if isinstance(op, keras.layers.Layer) and op._call_has_training_arg:
-                kwargs = {**kwargs, "training": False}
-            ys = keras.tree.flatten(op(*args, **kwargs))
-            for t, y in zip(node.outputs, ys):
-                ids[id(t)] = y
-            outs[call.outputs[0]] = ys[0]
-            layer_out.setdefault(op.name, (call.outputs[0], ys[0]))
-            if type(op).__name__ == "MultiHeadAttention":
-                for role, y in _projections(op, args, kwargs).items():
-                    outs[f"{call.outputs[0]}[{role}]"] = y
-            # TF eager tensors take the attribute; after a MultiHeadAttention see comparison_mask
-            masks[call.outputs[0]] = comparison_mask(op, call, masks, getattr(ys[0], "_keras_mask", None))
-            act = getattr(op, "activation", None)
-            if act is not None and act is not keras.activations.linear and call.outputs[0] + "_preact" in self.graph.tensors:
-                op.activation = keras.activations.linear
-                try:
-                    pre[call.outputs[0] + "_preact"] = keras.tree.flatten(op(*args, **kwargs))[0]
-                finally:
-                    op.activation = act
-        values = {}
-        for r in self.records():
-            role = r.attrs.get("role")
-            t = self.graph.node(r.name.rsplit("[", 1)[0] if role else r.name).outputs[0]
-            v = outs.get(f"{t}[{role}]" if role and role != "output" else t, outs.get(t, pre.get(t)))
-            if r.compare and v is not None:
-                values[r.name] = self._to_neutral(t, v) if r.cls != "EinsumDense" else einsum_output(self._to_neutral(t, v))
-                self._mask(values, r.name, t, masks.get(t.removesuffix("_preact")))
-            if r.layer in layer_out:  # the whole layer's output (a Bidirectional's merged one)
-                t, v = layer_out[r.layer]
-                values[f"{r.name}@layer"] = self._to_neutral(t, v)
-                self._mask(values, f"{r.name}@layer", t, masks.get(t))
-        return values
-
-    def _mask(self, values: dict, key: str, tensor: str, mask) -> None:
-        """values[key@mask] = the (batch, steps) mask of a sequence kept in Keras' axis order."""
-        if mask is not None and self.graph.tensors[tensor].keras_perm is None:
-            values[f"{key}@mask"] = np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
-
-    def _loss(self, spec: dict):
-        return getattr(keras.losses, spec["class"]).from_config({**spec["config"], "dtype": self.dtype})
-
-    def _variables(self) -> dict:
-        """(node, name) -> (variable, transform) for every mapped weight."""
-        by_path = {v.path: v for v in self.model.weights}
-        out = {}
-        for key, s in self.graph.weight_sources.items():
-            node, name = key.split(".", 1)
-            out[(node, name)] = (by_path[s["variable"]], [(a, tuple(b)) for a, b in s["transform"]])
-        return out
-
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict) -> tuple:
-        """(mean loss, {node: {name: gradient, torch layout}}), inference mode."""
-        from shared.graph import apply_transform
-
-        vs = {k: v for k, v in self._variables().items() if v[0].trainable}
-        with tf.GradientTape() as tape:
-            loss = _total(self._loss(spec), y, self._outputs(self.model, x), spec, self.dtype)
-        grads = tape.gradient(loss, [v for v, _ in vs.values()])
-        result = {}
-        for ((node, name), (v, steps)), g in zip(vs.items(), grads):
-            g = np.zeros(v.shape, self.dtype) if g is None else keras.ops.convert_to_numpy(g)
-            result.setdefault(node, {})[name] = apply_transform(g, steps)
-        return float(keras.ops.convert_to_numpy(loss)), _by_record(result, self.graph)
-
-    def train(self, batches: list, loss: dict, optimizer: dict) -> tuple:
-        """One optimizer step per (x, y) batch on a copy, dropout switched off.
-
-        Returns:
-            (pre-update losses, {node: {name: array}} after the last step).
-        """
-        model = _copy(self.model, self.dtype, self.exact)
-        dropout_off(model)
-        side = KerasSide.__new__(KerasSide)
-        side.model, side.graph, side.dtype = model, read_graph(model), self.dtype
-        side.input_names, side.output_names = self.input_names, self.output_names
-        loss_fn = side._loss(loss)
-        opt = _optimizer(optimizer, self.dtype)
-        losses = []
-        variables = model.trainable_variables
-        for x, y in batches:
-            with tf.GradientTape() as tape:
-                value = _total(loss_fn, y, side._outputs(model, x, training=True), loss, self.dtype)
-            opt.apply(tape.gradient(value, variables), variables)
-            losses.append(float(keras.ops.convert_to_numpy(value)))
-        return losses, side.weights()
 
 
 def _copy(model, dtype: str, exact: bool = True):

@@ -15,7 +15,8 @@ from shared.errors import ParityError
 from shared.registry import FAULTS
 from shared.user_code import EXIT_INTERNAL, EXIT_OK, EXIT_OOM, EXIT_USAGE
 
-__all__ = ["Parser", "run_parser", "data_command", "failure_exit", "out_of_memory_exit", "DEFAULT_OUT"]
+__all__ = ["Parser", "run_parser", "run_options", "data_command", "export_command", "failure_exit", "out_of_memory_exit", "dispatch",
+           "DEFAULT_OUT"]
 
 DEFAULT_OUT = "reports/latest"
 
@@ -60,6 +61,77 @@ def run_parser(doc: str, default_threads: int) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
     p.add_argument("--verbose", action="store_true", help="print every check as a table, and TensorFlow's start-up log lines")
     return p
+
+
+def run_options(args, options_class):
+    """The engine's Options from the run command's arguments (checked here: exit 2 on a bad combination)."""
+    from shared.errors import UsageError
+    from shared.tolerances import Tolerance
+
+    if args.steps < 0:
+        raise UsageError(f"--steps must be >= 0, got {args.steps}")
+    if args.format and not args.data:
+        raise UsageError("--format needs --data PATH")
+    tolerance = None
+    if args.atol is not None or args.rtol is not None:
+        tolerance = Tolerance(rel=args.rtol or 0.0, abs=args.atol or 0.0)
+    opts = options_class(
+        steps=args.steps, optimizers=("sgd", "adam") if args.optimizer == "both" else (args.optimizer,),
+        seed=args.seed, dtype=args.dtype, batch_size=args.batch_size, tolerance=tolerance,
+        onnx=not args.no_onnx, fault=args.plant, quiet=args.quiet, threads=args.threads, verbose=args.verbose,
+    )
+    if args.steps == 0:
+        opts.optimizers = ()
+    return opts
+
+
+def export_command(argv, make_backends, torch_version) -> int:
+    """`compare.py export`: both ONNX exports and the portable weights of a built-in
+    pair (or of --weights), atomically. make_backends(config, seed) -> (keras, torch)
+    backends; torch_version() -> the version recorded in the weights' sidecar."""
+    from pathlib import Path
+
+    from shared import onnx_check
+    from shared.atomic import atomic_dir, check_writable_dir
+    from shared.errors import UsageError
+    from shared.portable import load_portable, save_portable
+
+    p = Parser(prog="compare.py export", description="Write the Keras and PyTorch ONNX exports of a model and its portable weights, atomically.")
+    p.add_argument("--task", choices=TASKS, help="pick the built-in pair of this task")
+    p.add_argument("--model", choices=MODELS, help="pick the built-in pair of this model")
+    p.add_argument("--weights", metavar="FILE.safetensors", help="export these portable weights (their sidecar gives the model) instead of a fresh built-in model")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the pinned one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (created, or replaced atomically)")
+    args = p.parse_args(argv)
+    opset = args.opset if args.opset is not None else onnx_check.ONNX_OPSET
+    onnx_check.validate_opset(opset)
+    out = Path(args.out)
+    check_writable_dir(out)
+    if args.weights:
+        tensors, sidecar, cfg = load_portable(args.weights)
+        classes = sidecar.get("classes", [])
+    else:
+        from shared.registry import PAIRS
+
+        pairs = [q for q in PAIRS if (not args.task or q.task == args.task) and (not args.model or q.model == args.model)]
+        if not pairs:
+            raise UsageError(f"no built-in pair has task={args.task!r} and model={args.model!r}")
+        cfg, classes, tensors = pairs[0].config(), [], None
+    sides = make_backends(cfg, args.seed)
+    tensors = sides[0].get_weights() if tensors is None else tensors
+    for side in sides:
+        side.set_weights(tensors)
+    with atomic_dir(out) as work:
+        save_portable(Path(work) / "weights.safetensors", sides[1].get_weights(), cfg, classes=classes,
+                      framework="torch", framework_version=torch_version())
+        how = {s.name: s.export_onnx(Path(work) / f"{s.name}.onnx", opset)[1] for s in sides}
+    for name, info in how.items():
+        info.update(onnx_check.check_model(out / f"{name}.onnx"))
+        print(f"{out / name}.onnx: {info['exporter']} exporter, opset {info['opset']}, inputs {info['inputs']}, "
+              f"outputs {info['outputs']}, ops {info['ops']}")
+    print(f"{out / 'weights.safetensors'} (+ weights.json): {cfg.model}/{cfg.task}")
+    return EXIT_OK
 
 
 def data_command(argv) -> int:
@@ -126,3 +198,30 @@ def failure_exit(exc: Exception, *, verbose: bool | None) -> int:
         return EXIT_INTERNAL
     except MemoryError:  # the handler itself ran out: still not a verdict
         return out_of_memory_exit(None)
+
+
+def dispatch(commands: dict, default, argv: list) -> int:
+    """Run `commands[argv[0]]` (else `default`) on the rest; every exception
+    becomes its exit code: 1 a ParityFailure, 4 out of memory, 130 interrupted,
+    141 a closed pipe (`compare.py data | head`), else failure_exit's 2 or 3."""
+    from shared.checks import ParityFailure
+
+    cmd = commands.get(argv[0]) if argv else None
+    try:
+        return cmd(argv[1:]) if cmd else default(argv)
+    except ParityFailure as exc:
+        print(str(exc), file=sys.stderr)
+        return user_code.EXIT_PARITY
+    except MemoryError:  # before anything that allocates: no traceback, no formatting of the exception
+        return out_of_memory_exit(None)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left; say nothing more (as a shell tool would)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        # Only the run command has --verbose: with it, the user's error also gets its traceback.
+        return failure_exit(exc, verbose=(("--verbose" in argv) if cmd is None else None))

@@ -56,7 +56,7 @@ already broadcastable against the neutral tensor).
 | `scale` | (x * weight: a learned per-channel scale, Keras LayerScale) | weight (broadcastable) |
 | `mean` | n-ary elementwise average of inputs | |
 | `concat` | axis | |
-| `reshape` | shape (without batch) | |
+| `reshape` | shape (without batch); unbatched=True: shape is the whole shape (a tensor made from a traced layer's variables only, no batch axis); merge_batch=True: axis 0 is the batch merged with (or split from) other axes, -1 in torch | |
 | `permute` | dims (with batch, torch permute order) | |
 | `flatten` | start_dim | |
 | `repeat` | n: (N, F) -> (N, n, F) | |
@@ -87,6 +87,11 @@ already broadcastable against the neutral tensor).
 | `compare` | fn: equal, not_equal, less, less_equal, greater, greater_equal; optional scalar const (the right operand) | |
 | `where` | x, y: scalar or None (None: the next input); inputs: condition, then the tensor operands | |
 | `reduce_sum` | axes, keepdim | |
+| `zeros_like` | zeros of input 0's shape and dtype (keras.ops.zeros_like) | |
+| `roll` | shifts, dims: torch.roll on the tensor as it is (keras.ops.roll) | |
+| `extract_patches` | size, stride, dilation (2-d), pads (F.pad order): an (N, C, H, W) image's windows as (N, H', W', kh*kw*C), each window's pixels in (row, column, channel) order (keras.ops.image.extract_patches) | |
+| `dot_product_attention` | scale, causal, extras (the names of the further inputs: "bias", "mask"); inputs q, k, v (B, T, heads, head_dim), then those: keras.ops.dot_product_attention, masked logits replaced by -0.7 * float32 max | |
+| `fft2` | part ("real" / "imag"): that part of the 2-d FFT over the last two axes of input 0 + i * input 1 | |
 | `matmul` | torch.matmul of two inputs (numpy broadcasting, batch first); the Keras writer takes two tensors of equal rank (>= 3) | |
 | `scaled_dot_product_attention` | scale (None: 1/sqrt(head_dim)), causal, mask (None/"bool"/"add"); inputs q, k, v (N, heads, T, head_dim), then the mask; a row with nothing kept gives 0 (torch's safe softmax) | |
 | `cast` | dtype: a numpy dtype name, or "float" (the model's float dtype, whatever it is at run time: Keras casts read this way) | |
@@ -96,6 +101,10 @@ already broadcastable against the neutral tensor).
 | `einsum_dense` | equation, kernel_shape, bias_shape: einsum(equation, x, weight) + bias (Keras EinsumDense) | weight (Keras' kernel shape), bias? |
 | `masked_fill` | value, threshold: input 0 where the mask (input 1, broadcast) is True (or > threshold), else value | |
 | `merge_time` / `split_time` | (split_time: steps) (N, T, ...) <-> (N*T, ...) around a TimeDistributed layer | |
+
+Nodes from a traced custom layer carry source["scope"] and source["local"]
+(graph.meta["scopes"]): the writer makes the layer an nn.Module class
+(shared/graph_scopes.py).
 
 Any node may carry attrs["shares"] = the name of an earlier node: a second
 call of a shared layer, which reuses that node's weights (and has none itself).
@@ -199,9 +208,17 @@ class Graph:
                 return n.attrs["const"]
         return None
 
+    def weight_key(self, node: Node, wname: str) -> str:
+        """The state_dict key of `node`'s weight `wname`: `node_name.weight_name`,
+        or the module path inside traced custom layers (`block_1.att.weight`,
+        shared/graph_scopes.py)."""
+        from shared.graph_scopes import weight_key
+
+        return weight_key(self, node, wname)
+
     def state_dict(self) -> dict:
-        """Every weight under `node_name.weight_name` (the torch writer's keys)."""
-        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.weights.items()}
+        """Every weight under its key (weight_key: the torch writer's keys)."""
+        return {self.weight_key(n, k): v for n in self.nodes for k, v in n.weights.items()}
 
     def mirrored_tensors(self) -> list:
         """Tensors that mirror a source layer output (for per-node checks)."""
@@ -296,7 +313,7 @@ def apply_transform(a: np.ndarray, steps) -> np.ndarray:
             a = np.take(a, arg[1], axis=arg[0])
         else:
             raise ValueError(f"unknown weight transform step {kind!r}")
-    return np.ascontiguousarray(a)
+    return np.require(a, requirements="C")  # contiguous; a 0-d weight stays 0-d (np.ascontiguousarray makes it (1,))
 
 
 def _shape_after(shape: tuple, kind: str, arg) -> tuple:
@@ -329,4 +346,4 @@ def invert_transform(a: np.ndarray, steps, source_shape, current=None) -> np.nda
             index[arg[0]] = arg[1]
             full[tuple(index)] = a
             a = full
-    return np.ascontiguousarray(a)
+    return np.require(a, requirements="C")  # contiguous; a 0-d weight stays 0-d (np.ascontiguousarray makes it (1,))

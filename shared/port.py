@@ -1,8 +1,9 @@
 """`compare.py port`, framework-free: prove a port and write its folder.
 
-It receives two sides, `keras_impl.port.PortSide` (the Keras model) and a
-factory for `torch_impl.port.PortSide` (the generated module), and moves numpy
-between them, as shared/engine.py does with backends. The checks, in order,
+It receives two sides (shared/side.py): `keras_impl.side.KerasSide` (the
+Keras model) and a factory of `torch_impl.side.TorchSide` (the generated
+module, `TorchSide.from_graph`), and moves numpy between them, as
+shared/engine.py does with backends. The checks, in order,
 for each dtype (float32, float64):
 
 1. forward: every Keras layer output against the module's tensor of the same
@@ -48,7 +49,7 @@ PORT_TRAIN_STEPS = 5
 @dataclass
 class PortResult:
     graph: object
-    torch_side: object  # torch_impl.port.PortSide (float32): .module, .source
+    torch_side: object  # torch_impl.side.TorchSide (float32): .module, .source
     checks: list
     info: dict
 
@@ -64,18 +65,20 @@ class PortResult:
 def _measure(graph, k, t, xs, y, loss, train_config, dtype) -> dict:
     """Everything one dtype's rows compare, the arrays parked on disk (shared/spill.py):
     the rows are made once both dtypes are measured (each judges by the other)."""
-    m = {"a": spill(k.values(graph, xs)), "b": spill(t.values(graph, xs))}
+    m = {"a": spill(k.values(xs)), "b": spill(t.values(xs))}
     m["straddles"] = pc.kink_straddles(graph, m["a"], m["b"])
     # one plain call of each model too: the node walk bypasses nested models' own __call__
-    m["outputs"] = (dict(zip(graph.outputs, k.forward(graph, xs))), dict(zip(graph.outputs, t.forward(graph, xs))))
-    (la, ga), (lb, gb) = k.loss_and_grads(graph, xs, y, loss), t.loss_and_grads(graph, xs, y, loss)
+    m["outputs"] = (dict(zip(graph.outputs, k.forward(xs))), dict(zip(graph.outputs, t.forward(xs))))
+    la, ga = k.loss_and_grads(xs, y, loss)  # Keras first: it sets loss["keras_uses_logits"]
+    lb, gb = t.loss_and_grads(xs, y, loss)
     m["loss"], m["grads"] = ({"loss": la}, {"loss": lb}), (spill(ga), spill(gb))
     if train_config is not None:
-        ka, wa = k.with_dtype(dtype).train_steps(graph, xs, y, loss, train_config)  # fresh copies:
-        kb, wb = t.with_dtype(dtype).train_steps(graph, xs, y, loss, train_config)  # the given models stay untrained
+        batches = [(xs, y)] * train_config.steps  # one batch, stepped train_config.steps times
+        ka, wa = k.copy().train_steps(batches, loss, train_config)  # fresh copies:
+        kb, wb = t.copy().train_steps(batches, loss, train_config)  # the given models stay untrained
         m["curve"], m["trained"] = ({"curve": np.array(ka)}, {"curve": np.array(kb)}), (spill(wa), spill(wb))
         stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
-        dense = t.with_dtype(dtype).stock_training(graph, xs, y, loss, train_config) if stock and dtype == "float64" else None
+        dense = stock(batches, loss, train_config) if stock is not None and dtype == "float64" else None  # trains a copy
         m["stock"] = None if dense is None else spill(dense[1])
     return m
 
@@ -146,12 +149,9 @@ def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None
         return [Check("onnx", "keras", "torch", 0.0, 0.0, 0.0, True, "skipped: the four-way check takes one input and one output",
                       model=graph.name, info=True)]
     x = xs[0]
-    sides = [onnx_check.OnnxSide("keras", k.forward(graph, xs)[0],
-                                 lambda: k.export_onnx(graph, outdir / "keras.onnx", opset),
-                                 lambda p: k.onnx_output(graph, onnx_check.run_onnx(p, k.onnx_input(graph, x)))),
-             onnx_check.OnnxSide("torch", t.forward(graph, xs)[0],
-                                 lambda: t.export_onnx(graph, outdir / "torch.onnx", opset),
-                                 lambda p: t.onnx_output(graph, onnx_check.run_onnx(p, t.onnx_input(graph, x))))]
+    sides = [onnx_check.OnnxSide(s.name, s.forward(xs)[0], lambda s=s: s.export_onnx(outdir / f"{s.name}.onnx", opset),
+                                 lambda p, s=s: s.onnx_output(onnx_check.run_onnx(p, s.onnx_input(x))))
+             for s in (k, t)]
     out = graph.tensors[graph.outputs[0]]
     task = "multiclass" if loss["kind"] in ("sparse_ce", "ce") and len(out.shape) == 2 else "regression"
     shown = {outdir: shown_as} if shown_as is not None else {}
@@ -161,7 +161,8 @@ def _onnx(graph, k, t, xs, loss, outdir: Path, opset: int, shown_as: Path | None
 def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, batch: int = pc.DEFAULT_BATCH,
                 dtypes=("float32", "float64"), train_config=None, onnx_dir=None, opset: int | None = None,
                 onnx_dir_shown_as=None) -> PortResult:
-    """Port and prove. `torch_side_factory(graph)` builds the float32 torch side.
+    """Port and prove. `keras_side`: a shared.side.Side of the Keras model;
+    `torch_side_factory(graph)` builds the float32 torch side (TorchSide.from_graph).
 
     Args:
         inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
@@ -171,19 +172,18 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
             when onnx_dir is its atomic work folder); default onnx_dir.
     """
     t0 = time.perf_counter()
-    graph = keras_side.graph()
+    graph = keras_side.graph
     torch_side = torch_side_factory(graph)
     info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": {"port": time.perf_counter() - t0}}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
-    loss = keras_side.infer_loss(graph)
+    loss = keras_side.infer_loss()
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
     info["loss"] = loss
     training = train_config if train_config is not None and train_config.steps and graph.weight_sources else None
     measured = {}
     for dtype in dtypes:
         t0 = time.perf_counter()
-        k = keras_side if dtype == keras_side.dtype else keras_side.with_dtype(dtype)
-        t = torch_side if dtype == torch_side.dtype else torch_side.with_dtype(dtype)
+        k, t = keras_side.with_dtype(dtype), torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
         measured[dtype] = _measure(graph, k, t, xd, y, loss, training, dtype)
         info["timings_s"][dtype] = time.perf_counter() - t0
@@ -230,21 +230,31 @@ def load_inputs(path: str | None, graph, batch: int, seed: int) -> list:
     return [a.astype(graph.tensors[n].dtype) if a.dtype.kind == "f" else a for n, a in zip(graph.inputs, arrays)]
 
 
-def write_port_dir(work: Path, res: PortResult, *, environment: dict, model_spec: str, input_source: str,
-                   train_info: dict | None, onnx: bool) -> dict:
-    """model.py, weights.safetensors (the module's state_dict), report.json and
-    report.md into `work` (the caller's atomic folder). Returns the report."""
-    from safetensors.numpy import save_file
+def write_port_dir(work: Path, res, side_files, *, environment: dict, model_spec: str, input_source: str,
+                   direction: str = "Keras -> PyTorch", train_info: dict | None = None, onnx: bool = True) -> dict:
+    """The output folder of either port direction, into `work` (the caller's atomic folder):
 
+    1. the generated source (res.source) as model.py (Keras -> PyTorch) or
+       model_keras.py (PyTorch -> Keras);
+    2. `side_files(work)`: what the target framework writes (weights.safetensors;
+       model.keras and the checks that need it written), returning
+       {artifact name: file};
+    3. report.json and report.md over res.checks (rows added by step 2 included).
+
+    Returns the report."""
     from shared import report as rpt
     from shared.atomic import atomic_write_text
 
-    atomic_write_text(work / "model.py", res.source)
-    save_file(res.torch_side.state_dict(), str(work / "weights.safetensors"))
-    data = [{"case": f"port {res.graph.name}", "model": model_spec, "input_source": input_source, **res.info["layouts"]}]
-    artifacts = {"model.py": "model.py", "weights": "weights.safetensors", "loss": res.info["loss"],
-                 "optimizer": train_info, "onnx": written_onnx(work) if onnx else [],
-                 "timings_s": res.info["timings_s"], "graph_nodes": res.info["nodes"]}
+    source_name = "model.py" if direction.endswith("PyTorch") else "model_keras.py"
+    atomic_write_text(work / source_name, res.source)
+    files = side_files(work)
+    case = f"port {res.graph.name}" + ("" if direction.endswith("PyTorch") else f" ({direction})")
+    data = [{"case": case, "model": model_spec, "input_source": input_source, **res.info["layouts"]}]
+    artifacts = {source_name: source_name, **files, "loss": res.info["loss"], "optimizer": train_info,
+                 "onnx": written_onnx(work) if onnx else [], "timings_s": res.info["timings_s"],
+                 "graph_nodes": res.info["nodes"]}
+    if "memory" in res.info:
+        artifacts["memory_mib"] = res.info["memory"].stages
     report = rpt.build_report(res.checks, environment=environment, data=data, artifacts=artifacts)
     atomic_write_text(work / "report.json", rpt.dumps(report))
     atomic_write_text(work / "report.md", rpt.markdown(report, res.checks))
@@ -262,7 +272,7 @@ def train_info(train_config, source: str) -> dict:
 
 def port_parser(parser_class, default_threads: int):
     """The `compare.py port` argument parser (parser_class: compare.py's, which exits 2 on errors)."""
-    from shared.argtypes import nonneg_int, positive_int
+    from shared.argtypes import input_shape, nonneg_int, positive_int
 
     p = parser_class(prog="compare.py port", description="Port a Keras model to a readable standalone PyTorch model.py + "
                      "weights.safetensors, and prove the port: forward of every node, gradients, training steps "
@@ -280,6 +290,11 @@ def port_parser(parser_class, default_threads: int):
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and their four-way check")
     p.add_argument("--threads", type=positive_int, default=default_threads)
     p.add_argument("--quiet", action="store_true", help="print only the one-line verdict")
+    p.add_argument("--input-shape", metavar="C,H,W", type=input_shape,
+                   help="PyTorch to Keras: MODEL is path/file.py:NAME or package.module:NAME (an nn.Module class or a "
+                        "function returning one), its input shape without the batch; several named inputs (keyword "
+                        "arguments): NAME=SHAPE[:DTYPE[:HIGH]],... e.g. input_ids=16:int64,attention_mask=16:int64:2")
+    p.add_argument("--torch-weights", metavar="FILE", help="PyTorch to Keras: a state_dict (.pt/.pth or .safetensors)")
     return p
 
 
@@ -304,4 +319,5 @@ def print_summary(report: dict, res: PortResult, console, out, *, quiet: bool) -
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not report["passed"]:  # then every failing row, the first differing node among them
         rpt.console_table(res.checks, console, only_failures=True)
-    console.print(rpt.summary_line(report) + f"; model.py, weights and report in {out}")
+    written = "model.py" if report["artifacts"].get("model.py") else "model.keras, model_keras.py"
+    console.print(rpt.summary_line(report) + f"; {written}, weights and report in {out}")

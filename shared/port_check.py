@@ -159,11 +159,16 @@ _GROUPS = (("output", "output "), ("nodes", "node "), ("loss", "loss "), ("gradi
 
 def summary_rows(checks: list) -> list:
     """One row per (dtype, kind of check): how many, how many failed, and the
-    worst relative difference with its check and where (for the console)."""
+    worst relative difference with its check and where (for the console).
+    Rows of no named kind (the reverse port's reload and BatchNorm rows) are
+    grouped as "other"."""
+    def kind(c) -> str:
+        return next((label for label, prefix in _GROUPS if c.check.startswith(prefix)), "other")
+
     rows = []
     for dtype in sorted({c.dtype for c in checks}):
-        for label, prefix in _GROUPS:
-            group = [c for c in checks if c.dtype == dtype and c.check.startswith(prefix) and not c.info]
+        for label in [g[0] for g in _GROUPS] + ["other"]:
+            group = [c for c in checks if c.dtype == dtype and kind(c) == label and not c.info]
             if not group:
                 continue
             worst = max(group, key=lambda c: (not c.passed, c.max_rel_diff / max(c.tolerance, 1e-300)))

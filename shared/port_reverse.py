@@ -1,10 +1,11 @@
 """The proof of the reverse port (PyTorch -> Keras), framework-free.
 
-It drives two sides handed in by the caller (compare.py passes the modules
-torch_impl/reverse.py as `t` and keras_impl/reverse.py as `k`; both take and
-give numpy in the graph's neutral layout): the torch module is read into the
-graph (torch.fx), the graph written as model_keras.py and built, then, with
-the torch module as the reference (a):
+It drives two sides (shared/side.py) made by the classes the caller hands
+in (compare.py passes torch_impl.side.TorchSide as `t` and
+keras_impl.side.KerasSide as `k`; both take and give numpy in the graph's
+neutral layout): the torch module is read into the graph (torch.fx,
+`t.read`), the graph written as model_keras.py and built (`k.from_graph`),
+then, with the torch module as the reference (a):
 
 1. the output and every node's tensor, float32 and float64;
 2. the loss and every parameter's gradient, in both dtypes (inference mode);
@@ -35,6 +36,7 @@ from shared import verdict
 from shared.memory import TF2ONNX_BYTES_PER_PARAMETER, MemoryLog, available_mib, export_memory_refusal, release
 from shared.spill import spill
 from shared.checks import Check, compare_arrays, compare_named
+from shared.config import TrainConfig
 from shared.tolerances import Tolerance, for_check
 
 __all__ = ["ReverseResult", "torch_to_keras", "reverse_port_checks", "plain_load_check", "onnx_checks",
@@ -62,42 +64,56 @@ PERTURB_MIN_REL = float(np.finfo(np.float64).eps)
 CONDITIONING_FACTOR = 4.0
 
 
+# The training check's optimizer, as shared.config.TrainConfig (Side.train_steps).
+TRAIN_CONFIG = TrainConfig("sgd", TRAIN_LR, momentum=TRAIN_MOMENTUM, steps=TRAIN_STEPS)
+
+
 @dataclass
 class ReverseResult:
     graph: object
-    model: object  # the float32 Keras model
-    source: str  # model_keras.py
-    plan: dict
+    keras_side: object  # keras_impl.side.KerasSide, float32 (.model, .source, .plan)
+    torch_side: object  # torch_impl.side.TorchSide of the user's module
     checks: list
     info: dict = field(default_factory=dict)
 
+    @property
+    def model(self):
+        """The float32 Keras model."""
+        return self.keras_side.model
+
+    @property
+    def source(self) -> str:
+        """model_keras.py."""
+        return self.keras_side.source
+
 
 def torch_to_keras(k, t, module, input_shape, dtype: str = "float32") -> tuple:
-    """(Keras model, model_keras.py source, plan, graph) for a torch module."""
-    graph = t.read(module, tuple(input_shape))
-    model, source, plan = k.build(graph, dtype=dtype)
-    return model, source, plan, graph
+    """(Keras side, torch side) for a torch module: `t.read` reads it into the
+    graph (the torch side's .graph), `k.from_graph` writes and builds the Keras
+    model (.model, .source, .plan)."""
+    ts = t.read(module, tuple(input_shape))
+    return k.from_graph(ts.graph, dtype=dtype), ts
 
 
-def _torch_side(t, module, graph, xd, y, loss, dtype, mem) -> dict:
+def _torch_side(ts, xd, y, loss, dtype, mem) -> dict:
     """torch's node values, loss and gradients in one dtype, the arrays parked on
     disk; the dtype copy of the module is dropped."""
-    mod = t.cast(module, dtype)
-    a = t.values(mod, graph, xd)
-    tl, tg = t.loss_and_grads(mod, graph, xd, y, loss)
-    if mod is not module:
-        t.forget(mod)  # its cached capture would keep the copy alive
-    del mod
+    side = ts.with_dtype(dtype)
+    a = side.values(xd)
+    tl, tg = side.loss_and_grads(xd, y, loss)
+    if side is not ts:
+        side.forget()  # its cached capture would keep the copy alive
+    del side
     release()
     mem.mark(f"{dtype}: torch values + gradients")
     return {"values": spill(a), "loss": tl, "grads": spill(tg)}
 
 
-def _keras_side(k, km, graph, xd, y, loss, dtype, mem) -> dict:
-    """Keras' node values, loss and gradients of model `km`, the arrays parked on disk.
+def _keras_side(ks, xd, y, loss, dtype, mem) -> dict:
+    """Keras' node values, loss and gradients of side `ks`, the arrays parked on disk.
     Its loss sets loss["keras_uses_logits"], which torch's loss then reads."""
-    b = spill(k.values(km, graph, xd))
-    kl, kg = k.loss_and_grads(km, graph, xd, y, loss)
+    b = spill(ks.values(xd))
+    kl, kg = ks.loss_and_grads(xd, y, loss)
     mem.mark(f"{dtype}: Keras values + gradients")
     return {"values": b, "loss": kl, "grads": spill(kg)}
 
@@ -123,7 +139,7 @@ def _dtype_rows(k, t, graph, ts: dict, ks: dict, loss, dtype, other=None) -> lis
     the one verdict policy (shared/verdict.py); `other`: (torch, Keras) sides of
     the other dtype (float32 rows derive their tolerances from float64's,
     float64 rows use float32's where the fixed bound is not met), or None."""
-    ctx = {"a_name": t.NAME, "b_name": k.NAME, "model": graph.name}
+    ctx = {"a_name": t.name, "b_name": k.name, "model": graph.name}
 
     def pair(key):
         return (ts[key], ks[key]), (None if other is None else (other[0][key], other[1][key]))
@@ -131,7 +147,7 @@ def _dtype_rows(k, t, graph, ts: dict, ks: dict, loss, dtype, other=None) -> lis
     values, values_other = pair("values")
     nodes = pc.node_checks(graph, values[0], values[1], lambda check, n, a, b: verdict.judge(
         check, "forward", dtype, a, b, **verdict.against("forward", dtype, n, values, values_other), **ctx),
-        dtype=dtype, a_name=t.NAME, b_name=k.NAME)
+        dtype=dtype, a_name=t.name, b_name=k.name)
     outs = ({o: values[0][o] for o in graph.outputs}, {o: values[1][o] for o in graph.outputs})
     rows = _judged("output ", "forward", dtype, outs, values_other, ctx)
     first = pc.first_differing(graph, nodes)
@@ -151,22 +167,23 @@ def _train_batches(graph, loss, batch, seed) -> list:
     return batches
 
 
-def _torch_training(t, module, graph, batches, loss, mem) -> tuple:
+def _torch_training(ts, batches, loss, mem) -> tuple:
     """TRAIN_STEPS SGD+momentum steps of a float64 copy in training mode: (losses, weights on disk)."""
-    mod = t.cast(module, "float64")
-    tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
-    t.forget(mod)  # its cached capture would keep the copy alive
-    del mod
+    side = ts.with_dtype("float64")
+    side = side.copy() if side is ts else side  # the user's module stays untrained
+    tl, tw = side.train_steps(batches, loss, TRAIN_CONFIG, training=True)
+    side.forget()  # its cached capture would keep the copy alive
+    del side
     release()
     mem.mark("training: torch steps")
     return tl, spill(tw)
 
 
 def _keras_training(k, graph, source, plan, batches, loss, mem, km=None) -> tuple:
-    """The Keras twin of _torch_training; km: the float64 model of the float64
+    """The Keras twin of _torch_training; km: the float64 side of the float64
     checks (inference mode leaves its weights as built), else one is built."""
-    km = k.build(graph, source, plan, dtype="float64")[0] if km is None else km
-    kl, kw = k.sgd_steps(km, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM, lazy=True)
+    km = k.from_graph(graph, source, plan, dtype="float64") if km is None else km
+    kl, kw = km.train_steps(batches, loss, TRAIN_CONFIG, training=True, lazy=True)
     kw = spill(kw)  # written as converted, one weight at a time
     del km
     release()
@@ -174,12 +191,12 @@ def _keras_training(k, graph, source, plan, batches, loss, mem, km=None) -> tupl
     return kl, kw
 
 
-def _torch_sensitivity(t, module, graph, batches, loss, rel: float) -> tuple:
+def _torch_sensitivity(ts, batches, loss, rel: float) -> tuple:
     """torch's own training from a start perturbed by `rel`: (losses, weights on disk)."""
-    mod = t.perturbed(module, "float64", rel)
-    tl, tw = t.sgd_steps(mod, graph, batches, loss, TRAIN_LR, TRAIN_MOMENTUM)
-    t.forget(mod)  # its cached capture would keep the copy alive
-    del mod
+    side = ts.perturbed("float64", rel)
+    tl, tw = side.train_steps(batches, loss, TRAIN_CONFIG, training=True)
+    side.forget()  # its cached capture would keep the copy alive
+    del side
     release()
     return tl, spill(tw)
 
@@ -211,7 +228,7 @@ def _training_rows(k, t, graph, trained_t, trained_k, sensitivity=None, perturb_
     torch updates it with the unbiased batch variance, Keras with the biased one."""
     dtype = "float64"
     (tl, tw), (kl, kw) = trained_t, trained_k
-    ctx = {"a_name": t.NAME, "b_name": k.NAME, "model": graph.name}
+    ctx = {"a_name": t.name, "b_name": k.name, "model": graph.name}
     lazy = {"start": sensitivity}
 
     def models(key, torch_result):
@@ -222,8 +239,8 @@ def _training_rows(k, t, graph, trained_t, trained_k, sensitivity=None, perturb_
     var_keys = {key for key in tw if key.endswith(".running_var")}
     for n in [n for n in tw if n not in var_keys] + [n for n in kw if n not in tw and n not in var_keys]:
         if n not in tw or n not in kw:
-            rows.append(Check(f"trained {n}", t.NAME, k.NAME, float("inf"), float("inf"), 0.0, False,
-                              f"only in {t.NAME if n in tw else k.NAME}", model=graph.name, dtype=dtype))
+            rows.append(Check(f"trained {n}", t.name, k.name, float("inf"), float("inf"), 0.0, False,
+                              f"only in {t.name if n in tw else k.name}", model=graph.name, dtype=dtype))
         else:
             rows.append(verdict.judge(f"trained {n}", "training", dtype, tw[n], kw[n],
                                       models=models(n, lambda n=n: tw[n]), **ctx))
@@ -253,34 +270,35 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     t0 = time.perf_counter()
     mem = MemoryLog()
     mem.mark("start")
-    model, source, plan, graph = torch_to_keras(k, t, module, input_shape)
+    ks, ts = torch_to_keras(k, t, module, input_shape)
+    graph, source, plan = ts.graph, ks.source, ks.plan
     mem.mark("read + build")
     timings = {"port": time.perf_counter() - t0}
     info = {"layouts": pc.layouts(graph), "nodes": len(graph.nodes), "timings_s": timings, "memory": mem}
     xs = list(inputs) if inputs is not None else pc.random_inputs(graph, batch, seed)
-    loss = k.infer_loss(model, graph)
+    loss = ks.infer_loss()
     y = pc.random_targets(graph, loss, len(xs[0]), seed)
     info["loss"] = loss
     order = sorted(dtypes, key=lambda d: d != "float32")  # float32 first: its Keras model exists already
     xd = {d: [x.astype(d) if x.dtype.kind == "f" else x for x in xs] for d in order}
     sides = {}
     with _clock(timings, order[0]):
-        sides[order[0], "keras"] = _keras_side(k, model, graph, xd[order[0]], y, loss, order[0], mem)  # sets keras_uses_logits
-    model = None  # rebuilt at the end: meanwhile its memory serves the other copies
+        sides[order[0], "keras"] = _keras_side(ks, xd[order[0]], y, loss, order[0], mem)  # sets keras_uses_logits
+    ks = None  # rebuilt at the end: meanwhile its memory serves the other copies
     release()
     for dtype in order:
         with _clock(timings, dtype):
-            sides[dtype, "torch"] = _torch_side(t, module, graph, xd[dtype], y, loss, dtype, mem)
+            sides[dtype, "torch"] = _torch_side(ts, xd[dtype], y, loss, dtype, mem)
     trained = {}
     if training:
         batches = _train_batches(graph, loss, max(len(xs[0]), TRAIN_MIN_BATCH), seed)
         with _clock(timings, "training"):
-            trained["torch"] = _torch_training(t, module, graph, batches, loss, mem)
-    km = None  # the float64 model, kept for the training steps (one float64 copy, not two)
+            trained["torch"] = _torch_training(ts, batches, loss, mem)
+    km = None  # the float64 side, kept for the training steps (one float64 copy, not two)
     for dtype in order[1:]:
         with _clock(timings, dtype):
-            km = k.build(graph, source, plan, dtype=dtype)[0]
-            sides[dtype, "keras"] = _keras_side(k, km, graph, xd[dtype], y, loss, dtype, mem)
+            km = k.from_graph(graph, source, plan, dtype=dtype)
+            sides[dtype, "keras"] = _keras_side(km, xd[dtype], y, loss, dtype, mem)
             if not (training and dtype == "float64"):
                 km = None
                 release()
@@ -290,15 +308,15 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
     km = None
     release()
     with _clock(timings, "float32"):
-        model = k.build(graph, source, plan, dtype="float32")[0]
+        ks = k.from_graph(graph, source, plan, dtype="float32")
     mem.mark("float32 model rebuilt")
-    sensitivity = (lambda rel: _torch_sensitivity(t, module, graph, batches, loss, rel)) if training else None
+    sensitivity = (lambda rel: _torch_sensitivity(ts, batches, loss, rel)) if training else None
     checks = _all_rows(k, t, graph, sides, trained, loss, timings, sensitivity)
     for side in list(sides.values()) + [w for _, w in trained.values()]:
         for arrays in (side["values"], side["grads"]) if isinstance(side, dict) else (side,):
             arrays.close()
     mem.mark("compared")
-    return ReverseResult(graph, model, source, plan, checks, info)
+    return ReverseResult(graph, ks, ts, checks, info)
 
 
 def _all_rows(k, t, graph, sides, trained, loss, timings, sensitivity=None) -> list:
@@ -329,17 +347,19 @@ def _clock(timings: dict, key: str):
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
-def plain_load_check(k, res: ReverseResult, x: np.ndarray, path: Path, work: Path) -> Check:
+def plain_load_check(res: ReverseResult, x, path: Path, work: Path) -> Check:
     """model.keras loaded by plain keras.models.load_model in a fresh process
-    computes what the in-memory model computes."""
+    computes what the in-memory model computes (x: the input, or one per input;
+    both outputs in the neutral layout)."""
     graph = res.graph
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
     tol = for_check("forward", "float32")
     name = "plain keras.models.load_model(model.keras), fresh process"
-    y, error = k.load_in_fresh_process(path, graph, x, work)
+    y, error = res.keras_side.load_in_fresh_process(path, xs, work)
     if error is not None:
         return Check(name, "model.keras", "in memory", float("inf"), float("inf"), tol.rel, False, f"load failed: {error}",
                      model=graph.name, dtype="float32")
-    mine = k.forward(res.model, graph, x)
+    mine = res.keras_side.forward(xs)[0]
     return compare_arrays(name, y, mine, tol, a_name="model.keras", b_name="in memory", model=graph.name, dtype="float32")
 
 
@@ -348,8 +368,8 @@ def parameter_count(graph) -> int:
     return sum(int(np.prod(s["source_shape"])) for s in graph.weight_sources.values())
 
 
-def _keras_export(k, model, graph, cfg, path: Path):
-    """k.export_onnx, or ExportError (one information row, proven_exports) when
+def _keras_export(ks, graph, cfg, path: Path):
+    """ks.export_onnx, or ExportError (one information row, proven_exports) when
     tf2onnx's estimated memory need is over the budget (issue 18: VGG11-BN's
     export alone outgrows 13.5 GiB)."""
     from shared.onnx_export import ExportError
@@ -357,10 +377,10 @@ def _keras_export(k, model, graph, cfg, path: Path):
     why = export_memory_refusal("tf2onnx", parameter_count(graph), TF2ONNX_BYTES_PER_PARAMETER, available=available_mib())
     if why is not None:
         raise ExportError(why)
-    return k.export_onnx(model, cfg, path, graph.name)
+    return ks.export_onnx(path, config=cfg)
 
 
-def onnx_checks(k, t, module, res: ReverseResult, x: np.ndarray, work: Path, shown_as: Path | None = None) -> list:
+def onnx_checks(res: ReverseResult, x: np.ndarray, work: Path, shown_as: Path | None = None) -> list:
     """keras.onnx and torch.onnx, validated, run in onnxruntime, compared four
     ways; image input -> 2-d output (classification logits) models only. A
     failing exporter is one information row and the other export is still
@@ -370,20 +390,20 @@ def onnx_checks(k, t, module, res: ReverseResult, x: np.ndarray, work: Path, sho
     from shared import onnx_check
     from shared.config import ModelConfig
 
-    graph = res.graph
+    graph, ks, ts = res.graph, res.keras_side, res.torch_side
     x_spec, y_spec = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     if len(x_spec.shape) != 4 or len(y_spec.shape) != 2:
-        return [Check("ONNX exports", t.NAME, k.NAME, 0.0, 0.0, 0.0, True, "skipped: only image input -> 2-d output models",
+        return [Check("ONNX exports", ts.name, ks.name, 0.0, 0.0, 0.0, True, "skipped: only image input -> 2-d output models",
                       model=graph.name, dtype="float32", info=True)]
     c, h, w = (int(v) for v in x_spec.shape[1:])
     cfg = ModelConfig(model="cnn", task="multiclass", input_shape=(h, w, c), num_outputs=int(y_spec.shape[1]))
     xt = np.ascontiguousarray(x.astype(np.float32))
     xk = np.ascontiguousarray(np.transpose(xt, (0, 2, 3, 1)))
-    sides = [onnx_check.OnnxSide(k.NAME, k.forward(res.model, graph, xt),
-                                 lambda: _keras_export(k, res.model, graph, cfg, work / "keras.onnx"),
+    sides = [onnx_check.OnnxSide(ks.name, ks.forward([xt])[0],
+                                 lambda: _keras_export(ks, graph, cfg, work / "keras.onnx"),
                                  lambda p: onnx_check.run_onnx(p, xk)),
-             onnx_check.OnnxSide(t.NAME, t.forward(module, graph, xt),
-                                 lambda: t.export_onnx(module, cfg, work / "torch.onnx", graph.name),
+             onnx_check.OnnxSide(ts.name, ts.forward([xt])[0],
+                                 lambda: ts.export_onnx(work / "torch.onnx", config=cfg),
                                  lambda p: onnx_check.run_onnx(p, xt))]
     out_row = next(r for r in res.checks if r.check.startswith("output ") and r.dtype == "float32")
     # the output row's own float32 allowance (it may include torch's own float32 error)

@@ -62,7 +62,7 @@ def _targets(ks, x, loss, rng):
     """Targets of every output (a list for several), shaped by a Keras forward pass where sizes are unknown."""
     if not _named(ks) and len(ks.output_names) == 1:
         return make_targets(rng, ks.output_shape(), loss, nrows(x))
-    outs = ks.forward(x)
+    outs = ks.outputs(x)
     ys = [make_targets(rng, o.shape, loss, nrows(x)) for o in (outs if isinstance(outs, list) else [outs])]
     return ys if len(ys) > 1 else ys[0]
 
@@ -155,7 +155,7 @@ def _check_finite_rows(ks, x: np.ndarray, used: list) -> None:
     agrees with nothing): UsageError naming the rows (of those the checks use, by
     their index in x) and, for rows of nothing but the mask value, why (Keras'
     masked average over no steps is 0/0)."""
-    out = ks.with_dtype("float64").forward(take(x, used))
+    out = ks.with_dtype("float64").outputs(take(x, used))
     out = np.concatenate([np.asarray(o).reshape(len(used), -1) for o in (out if isinstance(out, list) else [out])], 1)
     finite = np.isfinite(out).all(axis=1)
     if finite.all():
@@ -183,7 +183,7 @@ def _check_empty_rows(ks, ts, x: np.ndarray, used: list) -> None:
     if not empty:
         return
     try:
-        ts.forward(x[empty])
+        ts.outputs(x[empty])
     except Exception as e:  # noqa: BLE001  (whatever the user's forward raises on them)
         if user_code.is_out_of_memory(e):  # exit 4, not a verdict on the rows
             raise

@@ -16,7 +16,7 @@ import numpy as np
 
 from shared.errors import UsageError
 
-__all__ = ["INPUT_ALIASES", "OUTPUT_ALIASES", "nrows", "take", "flat", "torch_arguments", "is_padding_mask",
+__all__ = ["neutral_inputs", "INPUT_ALIASES", "OUTPUT_ALIASES", "nrows", "take", "flat", "torch_arguments", "is_padding_mask",
            "right_padded_mask", "as_named_inputs"]
 
 # keras-hub's backbone input names -> transformers' forward arguments
@@ -95,3 +95,23 @@ def right_padded_mask(rng, batch: int, steps: int) -> np.ndarray:
     lengths = rng.integers(1, steps + 1, batch)
     lengths[0] = steps
     return (np.arange(steps)[None, :] < lengths[:, None]).astype(np.int64)
+
+
+def neutral_inputs(inputs, graph, keras_shape: tuple):
+    """The user's inputs in Keras' layout (one array, a list, or a dict by Keras
+    input names or torch aliases) -> the graph's neutral layout, floats as float64:
+    one array, or {input name: array} for a dict or a model with several inputs.
+    keras_shape: the first Keras input's shape without the batch (checked)."""
+    def neutral(name: str, a) -> np.ndarray:
+        a = np.asarray(a)
+        a = a if a.dtype.kind in "iub" else a.astype(np.float64)
+        perm = graph.tensors[name].keras_perm
+        return a if perm is None else np.ascontiguousarray(np.transpose(a, perm))
+
+    names = list(graph.inputs)
+    if isinstance(inputs, dict) or len(names) > 1:
+        return {n: neutral(n, a) for n, a in as_named_inputs(inputs, names).items()}
+    x = np.asarray(inputs)
+    if x.shape[1:] != tuple(keras_shape):
+        raise UsageError(f"inputs have shape {x.shape[1:]} per sample, the Keras model takes {tuple(keras_shape)} (Keras' layout)")
+    return neutral(names[0], x)

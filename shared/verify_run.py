@@ -137,9 +137,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
         mapping = opts.mapping
     else:
         mapping = match(krecs, trecs, strict_bias=opts.weights == "keras")
-    kw0 = ks.weights()
+    kw0 = ks.record_weights()
     if opts.weights == "keras":
-        ts.set_weights(_to_torch(kw0, mapping))
+        ts.set_record_weights(_to_torch(kw0, mapping))
     notes = [n for n in (loss.get("note"), optimizer.get("note")) if n]
     notes += [f"{p.keras} <-> {p.torch}: {p.note}" for p in mapping.pairs if p.note]
     notes += list(getattr(ts, "tied", [])) + list(getattr(ts, "unused", {}).values())
@@ -147,7 +147,7 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     suspects = [(p.keras, kby[p.keras].layer, n) for p in mapping.pairs for n in attribute_notes(kby[p.keras], tby[p.torch])]
     diagnoses = []
     if opts.weights == "as-is":
-        tw0 = ts.weights()
+        tw0 = ts.record_weights()
         diagnoses += [n for p in mapping.pairs for n in weight_notes(p, kw0[p.keras], tw0[p.torch])]
         diagnoses += swapped_projections(mapping.pairs, kby, kw0, tw0, SAME_WEIGHT)
     checks = _eval_sanity(ts, x, diagnoses)
@@ -211,9 +211,9 @@ def _float64_keras(ks, ts64, x, exact: list) -> tuple:
     tolerance; so the float64 checks take the Keras copy whose model output
     is closer to the port's (any real bug is orders of magnitude larger)."""
     exact_side, as_tf = ks.with_dtype("float64"), ks.with_dtype("float64", exact=False)
-    t = flat(ts64.forward(x))
-    d_exact = float(np.max(np.abs(flat(exact_side.forward(x)) - t)))
-    d_tf = float(np.max(np.abs(flat(as_tf.forward(x)) - t)))
+    t = flat(ts64.outputs(x))
+    d_exact = float(np.max(np.abs(flat(exact_side.outputs(x)) - t)))
+    d_tf = float(np.max(np.abs(flat(as_tf.outputs(x)) - t)))
     why = ("TF's leaky_relu / gelu kernels, dot-product attention's 1/sqrt(key_dim) scale and Rescaling keep a "
            "float32 constant even in float64")
     if d_tf * TF_CONSTANTS_CLOSER < d_exact:
@@ -263,7 +263,7 @@ def _eval_sanity(ts, x, diagnoses) -> list:
         diagnoses.append(f"dropout is on in eval mode: {first}{fix}")
         checks.append(Check("torch dropout in eval mode", "keras", "torch", float("inf"), float("inf"), 0.0, False,
                             "; ".join(ts.dropout_calls), dtype=ts.dtype))
-    a, b = flat(ts.forward(x)), flat(ts.forward(x))
+    a, b = flat(ts.outputs(x)), flat(ts.outputs(x))
     c = compare_arrays("torch eval forward twice (deterministic)", a, b, for_check("forward", ts.dtype), a_name="torch",
                        b_name="torch", dtype=ts.dtype)
     if not c.passed:
@@ -311,7 +311,7 @@ def _forward(sides, mapping, x, dtype, pair_pass, whole=None, ref=None) -> list:
             if not c.passed and all(pair_pass.values()):  # the first differing pair
                 c.detail["trap"] = _known_trap(f"{p.keras} output", k_out, t_out, layer=p.keras)
             pair_pass[p.keras] = c.passed
-    k_all, t_all = ks.forward(x), ts.forward(x)
+    k_all, t_all = ks.outputs(x), ts.outputs(x)
     ref = {} if ref is None else ref  # float64 (run first) leaves its outputs; float32 derives from them
     kept = ""
     if isinstance(k_all, list):  # several outputs: one row each, named
@@ -370,8 +370,8 @@ def _gradients(sides, mapping, x, y, loss, dtype, ref: dict) -> list:
     them (shared/verdict.py: a gradient that is zero in exact arithmetic, whose
     float32 values are rounding noise, passes by that side's own error)."""
     ks, ts = sides
-    kl, kg = ks.loss_and_grads(x, y, loss)
-    tl, tg = ts.loss_and_grads(x, y, loss, ks.output_mask(x))  # Keras' loss skips masked output steps
+    kl, kg = ks.record_loss_and_grads(x, y, loss)
+    tl, tg = ts.record_loss_and_grads(x, y, loss, ks.output_mask(x))  # Keras' loss skips masked output steps
     rows = {"loss (one batch, inference mode)": ("forward", kl, tl)}
     for p in mapping.pairs:
         for name, g in kg.get(p.keras, {}).items():
@@ -415,7 +415,7 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
             if not c.passed and dtype == "float64":
                 c.detail["trap"] = _known_trap(f"{p.keras}.{name}", a, b)
             checks.append(c)
-    stock = getattr(ts, "stock_training", None)  # torch only: dense Embedding gradients
+    stock = getattr(ts, "record_stock_training", None)  # torch only: dense Embedding gradients
     dense = stock(batches, loss, optimizer) if stock is not None and dtype == "float64" else None
     if dense is not None:  # Keras' sparse Embedding update vs a stock torch loop (TRAPS.md)
         rows = [compare_arrays(f"{p.keras}.{name}", weights_to_torch(p, name, a), dense[1][p.torch][torch_name(p, name)], tol, **ctx)
@@ -431,7 +431,7 @@ def _bn_variance_diagnosis(sides, mapping, kby, tby, batches, loss, optimizer, c
     if not failing:
         return []
     ks, ts = sides
-    k0, t0 = ks.weights(), ts.weights()
+    k0, t0 = ks.record_weights(), ts.record_weights()
     _, k1 = ks.train(batches[:1], loss, optimizer)
     _, t1 = ts.train(batches[:1], loss, optimizer)
     out = []

@@ -231,9 +231,9 @@ def _two_input_onnx(path: Path) -> Path:
 def test_torch_to_keras_unusable_keras_onnx_three_way(nets, tmp_path, monkeypatch):
     """Keras' file takes two inputs: onnxruntime refuses it, the row names the
     output folder (not the atomic one), torch.onnx still compared three ways."""
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
 
-    monkeypatch.setattr(k, "export_onnx", lambda model, cfg, path, model_name=None: _two_input_onnx(path))
+    monkeypatch.setattr(KerasSide, "export_onnx", lambda self, path, opset=None, config=None: _two_input_onnx(path))
     out = tmp_path / "o"
     code, stdout, stderr = _port(f"{nets / 'tnets.py'}:TinyCNN", "--input-shape", "3,16,16", "--out", out)
     assert code == 0, stdout + stderr

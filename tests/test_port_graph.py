@@ -87,8 +87,8 @@ FRAMEWORKS = {"torch", "tensorflow", "keras", "tf2onnx"}
 
 def test_each_side_imports_only_its_framework():
     """The architecture rule, read from the sources (no slow framework import)."""
-    assert not _imported(["shared/graph.py", "shared/port.py", "shared/port_check.py"]) & (FRAMEWORKS | {"keras_impl", "torch_impl"})
-    keras_side = _imported(["keras_impl/read.py", "keras_impl/port.py", "keras_impl/convert/*.py"])
+    assert not _imported(["shared/graph.py", "shared/port.py", "shared/port_check.py", "shared/side.py", "shared/port_reverse.py"]) & (FRAMEWORKS | {"keras_impl", "torch_impl"})
+    keras_side = _imported(["keras_impl/read.py", "keras_impl/port.py", "keras_impl/side.py", "keras_impl/convert/*.py"])
     assert "torch" not in keras_side and "torch_impl" not in keras_side and "keras" in keras_side
-    torch_side = _imported(["torch_impl/write.py", "torch_impl/port.py", "torch_impl/emit/*.py"])
+    torch_side = _imported(["torch_impl/write.py", "torch_impl/port.py", "torch_impl/side.py", "torch_impl/emit/*.py"])
     assert not torch_side & {"tensorflow", "keras", "tf2onnx", "keras_impl"} and "torch" in torch_side

@@ -46,9 +46,11 @@ def test_bert_backbone_tiny_ports_with_its_three_inputs_and_dict_outputs():
     assert "def forward(self, padding_mask, segment_ids, token_ids):" in src
     # the position table is broadcast to the run-time batch and stays a parameter
     assert ".expand(padding_mask.shape[0], 16, 16)" in src
-    assert "self.position_embedding_embeddings = Variable((16, 16))" in src
+    # one class per keras-hub layer class, the encoder's used twice (issue 20)
+    assert "class PositionEmbedding(nn.Module):" in src and "self.embeddings = Variable((16, 16))" in src
+    assert src.count("class TransformerEncoder(nn.Module):") == 1 and src.count("= TransformerEncoder()") == 2
     grads = {c.check for c in r.checks if c.check.startswith("grad ") and c.dtype == "float64"}
-    assert any("position_embedding_embeddings" in g for g in grads), grads
+    assert any("position_embedding.embeddings.weight" in g for g in grads), grads
     assert r.graph.meta["input_high"] == {"token_ids": 50, "segment_ids": 2, "padding_mask": 2}
     assert worst(r, "node", "float64") < 1e-14
 
@@ -67,7 +69,9 @@ def test_gpt2_backbone_tiny_ports_with_its_causal_mask():
 def test_vit_backbone_tiny_ports_with_its_class_token_tiled_to_the_batch():
     r = _proof(_vit(), outputs=1)
     src = r.source
-    assert ".repeat(images.shape[0], 1, 1)" in src
+    assert ".repeat(inputs.shape[0], 1, 1)" in src  # in class ViTPatchingAndEmbedding
+    # nested classes: ViTEncoder holds two ViTEncoderBlock, each an MLP (issue 20)
+    assert src.count("= ViTEncoderBlock()") == 2 and "self.mlp = MLP()" in src and "self.vit_encoder = ViTEncoder()" in src
     assert "Variable((1, 1, 16))" in src  # the class token stays trainable
     grads = {c.check for c in r.checks if c.check.startswith("grad ") and c.dtype == "float64"}
     assert any("class_token" in g for g in grads), grads

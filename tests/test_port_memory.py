@@ -91,25 +91,24 @@ class _Net:
 
 
 def test_forgotten_cast_copy_is_collected():
-    """t.forget drops a copy's cached capture and the copy is collected. (On
+    """TorchSide.forget drops a copy's cached capture and the copy is collected. (On
     VGG11-BN the float64 copy stayed resident without it: 1 GB, the stage
     log of BENCHMARKS.md; this small module is collected either way.)"""
     import gc
     import weakref
 
     from shared import port_check as pc
-    from torch_impl import reverse as t
+    from torch_impl.side import TorchSide
 
-    module = _Net.make()
-    graph = t.read(module, (3, 8, 8))
-    xs = [x.astype("float64") for x in pc.random_inputs(graph, 2, 0)]
+    side = TorchSide.read(_Net.make(), (3, 8, 8))
+    xs = [x.astype("float64") for x in pc.random_inputs(side.graph, 2, 0)]
     kept = []
     for forget in (False, True):
-        copy = t.cast(module, "float64")
-        t.values(copy, graph, xs)
-        alive = weakref.ref(copy)
+        copy = side.with_dtype("float64")
+        copy.values(xs)
+        alive = weakref.ref(copy.module)
         if forget:
-            t.forget(copy)
+            copy.forget()
         del copy
         gc.collect()
         kept.append(alive() is not None)

@@ -64,13 +64,14 @@ def test_batch_size_as_value_and_variables_read_by_ops_stay_parameters():
     m = randomise(keras.Model(i, layers.Dense(3)(layers.Flatten()(x))))
     r = port_ok(m, batch=3)
     src = r.source
-    assert "self.pos_table = Variable((8, 4))" in src
-    assert "self.cls_token = Variable((1, 1, 4))" in src
-    assert "pos_slice = pos_convert_to_tensor[:6]" in src  # ops.slice of the table
-    assert "pos_broadcast_to = pos_cast.expand(seq.shape[0], 6, 4)" in src
-    assert "cls_tile = cls_token.repeat(seq.shape[0], 1, 1)" in src
+    # classes TableToBatch and TokenTiled (issue 20); the batch is read from the model input
+    assert "self.table = Variable((8, 4))" in src
+    assert "self.token = Variable((1, 1, 4))" in src
+    assert "slice = convert_to_tensor[:6]" in src  # ops.slice of the table
+    assert "broadcast_to = cast.expand(x.shape[0], 6, 4)" in src
+    assert "tile = token.repeat(seq.shape[0], 1, 1)" in src and "self.cls(pos_add, seq)" in src
     grads = {c.check.split()[1] for c in r.checks if c.check.startswith("grad ") and c.dtype == "float64"}
-    assert {"pos_table.weight", "cls_token.weight"} <= grads, grads
+    assert {"pos.table.weight", "cls.token.weight"} <= grads, grads
     assert worst(r, "grad ", "float64") <= F64_REL and worst(r, "node", "float64") < 1e-14
 
 

@@ -23,7 +23,7 @@ from torch import nn  # noqa: E402
 
 class Side:
     def __init__(self, name):
-        self.NAME = name
+        self.name = name
 
 
 class G:
@@ -65,15 +65,15 @@ class Small(nn.Module):
 def test_a_training_only_bug_in_a_well_conditioned_model_is_still_caught(monkeypatch):
     """Keras' trained weights moved by 1e-8 (a bug that shows only in training):
     the conditioning run measures torch's own spread (~1e-15) and leaves the rows failing."""
-    from keras_impl import reverse as k
+    from keras_impl.side import KerasSide
 
-    original = k.sgd_steps
+    original = KerasSide.train_steps
 
     def buggy(*args, **kw):
         losses, pairs = original(*args, **kw)
         return losses, ((name, w + 1e-8) for name, w in pairs)
 
-    monkeypatch.setattr(k, "sgd_steps", buggy)
+    monkeypatch.setattr(KerasSide, "train_steps", buggy)
     res = compare.reverse_port_checks(Small(), (3, 6, 6))
     failed = [c for c in res.checks if not c.passed and not c.info]
     assert failed and all(c.check.startswith("trained ") and c.dtype == "float64" for c in failed), \

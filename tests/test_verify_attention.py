@@ -165,12 +165,12 @@ def test_keras_float64_attention_scale_is_a_float32_constant():
     """The false alarm the exact float64 copy removes: Keras as it is, cast to float64, scales by
     float32(1/sqrt(3)) and is ~1e-9 relative off a correct port, 1000x the float64 tolerance."""
     from keras_impl.read import cast_model
-    from keras_impl.verify import KerasSide
+    from keras_impl.side import KerasSide
 
     x = np.random.default_rng(0).standard_normal((4, KA.STEPS, KA.DIM))
     model = KA.build(key_dim=3)
-    exact = KerasSide(model).with_dtype("float64").forward(x)
-    as_is = KerasSide(cast_model(model, "float64")).forward(x)
+    exact = KerasSide.for_verify(model).with_dtype("float64").outputs(x)
+    as_is = KerasSide.for_verify(cast_model(model, "float64")).outputs(x)
     rel = float(np.max(np.abs(as_is - exact)) / np.max(np.abs(exact)))
     assert 1e3 * FLOAT64 < rel < 1e-6, rel
     print(f"float64 Keras with its float32 scale: {rel:.2g} relative off the exact one")
@@ -205,9 +205,9 @@ def test_masked_port_with_keras_mask_semantics_passes_everywhere():
     res = compare.verify_models(KA.build_masked(), TP.MaskedEncoder(), KA.padded_ids(), targets=TARGETS, train_steps=STEPS)
     assert res.passed, [f"{c.check} [{c.dtype}] {c.max_rel_diff:.3g}" for c in failing(res)]
     assert worst64(res) <= FLOAT64
-    from keras_impl.verify import KerasSide
+    from keras_impl.side import KerasSide
 
-    assert "masks=['query', 'value']" in KerasSide(KA.build_masked()).describe()["mha"]  # Keras did mask
+    assert "masks=['query', 'value']" in KerasSide.for_verify(KA.build_masked()).describe()["mha"]  # Keras did mask
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -216,8 +216,8 @@ def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
     attention output agrees at every real token (at padded query rows Keras' fully
     masked rows are uniform, torch attends to the real tokens: the masked pooling
     drops both, and verify compares sequences at the steps Keras' mask keeps)."""
-    from keras_impl.verify import KerasSide
-    from torch_impl.verify import TorchSide
+    from keras_impl.side import KerasSide
+    from torch_impl.side import TorchSide
 
     ids = KA.padded_ids()
     port = TP.MaskedEncoder(causal=causal, packed=True)
@@ -230,7 +230,7 @@ def test_key_padding_mask_port_agrees_on_the_real_tokens(causal):
     masked = [c for c in res.checks if c.dtype == "float64" and c.check.startswith(("output of ln1", "output of ffn1"))]
     assert len(masked) == 2 and all(c.passed for c in masked)
     keep = ids != 0
-    k64 = KerasSide(model).with_dtype("float64").pair_outputs(ids)["mha[output]@layer"]
+    k64 = KerasSide.for_verify(model).with_dtype("float64").pair_outputs(ids)["mha[output]@layer"]
     t64 = TorchSide(port).with_dtype("float64").pair_outputs(ids, ["attn[output]"])["attn[output]"]
     diff = np.abs(k64 - t64)
     assert diff[keep].max() <= FLOAT64 * max(1.0, np.abs(k64).max()), diff[keep].max()

@@ -41,11 +41,11 @@ def _failed(res):
 
 
 def test_random_ids_of_a_masking_model_are_right_padded():
-    from keras_impl.verify import KerasSide
+    from keras_impl.side import KerasSide
     from shared.verify_run import VerifyOptions
     from shared.verify_data import draw_data as _data
 
-    ks = KerasSide(K.build_pooled())
+    ks = KerasSide.for_verify(K.build_pooled())
     assert ks.mask_value() == 0
     x, _, batches = _data(ks, ks.loss_spec(), VerifyOptions(batch=6, steps=3), np.random.default_rng(0))
     for ids in [x] + [b[0] for b in batches]:
@@ -74,12 +74,12 @@ def test_packed_ports_verify_in_float64(name):
 
 def test_keras_repeats_outputs_at_masked_steps_where_the_packed_port_has_zeros():
     """Why the masked steps are left out: a full comparison would fail the correct port."""
-    from keras_impl.verify import KerasSide
-    from torch_impl.verify import TorchSide
+    from keras_impl.side import KerasSide
+    from torch_impl.side import TorchSide
 
     model, port = K.build_pooled(), P.PooledPort()
     assert compare.verify_models(model, port, train_steps=0, gradients=False).passed  # copies the weights into the port
-    ks, ts = KerasSide(model).with_dtype("float64"), TorchSide(port, "float64")
+    ks, ts = KerasSide.for_verify(model).with_dtype("float64"), TorchSide(port, dtype="float64")
     ids = np.array([[3, 4, 5, 6, 7, 8, 9], [2, 5, 0, 0, 0, 0, 0]])
     k, t = ks.pair_outputs(ids), ts.pair_outputs(ids, ["lstm"])
     np.testing.assert_array_equal(k["lstm@mask"][1], [True, True, False, False, False, False, False])
@@ -144,10 +144,10 @@ def test_all_padding_row_exits_2_naming_the_row_and_writes_nothing(tmp_path):
 def test_trace_sees_through_packed_sequences():
     """A PackedSequence is a tuple: the RNN's (output, h_n) is unwrapped without taking
     it apart; shapes are the padded (batch, steps, features) ones."""
-    from torch_impl.verify import TorchSide
+    from torch_impl.side import TorchSide
 
     ids = np.array([[3, 4, 5, 6, 7, 8, 9], [2, 5, 0, 0, 0, 0, 0], [1, 2, 3, 0, 0, 0, 0]])
-    ts = TorchSide(P.StackedPort(), "float64")
+    ts = TorchSide(P.StackedPort(), dtype="float64")
     recs = {r.path: r for r in ts.trace(ids)}
     assert recs["lstm1"].in_shape == (3, 7, 5) and recs["lstm1"].out_shape == (3, 7, 6)
     assert recs["lstm2"].in_shape == (3, 7, 6)  # lstm1's PackedSequence, as it is

@@ -72,20 +72,20 @@ def test_masked_tagger_port_verifies_with_the_keras_loss_mask(bidirectional):
 def test_the_loss_mask_matters():
     """The same correct port with the mask left out of the torch loss: every
     loss row differs (so the mask really reaches the loss)."""
-    from keras_impl.verify import KerasSide
-    from torch_impl.verify import TorchSide
+    from keras_impl.side import KerasSide
+    from torch_impl.side import TorchSide
 
-    ks, ts = KerasSide(_tagger(False)).with_dtype("float64"), TorchSide(TaggerPort(False), "float64")
+    ks, ts = KerasSide.for_verify(_tagger(False)).with_dtype("float64"), TorchSide(TaggerPort(False), dtype="float64")
     from shared.verify import match
 
     ids = np.array([[3, 4, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 7]])
     y = np.random.default_rng(0).integers(0, 4, (2, 7))
     mapping = match(ks.records(), ts.trace(ids))
-    ts.set_weights({p.torch: ks.weights()[p.keras] for p in mapping.pairs})
+    ts.set_record_weights({p.torch: ks.record_weights()[p.keras] for p in mapping.pairs})
     spec = ks.loss_spec()
-    keras_loss = ks.loss_and_grads(ids, y, spec)[0]
-    with_mask = ts.loss_and_grads(ids, y, spec, ks.output_mask(ids))[0]
-    without = ts.loss_and_grads(ids, y, spec)[0]
+    keras_loss = ks.record_loss_and_grads(ids, y, spec)[0]
+    with_mask = ts.record_loss_and_grads(ids, y, spec, ks.output_mask(ids))[0]
+    without = ts.record_loss_and_grads(ids, y, spec)[0]
     assert abs(keras_loss - with_mask) <= 1e-12 * abs(keras_loss)
     assert abs(keras_loss - without) > 1e-5 * abs(keras_loss)  # measured 1.6e-4: padded steps hold the head bias only
 

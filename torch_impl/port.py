@@ -9,14 +9,12 @@ Keras found the logits behind a softmax/sigmoid head (`_keras_logits`, its
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from shared.graph import Graph
-from torch_impl.write import variable_names
+from torch_impl.write import forward_tensors, variable_names
 
 __all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
 
@@ -60,44 +58,26 @@ def _item_losses(spec: dict, out: torch.Tensor, y: torch.Tensor, logits: bool) -
     raise ValueError(f"unknown loss kind {kind!r}")
 
 
-def _output_mask(graph: Graph, local: dict, names: dict):
+def _output_mask(graph: Graph, local: dict):
     """The Keras mask of the model's first output, when it carries one (read_graph records it)."""
     mask = graph.meta.get("output_masks", {}).get(graph.outputs[0])
-    return None if mask is None else local[names[mask]]
-
-
-def _forward_capturing(module, xs: list) -> dict:
-    code = type(module).forward.__code__
-    captured = {}
-
-    def profiler(frame, event, arg):
-        if event == "return" and frame.f_code is code:
-            captured.update(frame.f_locals)
-
-    old = sys.getprofile()
-    sys.setprofile(profiler)
-    try:
-        module(*xs)
-    finally:
-        sys.setprofile(old)
-    return captured
+    return None if mask is None else local[mask]
 
 
 def loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
     """(mean loss, {state key: gradient}) in eval mode; module unchanged."""
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]  # already in the module's dtype
     module.zero_grad(set_to_none=True)
-    local = _forward_capturing(module, xs)
-    names = variable_names(graph)
+    local = forward_tensors(module, graph, xs)
     out_name = graph.outputs[0]
-    out = local[names[out_name]]
+    out = local[out_name]
     logits = bool(spec["from_logits"])
     if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
         head = graph.producer(out_name)
-        out, logits = local[names[head.inputs[0]]], True
+        out, logits = local[head.inputs[0]], True
     target = torch.as_tensor(np.asarray(y))
     target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
-    loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
+    loss = torch_loss(spec, out, target, logits, _output_mask(graph, local))
     if loss.requires_grad:
         loss.backward()
     trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
@@ -128,20 +108,12 @@ def load_module(spec: str, weights: str | None = None):
 def _captured_run(module, graph: Graph, inputs: list, dtype) -> dict:
     """{fx node name: value} of one forward pass (with gradients) of the graph
     the module was read from (torch.fx or torch.export, torch_impl/capture.py)."""
-    import torch.fx as fx
-
-    from torch_impl.read import captured
-
-    values = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            values[n.name] = super().run_node(n)
-            return values[n.name]
+    from torch_impl.read import captured, record_nodes
 
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
-    Recorder(captured(module, graph).gm).run(*[x.to(dtype) if x.is_floating_point() else x for x in xs])
-    return values
+    values = record_nodes(captured(module, graph).gm, [x.to(dtype) if x.is_floating_point() else x for x in xs],
+                          copies=False, grad=True)
+    return {n.name: v for n, v in values.items()}
 
 
 def module_loss_and_grads(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict) -> tuple:
@@ -225,19 +197,18 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
     from torch_impl.train import KerasEmbeddingGrads, make_optimizer
 
     opt = make_optimizer(module, train_config)
-    names = variable_names(graph)
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
     losses = []
     for _ in range(train_config.steps):
         opt.zero_grad(set_to_none=True)
         with KerasEmbeddingGrads() if keras_slices else nullcontext():
-            local = _forward_capturing(module, xs)
-        out, logits = local[names[graph.outputs[0]]], bool(spec["from_logits"])
+            local = forward_tensors(module, graph, xs)
+        out, logits = local[graph.outputs[0]], bool(spec["from_logits"])
         if spec.get("keras_uses_logits") and spec["kind"] in ("sparse_ce", "ce", "bce"):
-            out, logits = local[names[graph.producer(graph.outputs[0]).inputs[0]]], True
+            out, logits = local[graph.producer(graph.outputs[0]).inputs[0]], True
         target = torch.as_tensor(np.asarray(y))
         target = target if spec["kind"] == "sparse_ce" else target.to(out.dtype)
-        loss = torch_loss(spec, out, target, logits, _output_mask(graph, local, names))
+        loss = torch_loss(spec, out, target, logits, _output_mask(graph, local))
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
@@ -271,67 +242,3 @@ def export_onnx(module, graph: Graph, path, opset: int):
                               dynamic_axes={**{n: {0: "batch"} for n in outs}, **dynamic})
 
     return atomic_export(path, write, framework="torch", model_name=graph.name, loggers=("torch.onnx",))
-
-
-class PortSide:
-    """The generated module as `shared/port.py` drives it (numpy in and out).
-    Twin of keras_impl.port.PortSide; built from the graph by executing model.py."""
-
-    name = "torch"
-
-    def __init__(self, graph: Graph, source: str | None = None, dtype: str = "float32"):
-        from torch_impl.write import build_module
-
-        self.dtype = dtype
-        self.module, self.source = build_module(graph, source, dtype=torch.float64 if dtype == "float64" else torch.float32)
-        self._graph = graph
-
-    def with_dtype(self, dtype: str) -> "PortSide":
-        """A fresh module from the same source and graph weights, in `dtype`."""
-        return PortSide(self._graph, self.source, dtype)
-
-    def values(self, graph: Graph, xs: list) -> dict:
-        from torch_impl.write import graph_values
-
-        return graph_values(self.module, graph, xs)
-
-    def forward(self, graph: Graph, xs: list) -> list:
-        with torch.no_grad():
-            out = self.module(*[torch.as_tensor(np.ascontiguousarray(x)) for x in xs])
-        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-    def loss_and_grads(self, graph, xs, y, loss) -> tuple:
-        return loss_and_grads(self.module, graph, xs, y, loss)
-
-    def train_steps(self, graph, xs, y, loss, train_config) -> tuple:
-        return train_steps(self.module, graph, xs, y, loss, train_config)
-
-    def stock_training(self, graph, xs, y, loss, train_config):
-        """(losses, weights) of the same training with torch's dense Embedding
-        gradients, on a fresh copy, where Keras' sparse update differs from it:
-        the optimizer is Adam and an Embedding lookup repeats an id (TRAPS.md,
-        "Keras' Adam on an Embedding"); None elsewhere (identical updates)."""
-        from torch_impl.train import SLICE_SENSITIVE, KerasEmbeddingGrads
-
-        if train_config.optimizer not in SLICE_SENSITIVE:
-            return None
-        mode = KerasEmbeddingGrads()
-        with torch.no_grad(), mode:
-            self.forward(graph, xs)
-        if not mode.repeated:
-            return None
-        fresh = self.with_dtype(self.dtype)
-        return train_steps(fresh.module, graph, xs, y, loss, train_config, keras_slices=False)
-
-    def export_onnx(self, graph, path, opset: int):
-        return export_onnx(self.module, graph, path, opset)
-
-    def state_dict(self) -> dict:
-        """The module's state_dict as numpy (what weights.safetensors holds)."""
-        return {k: v.detach().contiguous().numpy() for k, v in self.module.state_dict().items()}
-
-    def onnx_input(self, graph: Graph, x):
-        return x
-
-    def onnx_output(self, graph: Graph, y):
-        return y

@@ -29,6 +29,7 @@ op and the line of the user's source it came from.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from shared.registries import Registry
 from torch_impl import read_derived
 from torch_impl.capture import EXAMPLE_BATCH, capture, example_inputs
 
-__all__ = ["read_graph", "graph_values", "trace", "UnsupportedOpError", "torch_reader", "READERS", "params_by_key"]
+__all__ = ["read_graph", "graph_values", "trace", "UnsupportedOpError", "torch_reader", "READERS", "params_by_key", "record_nodes"]
 
 READERS = Registry("@torch_reader")
 
@@ -97,16 +98,26 @@ def captured(module, graph: Graph):
 
 def _run(gm: fx.GraphModule, xs) -> dict:
     """fx node -> concrete value of one forward pass (no grad)."""
+    return record_nodes(gm, xs)
+
+
+def record_nodes(gm: fx.GraphModule, xs, *, copies: bool = True, grad: bool = False) -> dict:
+    """The per-node recorder of a captured module (torch.fx Interpreter): fx node ->
+    value of one forward pass.
+
+    copies: keep a copy of each tensor (in-place ops later in the graph,
+    ReLU(inplace=True) after `out += identity`, change it); grad: run with
+    autograd (the reverse port's loss and gradients read the values) instead
+    of under no_grad."""
     values = {}
 
     class Recorder(fx.Interpreter):
         def run_node(self, n):
             v = super().run_node(n)
-            # a copy: in-place ops later in the graph (ReLU(inplace=True) after `out += identity`) change v
-            values[n] = v.clone() if isinstance(v, torch.Tensor) else v
+            values[n] = v.clone() if copies and isinstance(v, torch.Tensor) else v
             return v
 
-    with torch.no_grad():
+    with nullcontext() if grad else torch.no_grad():
         Recorder(gm).run(*(xs if isinstance(xs, (list, tuple)) else [xs]))
     return values
 

@@ -1,6 +1,7 @@
-"""PyTorch side of `compare.py verify`: the user's hand-written module, traced.
+"""PyTorch side of `compare.py verify`: the helpers of torch_impl.side.TorchSide's
+verify methods (the user's hand-written module, traced).
 
-Twin of keras_impl/verify.py. `TorchSide.trace` runs one forward pass in eval
+Twin of keras_impl/verify.py. `TorchSide.trace` (torch_impl/side.py) runs one forward pass in eval
 mode with forward hooks on every module and a TorchFunctionMode that sees
 every torch function call, and returns the modules that own parameters in the
 order they first ran, with their traced input/output shapes (TorchRecord of
@@ -31,25 +32,18 @@ the training copy's lookups make one, KerasEmbeddingGrads).
 
 from __future__ import annotations
 
-import copy
-from contextlib import nullcontext
-
-import numpy as np
 import torch
 from torch import nn
 
-from shared.errors import UsageError
+from shared.config import TrainConfig
 from shared.spec import build_from_spec
 from shared.verify import TorchRecord
-from torch_impl.packed import first_output, is_packed, padded, shape_of
-from torch_impl.train import SLICE_SENSITIVE, AdamKeras, KerasEmbeddingGrads, SGDKeras
-from torch_impl.verify_attention import FUSED, absorbed as _absorbed, attention_parts as _attention_parts, call_hook, fused_parts
-from torch_impl.verify_io import Binding
-from torch_impl.verify_loss import KERAS_EPSILON, torch_loss, total_loss  # noqa: F401  (re-exported)
-from torch_impl.verify_params import tied_params, unused_paths
-from torch_impl.verify_trace import Mode as _Mode, describe as _describe, flatten_chain as _flatten_chain
+from torch_impl import train
+from torch_impl.verify_attention import FUSED, absorbed as _absorbed, attention_parts as _attention_parts, fused_parts
+from torch_impl.verify_loss import KERAS_EPSILON, torch_loss  # noqa: F401  (re-exported)
+from torch_impl.verify_params import tied_params
 
-__all__ = ["TorchSide", "load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
+__all__ = ["load_model", "torch_loss", "make_optimizer", "KERAS_EPSILON"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def load_model(spec: str) -> nn.Module:
@@ -211,251 +205,10 @@ def _split_record(rec: TorchRecord, m: nn.Module) -> list:
     return out
 
 
-class TorchSide:
-    """The user's torch module behind numpy (inputs channels first).
-
-    Args:
-        module: the user's module (never modified except by set_weights and
-            the FUSED marker on a fused qkv Linear; training runs on a copy).
-        dtype: "float32" or "float64" (the module is converted to it).
-    """
-
-    name = "torch"
-
-    def __init__(self, module: nn.Module, dtype: str = "float32"):
-        self.module = module.to(DTYPES[dtype])
-        self.dtype = dtype
-        self.dropout_calls: list = []
-        self.tied: list = []  # notes: parameters owned twice (torch_impl/verify_params.py)
-        self.unused: dict = {}  # {module path: note}: parameters that never reach the compared outputs
-        self.ops_after: dict = {}  # from trace: module path ("" = the input) -> functional calls after it
-        self.binding = Binding(module, ["x"], ["output"])
-
-    def bind(self, input_names: list, output_names: list) -> "TorchSide":
-        """Call the module with the Keras model's inputs by name; pick its outputs (torch_impl/verify_io.py)."""
-        self.binding = Binding(self.module, input_names, output_names)
-        return self
-
-    def _clone(self, dtype: str) -> "TorchSide":
-        side = TorchSide(copy.deepcopy(self.module), dtype)
-        side.binding = self.binding
-        return side
-
-    def with_dtype(self, dtype: str) -> "TorchSide":
-        return self if dtype == self.dtype else self._clone(dtype)
-
-    def _run(self, model, x):
-        """model's output(s) for x: one tensor, or a list for a Keras model with several outputs."""
-        return self.binding.call(model, x, self._x)
-
-    def _x(self, x) -> torch.Tensor:
-        x = np.asarray(x)
-        return torch.as_tensor(np.ascontiguousarray(x, dtype=np.int64 if x.dtype.kind in "iu" else self.dtype))
-
-    def _param_modules(self) -> dict:
-        skip = _absorbed(self.module)
-        for p, m in self.module.named_modules():
-            if isinstance(m, nn.MultiheadAttention) and (m.bias_k is not None or m.add_zero_attn):
-                raise UsageError(f"torch module '{p}' (MultiheadAttention) has add_bias_kv / add_zero_attn, which Keras' "
-                                 "MultiHeadAttention does not have")
-        tied = tied_params(self.module)
-        self.tied = [f"torch '{p}.{n}' is '{owner}' (tied): one weight, matched and set through '{owner.rsplit('.', 1)[0]}'"
-                     for (p, n), owner in tied.items()]
-        return {p: m for p, m in self.module.named_modules() if _own_tensors(m) and p not in skip
-                and any((p, n) not in tied for n in _own_tensors(m))}
-
-    def trace(self, x: np.ndarray) -> list:
-        """TorchRecords of the modules owning parameters, in first-call order (eval mode)."""
-        mods = self._param_modules()
-        seen, inputs, handles = {}, {}, []
-        mode = _Mode(record=True)
-        mode.eval_mode = True
-
-        def pre(path):
-            def hook(m, args):
-                mode.inside += path in mods
-                if path in mods and path not in seen and args and isinstance(args[0], torch.Tensor):
-                    inputs[path] = args[0]
-            return hook
-
-        def post(path):
-            def hook(m, args, out):
-                mode.last_module = path
-                if path in mods:
-                    mode.inside -= 1
-                    mode.last_param_module = path
-                    rec = seen.get(path)
-                    width = m.out_features if isinstance(m, nn.Linear) else m.nf if _hf_conv1d(m) else 1
-                    if width % 3 == 0 and isinstance(out, torch.Tensor):  # fused qkv (nn.Linear, HF Conv1D)
-                        mode.linear_out[id(out)] = path
-                        mode.keep.append(out)
-                    if rec is None:
-                        seen[path] = TorchRecord(path, type(m).__name__, _kind(m),
-                                                 {n: tuple(_tensor(v).shape) for n, v in _parts(path, m)[0][1].items()}
-                                                 if _hf_conv1d(m) else
-                                                 {n: tuple(t.shape) for n, t in _own_tensors(m).items()}, _attrs(m),
-                                                 shape_of(args[0], mode.pack_steps) if args else (),
-                                                 shape_of(first_output(out), mode.pack_steps))
-                        if _rnn(m) and args:  # the padded steps skipped (packed) or run through
-                            seen[path].attrs["packed_input"] = is_packed(args[0])
-                    else:
-                        rec.calls += 1
-            return hook
-
-        for path, m in self.module.named_modules():
-            if isinstance(m, nn.MultiheadAttention):  # before pre(): it runs while the caller's ops are shown
-                handles.append(m.register_forward_pre_hook(call_hook(mode, _describe), with_kwargs=True))
-            if path:
-                handles += [m.register_forward_pre_hook(pre(path)), m.register_forward_hook(post(path))]
-        was = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad(), mode:
-                self._run(self.module, x)
-        finally:
-            for h in handles:
-                h.remove()
-            self.module.train(was)
-        for p in mods:  # a module whose parameters its parent uses directly never runs itself
-            if p not in seen and _kind(mods[p]) == "params":
-                seen[p] = TorchRecord(p, type(mods[p]).__name__, "params", {n: tuple(t.shape) for n, t in _own_tensors(mods[p]).items()})
-        self.unused = unused_paths(self._run, self.module, x, {p: mods[p] for p in seen})
-        seen = {p: r for p, r in seen.items() if p not in self.unused}
-        never = [p for p in mods if p not in seen and p not in self.unused]
-        if never:
-            raise UsageError(f"torch module '{never[0]}' ({type(mods[never[0]]).__name__}) owns parameters but never ran "
-                             "in forward(); remove it or map the model by hand (--mapping)")
-        for path in mode.fused:  # a fused qkv projection: three records (_parts)
-            setattr(mods[path], FUSED, True)
-        for path, rec in seen.items():
-            if rec.kind == "linear" and path in inputs:
-                rec.flatten = _flatten_chain(mode.prov, inputs[path])
-        self.dropout_calls = list(dict.fromkeys(mode.dropouts))
-        self.ops_after = mode.ops
-        return [part for path, rec in seen.items() for part in _split_record(rec, mods[path])]
-
-    def weights(self) -> dict:
-        """{record path: {name: array}} (split modules by part, see _parts)."""
-        return {rp: {n: _tensor(v).detach().cpu().numpy().copy() for n, v in names.items()}
-                for rp, names in _views(self.module).items()}
-
-    def set_weights(self, tensors: dict) -> None:
-        views = _views(self.module)
-        with torch.no_grad():
-            for path, ws in tensors.items():
-                own = views[path]
-                for name, a in ws.items():
-                    if name in own:
-                        t = _tensor(own[name])
-                        t.copy_(torch.as_tensor(np.asarray(a)).to(t.dtype))
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        was = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                out = self._run(self.module, x)
-                return [o.detach().cpu().numpy() for o in out] if isinstance(out, list) else out.detach().cpu().numpy()
-        finally:
-            self.module.train(was)
-
-    def pair_outputs(self, x: np.ndarray, paths: list) -> dict:
-        """{path: output of its first call} in eval mode; for recurrent modules also
-        {path@h_n: final hidden states (layers*directions, batch, hidden)}. A
-        PackedSequence output is padded back to (batch, steps, features), zeros at
-        the padded steps (torch_impl/packed.py); h_n is already each row's last
-        valid step there."""
-        mods = dict(self.module.named_modules())
-        out, handles = {}, []
-        mode = _Mode()
-
-        def keep(path, rows=None):
-            def hook(m, args, y):
-                if path in out:
-                    return
-                if rows is not None:  # one projection of a fused qkv Linear
-                    out[path] = y[..., rows[0]:rows[1]].detach().cpu().numpy().copy()
-                    return
-                if _rnn(m) and isinstance(y, tuple) and len(y) == 2:  # (output, h_n) / (output, (h_n, c_n))
-                    h = y[1][0] if isinstance(y[1], tuple) else y[1]
-                    out[f"{path}@h_n"] = h.detach().cpu().numpy().copy()
-                out[path] = padded(first_output(y), mode.pack_steps).detach().cpu().numpy().copy()
-            return hook  # returns None: the output is left as it is
-
-        for p in paths:
-            if p in mods:
-                handles.append(mods[p].register_forward_hook(keep(p)))
-                continue
-            module = p.rsplit("[", 1)[0]  # a part of a split module: its last part carries the module's output
-            if module in mods and getattr(mods[module], FUSED, False):
-                rows = dict(_parts(module, mods[module]))[p]["weight"][2]
-                handles.append(mods[module].register_forward_hook(keep(p, rows)))
-            elif module in mods and _parts(module, mods[module])[-1][0] == p:
-                handles.append(mods[module].register_forward_hook(keep(p)))
-        try:
-            with mode:
-                self.forward(x)
-        finally:
-            for h in handles:
-                h.remove()
-        return out
-
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict, mask=None) -> tuple:
-        """(mean loss, {path: {name: gradient}}) in eval mode, model unchanged."""
-        model = copy.deepcopy(self.module).eval()
-        loss = total_loss(spec, self._run(model, x), y, self.dtype, mask)
-        loss.backward()
-        grads = {}
-        for rp, names in _views(model).items():
-            for n, v in names.items():
-                if isinstance(_tensor_owner_attr(v), nn.Parameter):
-                    g = _grad(v)
-                    grads.setdefault(rp, {})[n] = (g.detach().numpy().copy() if g is not None
-                                                   else np.zeros(tuple(_tensor(v).shape)))
-        return float(loss.detach()), grads
-
-    def train(self, batches: list, loss: dict, optimizer: dict, keras_slices: bool = True) -> tuple:
-        """One step per (x, y) or (x, y, output mask) batch on a copy, training
-        mode, every dropout off (the mask: see torch_loss).
-
-        keras_slices: Embedding lookups (nn.Embedding, F.embedding) make sparse
-        gradients, applied as Keras applies TF's IndexedSlices
-        (torch_impl/train.py KerasEmbeddingGrads; TRAPS.md, "Keras' Adam on an
-        Embedding"); False: torch's dense gradients, a stock training loop.
-
-        Returns:
-            (pre-update losses, {path: {name: array}} after the last step).
-        """
-        side = self._clone(self.dtype)
-        model = side.module.train()
-        opt = make_optimizer(model, optimizer)
-        losses = []
-        for x, y, *mask in batches:  # (x, y) or (x, y, the Keras output's mask)
-            opt.zero_grad(set_to_none=True)
-            with _Mode(no_dropout=True), KerasEmbeddingGrads() if keras_slices else nullcontext():
-                value = total_loss(loss, self._run(model, x), y, self.dtype, *mask[:1])
-            value.backward()
-            opt.step()
-            losses.append(float(value.detach()))
-        return losses, side.weights()
-
-    def stock_training(self, batches: list, loss: dict, optimizer: dict):
-        """`train` with torch's dense Embedding gradients where Keras' sparse
-        update differs from it (Adam/AdamW, an Embedding lookup repeating an id
-        in some batch); None elsewhere (identical updates)."""
-        if optimizer["class"].lower() not in SLICE_SENSITIVE:
-            return None
-        mode = KerasEmbeddingGrads()
-        with mode:
-            for x, *_ in batches:
-                self.forward(x)
-        return self.train(batches, loss, optimizer, keras_slices=False) if mode.repeated else None
-
-
 def make_optimizer(model: nn.Module, spec: dict) -> torch.optim.Optimizer:
-    """The torch optimizer with Keras' semantics for a Keras optimizer spec."""
-    lr, wd = spec["learning_rate"], spec["weight_decay"]
-    if spec["class"] == "SGD":
-        return SGDKeras(model.parameters(), lr=lr, momentum=spec["momentum"], decoupled_weight_decay=wd)
-    return AdamKeras(model.parameters(), lr=lr, betas=(spec["beta_1"], spec["beta_2"]),
-                     keras_epsilon=spec["epsilon"], weight_decay=wd)
+    """The torch optimizer with Keras' semantics for a Keras optimizer spec
+    (keras_impl/verify.py optimizer_spec): torch_impl/train.py's factory, the
+    one the default run and `port` use (SGDKeras, or AdamKeras for Adam and AdamW)."""
+    return train.make_optimizer(model, TrainConfig(
+        "sgd" if spec["class"] == "SGD" else "adam", spec["learning_rate"], momentum=spec["momentum"],
+        beta_1=spec["beta_1"], beta_2=spec["beta_2"], epsilon=spec["epsilon"], weight_decay=spec["weight_decay"]))

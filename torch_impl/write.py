@@ -10,24 +10,24 @@ written, and loads the graph's weights with strict=True.
 
 `graph_values(module, graph, inputs)` returns every mirrored tensor of one
 forward pass by its graph name (the twin of keras_impl.read.graph_values):
-forward's local variables are named after the tensors, and are read when
-forward returns (a profile hook on that one frame; model.py stays clean).
+the forwards' local variables are named after the tensors, and are read when
+each forward returns (a profile hook on those frames; model.py stays clean).
 """
 
 from __future__ import annotations
 
 import sys
 import types
+from collections import defaultdict
 
 import numpy as np
 import torch
 
-from shared.errors import UsageError
 from shared.graph import Graph, identifier
-from torch_impl.emit import emitter_for
 from torch_impl.emit.helpers import HELPERS
+from torch_impl.write_scopes import layout
 
-__all__ = ["write_source", "build_module", "graph_values", "state_dict", "variable_names"]
+__all__ = ["write_source", "build_module", "graph_values", "forward_tensors", "state_dict", "variable_names"]
 
 _HEADER = '''"""{name}: PyTorch port of the Keras model {name!r}.
 
@@ -68,43 +68,25 @@ def _layout_lines(graph: Graph) -> str:
 
 
 def write_source(graph: Graph) -> str:
-    """The model.py text for `graph`."""
+    """The model.py text for `graph`: helpers, one class per traced custom
+    layer (torch_impl/write_scopes.py), then `class Model`."""
     names = variable_names(graph)
-    init, body, helpers = [], [], []
-    for node in graph.nodes:
-        target = node.attrs.get("shares", node.name)
-        try:
-            emitted = emitter_for(node)(node, [names[t] for t in node.inputs], f"self.{target}", graph)
-        except NotImplementedError as e:
-            src = node.source
-            raise UsageError(f"layer {src.get('layer', node.name)!r} of class {src.get('class', '?')}: {e} "
-                             "is not supported by the port") from None
-        if emitted.module is not None and "shares" not in node.attrs:
-            src = node.source
-            note = f"  # {src.get('class')} {src.get('layer')!r}" if src.get("layer") and src.get("layer") != node.name else ""
-            init.append(f"        self.{node.name} = {emitted.module}{note}")
-            init += [f"        {line.format(module='self.' + node.name)}" for line in emitted.setup]
-        for h in emitted.helpers:
-            if h not in helpers:
-                helpers.append(h)
-        targets = ", ".join(names[o] for o in node.outputs)
-        shapes = "# " + ", ".join(_shape_comment(graph.tensors[o].shape)[2:] for o in node.outputs)
-        if node.attrs.get("note"):  # a word on what the node is (an augmentation: identity at inference)
-            shapes += f"; {node.attrs['note']}"
-        body.append(f"        {targets} = {emitted.expr}  {shapes}")
+    plan = layout(graph, names)
     args = ", ".join(names[n] for n in graph.inputs)
     ret = ", ".join(names[n] for n in graph.outputs)
     lines = [_HEADER.format(name=graph.name, layouts=_layout_lines(graph))]
-    for h in helpers:
+    for h in plan.helpers:
         lines.append(HELPERS[h].rstrip() + "\n")
+    for text in plan.classes:
+        lines.append("\n" + text)
     lines.append("\nclass Model(nn.Module):")
     lines.append("    def __init__(self):")
     lines.append("        super().__init__()")
-    lines += init
+    lines += [f"        {line}" for line in plan.init]
     lines.append("")
     lines.append(f"    def forward(self, {args}):")
     lines += [f"        # {names[n]}: {_shape_comment(graph.tensors[n].shape)[2:]}" for n in graph.inputs]
-    lines += body
+    lines += [f"        {line}" for line in plan.forward]
     lines.append(f"        return {ret}")
     return "\n".join(lines) + "\n"
 
@@ -115,9 +97,9 @@ def state_dict(graph: Graph, dtype=torch.float32) -> dict:
     for node in graph.nodes:
         for k, v in node.weights.items():
             t = torch.from_numpy(np.ascontiguousarray(v))
-            sd[f"{node.name}.{k}"] = t.to(dtype) if t.is_floating_point() else t  # integer constants stay integers
+            sd[graph.weight_key(node, k)] = t.to(dtype) if t.is_floating_point() else t  # integer constants stay integers
         if node.op == "batch_norm" and "shares" not in node.attrs:
-            sd[f"{node.name}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+            sd[graph.weight_key(node, "num_batches_tracked")] = torch.tensor(0, dtype=torch.long)
     return sd
 
 
@@ -136,22 +118,41 @@ def build_module(graph: Graph, source: str | None = None, dtype=torch.float32):
     return model.to(dtype).eval(), source
 
 
-def graph_values(module, graph: Graph, inputs) -> dict:
-    """Every tensor of one forward pass (numpy, by graph name)."""
-    names = variable_names(graph)
-    code = type(module).forward.__code__
-    captured = {}
+def forward_tensors(module, graph: Graph, xs: list) -> dict:
+    """Run module(*xs) once; every graph tensor its forwards computed, by name
+    (torch tensors, autograd kept). The forwards' local variables are named
+    after the tensors (write_scopes.Layout.frames), read when each returns
+    (a profile hook; model.py stays clean)."""
+    frames = layout(graph, variable_names(graph)).frames
+    paths = {id(m): p for p, m in module.named_modules() if p in frames}  # the model and its traced layers' modules
+    codes = {type(m).forward.__code__ for p, m in module.named_modules() if p in frames}
+    returned = []
 
     def profiler(frame, event, arg):
-        if event == "return" and frame.f_code is code:
-            captured.update(frame.f_locals)
+        if event == "return" and frame.f_code in codes:
+            owner = frame.f_locals.get("self")
+            if id(owner) in paths:
+                returned.append((paths[id(owner)], dict(frame.f_locals)))
 
-    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
     old = sys.getprofile()
     sys.setprofile(profiler)
     try:
-        with torch.no_grad():
-            module(*xs)
+        module(*xs)
     finally:
         sys.setprofile(old)
-    return {t: captured[v].detach().numpy() for t, v in names.items() if v in captured and isinstance(captured[v], torch.Tensor)}
+    seen, out = defaultdict(int), {}
+    for path, local in returned:
+        calls = frames.get(path, [])
+        k = seen[path]
+        seen[path] += 1
+        if k < len(calls):
+            out.update({t: local[v] for v, t in calls[k].items() if isinstance(local.get(v), torch.Tensor)})
+    return out
+
+
+def graph_values(module, graph: Graph, inputs) -> dict:
+    """Every tensor of one forward pass (numpy, by graph name)."""
+    xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
+    with torch.no_grad():
+        values = forward_tensors(module, graph, xs)
+    return {t: v.detach().numpy() for t, v in values.items()}

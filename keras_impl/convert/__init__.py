@@ -104,6 +104,7 @@ class Call:
     pull: object = None  # pull(KerasTensor) -> graph name, converting a node the functional graph left out
     masks: dict | None = None  # masks Keras hands this call at run time (keras_impl/masks.py), by argument
     base: str = ""  # inside a traced custom layer: the scoped name ("block/att") its node is named after
+    scope: tuple = ()  # ids of the traced layer calls around it, outermost first (graph.meta["scopes"])
 
 
 def same_pads(size, kernel, stride, dilation=1) -> tuple:
@@ -250,8 +251,11 @@ class Context:
         if call is not None and call.shares and weights:
             attrs = {**(attrs or {}), "shares": call.shares}  # a second call of a layer reuses its module
             weights = None
-        node = Node(name, op, list(inputs), [output], dict(attrs or {}), {},
-                    source or (self.source_of(call) if call is not None else {}))
+        source = dict(source or (self.source_of(call) if call is not None else {}))
+        source.pop("scope", None)  # a permute takes its producer's source, but sits where it is emitted
+        if call is not None and call.scope:
+            source["scope"] = list(call.scope)
+        node = Node(name, op, list(inputs), [output], dict(attrs or {}), {}, source)
         for wname, w in (weights or {}).items():
             node.weights[wname] = self._weight(node, wname, w)
         self.graph.nodes.append(node)
@@ -268,7 +272,7 @@ class Context:
                 "source_shape": list(value.shape),
             }
             return apply_transform(value, steps)
-        return np.ascontiguousarray(np.asarray(w))
+        return np.require(np.asarray(w), requirements="C")  # a 0-d array stays 0-d
 
     @staticmethod
     def source_of(call: Call) -> dict:

@@ -119,7 +119,8 @@ def softmax(ctx, layer, call):
 def get_item(ctx, layer, call):
     """`x[:, -1]`, `x[:, 0, :]`, `x[..., 1:3]` (ops.GetItem): basic indexing with
     ints, slices and Ellipsis becomes a `slice` node on the tensor in Keras'
-    layout. Refused: a picked batch row, None (new axes), tensor indices and
+    layout; axis 0 may be picked when it is not the batch (a traced (3, B, ...)
+    stack of q, k, v). Refused: a picked batch row, None (new axes), tensor indices and
     negative steps (torch has no negative-step slicing)."""
     if len(call.args) != 2 or call.kwargs or not _is_tensor(call.args[0]):
         raise unsupported(layer, "indexing other than tensor[key]")
@@ -133,7 +134,7 @@ def get_item(ctx, layer, call):
     key = key + (slice(None),) * (rank - len(key))
     if len(key) != rank:
         raise unsupported(layer, f"index {key!r} has more entries than the tensor's {rank} axes")
-    if not (isinstance(key[0], slice) and key[0] == slice(None)):
+    if not (isinstance(key[0], slice) and key[0] == slice(None)) and call.in_shapes[0][0] is None:
         raise unsupported(layer, f"index {key!r} selects along the batch axis")
     index = []
     for k in key:

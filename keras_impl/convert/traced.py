@@ -16,8 +16,15 @@ __all__ = []
 @keras_converter("ops.TracedVariable")
 def traced_variable(ctx, layer, call):
     """A variable the custom layer owns (self.add_weight) and reads in call():
-    a trainable parameter named after it, in its own shape (no batch axis)."""
+    a trainable parameter named after it, in its own shape (no batch axis);
+    a non-trainable one (trainable=False) is a constant of its value."""
     var = layer.variable
+    if not var.trainable:  # a buffer (Swin's relative position index, its attention mask): its value, no gradient
+        value = np.asarray(keras.ops.convert_to_numpy(var.value))
+        value = value.astype(ctx.dtype) if np.issubdtype(value.dtype, np.floating) else value
+        ctx.emit("constant", [], call.outputs[0], layout="as_is", weights={"const": value}, keras_shape=value.shape)
+        ctx.graph.tensors[call.outputs[0]].dtype = keras.backend.standardize_dtype(value.dtype)
+        return
     ctx.emit("variable", [], call.outputs[0], layout="as_is", weights={"weight": (var, [])},
              keras_shape=tuple(var.shape))
 

@@ -72,4 +72,4 @@ def fmt(v) -> str:
     return repr(int(v)) if hasattr(v, "__int__") and not isinstance(v, str) else repr(v)
 
 
-from torch_impl.emit import conv, core, merge, pooling, reshape, sequence, tensor  # noqa: E402,F401  (registers emitters)
+from torch_impl.emit import conv, core, merge, ops_nn, pooling, reshape, sequence, tensor  # noqa: E402,F401  (registers emitters)

@@ -10,6 +10,10 @@ __all__ = []
 @torch_emitter("reshape")
 def reshape(node, args, module, graph=None):
     shape = ", ".join(str(int(s)) for s in node.attrs["shape"])
+    if node.attrs.get("unbatched"):  # a traced layer's variable: the whole shape (shared/graph.py)
+        return Emitted(None, f"{args[0]}.reshape({shape})")
+    if node.attrs.get("merge_batch"):  # the batch merged with (or split from) another axis
+        return Emitted(None, f"{args[0]}.reshape(-1, {shape})")
     return Emitted(None, f"{args[0]}.reshape({args[0]}.shape[0], {shape})")
 
 

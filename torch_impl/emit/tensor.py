@@ -1,5 +1,6 @@
 """Tensor ops of traced custom layers: cast, broadcast_to, tile, einsum,
-einsum_dense, masked_fill (keras_impl/convert/ops_shape.py, einsum.py, core.py).
+einsum_dense, masked_fill, reduce_sum, zeros_like, roll (keras_impl/convert/ops_shape.py,
+ops_tensor.py, einsum.py, core.py).
 
 A size None in `shape` / `repeats` is the batch size at run time: the node's
 last input is a model input, and model.py reads its `.shape[0]`.
@@ -89,3 +90,19 @@ def masked_fill(node, args, module, graph=None):
     threshold = node.attrs.get("threshold")
     keep = args[1] if threshold is None else f"({args[1]} > {fmt(float(threshold))})"
     return Emitted(None, f"{args[0]}.masked_fill(~{keep}, {fmt(float(node.attrs['value']))})")
+
+
+@torch_emitter("reduce_sum")
+def reduce_sum(node, args, module, graph=None):
+    keep = ", keepdim=True" if node.attrs["keepdim"] else ""
+    return Emitted(None, f"{args[0]}.sum(dim={fmt(tuple(node.attrs['axes']))}{keep})")
+
+
+@torch_emitter("zeros_like")
+def zeros_like(node, args, module, graph=None):
+    return Emitted(None, f"torch.zeros_like({args[0]})")
+
+
+@torch_emitter("roll")
+def roll(node, args, module, graph=None):
+    return Emitted(None, f"torch.roll({args[0]}, {fmt(tuple(node.attrs['shifts']))}, {fmt(tuple(node.attrs['dims']))})")
