@@ -331,7 +331,7 @@ class KerasSide:
     def record_weights(self) -> dict:
         """{node: {name: array}}: every mapped weight, torch layout (Keras flatten order);
         constants the reader added (an LSTM's zero recurrent bias) included."""
-        out = _split(_graph_weights(self.model, self.graph))
+        out = _split(_graph_weights(self.model, self.graph), self.graph)
         for n in self.graph.nodes:
             if n.op in PARAM_OPS:
                 for name, a in n.weights.items():
@@ -420,9 +420,9 @@ class KerasSide:
     def _variables(self) -> dict:
         """(node, name) -> (variable, transform) for every mapped weight."""
         by_path = {v.path: v for v in self.model.weights}
-        out = {}
+        out, owners = {}, self.graph.weight_owners()
         for key, s in self.graph.weight_sources.items():
-            node, name = key.split(".", 1)
+            node, name = owners.get(key) or key.split(".", 1)
             out[(node, name)] = (by_path[s["variable"]], [(a, tuple(b)) for a, b in s["transform"]])
         return out
 

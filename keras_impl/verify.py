@@ -217,9 +217,13 @@ def _target(y: np.ndarray, spec: dict, dtype: str) -> np.ndarray:
     return np.asarray(y, dtype=np.int64) if spec["kind"] == "sparse_ce" else np.asarray(y, dtype=dtype)
 
 
-def _split(flat: dict) -> dict:
+def _split(flat: dict, graph=None) -> dict:
+    """{state key: array} -> {node name: {weight name: array}}; the graph's
+    weight_key is inverted (keys inside traced custom layers follow the module
+    path, `block_1.att.query.weight`, not the node's name)."""
+    owner = {} if graph is None else graph.weight_owners()
     out = {}
     for key, a in flat.items():
-        node, name = key.split(".", 1)
+        node, name = owner.get(key) or key.split(".", 1)
         out.setdefault(node, {})[name] = a
     return out

@@ -48,6 +48,21 @@ class Check:
     # How `tolerance` was set: a named constant, a user override, or derived
     # from each framework's own float32-vs-float64 error (shared/tolerances.py).
     tolerance_from: str = ""
+    # Why an informational row is information (shared/verdict.py).
+    reason: str = ""
+
+    def __setattr__(self, name, value):
+        # One status per row, decided when the row is made (shared/verdict.py,
+        # issue 19): `info` and `passed` are not changed afterwards.
+        if name in _STATUS and name in self.__dict__ and self.__dict__[name] != value:
+            raise AttributeError(f"Check.{name} is decided when the row is made (shared/verdict.py); "
+                                 "make a new row (dataclasses.replace) instead")
+        object.__setattr__(self, name, value)
+
+    @property
+    def status(self) -> str:
+        """"pass", "fail" or "info" (with `reason`): exactly one per row."""
+        return "info" if self.info else ("pass" if self.passed else "fail")
 
     @property
     def margin(self) -> float:
@@ -59,7 +74,11 @@ class Check:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["margin"] = self.margin
+        d["status"] = self.status
         return d
+
+
+_STATUS = ("info", "passed")
 
 
 def _where(index: tuple, labels=None) -> str:
@@ -179,8 +198,7 @@ def compare_envelope(check: str, a, b, allowed, note: str, *, a_name: str = "ker
     base = compare_arrays(check, a, b, Tolerance(rel=float("inf")), a_name=a_name, b_name=b_name, labels=labels,
                           tolerance_from=note, **context)
     if not base.passed or a.size == 0:  # shape or non-finite disagreement: already failed (or empty)
-        base.tolerance = 0.0 if not base.passed else base.tolerance
-        return base
+        return dataclasses.replace(base, tolerance=0.0) if not base.passed else base
     diff = np.abs(a - b)
     with np.errstate(divide="ignore", invalid="ignore"):
         margins = np.where(diff == 0, 0.0, diff / allowed)
@@ -213,7 +231,7 @@ def compare_named(prefix: str, a: dict, b: dict, tolerance: Tolerance, **kw) -> 
 
 def format_check(c: Check) -> str:
     """One line: what, the two sides, largest difference, where, tolerance, verdict."""
-    verdict = "info" if c.info else ("pass" if c.passed else "FAIL")
+    verdict = {"info": "info", "pass": "pass", "fail": "FAIL"}[c.status]
     ctx = "/".join(x for x in (c.task, c.model, c.dtype) if x)
     line = (f"{verdict:4} {ctx + ' ' if ctx else ''}{c.check}: {c.a} vs {c.b}, max |diff| {c.max_abs_diff:.3g} "
             f"at {c.where}, tolerance {c.tolerance:.3g}")

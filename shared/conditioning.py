@@ -23,14 +23,17 @@ CONDITIONING_FACTOR. A formula bug (Adam epsilon placement, coupled weight
 decay) moves ordinary tensors, whose gradients are not noise, by 1e-8 and
 more per step, far above a bound built from 1e-15 gradients; the re-judged
 rows say so in their tolerance text. The bound is computed only for a row
-that failed, so passing runs cost nothing more.
+that failed, so passing runs cost nothing more. The rows are made again by
+the one verdict policy (shared/verdict.py), with this bound as its
+conditioning error model.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shared.checks import Check, compare_arrays
+from shared import verdict
+from shared.checks import Check
 from shared.tolerances import Tolerance, for_check
 
 __all__ = ["CONDITIONING_FACTOR", "optimizer_gain", "rejudge_training"]
@@ -103,11 +106,11 @@ def rejudge_training(rows: list, a64, b64, batches: list, tc, run: tuple, ctx: d
 
 
 def _rejudged(check: str, a, b, bound: float, strict: Tolerance, sides: dict, ctx: dict, labels=None) -> Check:
-    if bound <= strict.allowed(float(np.max(np.abs(np.asarray(b, np.float64)), initial=0.0))):
-        tol = strict  # the optimizer does not amplify this tensor's rounding past the strict tolerance
-    else:
-        tol = Tolerance(rel=strict.rel, abs=bound,
-                        note=f"noise-level gradients amplified by the optimizer: {CONDITIONING_FACTOR:g} x steps x "
-                             f"gain (Adam lr/(|g|+epsilon), SGD lr/(1-momentum)) x the frameworks' float64 gradient "
-                             f"difference = {bound:.3g} + the strict {strict.rel:g} relative (shared/conditioning.py)")
-    return compare_arrays(check, a, b, tol, labels=labels, **sides, **ctx)
+    """The row made again by the one policy (shared/verdict.py): the fixed bound
+    first, then this measured error model."""
+    note = (f"noise-level gradients amplified by the optimizer: {CONDITIONING_FACTOR:g} x steps x gain "
+            f"(Adam lr/(|g|+epsilon), SGD lr/(1-momentum)) x the frameworks' float64 gradient difference "
+            f"(shared/conditioning.py)")
+    ctx = {k: v for k, v in ctx.items() if k != "dtype"}
+    return verdict.judge(check, "training", "float64", a, b, models=[verdict.conditioning_model(bound, note)],
+                         labels=labels, **sides, **ctx)

@@ -23,6 +23,7 @@ import numpy as np
 
 from shared.checks import Check, compare_named
 from shared.diagnose import diagnose
+from shared import verdict
 from shared.judge import Judge
 from shared.layout import nhwc_to_nchw
 from shared.tolerances import Tolerance
@@ -214,19 +215,29 @@ def first_differing_layer(a, b, x: np.ndarray, judge: Judge, ctx: dict, refs=Non
     return None
 
 
-def _loss_rows(a, b, oa: dict, ob: dict, judge: Judge, labels, rows, ctx, refs=(None, None)) -> list:
+def _loss_rows(a, b, oa: dict, ob: dict, judge: Judge, labels, rows, ctx, refs=(None, None), f32=None) -> list:
+    """refs: float32 rows' float64 results; f32: float64 rows' float32 results (the error model)."""
     oa64, ob64 = refs
     out = []
     for name in ("probabilities", "per-sample loss", "mean loss"):
         lab = labels if name == "probabilities" else rows
+        models = _f32_model(a, b, f32, name, oa[name], ob[name])
         c = judge.compare(name, "forward", oa[name], ob[name], None if oa64 is None else oa64[name],
-                          None if ob64 is None else ob64[name], labels=lab, **_sides(a, b), **ctx)
+                          None if ob64 is None else ob64[name], labels=lab, models=models, **_sides(a, b), **ctx)
         if not c.passed:
             hint = diagnose(name, oa[name], ob[name])
             if hint:
                 c.detail["diagnosis"] = hint
         out.append(c)
     return out
+
+
+def _f32_model(a64, b64, f32, name, va64, vb64) -> list:
+    """The float64 error model of one float64 row from the float32 results (shared/verdict.py)."""
+    if f32 is None:
+        return []
+    (va32, vb32) = (f32[0][name], f32[1][name]) if name != "logits" else f32
+    return [verdict.float32_error_model("forward", va32, va64, vb32, vb64, (a64.name, b64.name))]
 
 
 def forward_checks(a, b, data: PairData, judge: Judge, ctx: dict, refs=None) -> tuple:
@@ -238,7 +249,7 @@ def forward_checks(a, b, data: PairData, judge: Judge, ctx: dict, refs=None) -> 
 
     Returns:
         (checks, a's logits, b's logits, float64 outputs {"logits": (a, b),
-        "loss outputs": (a, b)} or None).
+        "loss outputs": (a, b), "float32": the same in float32} or None).
     """
     xv, yv = data.valid(a.dtype)
     labels, rows = data.labels()
@@ -260,7 +271,8 @@ def forward_checks(a, b, data: PairData, judge: Judge, ctx: dict, refs=None) -> 
         checks.append(judge.predictions(oa["probabilities"], ob["probabilities"], prob_tol, rows[0],
                                         **_sides(a, b), **ctx))
     checks.append(judge.metrics(yv, oa["probabilities"], ob["probabilities"], prob_tol, **_sides(a, b), **ctx))
-    f64 = None if refs is None else {"logits": (la64, lb64), "loss outputs": (oa64, ob64)}
+    f64 = None if refs is None else {"logits": (la64, lb64), "loss outputs": (oa64, ob64),
+                                     "float32": {"logits": (la, lb), "loss outputs": (oa, ob)}}
     return checks, la, lb, f64
 
 
@@ -277,8 +289,10 @@ def float64_forward_checks(a64, b64, data: PairData, judge: Judge, ctx: dict, f6
     else:
         la, lb = a64.forward(x64), b64.forward(x64)
         oa, ob = a64.loss_outputs(la, y64), b64.loss_outputs(lb, y64)
-    out = [judge.compare("logits", "forward", la, lb, labels=labels, **_sides(a64, b64), **ctx)]
-    out += _loss_rows(a64, b64, oa, ob, judge, None, None, ctx)
+    f32 = (f64 or {}).get("float32")  # where the fixed bound is not met: the float32 error model
+    out = [judge.compare("logits", "forward", la, lb, labels=labels, **_sides(a64, b64), **ctx,
+                         models=_f32_model(a64, b64, f32 and f32["logits"], "logits", la, lb))]
+    out += _loss_rows(a64, b64, oa, ob, judge, None, None, ctx, f32=f32 and f32["loss outputs"])
     if not out[0].passed:  # locate it here too: a bug below float32's rounding shows only in float64
         layer = first_differing_layer(a64, b64, x64, judge, ctx)
         if layer is not None:
@@ -310,23 +324,14 @@ def relu_straddles(a, b, x: np.ndarray) -> dict:
     """
     la, lb = a.layer_outputs(x, training=True), b.layer_outputs(x, training=True)
     pairs = [p for p in relu_layers(la) if p in set(relu_layers(lb))]
-    out = {}
-    for prev, name in pairs:
-        u, v = la[prev], lb[prev]
-        straddle = (u > 0) != (v > 0)
-        if straddle.any():
-            idx = tuple(int(i) for i in np.argwhere(straddle)[0])
-            out[name] = (int(straddle.sum()), f"{prev}{list(idx)}: {u[idx]:.3g} vs {v[idx]:.3g}")
-    return out
+    return verdict.kink_straddles((name, prev, la[prev], lb[prev]) for prev, name in pairs)
 
 
 def _straddle_row(a, b, skipped: list, chosen: int, ctx: dict) -> Check:
     j, st = skipped[0]
-    layer, (n, where) = next(iter(st.items()))
-    return Check("relu kink straddles", a.name, b.name, float(sum(c for c, _ in st.values())), 0.0, 0.0, True,
-                 f"batch {j}: {n} input(s) of {layer} on different sides of 0, e.g. {where}; "
-                 f"{len(skipped)} batch(es) skipped, gradients compared on batch {chosen}",
-                 info=True, detail={f"batch {i}": {k: v[0] for k, v in s.items()} for i, s in skipped}, **ctx)
+    return verdict.kink_row(st, f"batch {j}; {len(skipped)} batch(es) skipped, gradients compared on batch {chosen}",
+                            a_name=a.name, b_name=b.name,
+                            detail={f"batch {i}": {k: v[0] for k, v in s.items()} for i, s in skipped}, **ctx)
 
 
 def gradient_checks(a, b, batches: list, judge: Judge, ctx: dict, refs=None) -> list:

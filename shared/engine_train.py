@@ -6,6 +6,8 @@ steps). Framework-free: backends are trained through shared.backend.Backend.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from shared import metrics
@@ -14,6 +16,7 @@ from shared.checks import Check
 from shared.config import TrainConfig
 from shared.diagnose import diagnose
 from shared.conditioning import rejudge_training
+from shared.verdict import info_row
 from shared.engine import DEFAULT_LR, PairData, cast_y, count_check, float64_forward_checks, worst
 
 __all__ = ["make_pair_batches", "training_checks", "float64_checks", "sweep_checks", "SWEEP_TRAIN_STEPS", "SWEEP_LR"]
@@ -92,9 +95,9 @@ def _diverged_rows(opt, k, la, lb, ref, judge, sides, ctx) -> list:
     curve = judge.trajectory(f"training loss curve ({opt})", np.asarray(la)[:k], np.asarray(lb)[:k], *r64,
                              labels=labels, **sides, **ctx)
     curve.where += f"; steps 1-{k} compared, both diverged at step {k + 1}"
-    info = Check(f"trained weights ({opt})", sides["a_name"], sides["b_name"], 0.0, 0.0, 0.0, True,
-                 f"not compared: both losses non-finite from step {k + 1} on ({la[k]} vs {lb[k]}): the learning "
-                 f"rate diverges on this data, in both frameworks alike", info=True, **ctx)
+    info = info_row(f"trained weights ({opt})", "the learning rate diverges on this data, in both frameworks alike",
+                    f"not compared: both losses non-finite from step {k + 1} on ({la[k]} vs {lb[k]}): the learning "
+                    f"rate diverges on this data, in both frameworks alike", **sides, **ctx)
     return [curve, info]
 
 
@@ -129,8 +132,7 @@ def training_checks(a, b, batches: list, opts, progress, name: str, curves: dict
         fp = count_check(f"batch fingerprints ({opt})", ra.fingerprints, rb.fingerprints,
                          [f"batch {i}" for i in range(len(batches))], a.name, b.name, **ctx)
         if ra.fingerprints != expected:
-            fp.passed = False
-            fp.where += f"; {a.name} differs from the shared batch order"
+            fp = dataclasses.replace(fp, passed=False, where=fp.where + f"; {a.name} differs from the shared batch order")
         if not fp.passed:
             fp.detail = {"diagnosis": "the two training loops received different bytes: the data path differs "
                                       "(labels, channel order, resizing, normalisation) before the models"}

@@ -216,6 +216,10 @@ class Graph:
 
         return weight_key(self, node, wname)
 
+    def weight_owners(self) -> dict:
+        """weight_key inverted: {state key: (node name, weight name)}."""
+        return {self.weight_key(n, w): (n.name, w) for n in self.nodes for w in n.weights}
+
     def state_dict(self) -> dict:
         """Every weight under its key (weight_key: the torch writer's keys)."""
         return {self.weight_key(n, k): v for n in self.nodes for k, v in n.weights.items()}

@@ -1,18 +1,14 @@
-"""Verdicts for the harness' rows: which tolerance, and what near ties explain.
+"""The engine's judge: the one verdict policy (shared/verdict.py) bound to a
+run's settings, plus the discrete rows.
 
 The engine hands each comparison here with what it has: the two float32
 results and, where it computed them, each side's float64 result from the same
-weights and inputs. The rule (README, "Verdicts"):
-
-- a user's --atol/--rtol, when given, judge every check (float32 and float64,
-  ONNX and batch-1 rows included);
-- otherwise a float32 comparison with float64 references is judged by
-  shared.tolerances.derived_tolerance (trajectories: trajectory_envelope);
-- otherwise the named constant of shared.tolerances (float64 rows: 1e-12
-  forward, 1e-10 training);
-- discrete outputs (predictions, metrics at a threshold, mAP, the chosen
-  threshold) fail only where near ties do not explain the disagreement; the
-  row lists the ties.
+weights and inputs. Continuous rows are made by shared.verdict (README,
+"Verdicts": the user's --atol/--rtol, else float32 derived from each side's
+own float32-vs-float64 error, float64 fixed first and then the measured error
+models). Discrete outputs (predictions, metrics at a threshold, mAP, the
+chosen threshold) fail only where near ties do not explain the disagreement;
+the row lists the ties.
 
 Framework-free (numpy only).
 """
@@ -21,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared import metrics, ties
+from shared import metrics, ties, verdict
 from shared.checks import Check, compare_arrays, compare_envelope
-from shared.tolerances import F32_EPS, Tolerance, derived_tolerance, for_check, trajectory_envelope
+from shared.tolerances import F32_EPS, Tolerance, for_check
 
 __all__ = ["Judge", "METRIC_ULPS"]
 
@@ -54,30 +50,24 @@ class Judge:
         return for_check(kind, dtype, self.override, batchnorm=self.batchnorm)
 
     def tolerance(self, kind: str, dtype: str, a32=None, b32=None, a64=None, b64=None, names=("keras", "torch")) -> Tolerance:
-        """Derived from the float64 references when given (float32 only), else named."""
-        if self.override is not None:
-            return self.override
-        if dtype == "float32" and a64 is not None and b64 is not None:
-            cap = {} if kind in ("forward", "onnx") else {"max_asymmetry": None}  # kinks: gradients, training
-            return derived_tolerance(a32, a64, b32, b64, a_name=names[0], b_name=names[1], **cap)
-        return self.named(kind, dtype)
+        """Derived from the float64 references when given (float32 only), else named (shared.verdict.tolerance)."""
+        return verdict.tolerance(kind, dtype, a32, b32, a64, b64, names=names, override=self.override,
+                                 batchnorm=self.batchnorm)
 
     # ---- continuous rows ---------------------------------------------------------
     def compare(self, check: str, kind: str, a32, b32, a64=None, b64=None, *, dtype: str, a_name="keras",
-                b_name="torch", **kw) -> Check:
-        tol = self.tolerance(kind, dtype, a32, b32, a64, b64, (a_name, b_name))
-        return compare_arrays(check, a32, b32, tol, a_name=a_name, b_name=b_name, dtype=dtype, **kw)
+                b_name="torch", models=(), **kw) -> Check:
+        """One row by the one policy (shared.verdict.judge); float64 rows: `models`
+        tried where the fixed bound is not met."""
+        ref = (a64, b64) if a64 is not None and b64 is not None else None
+        return verdict.judge(check, kind, dtype, a32, b32, ref=ref, models=models, override=self.override,
+                             batchnorm=self.batchnorm, a_name=a_name, b_name=b_name, **kw)
 
     def trajectory(self, check: str, a32, b32, a64=None, b64=None, *, dtype: str, a_name="keras", b_name="torch",
                    **kw) -> Check:
-        """A loss curve: step-by-step envelope from each side's own float64 run."""
-        if self.override is not None or dtype != "float32" or a64 is None or b64 is None:
-            return compare_arrays(check, a32, b32, self.named("training", dtype), a_name=a_name, b_name=b_name,
-                                  dtype=dtype, **kw)
-        env = trajectory_envelope(a32, a64, b32, b64)
-        note = ("derived step by step: 4 x the largest float32-vs-float64 divergence either side has shown so far "
-                "+ 4 ulp floor")
-        return compare_envelope(check, a32, b32, env, note, a_name=a_name, b_name=b_name, dtype=dtype, **kw)
+        """A loss curve: step-by-step envelope from each side's own float64 run (shared.verdict.trajectory)."""
+        return verdict.trajectory(check, a32, b32, a64, b64, dtype=dtype, override=self.override,
+                                  batchnorm=self.batchnorm, a_name=a_name, b_name=b_name, **kw)
 
     # ---- discrete rows -------------------------------------------------------------
     def predictions(self, pa, pb, tol: float, items, *, task: str, a_name="keras", b_name="torch", **ctx) -> Check:

@@ -14,10 +14,16 @@ for each dtype (float32, float64):
    --optimizer): per-step losses and every final weight;
 
 then both ONNX exports, compared four ways (Keras, torch, onnxruntime on each).
+
+Both dtypes are measured first (the arrays parked on disk), then the rows are
+made by the one verdict policy (shared/verdict.py): a float32 row against each
+side's own float32-vs-float64 error, a float64 row against the fixed bound and,
+where that is not met, the float32 error scaled by eps64/eps32.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from shared import port_check as pc
-from shared.checks import Check, compare_arrays, compare_named
+from shared import verdict
+from shared.checks import Check, compare_named
 from shared.errors import UsageError
 from shared.spill import spill
 from shared.tolerances import for_check
@@ -55,44 +62,86 @@ class PortResult:
         return self.torch_side.source
 
 
-def _forward(graph, k, t, xs, dtype) -> tuple:
-    tol = for_check("forward", dtype)
-    a, b = k.values(xs), t.values(xs)
-    nodes = pc.node_checks(graph, a, b, tol, dtype=dtype)
+def _measure(graph, k, t, xs, y, loss, train_config, dtype, seed: int = 0) -> dict:
+    """Everything one dtype's rows compare, the arrays parked on disk (shared/spill.py):
+    the rows are made once both dtypes are measured (each judges by the other).
+    y None: random targets of the first output's shape as Keras computes it
+    (an unknown length included), kept in m["y"] for the next dtype."""
+    m = {"a": spill(k.values(xs)), "b": spill(t.values(xs))}
+    m["straddles"] = pc.kink_straddles(graph, m["a"], m["b"])
     # one plain call of each model too: the node walk bypasses nested models' own __call__
-    keras_out = k.forward(xs)
-    out = [compare_arrays(f"output {o}", ka, tb, tol, model=graph.name, dtype=dtype)
-           for o, ka, tb in zip(graph.outputs, keras_out, t.forward(xs))]
+    m["outputs"] = (dict(zip(graph.outputs, k.forward(xs))), dict(zip(graph.outputs, t.forward(xs))))
+    if y is None:
+        y = pc.random_targets(graph, loss, len(xs[0]), seed, shape=np.shape(m["outputs"][0][graph.outputs[0]]))
+    m["y"] = y
+    la, ga = k.loss_and_grads(xs, y, loss)  # Keras first: it sets loss["keras_uses_logits"]
+    lb, gb = t.loss_and_grads(xs, y, loss)
+    m["loss"], m["grads"] = ({"loss": la}, {"loss": lb}), (spill(ga), spill(gb))
+    if train_config is not None:
+        batches = [(xs, y)] * train_config.steps  # one batch, stepped train_config.steps times
+        ka, wa = k.copy().train_steps(batches, loss, train_config)  # fresh copies:
+        kb, wb = t.copy().train_steps(batches, loss, train_config)  # the given models stay untrained
+        m["curve"], m["trained"] = ({"curve": np.array(ka)}, {"curve": np.array(kb)}), (spill(wa), spill(wb))
+        stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
+        dense = stock(batches, loss, train_config) if stock is not None and dtype == "float64" else None  # trains a copy
+        m["stock"] = None if dense is None else spill(dense[1])
+    return m
+
+
+def _judged(prefix: str, kind: str, dtype: str, mine: tuple, other: tuple | None, ctx: dict, **kw) -> list:
+    """One row per name of mine[0]/mine[1] (a name on one side only: a failing row)."""
+    a, b = mine
+    rows = []
+    for n in list(a) + [n for n in b if n not in a]:
+        if n not in a or n not in b:
+            rows.append(Check(f"{prefix}{n}", "keras", "torch", float("inf"), float("inf"), 0.0, False,
+                              f"only in {'keras' if n in a else 'torch'}", dtype=dtype, **ctx))
+        else:
+            rows.append(verdict.judge(f"{prefix}{n}", kind, dtype, a[n], b[n], **verdict.against(kind, dtype, n, mine, other),
+                                      **kw, **ctx))
+    return rows
+
+
+def _rows(graph, m: dict, other: dict | None, loss, train_config, dtype) -> list:
+    """One dtype's rows, each decided when made (shared/verdict.py): outputs, the
+    first differing node, every node, the loss and gradients, the training steps."""
+    ctx = {"model": graph.name}
+    o = (lambda key: other[key]) if other is not None else (lambda key: None)
+    nodes = pc.node_checks(graph, m["a"], m["b"], lambda check, n, a, b: verdict.judge(
+        check, "forward", dtype, a, b, **verdict.against("forward", dtype, n, (m["a"], m["b"]), None if other is None else (other["a"], other["b"])),
+        **ctx), dtype=dtype)
+    rows = _judged("output ", "forward", dtype, m["outputs"], o("outputs"), ctx)
     first = pc.first_differing(graph, nodes)
-    return out + ([first] if first else []) + nodes, pc.kink_straddles(graph, a, b), a, np.shape(keras_out[0])
+    rows += ([first] if first else []) + nodes
+    kinks = verdict.describe_straddles(m["straddles"]) if dtype == "float32" else ""
+    if kinks:
+        rows.append(verdict.kink_row(m["straddles"], "a float32 gradient row that misses its tolerance is information, "
+                                     "a training row is held to the named BatchNorm bound (float64 stays strict)",
+                                     dtype=dtype, **ctx))
+    rows += [dataclasses.replace(c, check=f"loss ({loss['kind']})")
+             for c in _judged("", "forward", dtype, m["loss"], o("loss"), ctx)]
+    rows += _judged("grad ", "gradient", dtype, m["grads"], o("grads"), ctx, kinks=kinks or None)
+    if "curve" in m:
+        rows += _training_rows(m, o, dtype, kinks, train_config, ctx)
+    return rows
 
 
-def _gradients(graph, k, t, xs, y, loss, dtype, straddles, keep: dict | None = None) -> list:
-    """Loss and gradient rows; keep: gets {"keras": ..., "torch": ...} gradients (float64 ones feed excuse_zero_gradients)."""
-    ka, ga = k.loss_and_grads(xs, y, loss)  # Keras first: it sets loss["keras_uses_logits"]
-    kb, gb = t.loss_and_grads(xs, y, loss)
-    if keep is not None:
-        keep.update(keras=ga, torch=gb)
-    rows = [compare_arrays(f"loss ({loss['kind']})", ka, kb, for_check("forward", dtype), model=graph.name, dtype=dtype)]
-    rows += pc.gradient_checks(graph, ga, gb, for_check("gradient", dtype), dtype=dtype)
-    return pc.excuse_kinks(rows, straddles, graph, dtype)
-
-
-def _training(graph, k, t, xs, y, loss, train_config, dtype, straddles) -> list:
-    batches = [(xs, y)] * train_config.steps  # one batch, stepped train_config.steps times
-    ka, wa = k.copy().train_steps(batches, loss, train_config)  # fresh copies:
-    kb, wb = t.copy().train_steps(batches, loss, train_config)  # the given models stay untrained
-    tol = for_check("training", dtype, batchnorm=bool(straddles))
-    ctx = dict(model=graph.name, dtype=dtype, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
-    rows = [compare_arrays(f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)",
-                           np.array(ka), np.array(kb), tol, **ctx)]
-    rows += compare_named("trained", wa, {n: wb[n] for n in wa if n in wb}, tol, **ctx)
-    stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
-    if stock is not None and dtype == "float64":
-        dense = t.stock_training(batches, loss, train_config)  # trains a copy
-        if dense is not None:
-            rows.append(stock_training_row(compare_named("trained", wa, {n: dense[1][n] for n in wa if n in dense[1]},
-                                                         tol, **ctx), train_config.optimizer))
+def _training_rows(m: dict, o, dtype: str, kinks: str, train_config, ctx: dict) -> list:
+    ctx = dict(ctx, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
+    name = f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)"
+    (ka, kb), ref = (m["curve"][0]["curve"], m["curve"][1]["curve"]), o("curve")
+    if dtype == "float32" and ref is not None:
+        rows = [verdict.trajectory(name, ka, kb, ref[0]["curve"], ref[1]["curve"], dtype=dtype, **ctx)]
+    else:
+        rows = [dataclasses.replace(c, check=name) for c in _judged("", "training", dtype, m["curve"], ref, ctx)]
+    wa, wb = m["trained"]
+    rows += _judged("trained ", "training", dtype, (wa, wb.only(n for n in wa if n in wb)), o("trained"), ctx,
+                    kinks=kinks or None)
+    if m.get("stock") is not None:
+        dense = m["stock"]
+        rows.append(stock_training_row(compare_named("trained", wa, {n: dense[n] for n in wa if n in dense},
+                                                     for_check("training", dtype), dtype=dtype, **ctx),
+                                       train_config.optimizer))
     return rows
 
 
@@ -146,26 +195,26 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
     loss = keras_side.infer_loss()
     y = None  # the targets take the first output's shape as Keras computes it (an unknown length included)
     info["loss"] = loss
-    checks, keras_values, grads64 = [], {}, {}
+    training = train_config if train_config is not None and train_config.steps and graph.weight_sources else None
+    measured = {}
     for dtype in dtypes:
         t0 = time.perf_counter()
         k, t = keras_side.with_dtype(dtype), torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        forward, straddles, values, out_shape = _forward(graph, k, t, xd, dtype)
-        y = pc.random_targets(graph, loss, len(xs[0]), seed, shape=out_shape) if y is None else y
-        keras_values[dtype] = spill(values)  # read again only by excuse_float32_drift, after both dtypes
-        checks += forward + _gradients(graph, k, t, xd, y, loss, dtype, straddles, grads64 if dtype == "float64" else None)
-        grads64.update({side: spill(g) for side, g in grads64.items() if isinstance(g, dict)})
-        if train_config is not None and train_config.steps and graph.weight_sources:
-            checks += _training(graph, k, t, xd, y, loss, train_config, dtype, straddles)
+        measured[dtype] = _measure(graph, k, t, xd, y, loss, training, dtype, seed)
+        y = measured[dtype]["y"]
         info["timings_s"][dtype] = time.perf_counter() - t0
-    if "float32" in keras_values and "float64" in keras_values:  # deep nets: float32 rounding vs a bug
-        checks = pc.excuse_float32_drift(checks, keras_values["float32"], keras_values["float64"], graph)
-    if "float32" in dtypes and grads64:  # gradients that are zero in exact arithmetic: float32 noise
-        checks = pc.excuse_zero_gradients(checks, grads64["keras"], grads64["torch"])
-    for arrays in list(keras_values.values()) + list(grads64.values()):
-        arrays.close()
-    keras_values.clear()
+    checks = []
+    for dtype in dtypes:  # float32 rows judged by float64's results, float64 rows (where needed) by float32's
+        t0 = time.perf_counter()
+        other = next((measured[d] for d in dtypes if d != dtype), None)
+        checks += _rows(graph, measured[dtype], other, loss, training, dtype)
+        info["timings_s"][dtype] += time.perf_counter() - t0
+    for m in measured.values():
+        for arrays in (m["a"], m["b"], *m["grads"], *m.get("trained", ()), m.get("stock")):
+            if arrays is not None:
+                arrays.close()
+    measured.clear()
     if onnx_dir is not None:
         from shared.onnx_check import ONNX_OPSET
 

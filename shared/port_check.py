@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.checks import Check, compare_arrays, compare_named
+from shared import verdict
+from shared.checks import Check
 from shared.errors import UsageError
 from shared.graph import Graph
-from shared.tolerances import FLOAT32_DRIFT_FACTOR, ZERO_GRADIENT_F64, Tolerance
 
-__all__ = ["random_inputs", "random_targets", "note_lengths", "node_checks", "first_differing", "layouts", "kink_straddles", "excuse_float32_drift",
-           "excuse_kinks", "summary_rows", "DEFAULT_BATCH", "INT_INPUT_HIGH"]
-
-# Activations with a kink, and where it is (the README's "ReLU kinks").
-_KINKS = {"relu": (0.0,), "relu6": (0.0, 6.0), "leaky_relu": (0.0,), "hard_sigmoid": (-3.0, 3.0), "hard_silu": (-3.0, 3.0)}
+__all__ = ["random_inputs", "random_targets", "note_lengths", "node_checks", "first_differing", "layouts", "kink_straddles",
+           "summary_rows", "DEFAULT_BATCH", "INT_INPUT_HIGH"]
 
 DEFAULT_BATCH = 4
 # Integer inputs (token ids) are drawn from [0, INT_INPUT_HIGH) unless the
@@ -110,10 +107,10 @@ def random_targets(graph: Graph, loss: dict, batch: int, seed: int = 0, shape: t
     return rng.standard_normal(shape)
 
 
-def node_checks(graph: Graph, a: dict, b: dict, tol, *, dtype: str, a_name="keras", b_name="torch") -> list:
+def node_checks(graph: Graph, a: dict, b: dict, judge, *, dtype: str, a_name="keras", b_name="torch") -> list:
     """One Check per mirrored tensor of the graph, in graph order (missing on a side: a failure).
 
-    tol: a Tolerance, or a function tensor name -> Tolerance."""
+    judge: (row name, tensor name, a value, b value) -> Check (shared/verdict.py)."""
     order = [t for t in graph.inputs] + [o for n in graph.nodes for o in n.outputs]
     out = []
     for name in order:
@@ -125,8 +122,7 @@ def node_checks(graph: Graph, a: dict, b: dict, tol, *, dtype: str, a_name="kera
             out.append(Check(f"node {name}", a_name, b_name, float("inf"), float("inf"), 0.0, False,
                              f"not computed by {missing}", model=graph.name, dtype=dtype))
             continue
-        out.append(compare_arrays(f"node {name}", a[name], b[name], tol(name) if callable(tol) else tol, a_name=a_name, b_name=b_name,
-                                  model=graph.name, dtype=dtype))
+        out.append(judge(f"node {name}", name, a[name], b[name]))
     return out
 
 
@@ -143,10 +139,6 @@ def first_differing(graph: Graph, checks: list) -> Check | None:
     return None
 
 
-def gradient_checks(graph: Graph, a: dict, b: dict, tol: Tolerance, *, dtype: str) -> list:
-    return compare_named("grad", a, b, tol, model=graph.name, dtype=dtype)
-
-
 def layouts(graph: Graph) -> dict:
     """Each input's and output's layout, for the report."""
     def one(name):
@@ -159,96 +151,21 @@ def layouts(graph: Graph) -> dict:
 
 def kink_straddles(graph: Graph, a: dict, b: dict) -> dict:
     """Inputs of kinked activations (ReLU, ReLU6, ...) that fall on different
-    sides of a kink in the two frameworks: {node: (count, "tensor[index]: a vs b")}.
+    sides of a kink in the two frameworks: {node: (count, "tensor[index]: a vs b")}
+    (shared.verdict.kink_straddles over the graph's activation nodes).
 
     A float32 rounding difference of 1e-7 there flips whether the gradient
     passes; in a deep network some such input is likely. That is arithmetic,
     not a porting bug (the float64 checks stay strict).
     """
-    out = {}
-    for node in graph.nodes:
-        kinks = _KINKS.get(node.attrs.get("fn")) if node.op == "activation" else None
-        src = node.inputs[0] if kinks else None
-        if src is None or src not in a or src not in b:
-            continue
-        x, y = np.asarray(a[src]), np.asarray(b[src])
-        straddle = np.zeros(x.shape, bool)
-        for k in kinks:
-            straddle |= (x > k) != (y > k)
-        if straddle.any():
-            idx = tuple(int(i) for i in np.argwhere(straddle)[0])
-            out[node.name] = (int(straddle.sum()), f"{src}{list(idx)}: {x[idx]:.3g} vs {y[idx]:.3g}")
-    return out
+    def pairs():
+        for node in graph.nodes:
+            kinks = verdict.KINKS.get(node.attrs.get("fn")) if node.op == "activation" else None
+            src = node.inputs[0] if kinks else None
+            if src is not None and src in a and src in b:
+                yield node.name, src, a[src], b[src], kinks
 
-
-def excuse_kinks(checks: list, straddles: dict, graph: Graph, dtype: str) -> list:
-    """With kink straddles, failing float32 gradient rows become informational,
-    and one row says how many inputs straddled and where."""
-    if not straddles or dtype != "float32":
-        return checks
-    n = sum(c for c, _ in straddles.values())
-    first = next(iter(straddles.items()))
-    row = Check("relu kink straddles", "keras", "torch", 0.0, 0.0, 0.0, True,
-                f"{n} activation inputs on different sides of a kink, first at {first[0]}: {first[1][1]}; "
-                "failing float32 gradient rows below are informational (float64 stays strict)",
-                model=graph.name, dtype=dtype, info=True)
-    for c in checks:
-        if c.check.startswith("grad ") and not c.passed:
-            c.info = True
-            c.where += " (ReLU-kink straddle, see 'relu kink straddles')"
-    return [row] + checks
-
-
-def excuse_float32_drift(checks: list, keras32: dict, keras64: dict, graph: Graph) -> list:
-    """Failing float32 node/output rows become informational where the port is
-    proven exact (float64 row of that tensor passed) and the difference is
-    float32 rounding: at most FLOAT32_DRIFT_FACTOR times Keras' own float32
-    error there (shared/tolerances.py). One row says how many and the worst."""
-    passed64 = {c.check for c in checks if c.dtype == "float64" and c.passed and c.check.startswith(("node ", "output "))}
-    excused = {}
-    for c in checks:
-        if c.dtype != "float32" or c.passed or c.info or not c.check.startswith(("node ", "output ")):
-            continue
-        name = c.check.split(" ", 1)[1]
-        if c.check not in passed64 or name not in keras32 or name not in keras64:
-            continue
-        own = float(np.max(np.abs(np.asarray(keras32[name], np.float64) - keras64[name]))) if np.size(keras64[name]) else 0.0
-        if c.max_abs_diff <= FLOAT32_DRIFT_FACTOR * own:
-            c.info = True
-            c.where += f" (float32 rounding: Keras' own float32 error here is {own:.3g}; float64 agrees)"
-            excused[name] = (c.max_abs_diff, own)
-    if not excused:
-        return checks
-    for c in checks:  # the "first differing node" row follows its node
-        if c.check == "first differing node" and c.dtype == "float32" and c.where.split(" ", 1)[0] in excused:
-            c.info = True
-    worst = max(excused.items(), key=lambda kv: kv[1][0] / max(kv[1][1], 1e-300))
-    row = Check("float32 rounding drift", "keras", "torch", 0.0, 0.0, 0.0, True,
-                f"{len(excused)} float32 node rows above FORWARD are rounding (float64 exact there; each within "
-                f"{FLOAT32_DRIFT_FACTOR:g}x Keras' own float32 error); worst {worst[0]}: {worst[1][0]:.3g} vs own {worst[1][1]:.3g}",
-                model=graph.name, dtype="float32", info=True)
-    return [row] + checks
-
-
-def excuse_zero_gradients(checks: list, keras64: dict, torch64: dict) -> list:
-    """Failing float32 gradient rows become informational where the gradient is
-    zero in exact arithmetic: both frameworks' float64 gradients of that tensor
-    are within ZERO_GRADIENT_F64 of zero (relative to the model's largest) and
-    the float64 row passed, so the float32 values are rounding noise."""
-    scale = max([1.0] + [float(np.max(np.abs(g))) for g in keras64.values() if np.size(g)])
-    passed64 = {c.check for c in checks if c.dtype == "float64" and c.passed and c.check.startswith("grad ")}
-    for c in checks:
-        if c.dtype != "float32" or c.passed or c.info or c.check not in passed64:
-            continue
-        name = c.check.split(" ", 1)[1]
-        if name not in keras64 or name not in torch64:
-            continue
-        largest = max(float(np.max(np.abs(g))) if np.size(g) else 0.0 for g in (keras64[name], torch64[name]))
-        if largest <= ZERO_GRADIENT_F64 * scale:
-            c.info = True
-            c.where += (f" (a zero gradient: float64 gives at most {largest:.3g} on both sides, the model's largest "
-                        f"is {scale:.3g}; float32 values are rounding noise)")
-    return checks
+    return verdict.kink_straddles(pairs())
 
 
 _GROUPS = (("output", "output "), ("nodes", "node "), ("loss", "loss "), ("gradients", "grad "),

@@ -7,19 +7,23 @@ neutral layout): the torch module is read into the graph (torch.fx,
 `t.read`), the graph written as model_keras.py and built (`k.from_graph`),
 then, with the torch module as the reference (a):
 
-1. the output and every node's tensor, float64 first, then float32 (each
-   float32 row may also use 4x torch's own float32 error on that tensor);
-2. the loss and every parameter's gradient, in both dtypes (inference mode;
-   float32 gradients get the same own-error allowance);
+1. the output and every node's tensor, float32 and float64;
+2. the loss and every parameter's gradient, in both dtypes (inference mode);
 3. three SGD+momentum steps in training mode, float64, batches of at least
    TRAIN_MIN_BATCH images: losses per step and every weight after
    (BatchNorm's running variance an information row);
 4. on request (the CLI): model.keras reloaded by plain Keras in a fresh
    process, and both ONNX exports compared four ways in onnxruntime.
+
+Every row is made by the one verdict policy (shared/verdict.py): float32 rows
+against each side's own float32-vs-float64 error, float64 rows against the
+fixed bound and, where it is not met, the float32 error scaled by eps64/eps32
+(forward, gradients) or the conditioning of training (below).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import port_check as pc
+from shared import verdict
 from shared.memory import TF2ONNX_BYTES_PER_PARAMETER, MemoryLog, available_mib, export_memory_refusal, release
 from shared.spill import spill
 from shared.checks import Check, compare_arrays, compare_named
@@ -35,16 +40,8 @@ from shared.config import TrainConfig
 from shared.tolerances import Tolerance, for_check
 
 __all__ = ["ReverseResult", "torch_to_keras", "reverse_port_checks", "plain_load_check", "onnx_checks",
-           "F32_OWN_ERROR_FACTOR", "TRAIN_STEPS", "TRAIN_LR", "TRAIN_MOMENTUM", "TRAIN_MIN_BATCH"]
+           "TRAIN_STEPS", "TRAIN_LR", "TRAIN_MOMENTUM", "TRAIN_MIN_BATCH"]
 
-# float32 per-node (and per-gradient) allowance: besides the float32 tolerance
-# of the scale, 4x torch's own float32 error on that tensor (|torch float32 -
-# torch float64|, same inputs). VGG11-BN's float32 gradients differ by up to
-# 2e-4 (max-pool near-ties and ReLU kinks picked differently) while float64
-# agrees to 1e-15. Deep nets accumulate float32 rounding past 16 eps (ConvNeXt-T
-# at 64x64: 7.4e-6 on a 2x2 stride-2 conv over 1536 inputs, torch's own error
-# there 3e-6) while float64 agrees to 1e-14; a porting bug shows in float64.
-F32_OWN_ERROR_FACTOR = 4.0
 TRAIN_STEPS = 3  # SGD steps of the training check (float64, training mode)
 TRAIN_LR, TRAIN_MOMENTUM = 0.01, 0.9
 # At least this many images per training batch: BatchNorm in training mode on
@@ -121,60 +118,44 @@ def _keras_side(ks, xd, y, loss, dtype, mem) -> dict:
     return {"values": b, "loss": kl, "grads": spill(kg)}
 
 
-# _own_error's float64 difference is taken this many elements at a time (32
-# MiB), not whole: VGG11-BN's classifier gradient would make a 0.8 GB temporary
-# while its float32 and float64 copies are loaded (issue 18). The chunk of
-# shared/checks.py's lean compare_arrays.
-OWN_ERROR_CHUNK = 1 << 22
-
-
-def _own_error(x: np.ndarray, reference) -> float:
-    """max |x - reference|, x widened to float64, a chunk at a time (max is exact: same figure)."""
-    x, reference = np.asarray(x), np.asarray(reference)
-    if x.shape != reference.shape:  # broadcasting: the whole-array difference, as before
-        d = np.subtract(x, reference, dtype=np.float64)
-        return float(max(d.max(), -d.min())) if d.size else 0.0
-    fx, fr = x.reshape(-1), reference.reshape(-1)
-    out = None
-    for start in range(0, fx.size, OWN_ERROR_CHUNK):
-        d = np.subtract(fx[start:start + OWN_ERROR_CHUNK], fr[start:start + OWN_ERROR_CHUNK], dtype=np.float64)
-        m = max(d.max(), -d.min())
-        out = m if out is None or m > out else out
-    return float(out) if out is not None else 0.0
-
-
-def _grad_rows(tg, kg, truth, dtype, ctx) -> list:
-    gtol = for_check("gradient", dtype)
-    if truth is None:
-        return compare_named("grad", tg, kg, gtol, **ctx)
-    rows = []  # float32: the same allowance as the nodes, on torch's own gradient error
-    for key in tg:
-        own = _own_error(tg[key], truth["grads"][key]) if key in truth["grads"] else 0.0
-        if key in kg:
-            rows.append(compare_arrays(f"grad {key}", tg[key], kg[key], Tolerance(rel=gtol.rel, abs=F32_OWN_ERROR_FACTOR * own), **ctx))
-    rows += compare_named("grad", {}, kg.only(key for key in kg if key not in tg), gtol, **ctx)
-    rows += compare_named("grad", tg.only(key for key in tg if key not in kg), {}, gtol, **ctx)
+def _judged(prefix: str, kind: str, dtype: str, mine: tuple, other: tuple | None, ctx: dict) -> list:
+    """One row per name (torch's first, then Keras-only ones; a name on one side
+    only fails), each made by shared/verdict.py against the other dtype's results."""
+    a, b = mine
+    rows = []
+    for n in list(a) + [n for n in b if n not in a]:
+        if n not in a or n not in b:
+            rows.append(Check(f"{prefix}{n}", ctx["a_name"], ctx["b_name"], float("inf"), float("inf"), 0.0, False,
+                              f"only in {ctx['a_name'] if n in a else ctx['b_name']}",
+                              **{k: v for k, v in ctx.items() if k not in ("a_name", "b_name")}))
+        else:
+            rows.append(verdict.judge(f"{prefix}{n}", kind, dtype, a[n], b[n], **verdict.against(kind, dtype, n, mine, other),
+                                      **ctx))
     return rows
 
 
-def _dtype_rows(k, t, graph, ts: dict, ks: dict, loss, dtype, truth) -> list:
-    """The rows of one dtype: output, every node, loss, gradients; `truth`: torch's
-    float64 side, for the float32 rows' own-error allowance (None for float64)."""
-    a, b = ts["values"], ks["values"]
-    tol = for_check("forward", dtype)
-    node_tol = tol
-    if truth is not None:
-        def node_tol(name):
-            own = _own_error(a[name], truth["values"][name]) if name in truth["values"] and name in a else 0.0
-            return Tolerance(rel=tol.rel, abs=F32_OWN_ERROR_FACTOR * own)
-    ctx = {"a_name": t.name, "b_name": k.name, "model": graph.name, "dtype": dtype}
-    nodes = pc.node_checks(graph, a, b, node_tol, dtype=dtype, a_name=t.name, b_name=k.name)
-    rows = [compare_arrays(f"output {o}", a[o], b[o], node_tol(o) if callable(node_tol) else tol, **ctx) for o in graph.outputs]
+def _dtype_rows(k, t, graph, ts: dict, ks: dict, loss, dtype, other=None) -> list:
+    """The rows of one dtype: output, every node, loss, gradients, each made by
+    the one verdict policy (shared/verdict.py); `other`: (torch, Keras) sides of
+    the other dtype (float32 rows derive their tolerances from float64's,
+    float64 rows use float32's where the fixed bound is not met), or None."""
+    ctx = {"a_name": t.name, "b_name": k.name, "model": graph.name}
+
+    def pair(key):
+        return (ts[key], ks[key]), (None if other is None else (other[0][key], other[1][key]))
+
+    values, values_other = pair("values")
+    nodes = pc.node_checks(graph, values[0], values[1], lambda check, n, a, b: verdict.judge(
+        check, "forward", dtype, a, b, **verdict.against("forward", dtype, n, values, values_other), **ctx),
+        dtype=dtype, a_name=t.name, b_name=k.name)
+    outs = ({o: values[0][o] for o in graph.outputs}, {o: values[1][o] for o in graph.outputs})
+    rows = _judged("output ", "forward", dtype, outs, values_other, ctx)
     first = pc.first_differing(graph, nodes)
     rows += ([first] if first else []) + nodes
-    loss_tol = tol if truth is None else Tolerance(rel=tol.rel, abs=F32_OWN_ERROR_FACTOR * abs(ts["loss"] - truth["loss"]))
-    rows.append(compare_arrays(f"loss ({loss['kind']})", ts["loss"], ks["loss"], loss_tol, **ctx))
-    return rows + _grad_rows(ts["grads"], ks["grads"], truth, dtype, ctx)
+    losses = ({"loss": ts["loss"]}, {"loss": ks["loss"]})
+    losses_other = None if other is None else ({"loss": other[0]["loss"]}, {"loss": other[1]["loss"]})
+    rows += [dataclasses.replace(c, check=f"loss ({loss['kind']})") for c in _judged("", "forward", dtype, losses, losses_other, ctx)]
+    return rows + _judged("grad ", "gradient", dtype, *pair("grads"), ctx)
 
 
 def _train_batches(graph, loss, batch, seed) -> list:
@@ -220,49 +201,57 @@ def _torch_sensitivity(ts, batches, loss, rel: float) -> tuple:
     return tl, spill(tw)
 
 
-def _conditioned(rows: list, own: tuple, torch_run: tuple, keras_run: tuple, ctx: dict, rel: float) -> list:
-    """Failing float64 training rows made again against CONDITIONING_FACTOR x the
-    distance a start perturbed by `rel` moves torch's own run (`own` vs `torch_run`, each
-    (losses, weights)); rows within the fixed bound stay as they are."""
-    (pl, pw), (tl, tw), (kl, kw) = own, torch_run, keras_run
-    fixed = for_check("training", "float64")
-    out = []
-    for c in rows:
-        key = c.check[len("trained "):] if c.check.startswith("trained ") else None
-        if c.passed or c.info or (key is None and not c.check.startswith("training loss")):
-            out.append(c)
-            continue
-        a, b, own_a = (np.array(tl), np.array(kl), np.array(pl)) if key is None else (tw[key], kw[key], pw[key])
-        spread = float(np.max(np.abs(np.subtract(a, own_a, dtype=np.float64)))) if np.size(a) else 0.0
-        tol = Tolerance(rel=fixed.rel, abs=CONDITIONING_FACTOR * spread,
-                        note=f"ill-conditioned: torch's start perturbed by {rel:.2g} relative (the measured float64 "
-                             f"forward difference) moves torch's own result by {spread:.3g}; "
-                             f"{CONDITIONING_FACTOR:g} x that + the fixed {fixed.rel:g} relative")
-        out.append(compare_arrays(c.check, a, b, tol, **ctx))
-    return out
+def _conditioning(sensitivity, rel: float, key, torch_result):
+    """The float64 error model of one training row (shared/verdict.py): torch's
+    own run from a start perturbed by `rel` (sensitivity(): (losses, weights),
+    run at most once, only when some row misses the fixed bound); the row may
+    differ by CONDITIONING_FACTOR x how far that moves torch's own result."""
+    def model(fixed):
+        if "run" not in sensitivity:
+            sensitivity["run"] = sensitivity["start"]()
+        pl, pw = sensitivity["run"]
+        own = np.array(pl) if key is None else pw[key]
+        a = torch_result()
+        spread = float(np.max(np.abs(np.subtract(a, own, dtype=np.float64)))) if np.size(a) else 0.0
+        note = (f"ill-conditioned: torch's start perturbed by {rel:.2g} relative (the measured float64 forward "
+                f"difference) moves torch's own result by {spread:.3g}; {CONDITIONING_FACTOR:g} x that")
+        return verdict.conditioning_model(CONDITIONING_FACTOR * spread, note)(fixed)
+    return model
 
 
 def _training_rows(k, t, graph, trained_t, trained_k, sensitivity=None, perturb_rel: float = PERTURB_MIN_REL) -> list:
     """TRAIN_STEPS SGD+momentum steps in training mode (BatchNorm on batch
     statistics), float64, same start, same batches: losses per step and every
-    weight after. BatchNorm's running variance is an information row: torch
-    updates it with the unbiased batch variance, Keras with the biased one."""
+    weight after, each row made by shared/verdict.py: the fixed bound, then (with
+    `sensitivity`, a function giving torch's run from a perturbed start) the
+    conditioning model. BatchNorm's running variance is an information row:
+    torch updates it with the unbiased batch variance, Keras with the biased one."""
     dtype = "float64"
     (tl, tw), (kl, kw) = trained_t, trained_k
-    tol = for_check("training", dtype)
-    ctx = {"a_name": t.name, "b_name": k.name, "model": graph.name, "dtype": dtype}
-    rows = [compare_arrays(f"training loss per step (SGD, {TRAIN_STEPS} steps)", np.array(tl), np.array(kl), tol, **ctx)]
+    ctx = {"a_name": t.name, "b_name": k.name, "model": graph.name}
+    lazy = {"start": sensitivity}
+
+    def models(key, torch_result):
+        return [] if sensitivity is None else [_conditioning(lazy, perturb_rel, key, torch_result)]
+
+    rows = [verdict.judge(f"training loss per step (SGD, {TRAIN_STEPS} steps)", "training", dtype, np.array(tl),
+                          np.array(kl), models=models(None, lambda: np.array(tl)), **ctx)]
     var_keys = {key for key in tw if key.endswith(".running_var")}
-    rows += compare_named("trained", tw.only(n for n in tw if n not in var_keys),
-                          kw.only(n for n in kw if n not in var_keys), tol, **ctx)
-    if sensitivity is not None and any(not c.passed and not c.info for c in rows):
-        rows = _conditioned(rows, sensitivity(), (tl, tw), (kl, kw), ctx, perturb_rel)
+    for n in [n for n in tw if n not in var_keys] + [n for n in kw if n not in tw and n not in var_keys]:
+        if n not in tw or n not in kw:
+            rows.append(Check(f"trained {n}", t.name, k.name, float("inf"), float("inf"), 0.0, False,
+                              f"only in {t.name if n in tw else k.name}", model=graph.name, dtype=dtype))
+        else:
+            rows.append(verdict.judge(f"trained {n}", "training", dtype, tw[n], kw[n],
+                                      models=models(n, lambda n=n: tw[n]), **ctx))
     if var_keys:
-        diffs = compare_named("v", tw.only(var_keys), kw.only(var_keys), tol, **ctx)
+        diffs = compare_named("v", tw.only(var_keys), kw.only(var_keys), for_check("training", dtype), dtype=dtype, **ctx)
         w = max(diffs, key=lambda c: c.max_abs_diff)
-        rows.append(Check("trained BatchNorm running_var (torch: unbiased batch variance, Keras: biased; not a port error)",
-                          w.a, w.b, w.max_abs_diff, w.max_rel_diff, w.tolerance, True, f"{w.check[2:]} {w.where}",
-                          model=graph.name, dtype=dtype, info=True))
+        rows.append(verdict.info_row(
+            "trained BatchNorm running_var (torch: unbiased batch variance, Keras: biased; not a port error)",
+            "torch's BatchNorm stores the unbiased batch variance, Keras the biased one", f"{w.check[2:]} {w.where}",
+            a_name=w.a, b_name=w.b, max_abs_diff=w.max_abs_diff, max_rel_diff=w.max_rel_diff, tolerance=w.tolerance,
+            model=graph.name, dtype=dtype))
     return rows
 
 
@@ -331,12 +320,14 @@ def reverse_port_checks(k, t, module, input_shape, inputs=None, *, seed: int = 0
 
 
 def _all_rows(k, t, graph, sides, trained, loss, timings, sensitivity=None) -> list:
-    """float32 rows (measured against torch's float64 side when there is one), float64 rows, training rows."""
+    """float32 rows, float64 rows (each dtype judged with the other's results, shared/verdict.py), training rows."""
     checks = []
-    for dtype in sorted({d for d, _ in sides}, key=lambda d: d != "float32"):
-        truth = sides.get(("float64", "torch")) if dtype == "float32" else None
+    dtypes = sorted({d for d, _ in sides}, key=lambda d: d != "float32")
+    for dtype in dtypes:
+        o = next((d for d in dtypes if d != dtype), None)
+        other = None if o is None else (sides[o, "torch"], sides[o, "keras"])
         with _clock(timings, dtype):
-            checks += _dtype_rows(k, t, graph, sides[dtype, "torch"], sides[dtype, "keras"], loss, dtype, truth)
+            checks += _dtype_rows(k, t, graph, sides[dtype, "torch"], sides[dtype, "keras"], loss, dtype, other)
     if trained:
         forward = [c.max_rel_diff for c in checks if c.dtype == "float64" and c.check.startswith(("output ", "node "))]
         rel = max([PERTURB_MIN_REL] + forward)  # the measured float64 forward difference between the frameworks

@@ -34,12 +34,14 @@ strict, and it is the one that catches such a drift.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.checks import Check, compare_arrays, compare_envelope
-from shared.tolerances import ZERO_GRADIENT_F64, derived_tolerance, for_check, trajectory_envelope
+from shared import verdict
+from shared.checks import Check, compare_arrays
+from shared.tolerances import for_check
 from shared.training import stock_training_row
 from shared.verify import (SAME_WEIGHT, Mapping, attribute_notes, check_mapping, functional_notes, localise, mask_notes,
                            match, padding_notes, weight_notes, weights_to_torch)
@@ -56,8 +58,9 @@ DTYPES = ("float64", "float32")
 # "equal to n/(n-1)" within 1e-6 (the factor itself is 1 + 1/(n-1), >= 1e-5 away
 # from 1 for n up to 1e5), "moved at all" above 1e-9.
 RATIO_RTOL = 1e-6
-TRAJECTORY_NOTE = ("derived step by step: 4 x the largest float32-vs-float64 divergence either side has shown so far "
-                   "+ 4 ulp floor (shared/tolerances.py trajectory_envelope)")
+# Why a float32 pair row is information: the float64 pair rows locate a bug
+# (rounding ~1e-15); float32 rounding of ~1e-7 per layer says nothing more.
+PAIR_FLOAT32_REASON = "float32 pair outputs: the float64 pair rows locate a difference; float32 shows only rounding here"
 MOVED = 1e-9
 # The float64 checks take Keras as TF computes it (float32 constants) only where the port is far
 # closer to it than to the exact forms: a port keeping TF's constants is ~1e-15 from it and ~1e-8
@@ -77,6 +80,7 @@ ZERO_GRADIENT = {("key", "bias")}
 ZERO_GRADIENT_NOTE = ("{w}: its gradient is zero in exact arithmetic (the softmax ignores q.b_key, the same for a whole "
                       "row of scores), so float32 training moves it by rounding noise that Adam divides by sqrt(v) + "
                       "epsilon: compared as information in float32, strictly in float64")
+ZERO_GRADIENT_REASON = "a weight whose gradient is zero in exact arithmetic: float32 Adam moves it by rounding noise"
 
 
 @dataclass
@@ -156,8 +160,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
     pair_pass = {}
     whole = {p.torch: f"output of {kby[p.keras].layer} <-> torch '{tby[p.torch].module}' (whole module)"
              for p in mapping.pairs if tby[p.torch].whole_output}
+    outputs64 = {}  # float64 first: the float32 output rows derive their tolerances from it
     for d in DTYPES:
-        checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None, whole)
+        checks += _forward(sides[d], mapping, x, d, pair_pass if d == "float64" else None, whole, outputs64)
     pairs = [(p.keras, kby[p.keras].layer, p.torch) for p in mapping.pairs] + [("model output", "", "output")]
     where = localise(ks.layer_order(), pairs, pair_pass)
     if where is not None:
@@ -168,9 +173,9 @@ def run_verify(ks, ts, opts: VerifyOptions) -> VerifyResult:
                                                 np.asarray(x), ks.mask_value())
         diagnoses += [d for d in where["diagnoses"] if d not in diagnoses]
     if opts.gradients:
-        zero = {}
-        for d in DTYPES:  # float64 first: it tells which gradients are zero in exact arithmetic
-            checks += _gradients(sides[d], mapping, x, y, loss, d, zero)
+        grads64 = {}
+        for d in DTYPES:  # float64 first: the float32 rows derive their tolerances from it
+            checks += _gradients(sides[d], mapping, x, y, loss, d, grads64)
     bn = any(k.kind == "batch_norm" for k in krecs)
     if opts.steps:
         dropped = ks.dropout_layers()
@@ -267,10 +272,12 @@ def _eval_sanity(ts, x, diagnoses) -> list:
     return checks + [c]
 
 
-def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
+def _forward(sides, mapping, x, dtype, pair_pass, whole=None, ref=None) -> list:
     """Per-pair outputs and the model output; whole: {torch record path: check
     name} for the parts whose output is their whole split module's
-    (TorchRecord.whole_output), compared with the Keras layer's output."""
+    (TorchRecord.whole_output), compared with the Keras layer's output.
+    ref: filled by the float64 run with its model outputs; the float32 output
+    rows derive their tolerances from them (shared/verdict.py)."""
     whole = whole or {}
     ks, ts = sides
     tol = for_check("forward", dtype)
@@ -296,22 +303,27 @@ def _forward(sides, mapping, x, dtype, pair_pass, whole=None) -> list:
         k_out, t_out, kept = _kept_steps(k_out, t_out, mask)
         k_out, t_out, wide = broadcast_outputs(k_out, t_out)  # HF's (1, T, H) position table: shared/verify_idioms.py
         kept = "; ".join(w for w in (kept, wide) if w)
-        c = compare_arrays(name + (" (steps the Keras mask keeps)" if kept and not wide else ""), k_out, t_out, tol,
-                           dtype=dtype, info=dtype == "float32",
-                           **({"tolerance_from": f"{tol.derivation}; {kept}"} if kept else {}))
+        c = verdict.judge(name + (" (steps the Keras mask keeps)" if kept and not wide else ""), "forward", dtype, k_out,
+                          t_out, reason=PAIR_FLOAT32_REASON if dtype == "float32" else None,
+                          **({"tolerance_from": f"{tol.derivation}; {kept}"} if kept else {}))
         checks.append(c)
         if pair_pass is not None:
             if not c.passed and all(pair_pass.values()):  # the first differing pair
                 c.detail["trap"] = _known_trap(f"{p.keras} output", k_out, t_out, layer=p.keras)
             pair_pass[p.keras] = c.passed
     k_all, t_all = ks.outputs(x), ts.outputs(x)
+    ref = {} if ref is None else ref  # float64 (run first) leaves its outputs; float32 derives from them
+    kept = ""
     if isinstance(k_all, list):  # several outputs: one row each, named
-        outs = [compare_arrays(f"model output {n}", a, b, tol, dtype=dtype) for n, a, b in zip(ks.output_names, k_all, t_all)]
+        named = {f"model output {n}": (a, b) for n, a, b in zip(ks.output_names, k_all, t_all)}
     else:
         k_out, t_out, kept = _kept_steps(k_all, t_all, ks.output_mask(x))
-        outs = [compare_arrays("model output" + (" (steps the Keras mask keeps)" if kept else ""), k_out, t_out, tol,
-                               dtype=dtype, **({"tolerance_from": f"{tol.derivation}; {kept}; the loss skips the others too"}
-                                               if kept else {}))]
+        named = {"model output" + (" (steps the Keras mask keeps)" if kept else ""): (k_out, t_out)}
+    if dtype == "float64":
+        ref.update(named)
+    outs = [verdict.judge(n, "forward", dtype, a, b, ref=ref.get(n) if dtype == "float32" else None) for n, (a, b) in named.items()]
+    if kept:
+        outs = [dataclasses.replace(c, tolerance_from=f"{c.tolerance_from}; {kept}; the loss skips the others too") for c in outs]
     if pair_pass is not None:
         pair_pass["model output"] = all(c.passed for c in outs)
     return checks + outs
@@ -352,30 +364,23 @@ def _final_state(k_out: np.ndarray, t_out: np.ndarray, h_n) -> np.ndarray:
     return h_n[-1]
 
 
-def _gradients(sides, mapping, x, y, loss, dtype, zero: dict) -> list:
-    """Loss and gradient rows. zero: filled in float64 (run first) with each
-    pair's largest |gradient| on either side and whether its row passed; in
-    float32 a failing row whose gradient is zero in exact arithmetic there
-    (shared/tolerances.py ZERO_GRADIENT_F64) is information: rounding noise."""
+def _gradients(sides, mapping, x, y, loss, dtype, ref: dict) -> list:
+    """Loss and gradient rows. ref: filled in float64 (run first) with each
+    row's two float64 results; the float32 rows derive their tolerances from
+    them (shared/verdict.py: a gradient that is zero in exact arithmetic, whose
+    float32 values are rounding noise, passes by that side's own error)."""
     ks, ts = sides
-    tol = for_check("gradient", dtype)
     kl, kg = ks.record_loss_and_grads(x, y, loss)
     tl, tg = ts.record_loss_and_grads(x, y, loss, ks.output_mask(x))  # Keras' loss skips masked output steps
-    checks = [compare_arrays("loss (one batch, inference mode)", kl, tl, for_check("forward", dtype), dtype=dtype)]
+    rows = {"loss (one batch, inference mode)": ("forward", kl, tl)}
     for p in mapping.pairs:
         for name, g in kg.get(p.keras, {}).items():
             a, b = weights_to_torch(p, name, g), tg[p.torch].get(torch_name(p, name), np.full(g.shape, np.nan))
-            c = compare_arrays(f"gradient {p.keras}.{name} <-> torch '{p.torch}.{name}'", a, b, tol, dtype=dtype)
-            checks.append(c)
-            if dtype == "float64":
-                zero[c.check] = (c.passed, float(np.nanmax(np.abs(np.concatenate([np.ravel(a), np.ravel(b)])))) if a.size else 0.0)
-            elif not c.passed and zero.get(c.check, (False,))[0]:
-                scale = max([1.0] + [m for _, m in zero.values()])
-                if zero[c.check][1] <= ZERO_GRADIENT_F64 * scale:
-                    c.info = True
-                    c.where += (f" (a zero gradient: float64 gives at most {zero[c.check][1]:.3g} on both sides, the "
-                                f"model's largest is {scale:.3g}; float32 values are rounding noise)")
-    return checks
+            rows[f"gradient {p.keras}.{name} <-> torch '{p.torch}.{name}'"] = ("gradient", a, b)
+    if dtype == "float64":
+        ref.update({n: (a, b) for n, (_, a, b) in rows.items()})
+    return [verdict.judge(n, kind, dtype, a, b, ref=ref.get(n) if dtype == "float32" else None)
+            for n, (kind, a, b) in rows.items()]
 
 
 def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozenset(), ref=None) -> list:
@@ -383,7 +388,7 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
     ref: filled by the float64 run with its results; the float32 run then
     derives its tolerances from them as the engine does (shared/judge.py):
     4 x each side's own float32-vs-float64 error (+ 4 ulp), the loss curve
-    step by step (shared/tolerances.py trajectory_envelope)."""
+    step by step (shared/verdict.py trajectory)."""
     ks, ts = sides
     tol = for_check("training", dtype, batchnorm=bn)
     kl, kw = ks.train(batches, loss, optimizer)
@@ -397,19 +402,16 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
         ref["float64"] = (kl, kw, tl, tw)
     ctx = {"dtype": dtype}
     name = f"training loss per step ({len(batches)} steps, {optimizer['class']})"
-    if derive:
-        kl64, kw64, tl64, tw64 = ref["float64"]
-        checks = [compare_envelope(name, kl, tl, trajectory_envelope(kl, kl64, tl, tl64), TRAJECTORY_NOTE, **ctx)]
-    else:
-        checks = [compare_arrays(name, kl, tl, tol, **ctx)]
+    kl64, kw64, tl64, tw64 = ref["float64"] if derive else (None, {}, None, {})
+    checks = [verdict.trajectory(name, kl, tl, kl64, tl64, dtype=dtype, batchnorm=bn)]
     for p in mapping.pairs:
         for name, a in kw[p.keras].items():
-            info = dtype == "float32" and (p.keras, name) in noise
+            reason = ZERO_GRADIENT_REASON if dtype == "float32" and (p.keras, name) in noise else None
             a, b = weights_to_torch(p, name, a), tw[p.torch][torch_name(p, name)]
-            t = tol if not derive else derived_tolerance(a, weights_to_torch(p, name, kw64[p.keras][name]), b,
-                                                         tw64[p.torch][torch_name(p, name)], max_asymmetry=None)
-            c = compare_arrays(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", a, b, t,
-                               detail={"pair": p.keras, "name": name}, info=info, **ctx)
+            r64 = ((weights_to_torch(p, name, kw64[p.keras][name]), tw64[p.torch][torch_name(p, name)])
+                   if derive else None)
+            c = verdict.judge(f"{p.keras}.{name} after training <-> torch '{p.torch}.{name}'", "training", dtype, a, b,
+                              ref=r64, batchnorm=bn, reason=reason, detail={"pair": p.keras, "name": name})
             if not c.passed and dtype == "float64":
                 c.detail["trap"] = _known_trap(f"{p.keras}.{name}", a, b)
             checks.append(c)
