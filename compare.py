@@ -35,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import argtypes, cli
-from shared.cases import Case, builtin_cases, user_case
-from shared.checks import ParityFailure, assert_checks
-from shared.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair  # noqa: F401  (public defaults)
-from shared.errors import UsageError
-from shared.tolerances import Tolerance, for_check
-from shared.user_code import EXIT_INTERNAL, EXIT_OK, EXIT_OOM, EXIT_PARITY, EXIT_USAGE  # noqa: F401  (the exit codes, documented there)
+from shared.core import argtypes
+from shared.cli import commands as cli
+from shared.data.cases import Case, builtin_cases, user_case
+from shared.verdict.checks import ParityFailure, assert_checks
+from shared.flows.engine import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, Options, PairResult, check_pair  # noqa: F401  (public defaults)
+from shared.core.errors import UsageError
+from shared.verdict.tolerances import Tolerance, for_check
+from shared.core.user_code import EXIT_INTERNAL, EXIT_OK, EXIT_OOM, EXIT_PARITY, EXIT_USAGE  # noqa: F401  (the exit codes, documented there)
 
 __all__ = ["main", "compare_models", "assert_parity", "run_checks", "check_case", "backends", "Options", "Case",
            "keras_to_torch", "port_checks", "verify_models",
@@ -110,9 +111,9 @@ def frameworks(threads: int = DEFAULT_THREADS, verbose: bool = False) -> _Framew
 # --------------------------------------------------------------------------
 def backends(config, seed: int = 0, fault: str | None = None) -> tuple:
     """The built-in Keras twin (seeded weights) and its PyTorch twin (with `fault`,
-    "NAME[=SIZE]" of shared/faults.py, planted: in the torch model, optimizer or
+    "NAME[=SIZE]" of shared/data/faults.py, planted: in the torch model, optimizer or
     loss, or in the data path that feeds it)."""
-    from shared.faults import DataFaultBackend, parse_plant
+    from shared.data.faults import DataFaultBackend, parse_plant
 
     spec, size = parse_plant(fault, config.model, config.task)
     fw = frameworks()
@@ -126,12 +127,12 @@ def backends(config, seed: int = 0, fault: str | None = None) -> tuple:
 
 
 def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
-    """Every check for one case: its two backends through shared.engine.check_pair."""
+    """Every check for one case: its two backends through shared.flows.engine.check_pair."""
     import dataclasses
 
-    from shared.engine import PairData
-    from shared.faults import parse_plant
-    from shared.portable import file_store
+    from shared.flows.engine import PairData
+    from shared.data.faults import parse_plant
+    from shared.data.portable import file_store
 
     cfg = case.config
     t0 = time.perf_counter()
@@ -150,8 +151,8 @@ def check_case(case: Case, opts: Options, ui, workdir: Path) -> PairResult:
 
 
 def run_checks(cases: list, opts: Options, out: Path | None) -> dict:
-    """Run every case; write the report atomically into `out` (if given): shared/run_report.py."""
-    from shared.run_report import run_cases
+    """Run every case; write the report atomically into `out` (if given): shared/flows/run_report.py."""
+    from shared.flows.run_report import run_cases
 
     fw = frameworks(opts.threads, opts.verbose)
     return run_cases(cases, opts, out, check_case, versions=fw.versions(), threads=fw.threads())
@@ -179,8 +180,8 @@ def compare_models(keras_model, torch_model, inputs, *, atol: float = 0.0, rtol:
         One Check per output leaf (same records as report.json's "checks").
     """
     fw = frameworks()
-    from shared.layout import nhwc_to_nchw
-    from shared.outputs import compare_outputs
+    from shared.graph.layout import nhwc_to_nchw
+    from shared.verdict.outputs import compare_outputs
 
     x = np.asarray(inputs)
     dtype = "float64" if x.dtype == np.float64 else "float32"
@@ -208,14 +209,14 @@ def assert_parity(keras_model, torch_model, inputs, **kw) -> list:
         return assert_checks(compare_models(keras_model, torch_model, inputs, **kw))
     res = verify_models(keras_model, torch_model, inputs, **kw)
     if not res.passed:
-        from shared.verify_cli import format_result
+        from shared.cli.verify_cli import format_result
 
         raise ParityFailure("parity failed:\n" + format_result(res))
     return res.checks
 
 
 # --------------------------------------------------------------------------
-# Port: any Keras model -> a readable PyTorch twin (through shared/graph.py)
+# Port: any Keras model -> a readable PyTorch twin (through shared/graph/ir.py)
 # --------------------------------------------------------------------------
 def keras_to_torch(keras_model):
     """(torch module in eval mode, its model.py source) for a functional or
@@ -228,16 +229,16 @@ def keras_to_torch(keras_model):
 
 
 def port_checks(keras_model, inputs=None, **kw):
-    """Port `keras_model` and prove the port (shared/port.py's checks); returns
-    shared.port.PortResult (.checks, .module, .source, .graph, .info).
+    """Port `keras_model` and prove the port (shared/flows/port.py's checks); returns
+    shared.flows.port.PortResult (.checks, .module, .source, .graph, .info).
 
     Args:
         inputs: numpy arrays in PyTorch's layout (default: seeded random ones).
-        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.port.port_checks).
+        kw: seed, batch, dtypes, train_config, onnx_dir, opset (shared.flows.port.port_checks).
     """
     frameworks()
     from keras_impl.side import KerasSide
-    from shared.port import port_checks as run
+    from shared.flows.port import port_checks as run
     from torch_impl.side import TorchSide
 
     return run(KerasSide(keras_model), TorchSide.from_graph, inputs, **kw)
@@ -252,23 +253,23 @@ def cmd_run(argv) -> int:
     cases = [user_case(args)] if args.data else builtin_cases(args.task, args.model, args.dtype, args.seed)
     report = run_checks(cases, opts, Path(args.out))
     if args.quiet:
-        from shared.report import summary_line
+        from shared.report.build import summary_line
 
         print(summary_line(report))
     return EXIT_OK if report["passed"] else EXIT_PARITY
 
 
 def cmd_export(argv) -> int:
-    """compare.py export: both ONNX exports and the portable weights (shared/cli.py)."""
+    """compare.py export: both ONNX exports and the portable weights (shared/cli/commands.py)."""
     return cli.export_command(argv, lambda cfg, seed: backends(cfg, seed), lambda: frameworks().torch.__version__)
 
 
 def cmd_port(argv) -> int:
-    from shared import port as sp
+    from shared.flows import port as sp
 
     args = sp.port_parser(cli.Parser, DEFAULT_THREADS).parse_args(argv)
-    from shared.atomic import atomic_dir, check_writable_dir
-    from shared.console import ConsoleUI
+    from shared.core.atomic import atomic_dir, check_writable_dir
+    from shared.core.console import ConsoleUI
 
     out = Path(args.out)
     check_writable_dir(out)
@@ -303,7 +304,7 @@ def cmd_port(argv) -> int:
 
 
 def _environment(fw, dtype: str, seed: int) -> dict:
-    from shared import report as rpt
+    from shared.report import build as rpt
 
     return rpt.environment(fw.versions(), seed=seed, dtype=dtype, threads=fw.threads())
 
@@ -314,15 +315,15 @@ def _input_source(args, xs) -> str:
 
 def cmd_port_reverse(args, out: Path) -> int:
     """compare.py port TORCH_MODEL --input-shape C,H,W --out DIR: PyTorch -> Keras
-    (proof in shared/port_reverse.py, the two sides keras_impl/ and torch_impl/side.py)."""
+    (proof in shared/flows/port_reverse.py, the two sides keras_impl/ and torch_impl/side.py)."""
     if args.input_shape is None:
         raise UsageError("PyTorch to Keras needs --input-shape C,H,W (the input without the batch)")
     fw = frameworks(args.threads)
     from keras_impl.side import KerasSide
-    from shared import port as sp
-    from shared import port_reverse as pr
-    from shared.atomic import atomic_dir
-    from shared.console import ConsoleUI
+    from shared.flows import port as sp
+    from shared.flows import port_reverse as pr
+    from shared.core.atomic import atomic_dir
+    from shared.core.console import ConsoleUI
     from torch_impl.port import load_module
     from torch_impl.side import TorchSide
 
@@ -357,7 +358,7 @@ def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
     that source and takes Keras' layout (N, H, W, C)."""
     frameworks()
     from keras_impl.side import KerasSide
-    from shared.port_reverse import torch_to_keras as convert
+    from shared.flows.port_reverse import torch_to_keras as convert
     from torch_impl.side import TorchSide
 
     ks, ts = convert(KerasSide, TorchSide, torch_model, input_shape, dtype)
@@ -365,10 +366,10 @@ def torch_to_keras(torch_model, input_shape, dtype: str = "float32") -> tuple:
 
 
 def reverse_port_checks(torch_model, input_shape, inputs=None, **kw):
-    """shared.port_reverse.reverse_port_checks with this project's two sides."""
+    """shared.flows.port_reverse.reverse_port_checks with this project's two sides."""
     frameworks()
     from keras_impl.side import KerasSide
-    from shared.port_reverse import reverse_port_checks as check
+    from shared.flows.port_reverse import reverse_port_checks as check
     from torch_impl.side import TorchSide
 
     return check(KerasSide, TorchSide, torch_model, input_shape, inputs, **kw)
@@ -387,16 +388,16 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
             inputs, training steps take consecutive batches of them.
         weights: "keras" copies the Keras weights into torch_model by structure
             (it is modified); "as-is" keeps both models' own weights.
-        mapping: a shared.verify.Mapping (or its JSON text) instead of matching.
+        mapping: a shared.flows.verify.Mapping (or its JSON text) instead of matching.
 
     Returns:
-        shared.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
+        shared.flows.verify_run.VerifyResult (checks, mapping, localisation, diagnoses, notes).
     """
     frameworks()
     from keras_impl.side import KerasSide
-    from shared.verify import Mapping
-    from shared.verify_io import neutral_inputs
-    from shared.verify_run import VerifyOptions, run_verify
+    from shared.flows.verify import Mapping
+    from shared.flows.verify_io import neutral_inputs
+    from shared.flows.verify_run import VerifyOptions, run_verify
     from torch_impl.side import TorchSide
 
     if weights not in ("keras", "as-is"):
@@ -412,7 +413,7 @@ def verify_models(keras_model, torch_model, inputs=None, *, weights: str = "kera
 
 
 def cmd_verify(argv) -> int:
-    from shared import verify_cli
+    from shared.cli import verify_cli
 
     p = cli.Parser(prog="compare.py verify", description=verify_cli.DESCRIPTION)
     verify_cli.add_arguments(p, argtypes.positive_int, DEFAULT_THREADS)
@@ -438,7 +439,7 @@ def cmd_verify(argv) -> int:
 
 
 def cmd_bench(argv) -> int:
-    from shared.bench import main as bench_main
+    from shared.bench.orchestrate import main as bench_main
 
     return bench_main(argv)
 
@@ -447,7 +448,7 @@ COMMANDS = {"data": cli.data_command, "export": cmd_export, "bench": cmd_bench, 
 
 
 def main(argv=None) -> int:
-    """Run one command; the exit code keeps its meaning whatever goes wrong (shared/cli.py, shared/user_code.py)."""
+    """Run one command; the exit code keeps its meaning whatever goes wrong (shared/cli/commands.py, shared/core/user_code.py)."""
     return cli.dispatch(COMMANDS, cmd_run, list(sys.argv[1:] if argv is None else argv))
 
 

@@ -53,7 +53,7 @@ def _import_with_stderr_hidden() -> None:
     """`import tensorflow, keras` with file descriptor 2 sent to a temporary file."""
     import sys
 
-    from shared.console import native_output_captured
+    from shared.core.console import native_output_captured
 
     with native_output_captured() as written:
         try:

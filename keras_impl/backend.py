@@ -1,4 +1,4 @@
-"""A Keras model behind shared.backend.Backend. Never imports torch.
+"""A Keras model behind shared.flows.backend.Backend. Never imports torch.
 
 Twin of torch_impl/backend.py. `KerasBackend` wraps any Keras model whose
 output is the logits; what is model-specific comes in as arguments: the task
@@ -17,10 +17,10 @@ import numpy as np
 
 from keras_impl import export, losses, models, train
 from keras_impl import weights as kweights
-from shared.config import ModelConfig, TrainConfig
-from shared.layout import keras_activation_as_torch, nchw_to_nhwc, nhwc_to_nchw
-from shared.onnx_backend import OnnxBackend
-from shared.training import TrainResult
+from shared.data.config import ModelConfig, TrainConfig
+from shared.graph.layout import keras_activation_as_torch, nchw_to_nhwc, nhwc_to_nchw
+from shared.onnx.onnx_backend import OnnxBackend
+from shared.core.training import TrainResult
 
 __all__ = ["KerasBackend", "ConfigWeights", "clone_in_dtype", "from_config", "FRAMEWORK_VERSION"]
 
@@ -67,7 +67,7 @@ class KerasBackend:
 
     Args:
         model: the model; `model(x, training=...)` returns the logits.
-        task: one of shared.config.TASKS (keras_impl.losses).
+        task: one of shared.data.config.TASKS (keras_impl.losses).
         weights: the weight map, an object with to_portable(model),
             from_portable(model, tensors) and grads_to_portable(model, grads
             aligned with trainable_variables) (e.g. ConfigWeights).

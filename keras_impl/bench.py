@@ -1,11 +1,11 @@
 """Speed and memory of the Keras side, one built-in pair per process.
 
-`python compare.py bench` (shared/bench.py) starts
+`python compare.py bench` (shared/bench/orchestrate.py) starts
 `python -m keras_impl.bench --pair P --settings JSON --json FILE`, so that
 this part's import time and peak RSS are its own. Mirrors torch_impl/bench.py
 name for name. Never imports torch.
 
-Figures (lists: one value per repeat; shared/bench.py takes the medians):
+Figures (lists: one value per repeat; shared/bench/orchestrate.py takes the medians):
   train.project   the project's path: keras_impl.train.train_step, one
                   tf.function (GradientTape + optimizer.apply,
                   jit_compile=False) traced once per (model, optimizer), on
@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from shared import bench_parts as sb
+from shared.bench import bench_parts as sb
 
 _T0 = time.perf_counter()
 import keras  # noqa: E402

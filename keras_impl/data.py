@@ -9,9 +9,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from shared.batches import cast_batches
-from shared.dataset import array_fingerprint
-from shared.layout import nchw_to_nhwc
+from shared.data.batches import cast_batches
+from shared.data.dataset import array_fingerprint
+from shared.graph.layout import nchw_to_nhwc
 
 __all__ = ["KerasBatches", "to_keras_batches", "fingerprints_seen"]
 
@@ -71,7 +71,7 @@ def fingerprints_seen(pydataset: KerasBatches) -> list:
         pydataset: the feed.
 
     Returns:
-        One fingerprint per batch; equal to shared.batches.batch_fingerprints
+        One fingerprint per batch; equal to shared.data.batches.batch_fingerprints
         of the (cast) input batches.
     """
     out = []

@@ -19,7 +19,7 @@ What this relies on (keras 3.15.1, tf2onnx 1.17, read in the installed source):
     `keras.InputSpec(shape=(None, *config.input_shape))`, the `None` making
     the ONNX batch dimension symbolic (tf2onnx names it "unk__N"; we rename
     it "batch" and the output "Identity:0" -> "logits",
-    shared.onnx_export.standardize_io).
+    shared.onnx.onnx_export.standardize_io).
   - Inference mode: the traced `model.__call__` gets no `training` argument,
     and `Layer.__call__` (keras/src/layers/layer.py, "Infer training value")
     then falls back to False, so BatchNormalization uses its moving
@@ -34,8 +34,8 @@ from pathlib import Path
 import keras
 import onnx
 
-from shared.config import ModelConfig
-from shared.onnx_export import (
+from shared.data.config import ModelConfig
+from shared.onnx.onnx_export import (
     ONNX_OPSET,
     ExportError,
     atomic_export,
@@ -62,7 +62,7 @@ def export_onnx(model: keras.Model, config: ModelConfig, path, opset: int = ONNX
         config: its ModelConfig (input shape and dtype of the signature).
         path: destination .onnx file; missing parent folders are created, an
             existing file is replaced only once the new one is complete.
-        opset: ONNX opset, within shared.onnx_export.SUPPORTED_OPSETS.
+        opset: ONNX opset, within shared.onnx.onnx_export.SUPPORTED_OPSETS.
         model_name: the name messages give the model (default model.name).
 
     Returns:

@@ -7,7 +7,7 @@ left on a built model's KerasTensors are not what ran: MultiHeadAttention
 deletes its inputs' masks when it reads them (`set_keras_mask(query, None)`,
 keras/src/layers/attention/multi_head_attention.py), so a second consumer of
 the same tensor, run later, sees no mask. `RuntimeMasks` replays that flow in
-the walk order of keras_impl/read.py (the order Functional.call runs nodes),
+the walk order of keras_impl/read/__init__.py (the order Functional.call runs nodes),
 calling each layer's own `compute_mask` on symbolic tensors; the masks it
 builds are new keras.ops nodes, converted on demand (graph.py `_pull`).
 """

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from shared.config import ModelConfig
+from shared.data.config import ModelConfig
 
 __all__ = ["build_model", "layer_outputs", "forward"]
 

@@ -4,7 +4,7 @@ Loading keeps Keras' safe_mode: a Lambda layer carrying code is refused
 (UsageError, exit 2) unless `unsafe=True`, for saved files (Keras raises on
 deserialisation) and for models built by a user function alike. Everything
 crosses to the caller as numpy in the graph's neutral layout, weights and
-gradients under the graph's state_dict keys (shared/graph.py weight_sources).
+gradients under the graph's state_dict keys (shared/graph/ir.py weight_sources).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_impl.read import call_model
-from shared import user_code
-from shared.errors import UsageError
-from shared.graph import Graph, apply_transform, invert_transform
+from shared.core import user_code
+from shared.core.errors import UsageError
+from shared.graph.ir import Graph, apply_transform, invert_transform
 
 __all__ = ["load_model", "import_plugin", "GraphWeights", "infer_loss", "loss_and_grads", "get_weights", "set_weights", "lambda_layers", "sgd_steps",
            "sgd_momentum_update", "SGD_SLICE_ELEMENTS"]
@@ -243,7 +243,7 @@ def train_config_from(model, optimizer: str | None, steps: int):
     """The compiled optimizer as a TrainConfig (SGD or Adam, constant lr), or
     `optimizer` ("sgd"/"adam", TrainConfig's defaults) when given or when the
     model is not compiled."""
-    from shared.config import TrainConfig
+    from shared.data.config import TrainConfig
 
     opt = getattr(model, "optimizer", None)
     if optimizer is not None or opt is None:
@@ -296,7 +296,7 @@ def export_onnx(model, graph: Graph, path, opset: int) -> Path:
     """The model (inference mode, Keras' layout) to ONNX with tf2onnx, dynamic batch."""
     import onnx
 
-    from shared.onnx_export import atomic_export, check_output_path, validate_opset
+    from shared.onnx.onnx_export import atomic_export, check_output_path, validate_opset
 
     opset = validate_opset(opset)
     path = check_output_path(path)
@@ -345,7 +345,7 @@ class GraphWeights:
 # temporaries are one slice, not one variable (VGG11-BN's 25088x4096 float64
 # kernel is 0.8 GB; keras.optimizers.SGD's update_step makes three such
 # temporaries, which TF's oneDNN pool then keeps; BENCHMARKS.md, issue 18).
-# 4M elements: the chunk shared/checks.py's lean compare_arrays uses.
+# 4M elements: the chunk shared/verdict/checks.py's lean compare_arrays uses.
 SGD_SLICE_ELEMENTS = 1 << 22
 
 

@@ -1,18 +1,18 @@
-"""A Keras model behind shared.side.Side. Never imports torch.
+"""A Keras model behind shared.flows.side.Side. Never imports torch.
 
 Twin of torch_impl/side.py (same `__all__`, same Side methods). One class for
 both port directions:
 
 - `KerasSide(model)`: the user's model (`compare.py port` K->T); the graph is
-  read from it (keras_impl/read.py) on first use, per-node values by the reader.
+  read from it (keras_impl/read/__init__.py) on first use, per-node values by the reader.
 - `KerasSide.from_graph(graph, source, plan, dtype)`: the model the reverse
   port (T->K) writes and builds by executing model_keras.py
-  (keras_impl/write.py); per-node values by the writer's names.
+  (keras_impl/write/__init__.py); per-node values by the writer's names.
 - `KerasSide.for_verify(model)`: the user's model as `compare.py verify`
   reads it: besides the Side methods, its parametrized layers as records
-  (shared/verify.py KerasRecord) with their weights, outputs, gradients and a
+  (shared/flows/verify.py KerasRecord) with their weights, outputs, gradients and a
   training run keyed by record (`records`, `record_weights`, `pair_outputs`,
-  `record_loss_and_grads`, `train`; keras_impl/verify.py has the helpers);
+  `record_loss_and_grads`, `train`; keras_impl/verify/__init__.py has the helpers);
   its float64 copies compute TF's float32-constant kernels exactly.
 
 Per-pair outputs: a Keras Conv2D/Dense with a fused activation has no
@@ -21,7 +21,7 @@ pre-activation value is computed by calling the layer again on the same input
 with its activation set to linear for that call.
 
 The computations are keras_impl/port.py's (loss, gradients, training steps,
-weights) and keras_impl/read.py / write.py's (values, forward).
+weights) and keras_impl/read/__init__.py / write.py's (values, forward).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from keras_impl.port import get_weights as _graph_weights
 from keras_impl.read import _functional_of, _Walker, call_model, read_graph
 from keras_impl.verify import (PARAM_OPS, _copy, _kind, _optimizer, _output_names, _render, _split, _total,
                                dropout_layers, dropout_off, loss_spec, optimizer_spec)
-from keras_impl.verify_attention import attention_records as _attention_records, by_record as _by_record
-from keras_impl.verify_attention import comparison_mask, einsum_output, einsum_record, projections as _projections
-from shared.errors import UsageError
-from shared.side import one_batch
-from shared.verify import KerasRecord
+from keras_impl.verify.attention import attention_records as _attention_records, by_record as _by_record
+from keras_impl.verify.attention import comparison_mask, einsum_output, einsum_record, projections as _projections
+from shared.core.errors import UsageError
+from shared.flows.side import one_batch
+from shared.flows.verify import KerasRecord
 
 __all__ = ["KerasSide"]
 
@@ -70,7 +70,7 @@ class KerasSide:
         self.built = source is not None  # written from the graph: values keyed by the writer
         self._dtype = dtype
         self.verifying = False  # for_verify: copies cached, float64 ones exact
-        self.exact = False  # float64 copies: TF's float32-constant kernels computed exactly (keras_impl/verify.py _copy)
+        self.exact = False  # float64 copies: TF's float32-constant kernels computed exactly (keras_impl/verify/__init__.py _copy)
         self._names = None  # (input names, output names), for_verify
 
     @classmethod
@@ -87,7 +87,7 @@ class KerasSide:
 
     @classmethod
     def from_graph(cls, graph, source: str | None = None, plan=None, dtype: str = "float32") -> "KerasSide":
-        """The model model_keras.py builds (keras_impl/write.py), weights set from the graph."""
+        """The model model_keras.py builds (keras_impl/write/__init__.py), weights set from the graph."""
         from keras_impl.write import build_model
 
         model, source, plan = build_model(graph, source, plan, dtype=dtype)
@@ -118,9 +118,9 @@ class KerasSide:
 
     # ---- copies
     def with_dtype(self, dtype: str, exact: bool = True) -> "KerasSide":
-        """See shared.side.Side. A verify side caches its copies; in float64
+        """See shared.flows.side.Side. A verify side caches its copies; in float64
         they compute TF's float32-constant kernels exactly (exact=True, see
-        keras_impl/verify.py _copy) or as TF computes them."""
+        keras_impl/verify/__init__.py _copy) or as TF computes them."""
         if dtype == self.dtype:
             return self
         if not self.verifying:
@@ -164,7 +164,7 @@ class KerasSide:
         return _port.loss_and_grads(self.model, self.graph, xs, y, loss)
 
     def train_steps(self, batches: list, loss: dict, optimizer, training: bool = False, lazy: bool = False) -> tuple:
-        """See shared.side.Side; training=True is SGD with momentum in place
+        """See shared.flows.side.Side; training=True is SGD with momentum in place
         (keras_impl/port.py sgd_steps; lazy: the weights as pairs, one
         converted at a time)."""
         if training:
@@ -196,7 +196,7 @@ class KerasSide:
             from keras_impl.export import export_onnx as export
 
             return export(self.model, config, path, model_name=self.graph.name)
-        from shared.onnx_check import ONNX_OPSET
+        from shared.onnx.onnx_check import ONNX_OPSET
 
         return _port.export_onnx(self.model, self.graph, path, opset or ONNX_OPSET)
 
@@ -236,7 +236,7 @@ class KerasSide:
                 f.unlink(missing_ok=True)
 
 
-    # ---- verify: the parametrized layers as records (shared/verify.py)
+    # ---- verify: the parametrized layers as records (shared/flows/verify.py)
     def records(self) -> list:
         g = self.graph
         out = []
@@ -428,7 +428,7 @@ class KerasSide:
 
     def record_loss_and_grads(self, x: np.ndarray, y: np.ndarray, spec: dict) -> tuple:
         """(mean loss, {node: {name: gradient, torch layout}}), inference mode."""
-        from shared.graph import apply_transform
+        from shared.graph.ir import apply_transform
 
         vs = {k: v for k, v in self._variables().items() if v[0].trainable}
         with tf.GradientTape() as tape:

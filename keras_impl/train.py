@@ -47,10 +47,10 @@ import tensorflow as tf
 from keras_impl import losses
 from keras_impl.data import to_keras_batches
 from keras_impl import weights as kweights
-from shared.config import ModelConfig, TrainConfig
-from shared.dataset import array_fingerprint
-from shared.layout import nhwc_to_nchw
-from shared.training import TrainResult
+from shared.data.config import ModelConfig, TrainConfig
+from shared.data.dataset import array_fingerprint
+from shared.graph.layout import nhwc_to_nchw
+from shared.core.training import TrainResult
 
 __all__ = ["make_optimizer", "to_framework", "from_framework", "train_step", "train", "loss_and_raw_grads", "loss_and_grads"]
 
@@ -209,7 +209,7 @@ def train(model: keras.Model, model_config: ModelConfig, train_config: TrainConf
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
         what the step received (in the batches' layout; equal to
-        shared.batches.batch_fingerprints of cast_batches(batches, dtype)),
+        shared.data.batches.batch_fingerprints of cast_batches(batches, dtype)),
         and the loop's wall time. `model_config` may be any object with
         `task` and `dtype`.
     """

@@ -1,7 +1,7 @@
 """Keras model <-> portable tensors (PyTorch names and layout).
 
 Each Keras variable maps to one PyTorch state_dict name through one of four
-exact transforms (shared/layout.py): Dense transpose, Conv HWIO -> OIHW, the
+exact transforms (shared/graph/layout.py): Dense transpose, Conv HWIO -> OIHW, the
 Dense after Flatten re-ordered from (H,W,C) to (C,H,W), or identity.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from shared import layout
-from shared.config import ModelConfig, parameter_spec
-from shared.portable import check_tensors, load_portable, save_portable
+from shared.graph import layout
+from shared.data.config import ModelConfig, parameter_spec
+from shared.data.portable import check_tensors, load_portable, save_portable
 
 __all__ = ["variable_map", "to_portable", "from_portable", "grads_to_portable", "save_weights", "load_weights"]
 

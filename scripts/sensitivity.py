@@ -3,7 +3,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/sensitivity.py [--only NAME] [--json FILE]
 
-For each fault of shared/faults.py, runs `compare.py --plant NAME=SIZE` on a
+For each fault of shared/data/faults.py, runs `compare.py --plant NAME=SIZE` on a
 pair that has the layer (or loss, optimizer, data path) in question, and
 bisects SIZE on a logarithmic grid from 1 down to 1e-7 for the smallest value
 that still fails the run (exit 1) with a failing row that locates the fault
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from shared.faults import FAULTS  # noqa: E402
+from shared.data.faults import FAULTS  # noqa: E402
 
 GRID = [1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7, 1e-7]
 BASE = ["--no-onnx", "--steps", "6"]

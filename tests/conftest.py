@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 # =============================================================================
-# Data-layer fixtures (shared/images.py, loaders.py, builtin.py, ...):
+# Data-layer fixtures (shared/data/images.py, loaders.py, builtin.py, ...):
 # small datasets written into tmp_path in the REAL on-disk layouts.
 # =============================================================================
 

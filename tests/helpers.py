@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.config import ModelConfig, parameter_spec
-from shared.registry import PAIRS
+from shared.data.config import ModelConfig, parameter_spec
+from shared.data.registry import PAIRS
 
 __all__ = [
     "DTYPES",
@@ -40,7 +40,7 @@ def random_inputs(config: ModelConfig, n: int = 16, seed: int = 0) -> np.ndarray
 
 
 def random_targets(config: ModelConfig, n: int = 16, seed: int = 1) -> np.ndarray:
-    """Targets as shared.dataset.Dataset documents them: multiclass int64 (n,);
+    """Targets as shared.data.dataset.Dataset documents them: multiclass int64 (n,);
     multilabel/binary {0,1} (n, C); regression standard normal (n, T)."""
     rng = np.random.default_rng(seed)
     if config.task == "multiclass":

@@ -1,5 +1,5 @@
 """keras.io-style models with custom layers, sizes shrunk, for the port tests
-(tests/test_port_kerasio.py; issue 20's "a dozen keras.io-style models").
+(tests/flows/port/test_port_kerasio.py; issue 20's "a dozen keras.io-style models").
 
 Each builder reproduces the model code of one official keras.io example
 (keras-team/keras-io, `examples/...`, named in its docstring) as the Keras 3

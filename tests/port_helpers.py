@@ -12,8 +12,8 @@ compare.frameworks()  # torch first, then TensorFlow/Keras
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shared.checks import format_check  # noqa: E402
-from shared.tolerances import FORWARD  # noqa: E402
+from shared.verdict.checks import format_check  # noqa: E402
+from shared.verdict.tolerances import FORWARD  # noqa: E402
 
 F64_REL = FORWARD["float64"].rel  # the float64 target, 1e-12 relative
 

@@ -1,6 +1,6 @@
 """The torchvision classification families of the reverse port (issue 14), one
-place for the tests (tests/test_reverse_families.py) and the benchmark
-(tests/bench_reverse.py). Needs torchvision (tests/tv.py)."""
+place for the tests (tests/flows/reverse/test_reverse_families.py) and the benchmark
+(scripts/bench_reverse.py). Needs torchvision (tests/tv.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiny Keras sequence models for the port tests (tests/test_port_sequences.py)
+"""Tiny Keras sequence models for the port tests (tests/flows/port/test_port_sequences.py)
 and the sequence benchmark; each builder returns (model, inputs) with inputs in
 PyTorch's layout. Padded token ids: right padding, left padding and zeros in
 the middle, so every masking rule is exercised; no row is fully padded unless

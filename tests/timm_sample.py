@@ -1,6 +1,6 @@
 """The timm sample of the reverse port (issue 21): 30 architectures, shrunk
 where timm's constructors allow (depths, widths, image size) but keeping each
-family's distinctive blocks. Used by tests/test_reverse_timm.py and
+family's distinctive blocks. Used by tests/flows/reverse/test_reverse_timm.py and
 scripts/bench_timm.py.
 
 Each entry: (timm name, create_model kwargs, input shape C,H,W).

@@ -1,4 +1,4 @@
-"""A PyTorch model behind shared.backend.Backend. Never imports TensorFlow or Keras.
+"""A PyTorch model behind shared.flows.backend.Backend. Never imports TensorFlow or Keras.
 
 Twin of keras_impl/backend.py. `TorchBackend` wraps any `nn.Module` whose
 output is the logits; the common layout is torch's own, so inputs,
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.config import ModelConfig, TrainConfig, parameter_spec
-from shared.onnx_backend import OnnxBackend
-from shared.portable import check_tensors
-from shared.training import TrainResult
+from shared.data.config import ModelConfig, TrainConfig, parameter_spec
+from shared.onnx.onnx_backend import OnnxBackend
+from shared.data.portable import check_tensors
+from shared.core.training import TrainResult
 from torch_impl import export, losses, models, train
 
 __all__ = ["TorchBackend", "from_config", "FRAMEWORK_VERSION"]
@@ -34,7 +34,7 @@ class TorchBackend:
 
     Args:
         model: the module; `model(x)` returns the logits.
-        task: one of shared.config.TASKS (torch_impl.losses).
+        task: one of shared.data.config.TASKS (torch_impl.losses).
         name: how the report names this side.
         weight_names: the portable tensors, state_dict names; default every
             state_dict entry but BatchNorm's num_batches_tracked.
@@ -53,7 +53,7 @@ class TorchBackend:
                  check_weights=None, layers=None, example: torch.Tensor | None = None, after_load=None,
                  fault=None, fault_size: float = 1.0):
         self.model, self.task, self.name = model, task, name
-        # An optimizer or loss fault (shared/faults.py), planted by torch_impl/faults.py.
+        # An optimizer or loss fault (shared/data/faults.py), planted by torch_impl/faults.py.
         self.fault, self.fault_size = fault, fault_size
         self.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         state = model.state_dict()
@@ -190,12 +190,12 @@ def from_config(config: ModelConfig, fault=None, name: str = "torch", size: floa
     """The built-in torch twin of `config` as a backend (torch's own initial weights).
 
     Args:
-        fault: a shared.faults.Fault (or its "NAME[=SIZE]" spec) to plant with `size` (model faults are
+        fault: a shared.data.faults.Fault (or its "NAME[=SIZE]" spec) to plant with `size` (model faults are
             re-planted on every set_weights; optimizer and loss faults act in
             training and in the loss code; data faults are the caller's:
-            shared.faults.DataFaultBackend).
+            shared.data.faults.DataFaultBackend).
     """
-    from shared.faults import parse_plant
+    from shared.data.faults import parse_plant
     from torch_impl import faults
 
     if isinstance(fault, str):

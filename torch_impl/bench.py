@@ -1,11 +1,11 @@
 """Speed and memory of the PyTorch side, one built-in pair per process.
 
-`python compare.py bench` (shared/bench.py) starts
+`python compare.py bench` (shared/bench/orchestrate.py) starts
 `python -m torch_impl.bench --pair P --settings JSON --json FILE`, so that
 this part's import time and peak RSS are its own. Mirrors keras_impl/bench.py
 name for name. Never imports TensorFlow or Keras.
 
-Figures (lists: one value per repeat; shared/bench.py takes the medians):
+Figures (lists: one value per repeat; shared/bench/orchestrate.py takes the medians):
   train.project   the project's path: torch_impl.train.train_step, eager
                   (model.train(), zero_grad, loss, backward, SGDKeras.step,
                   float(loss)), on tensors converted (NCHW) before the clock
@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-from shared import bench_parts as sb
-from shared.layout import nhwc_to_nchw
+from shared.bench import bench_parts as sb
+from shared.graph.layout import nhwc_to_nchw
 
 _T0 = time.perf_counter()
 import torch  # noqa: E402

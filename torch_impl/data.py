@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.batches import cast_batches
-from shared.dataset import array_fingerprint
-from shared.layout import nchw_to_nhwc, nhwc_to_nchw
+from shared.data.batches import cast_batches
+from shared.data.dataset import array_fingerprint
+from shared.graph.layout import nchw_to_nhwc, nhwc_to_nchw
 
 __all__ = ["TorchBatches", "to_torch_batches", "fingerprints_seen"]
 
@@ -71,7 +71,7 @@ def fingerprints_seen(loader: torch.utils.data.DataLoader) -> list:
         loader: the feed.
 
     Returns:
-        One fingerprint per batch; equal to shared.batches.batch_fingerprints
+        One fingerprint per batch; equal to shared.data.batches.batch_fingerprints
         of the (cast) input batches.
     """
     return [array_fingerprint(_to_canonical(x), y.detach().cpu().numpy()) for x, y in loader]

@@ -38,8 +38,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from shared.config import ModelConfig
-from shared.onnx_export import (
+from shared.data.config import ModelConfig
+from shared.onnx.onnx_export import (
     ONNX_OPSET,
     ExportError,
     OutputPathError,
@@ -99,7 +99,7 @@ def no_mha_fastpath():
 def _erfc(g, x):
     """aten::erfc for the TorchScript exporter: ONNX has Erf but no Erfc, so
     1 - Erf(x), the constant in x's dtype. The writer emits erfc for Keras'
-    exact GELU as TensorFlow computes it (torch_impl/emit/helpers.py
+    exact GELU as TensorFlow computes it (torch_impl/write/helpers.py
     keras_gelu; keras.io's ConvMixer); |1 - erf(x) - erfc(x)| stays below
     float32's epsilon, and 0.5 * x * erfc(-x / sqrt 2) multiplies the small
     values by x."""
@@ -143,7 +143,7 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path, opset: int = 
             with `model`, `task` (for messages) when `example` is given.
         path: destination .onnx file; missing parent folders are created, an
             existing file is replaced only once the new one is complete.
-        opset: ONNX opset, within shared.onnx_export.SUPPORTED_OPSETS.
+        opset: ONNX opset, within shared.onnx.onnx_export.SUPPORTED_OPSETS.
         exporter: "torchscript" or "dynamo" (EXPORTERS).
         example: an example input (batch >= 2); default example_input(config).
         model_name: the name messages give the model (default "<config.model>_<config.task>",

@@ -1,6 +1,6 @@
 """Planting the catalog's model, optimizer and loss bugs into the PyTorch twin.
 
-The catalog (names, sizes, where each must be located) is shared/faults.py;
+The catalog (names, sizes, where each must be located) is shared/data/faults.py;
 this module does the torch side of it. Never imports TensorFlow or Keras.
 Every function takes the fault's SIZE in (0, 1]: 1 is the bug as a port
 writes it, smaller values blend correct and broken behaviour.
@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared import layout
-from shared.config import KERAS_BN_EPSILON, ModelConfig, TrainConfig
-from shared.faults import Fault
+from shared.graph import layout
+from shared.data.config import KERAS_BN_EPSILON, ModelConfig, TrainConfig
+from shared.data.faults import Fault
 from torch_impl import losses as tlosses
 from torch_impl import train as ttrain
 from torch_impl.models import BatchNorm2dKeras

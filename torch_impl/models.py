@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.config import ModelConfig, tf_same_padding
+from shared.data.config import ModelConfig, tf_same_padding
 
 __all__ = ["Conv2dSame", "BatchNorm2dKeras", "build_model", "layer_outputs", "forward"]
 
@@ -121,7 +121,7 @@ def build_model(config: ModelConfig, seed: int | None = None) -> nn.Sequential:
 
 def _as_tensor(model: nn.Module, x) -> torch.Tensor:
     """numpy or tensor -> tensor of the model's dtype. Images must be NCHW already
-    (shared.layout.nhwc_to_nchw); this function never guesses a layout."""
+    (shared.graph.layout.nhwc_to_nchw); this function never guesses a layout."""
     dtype = model[0].weight.dtype  # dense1 / conv1: cheaper than walking parameters()
     return torch.as_tensor(x).to(dtype)
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared.graph import Graph
+from shared.graph.ir import Graph
 from torch_impl.write import forward_tensors, variable_names
 
 __all__ = ["loss_and_grads", "torch_loss", "KERAS_EPSILON", "load_module", "module_loss_and_grads", "module_sgd_steps"]
@@ -96,7 +96,7 @@ def load_module(spec: str, weights: str | None = None):
     NAME is an nn.Module class with a no-argument constructor or a function
     returning a module; `weights`: a state_dict saved with torch.save
     (.pt/.pth, loaded with weights_only=True) or a .safetensors file."""
-    from shared.spec import build_from_spec
+    from shared.core.spec import build_from_spec
     from torch_impl.weights import load_state_file
 
     model = build_from_spec(spec, torch.nn.Module, "a torch.nn.Module")
@@ -107,7 +107,7 @@ def load_module(spec: str, weights: str | None = None):
 
 def _captured_run(module, graph: Graph, inputs: list, dtype) -> dict:
     """{fx node name: value} of one forward pass (with gradients) of the graph
-    the module was read from (torch.fx or torch.export, torch_impl/capture.py)."""
+    the module was read from (torch.fx or torch.export, torch_impl/read/capture.py)."""
     from torch_impl.read import captured, record_nodes
 
     xs = [torch.as_tensor(np.ascontiguousarray(x)) for x in inputs]
@@ -217,16 +217,16 @@ def train_steps(module, graph: Graph, inputs: list, y: np.ndarray, spec: dict, t
 
 def export_onnx(module, graph: Graph, path, opset: int):
     """The module (eval mode) to ONNX with the TorchScript exporter, dynamic batch."""
-    from shared.onnx_export import atomic_export, check_output_path, validate_opset
+    from shared.onnx.onnx_export import atomic_export, check_output_path, validate_opset
 
     opset = validate_opset(opset)
     path = check_output_path(path)
     dtype = next(iter(module.state_dict().values())).dtype if module.state_dict() else torch.float32
     examples, dynamic = [], {}
-    steps = graph.meta.get("assumed_steps", {})  # unknown sequence lengths (shared/port_check.py)
+    steps = graph.meta.get("assumed_steps", {})  # unknown sequence lengths (shared/flows/port_check.py)
     for name in graph.inputs:
         spec = graph.tensors[name]
-        length = steps.get(name, graph.meta.get("probe_steps", 1))  # a length every layer fits (keras_impl/probe.py)
+        length = steps.get(name, graph.meta.get("probe_steps", 1))  # a length every layer fits (keras_impl/read/probe.py)
         lengths = iter(length if isinstance(length, list) else [length] * len(spec.shape))
         shape = (2, *(int(s) if s is not None else int(next(lengths)) for s in spec.shape[1:]))
         examples.append(torch.zeros(shape, dtype=torch.int64 if "int" in spec.dtype else dtype))

@@ -1,28 +1,28 @@
-"""A PyTorch module behind shared.side.Side. Never imports TensorFlow or Keras.
+"""A PyTorch module behind shared.flows.side.Side. Never imports TensorFlow or Keras.
 
 Twin of keras_impl/side.py (same `__all__`, same Side methods). One class for
 both port directions:
 
 - `TorchSide.from_graph(graph, source, dtype)`: the module `compare.py port`
-  (K->T) writes and builds by executing model.py (torch_impl/write.py); its
+  (K->T) writes and builds by executing model.py (torch_impl/write/__init__.py); its
   state_dict keys are the graph's state keys, per-node values are model.py's
-  local variables (torch_impl/write.py graph_values).
+  local variables (torch_impl/write/__init__.py graph_values).
 - `TorchSide.read(module, input_shape)`: the user's module the reverse port
-  (T->K) reads into the graph (torch.fx / torch.export, torch_impl/read.py);
+  (T->K) reads into the graph (torch.fx / torch.export, torch_impl/read/__init__.py);
   per-node values by the captured graph, parameters matched to state keys by
   torch_impl.read.params_by_key.
 
 - `TorchSide(module)`: the user's hand-written port as `compare.py verify`
   drives it: no graph; one traced forward pass (`trace`: forward hooks and a
-  TorchFunctionMode, torch_impl/verify.py and verify_trace.py) lists the
-  modules owning parameters as records (shared/verify.py TorchRecord), and
+  TorchFunctionMode, torch_impl/verify/__init__.py and verify_trace.py) lists the
+  modules owning parameters as records (shared/flows/verify.py TorchRecord), and
   their weights, outputs, gradients and a training run are keyed by record
   (`record_weights`, `set_record_weights`, `pair_outputs`,
   `record_loss_and_grads`, `train`), with the Keras compile config's loss and
-  optimizer (torch_impl/verify_loss.py, AdamKeras / SGDKeras).
+  optimizer (torch_impl/verify/loss.py, AdamKeras / SGDKeras).
 
 The computations are torch_impl/port.py's (the Keras loss in torch,
-gradients, training steps) and torch_impl/read.py / write.py's (values).
+gradients, training steps) and torch_impl/read/__init__.py / write.py's (values).
 """
 
 from __future__ import annotations
@@ -35,19 +35,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.errors import UsageError
-from shared.side import one_batch
-from shared.verify import TorchRecord
+from shared.core.errors import UsageError
+from shared.flows.side import one_batch
+from shared.flows.verify import TorchRecord
 from torch_impl import port as _port
-from torch_impl.packed import first_output, is_packed, padded, shape_of
+from torch_impl.verify.packed import first_output, is_packed, padded, shape_of
 from torch_impl.train import SLICE_SENSITIVE, KerasEmbeddingGrads
 from torch_impl.verify import (_attrs, _grad, _hf_conv1d, _kind, _own_tensors, _parts, _rnn, _split_record, _tensor,
                                _tensor_owner_attr, _views, make_optimizer)
-from torch_impl.verify_attention import FUSED, absorbed as _absorbed, call_hook
-from torch_impl.verify_io import Binding
-from torch_impl.verify_loss import total_loss
-from torch_impl.verify_params import tied_params, unused_paths
-from torch_impl.verify_trace import Mode as _Mode, describe as _describe, flatten_chain as _flatten_chain
+from torch_impl.verify.attention import FUSED, absorbed as _absorbed, call_hook
+from torch_impl.verify.inputs import Binding
+from torch_impl.verify.loss import total_loss
+from torch_impl.verify.params import tied_params, unused_paths
+from torch_impl.verify.trace import Mode as _Mode, describe as _describe, flatten_chain as _flatten_chain
 
 __all__ = ["TorchSide"]
 
@@ -77,7 +77,7 @@ class TorchSide:
         self.written = source is not None  # model.py: state_dict keys are the graph's
         # verify (trace): what the traced pass found
         self.dropout_calls: list = []
-        self.tied: list = []  # notes: parameters owned twice (torch_impl/verify_params.py)
+        self.tied: list = []  # notes: parameters owned twice (torch_impl/verify/params.py)
         self.unused: dict = {}  # {module path: note}: parameters that never reach the compared outputs
         self.ops_after: dict = {}  # from trace: module path ("" = the input) -> functional calls after it
         self.binding = Binding(module, ["x"], ["output"])
@@ -117,7 +117,7 @@ class TorchSide:
     def perturbed(self, dtype: str, rel: float, seed: int = 0) -> "TorchSide":
         """A `dtype` copy whose parameters are each multiplied by 1 + rel or
         1 - rel (a seeded random sign per element): for measuring how far the
-        training check's own rounding can carry (shared/port_reverse.py, sensitivity)."""
+        training check's own rounding can carry (shared/flows/port_reverse.py, sensitivity)."""
         side = self._fresh(dtype)
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
@@ -129,7 +129,7 @@ class TorchSide:
 
     def forget(self) -> None:
         """Let this copy go: drop its cached capture (which holds its parameters)."""
-        from torch_impl.capture import forget as drop
+        from torch_impl.read.capture import forget as drop
 
         drop(self.module)
 
@@ -152,7 +152,7 @@ class TorchSide:
         return fn(self.module, self.graph, xs, y, loss)
 
     def train_steps(self, batches: list, loss: dict, optimizer, training: bool = False, lazy: bool = False) -> tuple:
-        """See shared.side.Side: model.py trains in inference mode with the
+        """See shared.flows.side.Side: model.py trains in inference mode with the
         Keras-equivalent optimizer (torch_impl/port.py train_steps); a read
         module in training mode with torch.optim.SGD (module_sgd_steps).
         lazy: accepted for the Keras twin's sake (the weights come as a dict)."""
@@ -223,7 +223,7 @@ class TorchSide:
             from torch_impl.export import export_onnx as export
 
             return export(self.module, config, path, model_name=self.graph.name)
-        from shared.onnx_check import ONNX_OPSET
+        from shared.onnx.onnx_check import ONNX_OPSET
 
         return _port.export_onnx(self.module, self.graph, path, opset or ONNX_OPSET)
 
@@ -238,9 +238,9 @@ class TorchSide:
     def onnx_output(self, y, name: str | None = None):
         return y
 
-    # ---- verify: the modules owning parameters as records (shared/verify.py)
+    # ---- verify: the modules owning parameters as records (shared/flows/verify.py)
     def bind(self, input_names: list, output_names: list) -> "TorchSide":
-        """Call the module with the Keras model's inputs by name; pick its outputs (torch_impl/verify_io.py)."""
+        """Call the module with the Keras model's inputs by name; pick its outputs (torch_impl/verify/inputs.py)."""
         self.binding = Binding(self.module, input_names, output_names)
         return self
 
@@ -363,7 +363,7 @@ class TorchSide:
         """{path: output of its first call} in eval mode; for recurrent modules also
         {path@h_n: final hidden states (layers*directions, batch, hidden)}. A
         PackedSequence output is padded back to (batch, steps, features), zeros at
-        the padded steps (torch_impl/packed.py); h_n is already each row's last
+        the padded steps (torch_impl/verify/packed.py); h_n is already each row's last
         valid step there."""
         mods = dict(self.module.named_modules())
         out, handles = {}, []

@@ -47,10 +47,10 @@ from torch import nn
 from torch.optim.optimizer import _get_scalar_dtype
 from torch.overrides import TorchFunctionMode
 
-from shared.config import ModelConfig, TrainConfig, parameter_spec
-from shared.dataset import array_fingerprint
-from shared.layout import nchw_to_nhwc, nhwc_to_nchw
-from shared.training import TrainResult
+from shared.data.config import ModelConfig, TrainConfig, parameter_spec
+from shared.data.dataset import array_fingerprint
+from shared.graph.layout import nchw_to_nhwc, nhwc_to_nchw
+from shared.core.training import TrainResult
 from torch_impl import losses
 from torch_impl.data import to_torch_batches
 from torch_impl.models import TORCH_DTYPES
@@ -62,7 +62,7 @@ __all__ = ["AdamKeras", "SGDKeras", "KerasEmbeddingGrads", "SLICE_SENSITIVE", "s
 
 # --------------------------------------------------------------------------
 # Keras' optimizers on an IndexedSlices gradient (Keras 3.15, TF 2.21; measured
-# bitwise in float64 against this formula, tests/test_sparse_embedding.py; sizes
+# bitwise in float64 against this formula, tests/twins/test_sparse_embedding.py; sizes
 # in TRAPS.md, "Keras' Adam on an Embedding").
 # The update steps call keras.ops, whose TF kernels keep an IndexedSlices per
 # slice or densify it (keras/src/backend/tensorflow/sparse.py):
@@ -319,7 +319,7 @@ def train(model: nn.Module, model_config: ModelConfig, train_config: TrainConfig
     Returns:
         TrainResult with the per-step pre-update losses, the fingerprints of
         what the step received (back in the batches' layout; equal to
-        shared.batches.batch_fingerprints of cast_batches(batches, dtype)),
+        shared.data.batches.batch_fingerprints of cast_batches(batches, dtype)),
         and the loop's wall time. `model_config` may be any object with
         `task` and `dtype`.
     """

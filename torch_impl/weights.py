@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.config import ModelConfig, parameter_spec
-from shared.errors import UsageError
-from shared.portable import check_tensors, load_portable, save_portable
-from shared.user_code import is_out_of_memory
+from shared.data.config import ModelConfig, parameter_spec
+from shared.core.errors import UsageError
+from shared.data.portable import check_tensors, load_portable, save_portable
+from shared.core.user_code import is_out_of_memory
 
 __all__ = ["variable_map", "to_portable", "from_portable", "grads_to_portable", "save_weights", "load_weights",
            "load_state_file"]

@@ -1,4 +1,4 @@
-"""Keras models of issue 22's false alarms (tests/test_verify_real.py).
+"""Keras models of issue 22's false alarms (tests/flows/verify/test_verify_real.py).
 
 build_cnn: a small CNN with every "ported by hand" idiom that verify once
 flagged although the port (tests/verify_models/torch_issue22.py) was correct:

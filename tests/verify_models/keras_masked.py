@@ -8,7 +8,7 @@ verify tests port by hand with pack_padded_sequence (torch_masked_ports.py):
 
 Ids are right-padded with 0; biases are set away from zero so that a
 mistake on them shows. Trained with SGD (Keras' Adam on an Embedding's
-sparse gradient follows no dense torch optimizer: tests/test_port_sequences.py).
+sparse gradient follows no dense torch optimizer: tests/flows/port/test_port_sequences.py).
 """
 
 import keras

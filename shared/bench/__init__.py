@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks. Imports: core, data, graph, report, flows."""

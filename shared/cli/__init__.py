@@ -1,0 +1,1 @@
+"""Argument parsing and printing of the commands, no flow logic. Imports: every subpackage but bench."""

@@ -1,0 +1,1 @@
+"""Data sets, loaders, configs, built-in pairs, planted faults, portable weights. Imports: core."""

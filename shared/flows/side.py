@@ -1,0 +1,150 @@
+"""One model behind one framework, as every flow drives it: the `Side` interface.
+
+`keras_impl/side.py` (`KerasSide`) and `torch_impl/side.py` (`TorchSide`)
+implement it, one class per framework, in files of the same name with the
+same `__all__` (tests/architecture/test_side.py checks both). Everything crosses as numpy
+in the graph's neutral layout (shared/graph/ir.py: PyTorch's, images channels
+first), values and weights keyed by the graph's names: tensor names for
+per-node values, state keys (`node.weight`) for weights and gradients.
+
+Which flow uses which method:
+
+| method | `port` (K->T) | reverse port (T->K) | `verify` |
+|---|---|---|---|
+| name, dtype, can_train | yes | yes | yes |
+| graph | Keras side reads it | torch side reads it | Keras side (records) |
+| forward(xs) | outputs + ONNX reference | ONNX + reload reference | - (record outputs) |
+| values(xs) | every node, both sides | every node, both sides | - (record outputs) |
+| loss_and_grads(xs, y, loss) | yes | yes | - (by record) |
+| train_steps(batches, loss, optimizer, training) | inference mode | training mode (SGD) | - (by record) |
+| with_dtype(dtype), copy() | yes | yes | with_dtype |
+| get_weights / set_weights | - | - | - (by record) |
+| export_onnx(path, opset) | yes | yes (config form) | - |
+
+`verify` compares a *hand-written* torch module, which has no graph: its torch
+side (`TorchSide(module)`) is traced into records instead (shared/flows/verify.py),
+and verify drives record-keyed methods of the same two classes
+(`KerasSide.for_verify(model)`: `records`, `record_weights`, `outputs`,
+`pair_outputs`, `record_loss_and_grads`, `train`; `TorchSide`: `trace` and the
+same names, `set_record_weights`), whose helpers stay in keras_impl/verify/__init__.py
+and torch_impl/verify/__init__.py. The default run's engine still drives
+shared/flows/backend.py's `Backend` (portable names of the built-in twins, training
+mode per call, task losses); onnxruntime implements that one
+(shared/onnx/onnx_backend.py). A method a side cannot provide raises
+NotImplementedError with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Side", "one_batch"]
+
+
+@runtime_checkable
+class Side(Protocol):
+    """One model (Keras or torch), numpy in and out, neutral layout, graph names.
+
+    Attributes:
+        name: how report rows name this side ("keras", "torch").
+        dtype: "float32" or "float64": the dtype the model computes in.
+        can_train: False where the side has no gradients (an ONNX file).
+        graph: the framework-free graph (shared.graph.ir.Graph) the side was read
+            from or built from; its tensor names key `values`, its state keys
+            key weights and gradients.
+    """
+
+    name: str
+    dtype: str
+    can_train: bool
+
+    @property
+    def graph(self):
+        ...
+
+    def forward(self, xs: list) -> list:
+        """Every output of one plain call in inference mode, graph output order.
+
+        Args:
+            xs: one array per graph input, neutral layout, in the side's dtype
+                (integer inputs as they are).
+        """
+        ...
+
+    def values(self, xs: list) -> dict:
+        """{graph tensor name: value} of one inference-mode pass: every node's
+        output the framework can show, neutral layout (the per-node recorder)."""
+        ...
+
+    def loss_and_grads(self, xs: list, y: np.ndarray, loss: dict) -> tuple:
+        """(mean loss, {state key: gradient, neutral layout}), inference mode;
+        the model is unchanged afterwards.
+
+        Args:
+            loss: the loss spec {"kind", "from_logits", ...} (the Keras side's
+                infer_loss). The Keras side may set loss["keras_uses_logits"],
+                which the torch side then reads: call Keras first.
+        """
+        ...
+
+    def train_steps(self, batches: list, loss: dict, optimizer, training: bool = False) -> tuple:
+        """One optimizer step per (xs, y) batch, in place on this side's model.
+
+        Args:
+            optimizer: shared.data.config.TrainConfig (Keras conventions).
+            training: False: inference-mode layers, deterministic (port: one
+                batch repeated); True: training-mode layers (BatchNorm on batch
+                statistics), dropout off (reverse port: SGD with momentum).
+
+        Returns:
+            (pre-update losses, {state key: weight after the last step}).
+        """
+        ...
+
+    def with_dtype(self, dtype: str) -> "Side":
+        """This side in `dtype`: itself when it already computes in it, else a
+        copy with the same weights (float32 -> float64 widens exactly)."""
+        ...
+
+    def copy(self) -> "Side":
+        """A fresh copy (same dtype, same weights) to train without touching this one."""
+        ...
+
+    def get_weights(self) -> dict:
+        """{state key: weight, neutral layout}, copies."""
+        ...
+
+    def set_weights(self, tensors: dict) -> None:
+        """Assign weights by state key (neutral layout)."""
+        ...
+
+    def export_onnx(self, path: Path, opset: int | None = None, config=None) -> Path:
+        """The model (inference mode) as an ONNX file; `config`: a ModelConfig
+        for the image-classifier exporters (keras_impl/export.py,
+        torch_impl/export.py) instead of the graph's signature."""
+        ...
+
+    def onnx_input(self, x: np.ndarray, name: str | None = None) -> np.ndarray:
+        """A neutral-layout input (`name`, default the first) in the layout the ONNX file takes."""
+        ...
+
+    def onnx_input_names(self) -> list:
+        """The ONNX file's input names, in the graph's input order."""
+        ...
+
+    def onnx_output(self, y: np.ndarray, name: str | None = None) -> np.ndarray:
+        """The ONNX file's output `name` (default the first) in the neutral layout."""
+        ...
+
+
+def one_batch(batches: list) -> tuple:
+    """The (xs, y) every batch repeats: inference-mode training (the port's
+    check) takes one batch, stepped len(batches) times."""
+    xs, y = batches[0]
+    if any(b is not batches[0] and (b[0] is not xs or b[1] is not y) for b in batches):
+        raise NotImplementedError("inference-mode train_steps takes one batch repeated (the port's training check); "
+                                  "pass training=True for several batches")
+    return xs, y

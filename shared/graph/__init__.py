@@ -1,0 +1,1 @@
+"""The framework-free model graph, layout rules and the converter registry. Imports: core, data."""

@@ -1,0 +1,1 @@
+"""ONNX exports, their checks and onnxruntime as a forward-only side. Imports: core, data, graph, verdict."""

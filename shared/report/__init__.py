@@ -1,0 +1,1 @@
+"""report.json / report.md and plots. Imports: core, verdict."""
