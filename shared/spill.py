@@ -10,8 +10,7 @@ The folder goes when the mapping is closed or collected.
 
 A set smaller than SPILL_MIN_BYTES stays in memory (issue 19): parking it
 would cost a write, a read and an unlink (ext4 with `discard` here: seconds
-for ResNet50's 0.5 GB of node values and float64 gradients) to save memory
-that does not matter at that size. A read still returns a fresh copy, as
+for ResNet50's sets) to save memory that does not matter at that size. A read still returns a fresh copy, as
 np.load does, so the mapping behaves the same either way.
 """
 
@@ -26,10 +25,12 @@ import numpy as np
 __all__ = ["SpilledArrays", "spill"]
 
 SPILL_PREFIX = "ktp-spill-"  # temporary folder name prefix (in the system's temp dir)
-# A set whose numeric arrays total at most this stays in memory (see above):
-# 256 MiB holds ResNet50's float64 gradients (189 MB at 64x64) and node values;
-# VGG11-BN's float64 sets (0.5-1 GB each, the issue-18 memory case) still go to disk.
-SPILL_MIN_BYTES = 256 << 20
+# A set whose numeric arrays total at most this stays in memory (see above).
+# The port holds up to 12 sets (values, gradients, trained weights; 2 sides,
+# 2 dtypes), so at most 1.5 GiB more is resident; ResNet50 at 64x64 keeps its
+# node values and float32 gradients/weights (49-97 MB each) and parks its
+# float64 gradients and weights (189 MB); VGG's sets (0.5-1 GB) go to disk (issue 18).
+SPILL_MIN_BYTES = 128 << 20
 
 
 class _Kept:

@@ -1,7 +1,7 @@
 """Issue 19: the port's training steps reuse the dtype copies made for the proof.
 
 The float64 training trains the float64 Keras copy and torch module that the
-float64 forward/gradient checks made (shared/port.py `_training`, own=...),
+float64 forward/gradient checks made (shared/port.py `_measure`, own=...),
 instead of cloning them again; the float32 training still trains fresh copies,
 so the given models stay untrained. Same rows, same numbers as with copies.
 """
@@ -48,8 +48,8 @@ def test_float64_training_reuses_the_proof_copies_same_rows(monkeypatch):
     trained = [c for c in reused.checks if c.check.startswith("trained ")]
     assert {c.dtype for c in trained} == {"float32", "float64"} and all(c.passed for c in trained)
 
-    real_training = sp._training
-    monkeypatch.setattr(sp, "_training", lambda *a, **kw: real_training(*a, **{**kw, "own": (False, False)}))
+    real_measure = sp._measure
+    monkeypatch.setattr(sp, "_measure", lambda *a, **kw: real_measure(*a, **{**kw, "own": (False, False)}))
     copied = compare.port_checks(model, train_config=cfg, batch=4)
     assert casts == ["float32", "float64", "float32", "float64", "float64"]  # copies everywhere: one clone more
     assert _rows(reused) == _rows(copied) and len(_rows(reused)) > 20
