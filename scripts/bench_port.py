@@ -189,8 +189,9 @@ def main(argv=None) -> int:
             code, elapsed, worst, phases, line = verdict_time(name, args.threads)
             total += elapsed
             row.update(exit=code, verdict_s=elapsed, worst_rel=worst, phases_s=phases)
+            stages = "  ".join(f"{k} {v:.1f}" for k, v in phases.items())  # report.json timings_s
             print(f"{name:18s} exit {code}  verdict {elapsed:6.1f} s  float32 worst {worst['float32']:.2e}  "
-                  f"float64 worst {worst['float64']:.2e}", flush=True)
+                  f"float64 worst {worst['float64']:.2e}  ({stages})", flush=True)
         if not args.no_speed:
             torch.set_num_threads(args.threads)
             row.update(speed(name, torch))

@@ -62,11 +62,16 @@ class PortResult:
         return self.torch_side.source
 
 
-def _measure(graph, k, t, xs, y, loss, train_config, dtype, seed: int = 0) -> dict:
+def _measure(graph, k, t, xs, y, loss, train_config, dtype, seed: int = 0, own=(False, False)) -> dict:
     """Everything one dtype's rows compare, the arrays parked on disk (shared/core/spill.py):
     the rows are made once both dtypes are measured (each judges by the other).
     y None: random targets of the first output's shape as Keras computes it
-    (an unknown length included), kept in m["y"] for the next dtype."""
+    (an unknown length included), kept in m["y"] for the next dtype.
+    own: (keras, torch), True where that side is this dtype's own copy, made
+    for this proof and read by nothing after it: its training steps train it in
+    place; otherwise a fresh copy trains (the given models stay untrained). Same
+    weights either way, the same numbers (issue 19: one float64 Keras clone and
+    one torch module build fewer)."""
     m = {"a": spill(k.values(xs)), "b": spill(t.values(xs))}
     m["straddles"] = pc.kink_straddles(graph, m["a"], m["b"])
     # one plain call of each model too: the node walk bypasses nested models' own __call__
@@ -79,13 +84,20 @@ def _measure(graph, k, t, xs, y, loss, train_config, dtype, seed: int = 0) -> di
     m["loss"], m["grads"] = ({"loss": la}, {"loss": lb}), (spill(ga), spill(gb))
     if train_config is not None:
         batches = [(xs, y)] * train_config.steps  # one batch, stepped train_config.steps times
-        ka, wa = k.copy().train_steps(batches, loss, train_config)  # fresh copies:
-        kb, wb = t.copy().train_steps(batches, loss, train_config)  # the given models stay untrained
-        m["curve"], m["trained"] = ({"curve": np.array(ka)}, {"curve": np.array(kb)}), (spill(wa), spill(wb))
         stock = getattr(t, "stock_training", None)  # torch only: dense Embedding gradients (TRAPS.md)
-        dense = stock(batches, loss, train_config) if stock is not None and dtype == "float64" else None  # trains a copy
+        # trains a copy of t, made before t itself may train in place
+        dense = stock(batches, loss, train_config) if stock is not None and dtype == "float64" else None
+        ka, wa = (k if own[0] else k.copy()).train_steps(batches, loss, train_config)
+        kb, wb = (t if own[1] else t.copy()).train_steps(batches, loss, train_config)
+        m["curve"], m["trained"] = ({"curve": np.array(ka)}, {"curve": np.array(kb)}), (spill(wa), spill(wb))
         m["stock"] = None if dense is None else spill(dense[1])
     return m
+
+
+def _own(side, copy) -> bool:
+    """Whether `copy` (side.with_dtype's result) is a copy of its own, free to
+    train in place: not the side itself, and not one a verify side caches for reuse."""
+    return copy is not side and not getattr(side, "verifying", False)
 
 
 def _judged(prefix: str, kind: str, dtype: str, mine: tuple, other: tuple | None, ctx: dict, **kw) -> list:
@@ -201,7 +213,8 @@ def port_checks(keras_side, torch_side_factory, inputs=None, *, seed: int = 0, b
         t0 = time.perf_counter()
         k, t = keras_side.with_dtype(dtype), torch_side.with_dtype(dtype)
         xd = [x.astype(dtype) if x.dtype.kind == "f" else x for x in xs]
-        measured[dtype] = _measure(graph, k, t, xd, y, loss, training, dtype, seed)
+        measured[dtype] = _measure(graph, k, t, xd, y, loss, training, dtype, seed,
+                                   own=(_own(keras_side, k), _own(torch_side, t)))
         y = measured[dtype]["y"]
         info["timings_s"][dtype] = time.perf_counter() - t0
     checks = []
