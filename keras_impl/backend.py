@@ -1,4 +1,4 @@
-"""A Keras model behind shared.flows.backend.Backend. Never imports torch.
+"""A Keras model as the default run's shared.flows.side.Side. Never imports torch.
 
 Twin of torch_impl/backend.py. `KerasBackend` wraps any Keras model whose
 output is the logits; what is model-specific comes in as arguments: the task
@@ -20,6 +20,7 @@ from keras_impl import weights as kweights
 from shared.data.config import ModelConfig, TrainConfig
 from shared.graph.layout import keras_activation_as_torch, nchw_to_nhwc, nhwc_to_nchw
 from shared.onnx.onnx_backend import OnnxBackend
+from shared.flows.side import engine_batches, no_config, single, task_loss
 from shared.core.training import TrainResult
 
 __all__ = ["KerasBackend", "ConfigWeights", "clone_in_dtype", "from_config", "FRAMEWORK_VERSION"]
@@ -103,22 +104,33 @@ class KerasBackend:
                 for v, value in zip(self.model.non_trainable_variables, saved):
                     v.assign(value)
 
-    def forward(self, x, training: bool = False) -> np.ndarray:
-        return self._keeping_state(lambda: models.forward(self.model, self._x(x), training=training), training)
+    @property
+    def graph(self):
+        """None: the built-in twins have no graph; `values` is keyed by layer names both twins share."""
+        return None
 
-    def layer_outputs(self, x, training: bool = False) -> dict:
+    def forward(self, xs: list, training: bool = False) -> list:
+        x = single(xs)
+        return [self._keeping_state(lambda: models.forward(self.model, self._x(x), training=training), training)]
+
+    def values(self, xs: list, training: bool = False) -> dict:
+        x = single(xs)
         raw = self._keeping_state(lambda: models.layer_outputs(self.model, self._x(x), training=training), training)
         return {name: self.activation_as_torch(name, a) for name, a in raw.items()}
 
     def loss_outputs(self, logits, y, naive: bool = False) -> dict:
         return losses.loss_outputs(self.task, logits, y, naive=naive)
 
-    def loss_and_grads(self, x, y, training: bool = True) -> tuple:
-        loss, grads = train.loss_and_raw_grads(self.model, self.task, self._x(x), y, training)
-        return loss, self.weights.grads_to_portable(self.model, grads)
+    def loss_and_grads(self, xs: list, y, loss=None, training: bool = True) -> tuple:
+        loss_value, grads = train.loss_and_raw_grads(self.model, task_loss(self, loss), self._x(single(xs)), y,
+                                                     training)
+        return loss_value, self.weights.grads_to_portable(self.model, grads)
 
-    def train(self, batches: list, train_config: TrainConfig, on_step=None) -> TrainResult:
-        return train.train(self.model, self, train_config, batches, on_step=on_step, channels_first=True)
+    def train_steps(self, batches: list, loss=None, optimizer: TrainConfig | None = None, training: bool = True,
+                    on_step=None) -> TrainResult:
+        task_loss(self, loss)
+        return train.train(self.model, self, optimizer, engine_batches(batches, training), on_step=on_step,
+                           channels_first=True)
 
     def get_weights(self) -> dict:
         return self.weights.to_portable(self.model)
@@ -136,16 +148,29 @@ class KerasBackend:
     def with_dtype(self, dtype: str) -> "KerasBackend":
         return self._like(dtype, {n: v.astype(dtype) for n, v in self.get_weights().items()})
 
-    def clone(self) -> "KerasBackend":
+    def copy(self) -> "KerasBackend":
         return self._like(self.dtype, self.get_weights())
 
-    def export_onnx(self, path, opset: int) -> tuple:
-        out, info = export.export_with_info(self.model, self, path, opset)
-        return Path(out), info
+    def export_onnx(self, path, opset: int | None = None, config=None, info: dict | None = None) -> Path:
+        no_config(self, config)
+        out, how = export.export_with_info(self.model, self, path, opset if opset is not None else export.ONNX_OPSET)
+        if info is not None:
+            info.update(how)
+        return Path(out)
 
-    def onnx_backend(self, path) -> OnnxBackend:
+    def onnx_input(self, x, name: str | None = None) -> np.ndarray:
+        return self.to_model_input(np.asarray(x))
+
+    def onnx_input_names(self) -> list:
+        raise NotImplementedError(f"{self.name}: the default run's exports take one input, fed by position")
+
+    def onnx_output(self, y, name: str | None = None) -> np.ndarray:
+        return np.asarray(y)  # the logits, (batch, outputs): the same in both layouts
+
+    def onnx_side(self, path) -> OnnxBackend:
         return OnnxBackend(path, name=f"onnx({self.name})", task=self.task, dtype=self.dtype,
                            to_model_input=self.to_model_input)
+
 
 
 def from_config(config: ModelConfig, seed: int | None = None, name: str = "keras") -> KerasBackend:

@@ -1,4 +1,4 @@
-"""A PyTorch model behind shared.flows.backend.Backend. Never imports TensorFlow or Keras.
+"""A PyTorch model as the default run's shared.flows.side.Side. Never imports TensorFlow or Keras.
 
 Twin of keras_impl/backend.py. `TorchBackend` wraps any `nn.Module` whose
 output is the logits; the common layout is torch's own, so inputs,
@@ -21,6 +21,7 @@ from torch import nn
 from shared.data.config import ModelConfig, TrainConfig, parameter_spec
 from shared.onnx.onnx_backend import OnnxBackend
 from shared.data.portable import check_tensors
+from shared.flows.side import engine_batches, no_config, single, task_loss
 from shared.core.training import TrainResult
 from torch_impl import export, losses, models, train
 
@@ -40,7 +41,7 @@ class TorchBackend:
             state_dict entry but BatchNorm's num_batches_tracked.
         check_weights: called with (tensors, dtype) before they are loaded
             (raise to refuse them); default none.
-        layers: names of the children whose outputs `layer_outputs` reports,
+        layers: names of the children whose outputs `values` reports,
             in forward order; default every direct child (a Sequential).
         example: an example input (batch >= 2, torch layout) for the ONNX export.
         after_load: called with the module after every set_weights (and once
@@ -92,12 +93,19 @@ class TorchBackend:
                         b.copy_(saved[n])
             self.model.train(was)
 
-    def forward(self, x, training: bool = False) -> np.ndarray:
-        if not training:
-            return models.forward(self.model, self._x(x))
-        return self._keeping_state(lambda: self.model(self._x(x)).numpy(), True)
+    @property
+    def graph(self):
+        """None: the built-in twins have no graph; `values` is keyed by layer names both twins share."""
+        return None
 
-    def layer_outputs(self, x, training: bool = False) -> dict:
+    def forward(self, xs: list, training: bool = False) -> list:
+        x = single(xs)
+        if not training:
+            return [models.forward(self.model, self._x(x))]
+        return [self._keeping_state(lambda: self.model(self._x(x)).numpy(), True)]
+
+    def values(self, xs: list, training: bool = False) -> dict:
+        x = single(xs)
         children = dict(self.model.named_children())
 
         def walk():
@@ -127,21 +135,25 @@ class TorchBackend:
             out["per-sample loss"], out["mean loss"] = per.numpy(), per.mean().numpy()
         return out
 
-    def loss_and_grads(self, x, y, training: bool = True) -> tuple:
+    def loss_and_grads(self, xs: list, y, loss=None, training: bool = True) -> tuple:
+        task = task_loss(self, loss)
         yt = torch.as_tensor(np.asarray(y))
-        if self.task != "multiclass":
+        if task != "multiclass":
             yt = yt.to(models.TORCH_DTYPES[self.dtype])
-        loss, grads = train.loss_and_raw_grads(self.model, self.task, self._x(x), yt, training, self._loss_fn())
-        return loss, {n: grads[n] for n in self.weight_names if n in grads}
+        value, grads = train.loss_and_raw_grads(self.model, task, self._x(single(xs)), yt, training, self._loss_fn())
+        return value, {n: grads[n] for n in self.weight_names if n in grads}
 
-    def train(self, batches: list, train_config: TrainConfig, on_step=None) -> TrainResult:
+    def train_steps(self, batches: list, loss=None, optimizer: TrainConfig | None = None, training: bool = True,
+                    on_step=None) -> TrainResult:
+        task_loss(self, loss)
+        batches = engine_batches(batches, training)
         factory = None
         if self.fault is not None and self.fault.kind == "optimizer":
             from torch_impl import faults
 
             def factory(model, tc):
                 return faults.make_optimizer(model, tc, self.fault, self.fault_size)
-        return train.train(self.model, self, train_config, batches, on_step=on_step, channels_first=True,
+        return train.train(self.model, self, optimizer, batches, on_step=on_step, channels_first=True,
                            optimizer_factory=factory, loss_fn=self._loss_fn())
 
     def get_weights(self) -> dict:
@@ -165,16 +177,29 @@ class TorchBackend:
         """A deep copy converted to `dtype` (float32 -> float64 widens exactly)."""
         return self._like(copy.deepcopy(self.model).to(models.TORCH_DTYPES[dtype]))
 
-    def clone(self) -> "TorchBackend":
+    def copy(self) -> "TorchBackend":
         return self._like(copy.deepcopy(self.model))
 
-    def export_onnx(self, path, opset: int) -> tuple:
+    def export_onnx(self, path, opset: int | None = None, config=None, info: dict | None = None) -> Path:
+        no_config(self, config)
         example = self.example.to(models.TORCH_DTYPES[self.dtype]) if self.example is not None else None
         desc = _Desc(self)
-        out, info = export.export_with_info(self.model, desc, path, opset, example=example)
-        return Path(out), info
+        out, how = export.export_with_info(self.model, desc, path, opset if opset is not None else export.ONNX_OPSET,
+                                           example=example)
+        if info is not None:
+            info.update(how)
+        return Path(out)
 
-    def onnx_backend(self, path) -> OnnxBackend:
+    def onnx_input(self, x, name: str | None = None) -> np.ndarray:
+        return np.asarray(x)  # torch's layout is the common one
+
+    def onnx_input_names(self) -> list:
+        raise NotImplementedError(f"{self.name}: the default run's exports take one input, fed by position")
+
+    def onnx_output(self, y, name: str | None = None) -> np.ndarray:
+        return np.asarray(y)
+
+    def onnx_side(self, path) -> OnnxBackend:
         return OnnxBackend(path, name=f"onnx({self.name})", task=self.task, dtype=self.dtype)
 
 

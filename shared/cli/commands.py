@@ -125,7 +125,9 @@ def export_command(argv, make_backends, torch_version) -> int:
     with atomic_dir(out) as work:
         save_portable(Path(work) / "weights.safetensors", sides[1].get_weights(), cfg, classes=classes,
                       framework="torch", framework_version=torch_version())
-        how = {s.name: s.export_onnx(Path(work) / f"{s.name}.onnx", opset)[1] for s in sides}
+        how = {s.name: {} for s in sides}
+        for s in sides:
+            s.export_onnx(Path(work) / f"{s.name}.onnx", opset, info=how[s.name])
     for name, info in how.items():
         info.update(onnx_check.check_model(out / f"{name}.onnx"))
         print(f"{out / name}.onnx: {info['exporter']} exporter, opset {info['opset']}, inputs {info['inputs']}, "

@@ -149,7 +149,7 @@ def data_transform(fault: Fault, size: float, num_classes: int = 0):
 
 
 class DataFaultBackend:
-    """Any backend, fed through a data-path fault: what it receives differs.
+    """Any default-run side (shared.flows.side.Side), fed through a data-path fault: what it receives differs.
 
     Forward passes, gradients and training all see the transformed inputs
     (and labels); the batch fingerprints it reports are those of what it
@@ -165,21 +165,24 @@ class DataFaultBackend:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def forward(self, x, training: bool = False):
-        return self.inner.forward(self.fx(np.asarray(x)), training)
+    def _xs(self, xs: list) -> list:
+        return [self.fx(np.asarray(x)) for x in xs]
 
-    def layer_outputs(self, x, training: bool = False):
-        return self.inner.layer_outputs(self.fx(np.asarray(x)), training)
+    def forward(self, xs: list, training: bool = False):
+        return self.inner.forward(self._xs(xs), training)
+
+    def values(self, xs: list, training: bool = False):
+        return self.inner.values(self._xs(xs), training)
 
     def loss_outputs(self, logits, y, naive: bool = False):
         return self.inner.loss_outputs(logits, self.fy(np.asarray(y)), naive)
 
-    def loss_and_grads(self, x, y, training: bool = True):
-        return self.inner.loss_and_grads(self.fx(np.asarray(x)), self.fy(np.asarray(y)), training)
+    def loss_and_grads(self, xs: list, y, loss=None, training: bool = True):
+        return self.inner.loss_and_grads(self._xs(xs), self.fy(np.asarray(y)), loss, training)
 
-    def train(self, batches, train_config, on_step=None):
-        return self.inner.train([(self.fx(np.asarray(x)), self.fy(np.asarray(y))) for x, y in batches],
-                                train_config, on_step)
+    def train_steps(self, batches, loss=None, optimizer=None, training: bool = True, on_step=None):
+        return self.inner.train_steps([(self._xs(xs), self.fy(np.asarray(y))) for xs, y in batches],
+                                      loss, optimizer, training, on_step)
 
     def _wrap(self, inner):
         return DataFaultBackend(inner, self.fault, self.size, self.num_classes)
@@ -187,8 +190,8 @@ class DataFaultBackend:
     def with_dtype(self, dtype: str):
         return self._wrap(self.inner.with_dtype(dtype))
 
-    def clone(self):
-        return self._wrap(self.inner.clone())
+    def copy(self):
+        return self._wrap(self.inner.copy())
 
-    def onnx_backend(self, path):
-        return self._wrap(self.inner.onnx_backend(path))
+    def onnx_side(self, path):
+        return self._wrap(self.inner.onnx_side(path))

@@ -173,7 +173,7 @@ def weights_check(a, b, ctx: dict, store=None) -> Check:
     store = store or (lambda side, tensors: tensors)
     start = a.get_weights()
     b.set_weights(store(a.name, start))
-    back = a.clone()
+    back = a.copy()
     back.set_weights(store(b.name, b.get_weights()))
     rows = compare_named("w", back.get_weights(), start, Tolerance(rel=0.0, note="exact: the round trip is bitwise"),
                          a_name=f"{a.name}->{b.name}->{a.name}", b_name=a.name)
@@ -194,11 +194,11 @@ def first_differing_layer(a, b, x: np.ndarray, judge: Judge, ctx: dict, refs=Non
     With float64 twins `refs` = (a64, b64), each layer is judged by its own
     derived tolerance; a likely trap is named from the layer's numbers.
     """
-    la, lb = a.layer_outputs(x), b.layer_outputs(x)
+    la, lb = a.values([x]), b.values([x])
     la64 = lb64 = {}
     if refs is not None:
         x64 = x.astype("float64")
-        la64, lb64 = refs[0].layer_outputs(x64), refs[1].layer_outputs(x64)
+        la64, lb64 = refs[0].values([x64]), refs[1].values([x64])
     for name in la:
         if name not in lb:
             return Check("first differing layer", a.name, b.name, float("inf"), float("inf"), 0.0, False,
@@ -253,12 +253,12 @@ def forward_checks(a, b, data: PairData, judge: Judge, ctx: dict, refs=None) -> 
     """
     xv, yv = data.valid(a.dtype)
     labels, rows = data.labels()
-    la, lb = a.forward(xv), b.forward(xv)
+    la, lb = a.forward([xv])[0], b.forward([xv])[0]
     oa, ob = a.loss_outputs(la, yv), b.loss_outputs(lb, yv)
     la64 = lb64 = oa64 = ob64 = None
     if refs is not None:
         x64, y64 = data.valid("float64")
-        la64, lb64 = refs[0].forward(x64), refs[1].forward(x64)
+        la64, lb64 = refs[0].forward([x64])[0], refs[1].forward([x64])[0]
         oa64, ob64 = refs[0].loss_outputs(la64, y64), refs[1].loss_outputs(lb64, y64)
     c_logits = judge.compare("logits", "forward", la, lb, la64, lb64, labels=labels, **_sides(a, b), **ctx)
     checks = [c_logits] + _loss_rows(a, b, oa, ob, judge, labels, rows, ctx, (oa64, ob64))
@@ -287,7 +287,7 @@ def float64_forward_checks(a64, b64, data: PairData, judge: Judge, ctx: dict, f6
     if f64 is not None:
         (la, lb), (oa, ob) = f64["logits"], f64["loss outputs"]
     else:
-        la, lb = a64.forward(x64), b64.forward(x64)
+        la, lb = a64.forward([x64])[0], b64.forward([x64])[0]
         oa, ob = a64.loss_outputs(la, y64), b64.loss_outputs(lb, y64)
     f32 = (f64 or {}).get("float32")  # where the fixed bound is not met: the float32 error model
     out = [judge.compare("logits", "forward", la, lb, labels=labels, **_sides(a64, b64), **ctx,
@@ -322,7 +322,7 @@ def relu_straddles(a, b, x: np.ndarray) -> dict:
     Returns:
         {relu layer: (count, "input layer[index]: a value vs b value")}.
     """
-    la, lb = a.layer_outputs(x, training=True), b.layer_outputs(x, training=True)
+    la, lb = a.values([x], training=True), b.values([x], training=True)
     pairs = [p for p in relu_layers(la) if p in set(relu_layers(lb))]
     return verdict.kink_straddles((name, prev, la[prev], lb[prev]) for prev, name in pairs)
 
@@ -349,14 +349,14 @@ def gradient_checks(a, b, batches: list, judge: Judge, ctx: dict, refs=None) -> 
             break
         skipped.append((j, straddles))
     xb, yb = batches[chosen]
-    loss_a, ga = a.loss_and_grads(xb, yb)
-    loss_b, gb = b.loss_and_grads(xb, yb)
+    loss_a, ga = a.loss_and_grads([xb], yb)
+    loss_b, gb = b.loss_and_grads([xb], yb)
     loss_a64 = loss_b64 = None
     ga64 = gb64 = {}
     if refs is not None:
         x64, y64 = xb.astype("float64"), (yb if yb.dtype.kind in "iu" else yb.astype("float64"))
-        loss_a64, ga64 = refs[0].loss_and_grads(x64, y64)
-        loss_b64, gb64 = refs[1].loss_and_grads(x64, y64)
+        loss_a64, ga64 = refs[0].loss_and_grads([x64], y64)
+        loss_b64, gb64 = refs[1].loss_and_grads([x64], y64)
     out = [_straddle_row(a, b, skipped, chosen, ctx)] if skipped else []
     out.append(judge.compare(f"loss (training mode, batch {chosen})", "forward", loss_a, loss_b, loss_a64, loss_b64,
                              **_sides(a, b), **ctx))

@@ -67,15 +67,16 @@ def onnx_checks(a, b, data: PairData, outdir, progress, name: str, ctx: dict, ju
     task_id = progress.task(f"{name} ONNX export", total=2)
     exported = {}
     for side in (a, b):
-        path, how = side.export_onnx(outdir / f"{side.name}.onnx", onnx_check.ONNX_OPSET)
-        exported[side.name] = (side.onnx_backend(path), {**onnx_check.check_model(path), **how})
+        how: dict = {}
+        path = side.export_onnx(outdir / f"{side.name}.onnx", onnx_check.ONNX_OPSET, info=how)
+        exported[side.name] = (side.onnx_side(path), {**onnx_check.check_model(path), **how})
         progress.advance(task_id)
     progress.done(task_id)
     info = {s: i for s, (_, i) in exported.items()}
     info.update(ort_level=str(onnx_check.ORT_LEVEL), opset=onnx_check.ONNX_OPSET)
     runners = [a, b] + [o for o, _ in exported.values()]
     try:
-        outputs = {r.name: r.forward(xv) for r in runners}
+        outputs = {r.name: r.forward([xv])[0] for r in runners}
     except onnx_check.OnnxModelError as exc:
         return [Check("onnx skipped", a.name, b.name, 0.0, 0.0, 0.0, True, f"onnxruntime cannot run the exports: {exc}",
                       info=True, **ctx)], info
@@ -96,7 +97,7 @@ def onnx_checks(a, b, data: PairData, outdir, progress, name: str, ctx: dict, ju
     checks = onnx_check.edge_checks(outputs, class_names=classes, detail={"exporters": exporters},
                                     tolerance=tolerance, **ctx)
     for o, _ in exported.values():  # dynamic batch: item 0 alone gives what it gave inside the batch
-        checks.append(compare_arrays("onnx batch 1 vs full batch", o.forward(xv[:1]), outputs[o.name][:1],
+        checks.append(compare_arrays("onnx batch 1 vs full batch", o.forward([xv[:1]])[0], outputs[o.name][:1],
                                      judge.named("onnx", a.dtype), a_name=f"{o.name} batch 1",
                                      b_name=f"{o.name} batch {len(xv)}", **ctx))
     return checks, info

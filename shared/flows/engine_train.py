@@ -1,7 +1,7 @@
 """The engine's training checks: trajectories, the float64 repeat, the threshold sweep.
 
 Part of shared/flows/engine.py (split along the seam between one pass and many
-steps). Framework-free: backends are trained through shared.flows.backend.Backend.
+steps). Framework-free: sides are trained through shared.flows.side.Side.train_steps.
 """
 
 from __future__ import annotations
@@ -38,12 +38,18 @@ def make_pair_batches(data: PairData, dtype: str, opts, steps: int | None = None
     return make_batches(data.x_train.astype(dtype), cast_y(data.y_train, dtype), plan)
 
 
+def side_batches(batches: list) -> list:
+    """(x, y) batches as Side.train_steps takes them: ([x], y), one input."""
+    return [([x], y) for x, y in batches]
+
+
 def _train_both(a, b, batches: list, tc: TrainConfig, progress, label: str) -> list:
-    """Fresh clones of a and b, each trained on `batches`: [(backend, TrainResult)] x 2."""
+    """Fresh copies of a and b, each trained on `batches`: [(side, TrainResult)] x 2."""
     runs = []
-    for side in (a.clone(), b.clone()):
+    for side in (a.copy(), b.copy()):
         task_id = progress.task(f"{label} {side.name}", total=len(batches))
-        result = side.train(batches, tc, on_step=lambda i, loss, _id=task_id: progress.advance(_id))
+        result = side.train_steps(side_batches(batches), None, tc, training=True,
+                                  on_step=lambda i, loss, _id=task_id: progress.advance(_id))
         progress.done(task_id)
         runs.append((side, result))
     return runs
@@ -186,24 +192,24 @@ def sweep_checks(a, b, data: PairData, opts, progress, name: str, judge, ctx: di
     Returns:
         (checks, the sweep for the plot).
     """
-    trainee = a.clone()
+    trainee = a.copy()
     batches = make_pair_batches(data, a.dtype, opts, steps=SWEEP_TRAIN_STEPS)
     tc = TrainConfig(optimizer="adam", learning_rate=SWEEP_LR, steps=SWEEP_TRAIN_STEPS,
                      batch_size=_batch_size(data, opts), seed=opts.seed)
     task_id = progress.task(f"{name} {a.name} training for the threshold sweep", total=len(batches))
-    trainee.train(batches, tc, on_step=lambda i, loss: progress.advance(task_id))
+    trainee.train_steps(side_batches(batches), None, tc, training=True, on_step=lambda i, loss: progress.advance(task_id))
     progress.done(task_id)
     weights = trainee.get_weights()
     xv, yv = data.valid(a.dtype)
     probs, probs64 = {}, {}
     for side in (a, b):
-        twin = side.clone()
+        twin = side.copy()
         twin.set_weights(weights)
-        probs[side.name] = side.loss_outputs(twin.forward(xv), yv)["probabilities"]
+        probs[side.name] = side.loss_outputs(twin.forward([xv])[0], yv)["probabilities"]
         if a.dtype == "float32":  # each side's own float64 reference, for the near-tie tolerance
             x64, y64 = data.valid("float64")
             twin64 = twin.with_dtype("float64")
-            probs64[side.name] = twin64.loss_outputs(twin64.forward(x64), y64)["probabilities"]
+            probs64[side.name] = twin64.loss_outputs(twin64.forward([x64])[0], y64)["probabilities"]
     pa, pb = probs[a.name], probs[b.name]
     tol = judge.tolerance("forward", a.dtype, pa, pb, probs64.get(a.name), probs64.get(b.name), (a.name, b.name))
     tie = tol.allowed(1.0)

@@ -41,7 +41,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Side", "one_batch"]
+__all__ = ["Side", "one_batch", "single", "engine_batches", "task_loss", "no_config"]
 
 
 @runtime_checkable
@@ -148,3 +148,33 @@ def one_batch(batches: list) -> tuple:
         raise NotImplementedError("inference-mode train_steps takes one batch repeated (the port's training check); "
                                   "pass training=True for several batches")
     return xs, y
+
+
+# ---- the default run's sides (keras_impl/backend.py, torch_impl/backend.py, shared/onnx/onnx_backend.py)
+def single(xs: list) -> np.ndarray:
+    """The one input of a default-run side's `xs` (the built-in twins take one input)."""
+    if len(xs) != 1:
+        raise NotImplementedError(f"the default run's models take one input, not {len(xs)}")
+    return xs[0]
+
+
+def engine_batches(batches: list, training: bool) -> list:
+    """The default run's ([x], y) batches as the (x, y) its training loops take;
+    they train in training mode only (BatchNorm on batch statistics)."""
+    if not training:
+        raise NotImplementedError("the default run's sides train in training mode (training=True)")
+    return [(single(xs), y) for xs, y in batches]
+
+
+def task_loss(side, loss) -> str:
+    """A default-run side computes its task's loss (shared.data.config.TASKS): `loss` must be None."""
+    if loss is not None:
+        raise NotImplementedError(f"{side.name}: the built-in twins compute their task's loss ({side.task}), "
+                                  "not a given loss spec")
+    return side.task
+
+
+def no_config(side, config) -> None:
+    """A default-run side exports its own model: a ModelConfig is not taken."""
+    if config is not None:
+        raise NotImplementedError(f"{side.name}: the built-in twin exports its own model, not a given config")

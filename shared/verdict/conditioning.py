@@ -64,7 +64,7 @@ def rejudge_training(rows: list, a64, b64, batches: list, tc, run: tuple, ctx: d
 
     Args:
         rows: the rows training_checks gave for this optimizer.
-        a64, b64: the float64 backends (only their gradients are read; state unchanged).
+        a64, b64: the float64 sides (only their gradients are read; state unchanged).
         batches, tc: what the run trained on, and how.
         run: ((a losses, b losses), (a weights, b weights)) of the run.
         worst: shared.flows.engine.worst (folds per-tensor rows into one).
@@ -77,8 +77,8 @@ def rejudge_training(rows: list, a64, b64, batches: list, tc, run: tuple, ctx: d
         return rows
     (la, lb), (wa, wb) = run
     x, y = batches[0]
-    _, ga = a64.loss_and_grads(x, y)
-    _, gb = b64.loss_and_grads(x, y)
+    _, ga = a64.loss_and_grads([x], y)
+    _, gb = b64.loss_and_grads([x], y)
     bound = {n: CONDITIONING_FACTOR * len(batches) * float(np.max(
                  optimizer_gain(tc, np.minimum(np.abs(ga[n]), np.abs(gb[n])))
                  * np.abs(np.asarray(ga[n], np.float64) - np.asarray(gb[n], np.float64)), initial=0.0))

@@ -1,7 +1,7 @@
 """The engine knows nothing of TensorFlow or torch: it checks two numpy backends.
 
 Two tiny numpy MLPs (dense1 -> relu1 -> head, regression, mean squared error)
-implement shared.flows.backend.Backend by hand. A faithful pair passes every check;
+implement the default run's shared.flows.side.Side by hand. A faithful pair passes every check;
 a pair whose second side has a planted bug (a leaky ReLU where a ReLU belongs)
 fails, and the engine names relu1 as the first layer that differs.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.flows.backend import Backend
+from shared.flows.side import Side, engine_batches, single, task_loss
 from shared.data.dataset import array_fingerprint
 from shared.flows.engine import Options, PairData, check_pair, relu_layers, relu_straddles
 from shared.core.training import TrainResult
@@ -37,18 +37,21 @@ class NumpyMLP:
         r = np.where(h > 0, h, self.leak * h).astype(self.dtype)
         return {"dense1": h, "relu1": r, "head": r @ self.w["head.weight"].T + self.w["head.bias"]}
 
-    def forward(self, x, training=False):
-        return self._layers(x)["head"]
+    graph = None  # values are keyed by layer names
 
-    def layer_outputs(self, x, training=False):
-        return self._layers(x)
+    def forward(self, xs, training=False):
+        return [self._layers(single(xs))["head"]]
+
+    def values(self, xs, training=False):
+        return self._layers(single(xs))
 
     def loss_outputs(self, logits, y, naive=False):
         per = ((np.asarray(logits) - y) ** 2).mean(axis=-1)
         return {"probabilities": np.asarray(logits), "per-sample loss": per, "mean loss": np.asarray(per.mean())}
 
-    def loss_and_grads(self, x, y, training=True):
-        x = np.asarray(x, dtype=self.dtype)
+    def loss_and_grads(self, xs, y, loss=None, training=True):
+        task_loss(self, loss)
+        x = np.asarray(single(xs), dtype=self.dtype)
         out = self._layers(x)
         d_head = 2.0 * (out["head"] - y) / out["head"].size
         d_r = d_head @ self.w["head.weight"]
@@ -58,19 +61,19 @@ class NumpyMLP:
         loss = float(((out["head"] - y) ** 2).mean())
         return loss, {k: v.astype(self.dtype) for k, v in grads.items()}
 
-    def train(self, batches, train_config, on_step=None):
+    def train_steps(self, batches, loss=None, optimizer=None, training=True, on_step=None):
         velocity = {k: np.zeros_like(v) for k, v in self.w.items()}
         losses, fingerprints = [], []
-        for i, (x, y) in enumerate(batches):
+        for i, (x, y) in enumerate(engine_batches(batches, training)):
             x, y = np.asarray(x, dtype=self.dtype), np.asarray(y, dtype=self.dtype)
             fingerprints.append(array_fingerprint(x, y))
-            loss, grads = self.loss_and_grads(x, y)
+            value, grads = self.loss_and_grads([x], y)
             for k in self.w:
-                velocity[k] = train_config.momentum * velocity[k] - train_config.learning_rate * grads[k]
+                velocity[k] = optimizer.momentum * velocity[k] - optimizer.learning_rate * grads[k]
                 self.w[k] = (self.w[k] + velocity[k]).astype(self.dtype)
-            losses.append(loss)
+            losses.append(value)
             if on_step:
-                on_step(i, loss)
+                on_step(i, value)
         return TrainResult(np.asarray(losses), fingerprints)
 
     def get_weights(self):
@@ -82,13 +85,22 @@ class NumpyMLP:
     def with_dtype(self, dtype):
         return NumpyMLP(self.w, self.name, dtype, self.leak)
 
-    def clone(self):
+    def copy(self):
         return NumpyMLP(self.w, self.name, self.dtype, self.leak)
 
-    def export_onnx(self, path, opset):
+    def export_onnx(self, path, opset=None, config=None, info=None):
         raise NotImplementedError
 
-    def onnx_backend(self, path):
+    def onnx_input(self, x, name=None):
+        raise NotImplementedError
+
+    def onnx_input_names(self):
+        raise NotImplementedError
+
+    def onnx_output(self, y, name=None):
+        raise NotImplementedError
+
+    def onnx_side(self, path):
         raise NotImplementedError
 
 
@@ -111,9 +123,9 @@ def _data():
 OPTS = Options(steps=5, optimizers=("sgd",), onnx=False)
 
 
-def test_numpy_backends_satisfy_the_interface():
+def test_numpy_backends_are_sides():
     a, b = _pair(0.0)
-    assert isinstance(a, Backend) and isinstance(b, Backend)
+    assert isinstance(a, Side) and isinstance(b, Side)
 
 
 def test_engine_passes_a_faithful_pair_of_numpy_backends():
@@ -147,11 +159,11 @@ def test_relus_are_found_by_what_they_compute():
     a, b = _pair(0.01)
     b.set_weights(a.get_weights())
     x = _data().x_valid
-    assert relu_layers(a.layer_outputs(x)) == [("dense1", "relu1")]
-    assert relu_layers(b.layer_outputs(x)) == []  # a leaky ReLU is not max(0, x)
+    assert relu_layers(a.values([x])) == [("dense1", "relu1")]
+    assert relu_layers(b.values([x])) == []  # a leaky ReLU is not max(0, x)
     # An input nudged across 0 on one side only is a straddle of a's ReLU.
-    c = a.clone()
-    h = a.layer_outputs(x)["dense1"]
+    c = a.copy()
+    h = a.values([x])["dense1"]
     i, j = np.unravel_index(np.argmin(np.abs(h)), h.shape)
     w = c.get_weights()
     w["dense1.bias"][j] -= 2 * h[i, j]  # flips the sign of that input (and its column's neighbours' values)
@@ -161,20 +173,20 @@ def test_relus_are_found_by_what_they_compute():
 
 
 def test_the_engine_imports_no_framework():
-    code = ("import sys, shared.flows.engine, shared.flows.engine_train, shared.flows.backend, shared.onnx.onnx_backend; "
+    code = ("import sys, shared.flows.engine, shared.flows.engine_train, shared.flows.side, shared.onnx.onnx_backend; "
             "bad = [m for m in ('torch', 'tensorflow', 'keras', 'tf2onnx') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
-@pytest.mark.parametrize("bad", ["layer_outputs", "train"])
+@pytest.mark.parametrize("bad", ["values", "train_steps"])
 def test_forward_only_backends_refuse_the_rest(tmp_path, bad):
     from shared.onnx.onnx_backend import OnnxBackend
 
     o = OnnxBackend(tmp_path / "m.onnx", name="onnx(x)", task="regression", dtype="float32")
     assert o.can_train is False
     with pytest.raises(NotImplementedError, match="forward-only"):
-        getattr(o, bad)(np.zeros((1, 5)), None) if bad == "layer_outputs" else o.train([], None)
+        getattr(o, bad)([np.zeros((1, 5))]) if bad == "values" else o.train_steps([], None, None)
 
 
 def test_training_that_diverges_in_both_frameworks_alike_is_not_a_parity_failure():

@@ -134,8 +134,8 @@ def test_data_faults():
 class _Echo:
     name, dtype, task, can_train = "echo", "float32", "multiclass", True
 
-    def forward(self, x, training=False):
-        return x
+    def forward(self, xs, training=False):
+        return xs
 
     def with_dtype(self, dtype):
         return self
@@ -144,5 +144,5 @@ class _Echo:
 def test_data_fault_backend_feeds_the_transformed_inputs():
     x = np.random.default_rng(0).uniform(size=(2, 3, 2, 2))
     b = DataFaultBackend(_Echo(), FAULTS["rgb-bgr"], 1.0)
-    np.testing.assert_array_equal(b.forward(x), x[:, ::-1])
+    np.testing.assert_array_equal(b.forward([x])[0], x[:, ::-1])
     assert b.name == "echo" and isinstance(b.with_dtype("float64"), DataFaultBackend)
