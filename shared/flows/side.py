@@ -7,19 +7,25 @@ in the graph's neutral layout (shared/graph/ir.py: PyTorch's, images channels
 first), values and weights keyed by the graph's names: tensor names for
 per-node values, state keys (`node.weight`) for weights and gradients.
 
-Which flow uses which method:
+Which flow uses which method (the default run: `compare.py` with no
+subcommand, shared/flows/engine.py, on the built-in twins' sides keras_impl/backend.py
+`KerasBackend`, torch_impl/backend.py `TorchBackend`, and onnxruntime's
+shared/onnx/onnx_backend.py `OnnxBackend`, forward only):
 
-| method | `port` (K->T) | reverse port (T->K) | `verify` |
-|---|---|---|---|
-| name, dtype, can_train | yes | yes | yes |
-| graph | Keras side reads it | torch side reads it | Keras side (records) |
-| forward(xs) | outputs + ONNX reference | ONNX + reload reference | - (record outputs) |
-| values(xs) | every node, both sides | every node, both sides | - (record outputs) |
-| loss_and_grads(xs, y, loss) | yes | yes | - (by record) |
-| train_steps(batches, loss, optimizer, training) | inference mode | training mode (SGD) | - (by record) |
-| with_dtype(dtype), copy() | yes | yes | with_dtype |
-| get_weights / set_weights | - | - | - (by record) |
-| export_onnx(path, opset) | yes | yes (config form) | - |
+| method | `port` (K->T) | reverse port (T->K) | `verify` | default run |
+|---|---|---|---|---|
+| name, dtype, can_train | yes | yes | yes | yes (+ `task`) |
+| graph | Keras side reads it | torch side reads it | Keras side (records) | None (layer names) |
+| forward(xs) | outputs + ONNX reference | ONNX + reload reference | - (record outputs) | logits; `training=` |
+| values(xs) | every node, both sides | every node, both sides | - (record outputs) | every layer; `training=` |
+| loss_and_grads(xs, y, loss) | yes | yes | - (by record) | loss=None: the task's; `training=True` |
+| train_steps(batches, loss, optimizer, training) | inference mode | training mode (SGD) | - (by record) | training mode, any optimizer, `on_step`; a TrainResult |
+| with_dtype(dtype), copy() | yes | yes | with_dtype | yes |
+| get_weights / set_weights | - | - | - (by record) | portable names (round trip, training) |
+| export_onnx(path, opset) | yes | yes (config form) | - | yes (`info=`: the exporter's) |
+| onnx_input / onnx_output / onnx_input_names | ONNX checks | ONNX checks | - | layouts (names: one input, by position) |
+| loss_outputs(logits, y, naive) (optional) | - | - | - | the framework's loss code |
+| onnx_side(path) (optional) | - | - | - | the export run by onnxruntime, as a side |
 
 `verify` compares a *hand-written* torch module, which has no graph: its torch
 side (`TorchSide(module)`) is traced into records instead (shared/flows/verify.py),
@@ -27,10 +33,13 @@ and verify drives record-keyed methods of the same two classes
 (`KerasSide.for_verify(model)`: `records`, `record_weights`, `outputs`,
 `pair_outputs`, `record_loss_and_grads`, `train`; `TorchSide`: `trace` and the
 same names, `set_record_weights`), whose helpers stay in keras_impl/verify/__init__.py
-and torch_impl/verify/__init__.py. The default run's engine still drives
-shared/flows/backend.py's `Backend` (portable names of the built-in twins, training
-mode per call, task losses); onnxruntime implements that one
-(shared/onnx/onnx_backend.py). A method a side cannot provide raises
+and torch_impl/verify/__init__.py. The default run's sides take one input
+(`xs = [x]`, the helpers below), key `values` by the layer names both
+built-in twins share and weights by the portable (torch state_dict) names of
+shared/data/portable.py, compute their task's loss (shared.data.config.TASKS) and train
+in training mode, their batches ([x], y) and the TrainResult's fingerprints
+proving what each step received; shared/flows/backend.py's `Backend` is an alias of
+`Side` for one release. A method a side cannot provide raises
 NotImplementedError with the reason.
 """
 
@@ -54,7 +63,8 @@ class Side(Protocol):
         can_train: False where the side has no gradients (an ONNX file).
         graph: the framework-free graph (shared.graph.ir.Graph) the side was read
             from or built from; its tensor names key `values`, its state keys
-            key weights and gradients.
+            key weights and gradients. None for the default run's sides
+            (the module docstring's last column).
     """
 
     name: str

@@ -106,6 +106,60 @@ def test_every_form_of_both_sides_is_a_side(tiny):
     assert not isinstance(object(), Side)
 
 
+def _engine_sides():
+    """The default run's sides of the built-in binary MLP (5 -> 1): Keras, torch, torch fed through a data
+    fault, and an ONNX file's runner (never run here)."""
+    from keras_impl import backend as kb
+    from shared.data.config import ModelConfig
+    from shared.data.faults import FAULTS, DataFaultBackend
+    from shared.onnx.onnx_backend import OnnxBackend
+    from torch_impl import backend as tb
+
+    cfg = ModelConfig("mlp", "binary", (5,), 1)
+    k, t = kb.from_config(cfg, seed=0), tb.from_config(cfg)
+    t.set_weights(k.get_weights())
+    return k, t, DataFaultBackend(t, FAULTS["rgb-bgr"], 1.0), OnnxBackend("m.onnx", name="onnx(torch)",
+                                                                          task="binary", dtype="float32")
+
+
+def test_every_side_of_the_default_run_is_a_side():
+    """The engine's sides (compare.py with no subcommand) are the same Side: one protocol."""
+    import torch  # noqa: F401  torch before TensorFlow
+
+    from shared.flows.backend import Backend
+
+    sides = _engine_sides()
+    assert all(isinstance(s, Side) for s in sides) and Backend is Side
+    assert [s.name for s in sides] == ["keras", "torch", "torch", "onnx(torch)"]
+    assert [s.graph for s in sides] == [None] * 4 and [s.can_train for s in sides] == [True, True, True, False]
+    k, t = sides[0], sides[1]
+    x = np.random.default_rng(0).random((3, 5), dtype=np.float32)
+    (lk,), (lt,) = k.forward([x]), t.forward([x])
+    assert lk.shape == (3, 1) and float(np.max(np.abs(lk - lt))) < 1e-5  # same weights, float32
+    assert list(k.values([x])) == list(t.values([x]))  # layer names both twins share
+    assert set(k.copy().get_weights()) == set(t.get_weights())  # portable names
+
+
+def test_what_a_default_run_side_cannot_do_says_why():
+    import torch  # noqa: F401  torch before TensorFlow
+
+    from shared.data.config import ModelConfig, TrainConfig
+
+    k, t, _, onnx = _engine_sides()
+    x, y = np.zeros((2, 5), "float32"), np.zeros((2, 1), "float32")
+    for side in (k, t):
+        with pytest.raises(NotImplementedError, match="one input, not 2"):
+            side.forward([x, x])
+        with pytest.raises(NotImplementedError, match="task's loss"):
+            side.loss_and_grads([x], y, {"kind": "mse", "from_logits": False})
+        with pytest.raises(NotImplementedError, match="training mode"):
+            side.train_steps([([x], y)], None, TrainConfig(), training=False)
+        with pytest.raises(NotImplementedError, match="not a given config"):
+            side.export_onnx(Path("unused.onnx"), config=ModelConfig("mlp", "binary", (5,), 1))
+    with pytest.raises(NotImplementedError, match="forward-only"):
+        onnx.values([x])
+
+
 def test_a_tiny_port_agrees_through_the_side_interface(tiny):
     """float64: every node, the loss and every gradient within 1e-12; training a
     copy leaves the side's own weights as they were."""
