@@ -7,8 +7,9 @@ a failure the first layer that differs), the gradients, the training runs
 (shared/flows/engine_train.py), the float64 repeat, the threshold sweep, the
 from-logits stability rows and the ONNX exports run in onnxruntime.
 
-`a` and `b` are anything that implements shared.flows.backend.Backend: the Keras
-and PyTorch twins, onnxruntime, or two numpy models in a test. Nothing here
+`a` and `b` are shared.flows.side.Side objects in the default run's form (its
+column in shared/flows/side.py's table): the Keras and PyTorch twins, onnxruntime,
+or two numpy models in a test. Nothing here
 imports TensorFlow or torch; everything arrives as numpy in the common (torch)
 layout. `a` is the side whose weights are ported to `b`; `b` is the reference
 scale of every comparison (compare_arrays' `b`).

@@ -197,7 +197,8 @@ def sweep_checks(a, b, data: PairData, opts, progress, name: str, judge, ctx: di
     tc = TrainConfig(optimizer="adam", learning_rate=SWEEP_LR, steps=SWEEP_TRAIN_STEPS,
                      batch_size=_batch_size(data, opts), seed=opts.seed)
     task_id = progress.task(f"{name} {a.name} training for the threshold sweep", total=len(batches))
-    trainee.train_steps(side_batches(batches), None, tc, training=True, on_step=lambda i, loss: progress.advance(task_id))
+    trainee.train_steps(side_batches(batches), None, tc, training=True,
+                        on_step=lambda i, loss: progress.advance(task_id))
     progress.done(task_id)
     weights = trainee.get_weights()
     xv, yv = data.valid(a.dtype)

@@ -110,7 +110,11 @@ class Side(Protocol):
                 statistics), dropout off (reverse port: SGD with momentum).
 
         Returns:
-            (pre-update losses, {state key: weight after the last step}).
+            (pre-update losses, {state key: weight after the last step}); the
+            default run's sides (training mode, `on_step(step, loss)` after
+            each step) return a shared.training.TrainResult instead: the
+            losses and the fingerprints of what each step received, the
+            weights then read with get_weights.
         """
         ...
 
@@ -134,7 +138,9 @@ class Side(Protocol):
     def export_onnx(self, path: Path, opset: int | None = None, config=None) -> Path:
         """The model (inference mode) as an ONNX file; `config`: a ModelConfig
         for the image-classifier exporters (keras_impl/export.py,
-        torch_impl/export.py) instead of the graph's signature."""
+        torch_impl/export.py) instead of the graph's signature. The default
+        run's sides take no config and fill an `info=` dict with what the
+        exporter reports ("exporter", "seconds", "fallback_from")."""
         ...
 
     def onnx_input(self, x: np.ndarray, name: str | None = None) -> np.ndarray:
