@@ -162,7 +162,7 @@ class KerasBackend:
         return self.to_model_input(np.asarray(x))
 
     def onnx_input_names(self) -> list:
-        raise NotImplementedError(f"{self.name}: the default run's exports take one input, fed by position")
+        return [export.INPUT_NAME]  # export_onnx standardizes its one input's name
 
     def onnx_output(self, y, name: str | None = None) -> np.ndarray:
         return np.asarray(y)  # the logits, (batch, outputs): the same in both layouts

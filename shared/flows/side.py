@@ -23,7 +23,7 @@ shared/onnx/onnx_backend.py `OnnxBackend`, forward only):
 | with_dtype(dtype), copy() | yes | yes | with_dtype | yes |
 | get_weights / set_weights | - | - | - (by record) | portable names (round trip, training) |
 | export_onnx(path, opset) | yes | yes (config form) | - | yes (`info=`: the exporter's) |
-| onnx_input / onnx_output / onnx_input_names | ONNX checks | ONNX checks | - | layouts (names: one input, by position) |
+| onnx_input / onnx_output / onnx_input_names | ONNX checks | ONNX checks | - | layouts; ["input"] |
 | loss_outputs(logits, y, naive) (optional) | - | - | - | the framework's loss code |
 | onnx_side(path) (optional) | - | - | - | the export run by onnxruntime, as a side |
 

@@ -138,6 +138,7 @@ def test_every_side_of_the_default_run_is_a_side():
     assert lk.shape == (3, 1) and float(np.max(np.abs(lk - lt))) < 1e-5  # same weights, float32
     assert list(k.values([x])) == list(t.values([x]))  # layer names both twins share
     assert set(k.copy().get_weights()) == set(t.get_weights())  # portable names
+    assert k.onnx_input_names() == t.onnx_input_names() == ["input"]  # the exporters' standardized name
 
 
 def test_what_a_default_run_side_cannot_do_says_why():
