@@ -204,3 +204,27 @@ def test_what_a_side_cannot_do_says_why(tiny):
     with pytest.raises(NotImplementedError, match="one batch repeated"):
         one_batch([(xs, y), ([np.ones((2, 3))], y)])
     assert one_batch([(xs, y)] * 3) == (xs, y)
+
+
+# What the default run calls on its sides beyond the Protocol, each a row of shared/flows/side.py's table.
+ENGINE_OPTIONAL = {"loss_outputs", "onnx_side"}
+ENGINE_FILES = ("shared/flows/engine.py", "shared/flows/engine_train.py", "shared/flows/engine_outputs.py",
+                "shared/verdict/conditioning.py")
+ENGINE_SIDE_NAMES = {"a", "b", "a64", "b64", "side", "twin", "twin64", "trainee", "o", "r", "ta", "tb", "back"}
+
+
+def test_the_engine_calls_only_side_methods():
+    """Every method the default run calls on a side (its variables for sides, `refs[i]`) is a Side method
+    or one of the optional engine rows the side.py table documents."""
+    called = set()
+    for path in ENGINE_FILES:
+        for n in ast.walk(_module(path)):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+                v = n.func.value
+                if (isinstance(v, ast.Name) and v.id in ENGINE_SIDE_NAMES) or (
+                        isinstance(v, ast.Subscript) and getattr(v.value, "id", None) == "refs"):
+                    called.add(n.func.attr)
+    assert called - set(SIDE_METHODS) == ENGINE_OPTIONAL, called
+    assert len(called & set(SIDE_METHODS)) >= 8  # forward, values, loss_and_grads, train_steps, copy, ...
+    table = (ROOT / "shared/flows/side.py").read_text()
+    assert all(f"| {m}(" in table for m in ENGINE_OPTIONAL)
