@@ -240,3 +240,27 @@ def kink_row(straddles: dict, what: str, *, a_name: str = "keras", b_name: str =
 
 
 __all__ += ["describe_straddles"]
+
+
+__all__ += ["diverged_together", "DIVERGED_REASON"]
+
+DIVERGED_REASON = ("both frameworks' training diverged at step {step} (the loss is non-finite on both sides from that "
+                   "step on, and finite on both before it): the optimizer's step is too large for these weights and "
+                   "inputs in either framework, not a porting difference. The loss curve is compared over the {step} "
+                   "finite step(s); the trained weights (non-finite on both sides) are not compared. A smaller "
+                   "learning rate (--optimizer, or the model's compile) compares them.")
+
+
+def diverged_together(a, b) -> int | None:
+    """The first step at which both loss curves turn non-finite, when they do so at
+    the same step (one rule for every flow's training rows). None when neither
+    diverges, or when only one does or they part at different steps: that is a
+    disagreement, judged as such."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        return None
+    bad_a, bad_b = ~np.isfinite(a), ~np.isfinite(b)
+    if not bad_a.any() or not bad_b.any():
+        return None
+    step_a, step_b = int(np.argmax(bad_a)), int(np.argmax(bad_b))
+    return step_a if step_a == step_b else None
