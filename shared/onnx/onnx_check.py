@@ -233,7 +233,7 @@ def run_onnx_all(path, xs: list, names: list | None = None, level=ORT_LEVEL) -> 
     sess = _session(path, level)
     specs = sess.get_inputs()
     if len(xs) != len(specs):
-        raise OnnxModelError(f"{str(path)!r}: {len(xs)} inputs given, the model has {len(specs)}")
+        raise OnnxModelError(f"{str(path)!r}: the model has {len(specs)} inputs, {len(xs)} given")
     if names is not None and sorted(names) == sorted(s.name for s in specs):
         by_name = dict(zip(names, xs))
         xs = [by_name[s.name] for s in specs]
