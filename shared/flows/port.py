@@ -138,27 +138,14 @@ def _rows(graph, m: dict, other: dict | None, loss, train_config, dtype) -> list
     return rows
 
 
-def _diverged_rows(name: str, step: int, ka, kb, ref, dtype: str, ctx: dict) -> list:
-    """Training rows when both frameworks' losses turn non-finite at the same step
-    (shared/verdict/policy.py diverged_together): one information row with the reason,
-    and the loss curve judged over the finite steps before it."""
-    rows = [verdict.info_row(f"{name}: diverged in both", verdict.DIVERGED_REASON.format(step=step),
-                             f"step {step}: {ka[step]} vs {kb[step]}", dtype=dtype, **ctx)]
-    if step > 0:
-        r = (ref[0]["curve"][:step], ref[1]["curve"][:step]) if ref is not None else (None, None)
-        finite = all(r_ is None or np.all(np.isfinite(r_)) for r_ in r)
-        rows.append(verdict.trajectory(f"{name}, first {step} step(s)", ka[:step], kb[:step],
-                                       *(r if dtype == "float32" and finite else (None, None)), dtype=dtype, **ctx))
-    return rows
-
-
 def _training_rows(m: dict, o, dtype: str, kinks: str, train_config, ctx: dict) -> list:
     ctx = dict(ctx, detail={"optimizer": train_config.optimizer, "steps": train_config.steps})
     name = f"training loss curve ({train_config.optimizer}, {train_config.steps} steps)"
     (ka, kb), ref = (m["curve"][0]["curve"], m["curve"][1]["curve"]), o("curve")
     step = verdict.diverged_together(ka, kb)
     if step is not None:  # both trainings blew up alike: the finite prefix is compared, the weights are not
-        return _diverged_rows(name, step, ka, kb, ref, dtype, ctx)
+        return verdict.diverged_rows(name, step, ka, kb, *((ref[0]["curve"], ref[1]["curve"]) if ref else (None, None)),
+                                     dtype=dtype, **ctx)
     if dtype == "float32" and ref is not None:
         rows = [verdict.trajectory(name, ka, kb, ref[0]["curve"], ref[1]["curve"], dtype=dtype, **ctx)]
     else:

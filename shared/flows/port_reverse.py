@@ -234,8 +234,11 @@ def _training_rows(k, t, graph, trained_t, trained_k, sensitivity=None, perturb_
     def models(key, torch_result):
         return [] if sensitivity is None else [_conditioning(lazy, perturb_rel, key, torch_result)]
 
-    rows = [verdict.judge(f"training loss per step (SGD, {TRAIN_STEPS} steps)", "training", dtype, np.array(tl),
-                          np.array(kl), models=models(None, lambda: np.array(tl)), **ctx)]
+    name = f"training loss per step (SGD, {TRAIN_STEPS} steps)"
+    step = verdict.diverged_together(tl, kl)
+    if step is not None:  # both trainings blew up alike (shared/verdict/policy.py): not a porting difference
+        return verdict.diverged_rows(name, step, tl, kl, dtype=dtype, **ctx)
+    rows = [verdict.judge(name, "training", dtype, np.array(tl), np.array(kl), models=models(None, lambda: np.array(tl)), **ctx)]
     var_keys = {key for key in tw if key.endswith(".running_var")}
     for n in [n for n in tw if n not in var_keys] + [n for n in kw if n not in tw and n not in var_keys]:
         if n not in tw or n not in kw:

@@ -403,6 +403,9 @@ def _training(sides, mapping, batches, loss, optimizer, dtype, bn, noise=frozens
     ctx = {"dtype": dtype}
     name = f"training loss per step ({len(batches)} steps, {optimizer['class']})"
     kl64, kw64, tl64, tw64 = ref["float64"] if derive else (None, {}, None, {})
+    step = verdict.diverged_together(kl, tl)
+    if step is not None:  # both trainings blew up alike (shared/verdict/policy.py): not a porting difference
+        return verdict.diverged_rows(name, step, kl, tl, kl64, tl64, dtype=dtype)
     checks = [verdict.trajectory(name, kl, tl, kl64, tl64, dtype=dtype, batchnorm=bn)]
     for p in mapping.pairs:
         for name, a in kw[p.keras].items():

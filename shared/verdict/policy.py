@@ -242,7 +242,7 @@ def kink_row(straddles: dict, what: str, *, a_name: str = "keras", b_name: str =
 __all__ += ["describe_straddles"]
 
 
-__all__ += ["diverged_together", "DIVERGED_REASON"]
+__all__ += ["diverged_together", "diverged_rows", "DIVERGED_REASON"]
 
 DIVERGED_REASON = ("both frameworks' training diverged at step {step} (the loss is non-finite on both sides from that "
                    "step on, and finite on both before it): the optimizer's step is too large for these weights and "
@@ -264,3 +264,21 @@ def diverged_together(a, b) -> int | None:
         return None
     step_a, step_b = int(np.argmax(bad_a)), int(np.argmax(bad_b))
     return step_a if step_a == step_b else None
+
+
+def diverged_rows(name: str, step: int, a, b, a64=None, b64=None, *, dtype: str, a_name: str = "keras",
+                  b_name: str = "torch", **context) -> list:
+    """The training rows when both loss curves turn non-finite at `step`
+    (diverged_together): one information row with the reason, and the loss curve
+    judged over the finite steps before it (with the float64 curves, where finite,
+    as the float32 reference). The trained weights are not compared."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    names = {"a_name": a_name, "b_name": b_name}
+    rows = [info_row(f"{name}: diverged in both", DIVERGED_REASON.format(step=step), f"step {step}: {a[step]} vs {b[step]}",
+                     dtype=dtype, **names, **context)]
+    if step > 0:
+        refs = [None if r is None else np.asarray(r, dtype=float).ravel()[:step] for r in (a64, b64)]
+        usable = all(r is not None and np.all(np.isfinite(r)) for r in refs)
+        rows.append(trajectory(f"{name}, first {step} step(s)", a[:step], b[:step], *(refs if usable else (None, None)),
+                               dtype=dtype, **names, **context))
+    return rows

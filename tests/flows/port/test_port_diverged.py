@@ -40,3 +40,19 @@ def test_port_of_a_training_that_diverges_in_both_passes_with_the_reason(lr):
     prefix = [c for c in res.checks if "first" in c.check and c.check.startswith("training loss curve")]
     assert prefix and all(c.passed and np.isfinite(c.max_abs_diff) for c in prefix)
     assert not [c for c in res.checks if c.check.startswith("trained ")]  # non-finite weights: not compared
+
+
+def test_verify_of_a_training_that_diverges_in_both_passes_with_the_reason():
+    """The same rule in verify: a correct hand-written port whose Keras-compiled SGD step is far too large."""
+    import keras
+    import torch
+
+    model = _model()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e30), loss="mse")
+    port = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Linear(8, 3))
+    res = compare.verify_models(model, port, train_steps=12)
+    failed = [c for c in res.checks if not c.passed and not c.info]
+    assert failed == [], [(c.dtype, c.check, c.where) for c in failed][:4]
+    info = [c for c in res.checks if c.info and "diverged in both" in c.check]
+    assert info and all("too large" in c.reason for c in info)
+    assert not [c for c in res.checks if "after training" in c.check]
