@@ -16,7 +16,7 @@ from shared.verdict.checks import Check
 from shared.data.config import TrainConfig
 from shared.verdict.diagnose import diagnose
 from shared.verdict.conditioning import rejudge_training
-from shared.verdict.policy import info_row
+from shared.verdict.policy import diverged_together, info_row
 from shared.flows.engine import DEFAULT_LR, PairData, cast_y, count_check, float64_forward_checks, worst
 
 __all__ = ["make_pair_batches", "training_checks", "float64_checks", "sweep_checks", "SWEEP_TRAIN_STEPS", "SWEEP_LR"]
@@ -81,17 +81,6 @@ def _weights_rows(ta, tb, start: dict, ref, judge, sides: dict, ctx: dict, steps
     return rows
 
 
-def _diverged_together(la, lb):
-    """The first step at which both loss curves are non-finite, when they turn
-    non-finite at the same step (None otherwise, or if neither does)."""
-    la, lb = np.asarray(la, np.float64), np.asarray(lb, np.float64)
-    bad_a, bad_b = ~np.isfinite(la), ~np.isfinite(lb)
-    if not bad_a.any() or not bad_b.any():
-        return None
-    ka, kb = int(np.argmax(bad_a)), int(np.argmax(bad_b))
-    return ka if ka == kb else None
-
-
 def _diverged_rows(opt, k, la, lb, ref, judge, sides, ctx) -> list:
     """Both twins diverged at step k+1 (e.g. SGD at the default rate on targets
     of 1e4): the curves are compared up to it; the final weights are not
@@ -144,7 +133,7 @@ def training_checks(a, b, batches: list, opts, progress, name: str, curves: dict
                                       "(labels, channel order, resizing, normalisation) before the models"}
         fp.detail.update({"batches": len(expected), "first": expected[:3]})
         out.append(fp)
-        k = _diverged_together(ra.losses, rb.losses)
+        k = diverged_together(ra.losses, rb.losses)  # the one rule of shared/verdict/policy.py
         if k is not None:  # both blew up at the same step: the run's learning rate, not a port
             out += _diverged_rows(opt, k, ra.losses, rb.losses, ref, judge, sides, ctx)
         else:

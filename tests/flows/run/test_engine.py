@@ -190,7 +190,8 @@ def test_forward_only_backends_refuse_the_rest(tmp_path, bad):
 
 
 def test_training_that_diverges_in_both_frameworks_alike_is_not_a_parity_failure():
-    from shared.flows.engine_train import _diverged_rows, _diverged_together
+    from shared.flows.engine_train import _diverged_rows
+    from shared.verdict.policy import diverged_together as _diverged_together
     from shared.verdict.judge import Judge
 
     la = [1.0, 10.0, float("inf"), float("nan")]
