@@ -75,3 +75,29 @@ def randomise_bn(tensors: dict, config: ModelConfig, seed: int = 2) -> dict:
 def max_record(record: dict, key: tuple, value: float) -> None:
     """record[key] = max(record.get(key), value): the largest difference seen."""
     record[key] = max(record.get(key, 0.0), float(value))
+
+
+# =============================================================================
+# The command line in this process (a subprocess pays ~10 s of imports each).
+# =============================================================================
+def run_cli(*args) -> tuple:
+    """compare.main(args) in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    import compare
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = compare.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def written_models(folder, filename: str, source: str) -> tuple:
+    """`source` (model builders) written to folder/filename, for `compare.py port FILE:NAME`,
+    and executed under that file name: (path, its namespace)."""
+    path = folder / filename
+    path.write_text(source)
+    ns: dict = {}
+    exec(compile(source, str(path), "exec"), ns)
+    return path, ns

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (torch before TensorFlow)
 
-import contextlib
-import io
 import json
 import re
 import subprocess
@@ -29,10 +27,9 @@ KERAS = str(REPO / "tests" / "verify_models" / "keras_cnn.py") + ":build"
 
 def _main(*args):
     """compare.main in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = compare.main([str(a) for a in args])
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    from helpers import run_cli
+
+    return subprocess.CompletedProcess(args, *run_cli(*args))
 
 
 def _write(path: Path, source: str) -> Path:

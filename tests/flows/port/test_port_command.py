@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (torch before TensorFlow)
 
-import contextlib
-import io
 import json
 import re
 import subprocess
@@ -54,10 +52,9 @@ SMALL_RESNET = textwrap.dedent('''
 
 def _run(*args):
     """compare.py port in this process (each subprocess would pay ~10 s of imports)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = compare.main(["port", *map(str, args)])
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    from helpers import run_cli
+
+    return subprocess.CompletedProcess(args, *run_cli("port", *args))
 
 
 @pytest.fixture(scope="module")

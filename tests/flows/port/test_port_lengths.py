@@ -4,19 +4,18 @@ shape Keras computes, and a model no probe fits asks for --data (exit 2)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import textwrap
 
 import numpy as np
 import pytest
+
+from helpers import run_cli, written_models
 
 from tests.port_helpers import port_ok  # noqa: I001  (torch before TensorFlow)
 
 import keras  # noqa: E402
 from keras import layers as L  # noqa: E402
 
-import compare  # noqa: E402
 from keras_impl.read.probe import MAX_PROBE_STEPS, probe_steps  # noqa: E402
 from keras_impl.read import read_graph  # noqa: E402
 from shared.flows import port_check as pc  # noqa: E402
@@ -45,18 +44,11 @@ MODELS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lengths") / "length_models.py"
-    path.write_text(MODELS)
-    ns = {}
-    exec(compile(MODELS, str(path), "exec"), ns)
-    return path, ns
+    return written_models(tmp_path_factory.mktemp("lengths"), "length_models.py", MODELS)
 
 
 def _run(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = compare.main(["port", *map(str, args)])
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("port", *args)
 
 
 def test_probe_length_is_the_shortest_that_keeps_every_layer_non_empty(models):

@@ -6,13 +6,13 @@ token ids that only an Embedding reads."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import textwrap
 
 import numpy as np
 import pytest
+
+from helpers import run_cli, written_models
 
 from tests.port_helpers import port_ok  # noqa: I001  (torch before TensorFlow)
 
@@ -47,18 +47,11 @@ MODELS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    path = tmp_path_factory.mktemp("multi_io") / "multi_io_models.py"
-    path.write_text(MODELS)
-    ns = {}
-    exec(compile(MODELS, str(path), "exec"), ns)
-    return path, ns
+    return written_models(tmp_path_factory.mktemp("multi_io"), "multi_io_models.py", MODELS)
 
 
 def _run(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = compare.main(["port", *map(str, args)])
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("port", *args)
 
 
 def test_dict_inputs_and_outputs_keep_keras_names_and_keys(models):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (torch before TensorFlow)
 
-import contextlib
-import io
 import json
 import textwrap
 from pathlib import Path
@@ -82,10 +80,9 @@ TORCH_NETS = textwrap.dedent('''
 
 def _port(*args):
     """compare.py port in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = compare.main(["port", *map(str, args)])
-    return code, out.getvalue(), err.getvalue()
+    from helpers import run_cli
+
+    return run_cli("port", *args)
 
 
 @pytest.fixture(scope="module")
