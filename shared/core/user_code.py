@@ -51,6 +51,10 @@ _LIBRARY_DIRS = tuple(sorted({str(Path(p).resolve()) + os.sep for p in (
     *(sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")),
     *site.getsitepackages(), site.getusersitepackages()) if p}))
 _LIBRARY_PARTS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+# The standard library's own folders: a spec naming one of its modules (`json:dumps`)
+# makes nothing of it the user's (its errors are still a library's).
+_STDLIB_DIRS = tuple(sorted({str(Path(p).resolve()) + os.sep for p in (
+    sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")) if p}))
 # Exception class names (anywhere in the MRO) and message fragments that mean the memory ran out.
 _OOM_CLASSES = {"MemoryError", "OutOfMemoryError", "ResourceExhaustedError"}
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "oom when allocating",
@@ -83,13 +87,18 @@ def register(module) -> None:
     """Count a module loaded from the user (a model spec, a --plugin) as user code,
     also when it is installed in site-packages: its file, and its top package's
     folder (its layers' forward, called by torch, is the user's too). Never this
-    project's files, nor the frameworks' packages (`torch.nn:Linear` as a spec)."""
+    project's files, the frameworks' packages (`torch.nn:Linear` as a spec), nor
+    the standard library (`json:dumps`)."""
     top_name = getattr(module, "__name__", "").partition(".")[0]
     file = getattr(module, "__file__", None)
     paths = [os.path.realpath(file)] if file else []
     if top_name not in _FRAMEWORKS:
         paths += [os.path.realpath(f) + os.sep for f in getattr(sys.modules.get(top_name), "__path__", None) or ()]
-    _user_paths.update(p for p in paths if not _own(p) and not _own(p + os.sep))
+    _user_paths.update(p for p in paths if not _own(p) and not _own(p + os.sep) and not _stdlib(p))
+
+
+def _stdlib(path: str) -> bool:
+    return path.startswith(_STDLIB_DIRS) and not any(part in path for part in _LIBRARY_PARTS)
 
 
 def _own(path: str) -> bool:

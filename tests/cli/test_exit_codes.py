@@ -362,3 +362,13 @@ def test_bench_part_out_of_memory_is_exit_4(monkeypatch, tmp_path):
     assert r.returncode == compare.EXIT_OOM, r.stdout + r.stderr
     monkeypatch.setattr(bench, "run_part", lambda module, pair, settings, work: {"error": "exit status 1", "tail": "ValueError"})
     assert _main("bench", "--tiny", "--skip-harness", "--out", tmp_path / "b").returncode == 1  # a part failed
+
+
+def test_a_spec_naming_a_standard_library_module_makes_none_of_it_the_users():
+    """`json:dumps` as a spec: json's own errors stay a library's (they once became 'your code raised')."""
+    from shared.core.spec import load_object
+
+    assert load_object("json:dumps")([1]) == "[1]"
+    with pytest.raises(json.JSONDecodeError) as info:
+        _as_project_code(lambda: json.loads("{bad"), "compare.py")()
+    assert user_code.user_fault(info.value) is None
