@@ -9,10 +9,7 @@ gradients under the graph's state_dict keys (shared/graph/ir.py weight_sources).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import keras
@@ -21,6 +18,7 @@ import tensorflow as tf
 
 from keras_impl.read import call_model
 from shared.core import user_code
+from shared.core.spec import import_user_module
 from shared.core.errors import UsageError
 from shared.graph.ir import Graph, apply_transform, invert_transform
 
@@ -48,31 +46,14 @@ def lambda_layers(model) -> list:
 
 def import_plugin(target: str):
     """Import a module by dotted name or .py path (converters and custom layers
-    register themselves on import: `--plugin`)."""
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise UsageError(f"{target}: no such file")
-        if str(path.resolve()) in _PLUGINS:
-            return _PLUGINS[str(path.resolve())]
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules.setdefault(path.stem, module)
-        user_code.register(module)  # before it runs: its errors are the user's (compare.py names them, exit 2)
-        module_spec.loader.exec_module(module)
-        _PLUGINS[str(path.resolve())] = module
-        return module
-    try:
-        module = importlib.import_module(target)
-    except ImportError as e:
-        if user_code.user_fault(e) is not None:  # raised inside the user's module: named by compare.py
-            raise
-        raise UsageError(f"{target}: cannot import module ({e})") from None
-    user_code.register(module)
-    return module
+    register themselves on import: `--plugin`); a file is imported once."""
+    key = str(Path(target).resolve()) if target.endswith(".py") else target
+    if key not in _PLUGINS:
+        _PLUGINS[key] = import_user_module(target)
+    return _PLUGINS[key]
 
 
-_PLUGINS: dict = {}  # resolved .py path -> module, so a file imported twice registers once
+_PLUGINS: dict = {}  # resolved .py path (or dotted name) -> module, so a plugin imported twice registers once
 
 
 def _load_callable(spec: str):

@@ -14,7 +14,35 @@ from pathlib import Path
 from shared.core import user_code
 from shared.core.errors import UsageError
 
-__all__ = ["load_object", "build_from_spec"]
+__all__ = ["import_user_module", "load_object", "build_from_spec"]
+
+
+def import_user_module(target: str, *, label: str | None = None, file_module_name: str | None = None):
+    """A user's module by dotted name or .py path, registered as the user's code
+    (shared/core/user_code.py) before it runs, so its errors are named as theirs.
+
+    label: how messages name what was asked for (default `target`);
+    file_module_name: the sys.modules name of a .py file (default its stem),
+    kept there so classes defined in it stay importable (pickling, dataclasses)."""
+    label = label or target
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"{label}: no such file {target}")
+        module_spec = importlib.util.spec_from_file_location(file_module_name or path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = module
+        user_code.register(module)  # before it runs: its errors are the user's, wherever the file lies
+        module_spec.loader.exec_module(module)
+        return module
+    try:
+        module = importlib.import_module(target)
+    except ImportError as e:
+        if user_code.user_fault(e) is not None:  # raised inside the user's module: named by compare.py
+            raise
+        raise UsageError(f"{label}: cannot import module {target!r} ({e})") from None
+    user_code.register(module)
+    return module
 
 
 def load_object(spec: str):
@@ -22,23 +50,7 @@ def load_object(spec: str):
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         raise UsageError(f"{spec}: expected path/file.py:NAME or package.module:NAME")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise UsageError(f"{spec}: no such file {target}")
-        module_spec = importlib.util.spec_from_file_location(f"ktp_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_spec.name] = module  # classes defined there stay importable (pickling, dataclasses)
-        user_code.register(module)  # before it runs: its errors are the user's, wherever the file lies
-        module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            if user_code.user_fault(e) is not None:  # raised inside the user's module: named by compare.py
-                raise
-            raise UsageError(f"{spec}: cannot import module {target!r} ({e})") from None
-    user_code.register(module)
+    module = import_user_module(target, label=spec, file_module_name=f"ktp_user_{Path(target).stem}")
     obj = getattr(module, name, None)
     if obj is None or not callable(obj):
         raise UsageError(f"{spec}: {target} has no class or function {name!r}")
